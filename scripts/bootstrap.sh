@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Everything Updraft needs on a fresh Debian 12 with Python 3.11: the system packages (installed
+# with apt-get when run as root), a virtual environment in .venv and the project in it.
+# Safe to run again; each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+packages=()
+"$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || packages+=(python3-venv)
+"$PYTHON" -c 'import sqlite3' 2>/dev/null || packages+=(libsqlite3-0)
+command -v git >/dev/null || packages+=(git)
+
+if ((${#packages[@]})); then
+    if [ "$(id -u)" = 0 ]; then
+        echo "bootstrap: installing ${packages[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq "${packages[@]}" >/dev/null
+    else
+        echo "bootstrap: please install (as root): apt-get install ${packages[*]}" >&2
+        exit 1
+    fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    echo "bootstrap: creating .venv"
+    "$PYTHON" -m venv .venv
+fi
+echo "bootstrap: installing updraft and its test tools into .venv"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"

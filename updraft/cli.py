@@ -1,0 +1,194 @@
+"""`updraft <noun> <verb>`: the project's own commands (the condor_* ones are separate scripts)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from updraft.errors import UpdraftError
+
+
+def _home(value: str | None) -> Path:
+    from userpool.client import default_home
+
+    return Path(value).expanduser().resolve() if value else default_home()
+
+
+# -- pool -------------------------------------------------------------------------------------
+def cmd_pool(args: argparse.Namespace) -> int:
+    from userpool.config import load_pool_config
+    from userpool.server import run
+
+    overrides = {
+        "host": args.host,
+        "port": args.port,
+        "tls": True if args.tls else None,
+        "periodic_interval_s": args.periodic_interval,
+        "synchronous": args.synchronous,
+    }
+    home = _home(args.home)
+    home.mkdir(parents=True, exist_ok=True)
+    config = load_pool_config(home, overrides)
+    if config.host not in ("127.0.0.1", "localhost", "::1") and not args.allow_remote:
+        raise UpdraftError(f"refusing to bind {config.host}: pass --allow-remote to serve beyond loopback")
+    run(config)
+    return 0
+
+
+# -- tokens -----------------------------------------------------------------------------------
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from userpool.protocol import TokenRequest
+    from userpool.tokens import TokenSigner, parse_scopes
+
+    scopes = parse_scopes(args.scope)
+    bindings = dict(item.split("=", 1) for item in args.bind)
+    home = _home(args.home)
+    key_path = home / "keys" / "signing.key"
+    if key_path.exists() and not args.via_pool:
+        signer = TokenSigner(key_path.read_bytes())
+        token, expires = signer.issue(args.user, scopes, args.lifetime, bindings)
+    else:
+        from userpool.client import Client
+
+        result = Client.from_environment(home=home).mint_token(
+            TokenRequest(args.user, sorted(s.value for s in scopes), args.lifetime, bindings)
+        )
+        token, expires = result.token, result.expires
+    if args.output:
+        path = Path(args.output)
+        path.write_text(token + "\n")
+        path.chmod(0o600)
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(expires))
+    print(
+        f"token for {args.user}, scopes {', '.join(sorted(s.value for s in scopes))}, expires {when}:",
+        file=sys.stderr,
+    )
+    print(token)
+    return 0
+
+
+def cmd_token_show(args: argparse.Namespace) -> int:
+    from userpool.client import token_claims
+
+    claims = token_claims(args.token.strip() if args.token else sys.stdin.read().strip())
+    if not claims:
+        raise UpdraftError("not a pool token")
+    print(json.dumps(claims, indent=2, sort_keys=True))
+    return 0
+
+
+# -- bookkeeping ------------------------------------------------------------------------------
+def _describe(event_type: str, details: dict[str, object]) -> str:
+    return " ".join(f"{k}={v}" for k, v in details.items() if v not in (None, "", [], {}))
+
+
+def cmd_logging_info(args: argparse.Namespace) -> int:
+    from userpool.client import Client
+    from userpool.protocol import parse_job_id
+
+    parse_job_id(args.job)
+    client = Client.from_environment(pool=args.pool)
+    events = client.job_events(args.job)
+    if args.json:
+        print(json.dumps([e.to_dict() for e in events], indent=2))
+        return 0
+    print(f"Events of job {args.job}:")
+    for event in events:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.time))
+        scope = f"{event.cluster_id}.{event.proc_id}" if event.proc_id >= 0 else f"{event.cluster_id}.*"
+        print(
+            f"  {stamp}  {event.type:<16} {scope:<10} by {event.source:<24} {_describe(event.type, event.details)}"
+        )
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from userpool.client import Client
+
+    client = Client.from_environment(pool=args.pool)
+    if args.follow:
+        for event in client.stream_events(args.after, timeout=3600):
+            print(json.dumps(event.to_dict()), flush=True)
+        return 0
+    for event in client.events(max(0, args.after), args.limit):
+        print(json.dumps(event.to_dict()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="updraft", description="Updraft: pilot-based workload management.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    nouns = parser.add_subparsers(dest="noun", required=True, metavar="COMMAND")
+
+    pool = nouns.add_parser("pool", help="run the pool (schedd, collector, negotiator) in the foreground")
+    pool.add_argument("--home", help="state directory (default: $UPDRAFT_HOME or ~/.updraft)")
+    pool.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    pool.add_argument("--port", type=int, default=None, help="port (default 9618; 0 picks a free one)")
+    pool.add_argument(
+        "--tls", action="store_true", help="serve HTTPS with a CA generated in the home directory"
+    )
+    pool.add_argument(
+        "--periodic-interval", type=float, default=None, help="seconds between periodic policy passes"
+    )
+    pool.add_argument("--synchronous", default=None, help="SQLite synchronous mode (FULL, NORMAL)")
+    pool.add_argument("--allow-remote", action="store_true", help=argparse.SUPPRESS)
+    pool.set_defaults(func=cmd_pool)
+
+    token = nouns.add_parser("token", help="pool tokens")
+    verbs = token.add_subparsers(dest="verb", required=True)
+    create = verbs.add_parser("create", help="mint a token; the token is the last line printed")
+    create.add_argument("--user", required=True, help="the identity (subject) of the token")
+    create.add_argument(
+        "--scope", action="append", required=True, help="user, pilot, factory, frontend, admin (repeatable)"
+    )
+    create.add_argument("--lifetime", type=int, default=7 * 86400, help="seconds (default one week)")
+    create.add_argument(
+        "--bind", action="append", default=[], metavar="KEY=VALUE", help="bind the token (e.g. frontend=fe1)"
+    )
+    create.add_argument("--output", "-o", help="also write the token to this file (mode 0600)")
+    create.add_argument("--home", help="pool home holding the signing key")
+    create.add_argument(
+        "--via-pool", action="store_true", help="ask the running pool instead of signing locally"
+    )
+    create.set_defaults(func=cmd_token_create)
+    show = verbs.add_parser("show", help="print a token's claims (not verified)")
+    show.add_argument("token", nargs="?")
+    show.set_defaults(func=cmd_token_show)
+
+    info = nouns.add_parser("logging-info", help="every recorded event of a job")
+    info.add_argument("job", help="CLUSTER.PROC (or CLUSTER)")
+    info.add_argument("--pool")
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(func=cmd_logging_info)
+
+    events = nouns.add_parser("events", help="the pool's event log (JSON lines)")
+    events.add_argument("--pool")
+    events.add_argument("--after", type=int, default=0)
+    events.add_argument("--limit", type=int, default=1000)
+    events.add_argument("--follow", "-f", action="store_true", help="stream new events as they happen")
+    events.set_defaults(func=cmd_events)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from userpool.client import ClientError, PoolUnreachable
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except (ClientError, PoolUnreachable, UpdraftError) as exc:
+        if args.debug:
+            raise
+        message = exc.message if isinstance(exc, ClientError) else str(exc)
+        print(f"updraft {args.noun}: {message}", file=sys.stderr)
+        return getattr(exc, "exit_status", 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""condor_q -better-analyze: why a job matches no slot, clause by clause.
+
+The job's Requirements is split at its top-level ``&&`` and each clause is counted
+against every slot in the collector, the slots' own START/Requirements against the
+job, and the resource fit; the report says which condition nobody satisfies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from userpool import classads
+from userpool.negotiator import FIT
+from userpool.protocol import AdType, JobStatus
+
+MAX_SLOTS = 20000
+
+
+def split_conjunction(text: str) -> list[str]:
+    """Top-level ``&&`` clauses of an expression, outer parentheses removed."""
+    clauses: list[str] = []
+    depth = 0
+    in_string = False
+    escaped = False
+    start = 0
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "&" and depth == 0 and text[i : i + 2] == "&&":
+            clauses.append(text[start:i])
+            start = i + 2
+            i += 1
+        i += 1
+    clauses.append(text[start:])
+    return [_strip_parens(c.strip()) for c in clauses if c.strip()]
+
+
+def _strip_parens(text: str) -> str:
+    while text.startswith("(") and text.endswith(")"):
+        depth = 0
+        for index, char in enumerate(text):
+            depth += char == "("
+            depth -= char == ")"
+            if depth == 0 and index < len(text) - 1:
+                return text
+        text = text[1:-1].strip()
+    return text
+
+
+def analyze_job(pool: Any, job_id: str, slot_constraint: str = "") -> dict[str, Any]:
+    job = pool.job_or_404(job_id)
+    texts = job.ad()
+    job_ad = classads.build(texts)
+    slots = pool.collector.query(AdType.Slot, slot_constraint)[:MAX_SLOTS]
+    slot_ads = [classads.build(s) for s in slots]
+    requirements = texts.get("Requirements", "true")
+    clauses = split_conjunction(requirements)
+    counts = []
+    for clause in clauses:
+        matched = 0
+        for slot_ad in slot_ads:
+            try:
+                if classads.is_true(classads.evaluate(clause, job_ad, slot_ad)):
+                    matched += 1
+            except classads.ExpressionError:
+                break
+        counts.append({"condition": clause, "matched": matched})
+    rejected_by_job = rejected_by_slot = too_small = willing = 0
+    for slot_ad in slot_ads:
+        job_ok = classads.is_true(classads.evaluate(requirements, job_ad, slot_ad))
+        fits = classads.is_true(classads.evaluate(FIT, job_ad, slot_ad))
+        slot_ok = all(
+            classads.is_true(slot_ad.lookup(a).eval(slot_ad, job_ad))
+            for a in ("START", "Requirements")
+            if a in slot_ad
+        )
+        if not job_ok:
+            rejected_by_job += 1
+        elif not fits:
+            too_small += 1
+        elif not slot_ok:
+            rejected_by_slot += 1
+        else:
+            willing += 1
+    status = JobStatus(job.status)
+    lines = [
+        f"The Requirements expression for job {job_id} is",
+        "",
+        f"    {requirements}",
+        "",
+        f"Job {job_id} defines the following attributes:",
+        "",
+    ]
+    for name in sorted(classads.references(requirements)[0]):
+        if name in texts:
+            lines.append(f"    {name} = {texts[name]}")
+    lines += ["", f"The Requirements expression for job {job_id} reduces to these conditions:", "",
+              "         Slots", "Step    Matched  Condition", "-----  --------  ---------"]  # fmt: skip
+    for step, count in enumerate(counts):
+        lines.append(f"[{step}]{'':<3}{count['matched']:>9}  {count['condition']}")
+    lines.append("")
+    if status != JobStatus.IDLE:
+        lines.append(f"{job_id}:  Job is {status.name.lower()}, not idle.")
+    lines += [
+        f"{job_id}:  Run analysis summary ignoring user priority.  Of {len(slot_ads)} slots,",
+        f"      {rejected_by_job} are rejected by your job's requirements",
+        f"      {too_small} have too few free resources for your job's requests",
+        f"      {rejected_by_slot} reject your job because of their own requirements",
+        f"      {willing} are able to run your job",
+    ]
+    if not slot_ads:
+        lines.append("      (no slots are advertised: no pilot is running in this pool yet)")
+    else:
+        for count in counts:
+            if count["matched"] == 0:
+                lines.append(f"      No slot satisfies: {count['condition']}")
+                break
+    return {
+        "job_id": job_id,
+        "status": status.name,
+        "slots": len(slot_ads),
+        "conditions": counts,
+        "rejected_by_job": rejected_by_job,
+        "too_small": too_small,
+        "rejected_by_slot": rejected_by_slot,
+        "willing": willing,
+        "text": "\n".join(lines),
+    }

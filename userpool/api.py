@@ -1,0 +1,349 @@
+"""HTTP routes: parse, authenticate, call the pool, format.  No decisions live here."""
+
+import asyncio
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Body, Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
+
+import updraft
+from userpool import protocol as p
+from userpool.analyze import analyze_job
+from userpool.errors import BadRequest, Forbidden, NotFound, PoolError, TooLarge, Unauthorized
+from userpool.pool import Pool
+from userpool.protocol import AdType, Scope
+from userpool.sandbox import check_digest
+from userpool.tokens import Identity, parse_scopes
+
+MAX_JSON_BODY = 512 << 20
+
+
+class FastJSON(Response):
+    """orjson-rendered JSON, for the large answers (job queries, polls) where speed matters."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def _error(status: int, kind: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
+
+
+def build_app(pool: Pool) -> FastAPI:
+    app = FastAPI(
+        title="Updraft pool",
+        version=updraft.__version__,
+        description="The global queue (schedd), collector and negotiator of an Updraft pool.",
+    )
+
+    @app.exception_handler(PoolError)
+    async def pool_error(_request: Request, exc: PoolError) -> JSONResponse:
+        return _error(exc.http_status, type(exc).__name__, str(exc))
+
+    @app.exception_handler(p.ProtocolError)
+    async def protocol_error(_request: Request, exc: p.ProtocolError) -> JSONResponse:
+        return _error(400, "ProtocolError", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e.get('loc', ()) if x != 'body')}: {e.get('msg')}"
+            for e in exc.errors()[:5]
+        )
+        return JSONResponse(
+            {"error": {"type": "BadRequest", "message": problems}, "detail": exc.errors()[:20]},
+            status_code=422,
+        )
+
+    def identity(authorization: Annotated[str | None, Header()] = None) -> Identity:
+        if not authorization:
+            raise Unauthorized("no token: send 'Authorization: Bearer <token>'")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("expected 'Authorization: Bearer <token>'")
+        return pool.tokens.verify(token)
+
+    Who = Annotated[Identity, Depends(identity)]
+
+    # -- general ---------------------------------------------------------------------------
+    @app.get(p.PING)
+    async def ping() -> dict[str, Any]:
+        return {
+            "service": "updraft-pool",
+            "version": updraft.__version__,
+            "protocol": p.PROTOCOL_VERSION,
+            "time": time.time(),
+        }
+
+    @app.get(p.METRICS, response_class=PlainTextResponse)
+    async def metrics() -> str:
+        return pool.metrics()
+
+    # -- schedd ----------------------------------------------------------------------------
+    @app.post(p.CLUSTERS)
+    async def reserve(who: Who) -> p.ReserveResult:
+        return p.ReserveResult(await pool.reserve(who))
+
+    @app.post(p.JOBS)
+    async def submit(who: Who, body: p.SubmitRequest) -> p.SubmitResult:
+        return await pool.submit(who, body)
+
+    @app.post(p.JOBS_QUERY)
+    async def query(who: Who, body: p.QueryRequest) -> Response:
+        return FastJSON(pool_query(pool, body))
+
+    @app.post(p.JOBS_ACT)
+    async def act(who: Who, body: p.ActRequest) -> p.ActResult:
+        result, tx = pool.schedd.act(who, body)
+        await pool.commit(tx)
+        return result
+
+    @app.post(p.JOBS_EDIT)
+    async def edit(who: Who, body: p.EditRequest) -> p.ActResult:
+        result, tx = pool.schedd.edit(who, body)
+        await pool.commit(tx)
+        return result
+
+    @app.post(p.JOBS_ANALYZE)
+    async def analyze(who: Who, body: p.AnalyzeRequest) -> dict[str, Any]:
+        return analyze_job(pool, body.job_id, body.constraint)
+
+    @app.get(p.JOB_EVENTS)
+    async def job_events(who: Who, job_id: str) -> list[p.Event]:
+        cluster_id, proc_id = p.parse_job_id(job_id)
+        events = pool.events.for_job(cluster_id, proc_id)
+        if not events:
+            raise NotFound(f"no events for job {job_id}")
+        return events
+
+    @app.get(p.JOB_OUTPUT)
+    async def job_output(who: Who, job_id: str) -> Response:
+        cluster_id, proc_id = p.parse_job_id(job_id)
+        if proc_id is None:
+            raise BadRequest("name one job (CLUSTER.PROC)")
+        owner = _owner_of(pool, cluster_id, proc_id)
+        if owner != who.subject and not who.is_admin:
+            raise Forbidden(f"job {job_id} belongs to {owner}")
+        data = await asyncio.to_thread(pool.spool.tar, cluster_id, proc_id)
+        return Response(data, media_type="application/gzip")
+
+    @app.get(p.AUTOCLUSTERS)
+    async def autoclusters(who: Who) -> list[dict[str, Any]]:
+        return pool.schedd.index.summary()
+
+    @app.post(p.HISTORY_QUERY)
+    async def history(who: Who, body: p.QueryRequest) -> Response:
+        ads = await asyncio.to_thread(
+            pool.history.query, body.ids, body.owners, body.constraint, body.projection, body.limit
+        )
+        return FastJSON({"ads": ads, "totals": None})
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    @app.get(p.EVENTS)
+    async def events(
+        who: Who, after: int = 0, limit: Annotated[int, Query(ge=1, le=10000)] = 1000
+    ) -> list[p.Event]:
+        return pool.events.after(after, limit)
+
+    @app.get(p.EVENTS_STREAM)
+    async def event_stream(who: Who, after: int = -1) -> StreamingResponse:
+        return StreamingResponse(
+            _sse(pool, after), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+
+    # -- sandboxes ---------------------------------------------------------------------------
+    @app.post(p.BLOBS_MISSING)
+    async def blobs_missing(
+        who: Who, digests: Annotated[list[str], Body(embed=True)]
+    ) -> dict[str, list[str]]:
+        who.require(Scope.USER)
+        for digest in digests:
+            check_digest(digest)
+        return {"missing": pool.blobs.missing(digests)}
+
+    @app.put(p.BLOB)
+    async def blob_put(who: Who, digest: str, request: Request) -> dict[str, Any]:
+        who.require(Scope.USER)
+        check_digest(digest)
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > pool.blobs.max_file_bytes:
+            raise TooLarge(f"file of {length} bytes; the per-file limit is {pool.blobs.max_file_bytes}")
+        size = await pool.blobs.put(digest, request.stream())
+        return {"digest": digest, "size": size}
+
+    @app.get(p.BLOB)
+    async def blob_get(
+        who: Who, digest: str, x_updraft_claim: Annotated[str | None, Header()] = None
+    ) -> FileResponse:
+        check_digest(digest)
+        pool.may_read_blob(who, x_updraft_claim, digest)
+        return FileResponse(pool.blobs.open(digest), media_type="application/octet-stream")
+
+    # -- collector ---------------------------------------------------------------------------
+    @app.post(p.ADS)
+    async def advertise(who: Who, body: p.AdvertiseRequest) -> dict[str, int]:
+        stored = pool.collector.advertise(who, AdType.parse(body.ad_type), body.ads, body.lifetime_s)
+        return {"count": len(stored)}
+
+    @app.post(p.ADS_QUERY)
+    async def ads_query(who: Who, body: p.AdQuery) -> Response:
+        kind = None if body.ad_type.lower() == "any" else AdType.parse(body.ad_type)
+        return FastJSON({"ads": pool.collector.query(kind, body.constraint, body.projection)})
+
+    @app.post(p.ADS_INVALIDATE)
+    async def invalidate(who: Who, body: p.InvalidateRequest) -> dict[str, int]:
+        return {
+            "count": pool.collector.invalidate(who, AdType.parse(body.ad_type), body.names, body.constraint)
+        }
+
+    # -- pilots ------------------------------------------------------------------------------
+    @app.post(p.PILOT_POLL)
+    async def poll(who: Who, body: p.PollRequest) -> Response:
+        result = await pool.poll(who, body)
+        return FastJSON(result.to_dict())
+
+    @app.get(p.CLAIM_SANDBOX)
+    async def claim_sandbox(who: Who, claim_id: str) -> dict[str, Any]:
+        claim = pool.claim_of(who, claim_id)
+        job = claim.job
+        return {"job_id": job.job_id, "inputs": [f.to_dict() for f in job.cluster.inputs_of(job.proc_id)]}
+
+    @app.put(p.CLAIM_OUTPUT)
+    async def claim_output(who: Who, claim_id: str, request: Request) -> dict[str, Any]:
+        pool.claim_of(who, claim_id)
+        limit = pool.spool.max_output_bytes
+        fd, name = tempfile.mkstemp(prefix="output-", dir=pool.config.spool_dir)
+        try:
+            size = 0
+            with os.fdopen(fd, "wb") as handle:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise TooLarge(f"output sandbox exceeds {limit} bytes")
+                    handle.write(chunk)
+            from pathlib import Path
+
+            files = await pool.accept_output(who, claim_id, Path(name))
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+        return {"files": files}
+
+    @app.post(p.CLAIM_REPORT)
+    async def claim_report(who: Who, claim_id: str, body: p.ClaimReport) -> dict[str, Any]:
+        return await pool.report(who, claim_id, body)
+
+    # -- tokens and priorities ---------------------------------------------------------------
+    @app.post(p.TOKENS)
+    async def mint(who: Who, body: p.TokenRequest) -> p.TokenResult:
+        scopes = parse_scopes(body.scopes)
+        lifetime = min(int(body.lifetime_s), pool.config.max_token_lifetime_s)
+        bindings = dict(body.bindings)
+        if not who.is_admin:
+            if who.has(Scope.FRONTEND) and scopes == {Scope.PILOT}:
+                bindings["frontend"] = who.subject  # a frontend mints pilot tokens bound to itself
+            elif scopes == {Scope.USER} and body.subject == who.subject and who.has(Scope.USER):
+                pass  # a user may mint more tokens for themself
+            else:
+                raise Forbidden(
+                    f"{who.name} may not mint {', '.join(sorted(s.value for s in scopes))} tokens for {body.subject}"
+                )
+        token, expires = pool.tokens.issue(body.subject, frozenset(scopes), lifetime, bindings)
+        return p.TokenResult(token, expires, body.subject, sorted(s.value for s in scopes))
+
+    @app.post(p.TOKENS_RENEW)
+    async def renew(who: Who) -> p.TokenResult:
+        lifetime = min(max(60, int(who.expires - time.time()) * 2), pool.config.max_token_lifetime_s)
+        token, expires = pool.tokens.issue(who.subject, who.scopes, lifetime, who.bindings)
+        return p.TokenResult(token, expires, who.subject, sorted(s.value for s in who.scopes))
+
+    @app.get(p.ACCOUNTANT)
+    async def accountant(who: Who) -> list[dict[str, Any]]:
+        return pool.schedd.accountant.report()
+
+    @app.post(p.ACCOUNTANT + "/factor")
+    async def set_factor(
+        who: Who, submitter: Annotated[str, Body()], factor: Annotated[float, Body()]
+    ) -> dict[str, Any]:
+        who.require(Scope.ADMIN)
+        try:
+            pool.schedd.accountant.set_factor(submitter, factor)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        return {"submitter": submitter, "factor": factor}
+
+    return app
+
+
+def pool_query(pool: Pool, body: p.QueryRequest) -> dict[str, Any]:
+    schedd = pool.schedd
+    if body.totals_only and not body.ids and not body.owners and not body.constraint:
+        return {"ads": [], "totals": schedd.queue.totals()}
+    jobs, _missing = schedd.select(body.ids, body.owners, body.constraint)
+    totals = schedd.queue.totals(jobs) if (body.totals or body.totals_only) else None
+    if body.totals_only:
+        return {"ads": [], "totals": totals}
+    if body.limit > 0:
+        jobs = jobs[: body.limit]
+    ads = [job.project(body.projection) for job in jobs] if body.projection else [job.ad() for job in jobs]
+    return {"ads": ads, "totals": totals}
+
+
+def _owner_of(pool: Pool, cluster_id: int, proc_id: int) -> str:
+    job = pool.schedd.queue.get(cluster_id, proc_id)
+    if job is not None:
+        return job.owner
+    rows = pool.store.read(
+        "SELECT owner FROM history WHERE cluster_id = ? AND proc_id = ?", (cluster_id, proc_id)
+    )
+    if not rows:
+        raise NotFound(f"job {cluster_id}.{proc_id} is neither in the queue nor in history")
+    return str(rows[0][0])
+
+
+async def _sse(pool: Pool, after: int) -> AsyncIterator[bytes]:
+    """Server-sent events: replay committed events after ``after``, then follow live."""
+    subscriber = pool.events.subscribe()
+    try:
+        last = after
+        if after >= 0:
+            while True:
+                backlog = pool.events.after(last, 1000)
+                for event in backlog:
+                    last = event.id
+                    yield _sse_event(event)
+                if len(backlog) < 1000:
+                    break
+        while True:
+            try:
+                event = await asyncio.wait_for(subscriber.get(), timeout=15.0)
+            except TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            if event is None:  # we fell behind: the client resumes with ?after=
+                return
+            if event.id <= last:
+                continue
+            last = event.id
+            yield _sse_event(event)
+    finally:
+        pool.events.unsubscribe(subscriber)
+
+
+def _sse_event(event: p.Event) -> bytes:
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.id, event.type.encode(), orjson.dumps(event.to_dict()))

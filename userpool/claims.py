@@ -1,0 +1,139 @@
+"""Claims: a pilot's right to run one job, under a lease it renews by polling.
+
+A claim id is a secret: every later request about the job (sandbox, output, report)
+must present it, from the same pilot identity, so a pilot can only touch jobs matched
+to it.  A lease that runs out puts the job back to Idle.  A claim that ends early
+(hold, remove, vacate) is remembered for a while as *revoked*, so the pilot that
+still runs it learns on its next poll to kill it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from userpool.errors import Conflict, Forbidden
+from userpool.protocol import Command, PilotCommand
+from userpool.queue import Job
+
+REVOKED_MEMORY_S = 3600.0
+
+
+@dataclass
+class Claim:
+    claim_id: str
+    job: Job
+    slot_name: str
+    pilot: str  # the authenticated identity of the pilot
+    lease_s: int
+    lease_expires: float
+    cpus: int
+    memory_mb: int
+    disk_kb: int
+    submitter: str
+    granted: float
+    started: bool = False
+    commands: list[Command] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.job.cluster.cluster_id, self.job.proc_id
+
+
+class ClaimBook:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.active: dict[str, Claim] = {}
+        self.by_job: dict[tuple[int, int], Claim] = {}
+        self.revoked: dict[str, tuple[str, float]] = {}  # claim id -> (reason, forget at)
+        self._leases: list[tuple[float, str]] = []
+        self._next_forget = 0.0
+
+    def new_id(self) -> str:
+        return secrets.token_urlsafe(18)
+
+    def add(self, claim: Claim) -> None:
+        self.active[claim.claim_id] = claim
+        self.by_job[claim.key] = claim
+        heapq.heappush(self._leases, (claim.lease_expires, claim.claim_id))
+
+    def of_job(self, job: Job) -> Claim | None:
+        return self.by_job.get((job.cluster.cluster_id, job.proc_id))
+
+    def check(self, claim_id: str, pilot: str) -> Claim:
+        """The live claim ``claim_id`` held by ``pilot``; refuses anything else by name."""
+        claim = self.active.get(claim_id)
+        if claim is None:
+            if claim_id in self.revoked:
+                raise Conflict(f"claim {claim_id[:8]}... was revoked: {self.revoked[claim_id][0]}")
+            raise Conflict(f"claim {claim_id[:8]}... is not known to the pool (expired or never granted)")
+        if claim.pilot != pilot:
+            raise Forbidden(f"claim {claim_id[:8]}... belongs to another pilot")
+        return claim
+
+    def renew(self, claim_ids: Iterable[str], pilot: str) -> tuple[list[Claim], list[str]]:
+        """Extend the leases the pilot listed; return (renewed, ids it must stop)."""
+        now = self.clock()
+        renewed: list[Claim] = []
+        stop: list[str] = []
+        for claim_id in claim_ids:
+            claim = self.active.get(claim_id)
+            if claim is None or claim.pilot != pilot:
+                stop.append(claim_id)
+                continue
+            claim.lease_expires = now + claim.lease_s
+            heapq.heappush(self._leases, (claim.lease_expires, claim_id))
+            renewed.append(claim)
+        if len(self._leases) > 4 * len(self.active) + 1024:
+            self._leases = [(c.lease_expires, c.claim_id) for c in self.active.values()]
+            heapq.heapify(self._leases)
+        return renewed, stop
+
+    def end(self, claim: Claim, reason: str = "", revoke: bool = False) -> None:
+        """Forget a claim; with ``revoke`` the pilot is told to kill the job on its next poll."""
+        self.active.pop(claim.claim_id, None)
+        if self.by_job.get(claim.key) is claim:
+            del self.by_job[claim.key]
+        if revoke:
+            self.revoked[claim.claim_id] = (reason, self.clock() + REVOKED_MEMORY_S)
+
+    def command(self, claim: Claim, command: PilotCommand, reason: str = "") -> None:
+        claim.commands.append(Command(claim.claim_id, command.value, reason))
+
+    def take_commands(self, claim_ids: Iterable[str]) -> list[Command]:
+        out: list[Command] = []
+        for claim_id in claim_ids:
+            claim = self.active.get(claim_id)
+            if claim is not None and claim.commands:
+                out.extend(claim.commands)
+                claim.commands = []
+            elif claim is None and claim_id in self.revoked:
+                out.append(Command(claim_id, PilotCommand.KILL.value, self.revoked[claim_id][0]))
+        return out
+
+    def has_news(self, claim_ids: Iterable[str]) -> bool:
+        for claim_id in claim_ids:
+            claim = self.active.get(claim_id)
+            if (claim is not None and claim.commands) or (claim is None and claim_id in self.revoked):
+                return True
+        return False
+
+    def expired(self) -> list[Claim]:
+        """Claims whose lease ran out (removed from the book); also forgets old revocations."""
+        now = self.clock()
+        out: list[Claim] = []
+        while self._leases and self._leases[0][0] <= now:
+            expires, claim_id = heapq.heappop(self._leases)
+            claim = self.active.get(claim_id)
+            if claim is not None and claim.lease_expires <= now and claim.lease_expires == expires:
+                self.end(claim)
+                out.append(claim)
+        if self.revoked and now >= self._next_forget:
+            self._next_forget = now + 60.0
+            for claim_id, (_reason, forget) in list(self.revoked.items()):
+                if forget <= now:
+                    del self.revoked[claim_id]
+        return out

@@ -1,0 +1,53 @@
+"""condor_history: jobs that left the queue, newest first."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from userpool.cli import common
+from userpool.cli.condor_q import split_restrictions
+from userpool.cli.formats import format_history_table
+from userpool.protocol import QueryRequest
+
+TOOL = "condor_history"
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=TOOL, description="Show jobs that left the Updraft queue.", allow_abbrev=False
+    )
+    parser.add_argument("restrictions", nargs="*", metavar="cluster|cluster.proc|owner")
+    common.add_pool_options(parser)
+    parser.add_argument("-constraint", "--constraint", action="append", default=[])
+    parser.add_argument(
+        "-limit", "-match", "--limit", dest="limit", type=int, default=0, help="at most this many jobs"
+    )
+    parser.add_argument("-af", "-autoformat", "--autoformat", dest="af", nargs="+", metavar="ATTR")
+    parser.add_argument("-l", "-long", "--long", dest="long", action="store_true")
+    parser.add_argument("-json", "--json", action="store_true")
+    return parser
+
+
+@common.main_wrapper(TOOL)
+def main(argv: list[str] | None = None) -> int:
+    raw, af_flags = common.split_autoformat(sys.argv[1:] if argv is None else argv)
+    args = parser().parse_args(raw)
+    client = common.client_from(args)
+    ids, owners = split_restrictions(args.restrictions)
+    constraint = " && ".join(f"({c})" for c in args.constraint if c.strip())
+    common.check_constraint(TOOL, constraint)
+    ads = client.query(QueryRequest(constraint, [], ids, owners, args.limit), history=True).ads
+    if args.af:
+        common.print_autoformat(ads, args.af, af_flags)
+    elif args.long:
+        common.print_long(ads)
+    elif args.json:
+        common.print_json(common.json_ads(ads))
+    else:
+        sys.stdout.write(format_history_table(ads))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""condor_status: ads in the pool's collector (pilot slots by default)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+
+from userpool.cli import common
+from userpool.protocol import AdType
+
+TOOL = "condor_status"
+SLOT_ATTRS = [
+    "Name",
+    "OpSys",
+    "Arch",
+    "State",
+    "Activity",
+    "LoadAvg",
+    "Memory",
+    "Cpus",
+    "GLIDEIN_Site",
+    "EnteredCurrentActivity",
+]
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=TOOL, description="Show ads in the Updraft collector.", allow_abbrev=False
+    )
+    parser.add_argument("names", nargs="*", help="only ads with these names")
+    common.add_pool_options(parser)
+    parser.add_argument("-any", "--any", action="store_true", help="ads of every type")
+    parser.add_argument(
+        "-ads", "-subsystem", "--ads", dest="ad_type", default="Machine",
+        help="ad type: Machine (slots), glidefactory, glideclient, glidefactoryclient, glideresource, pilotfailure",
+    )  # fmt: skip
+    parser.add_argument("-constraint", "--constraint", action="append", default=[])
+    parser.add_argument("-af", "-autoformat", "--autoformat", dest="af", nargs="+", metavar="ATTR")
+    parser.add_argument("-l", "-long", "--long", dest="long", action="store_true")
+    parser.add_argument("-json", "--json", action="store_true")
+    parser.add_argument(
+        "-total", "-totals", "--total", dest="total", action="store_true", help="only the summary"
+    )
+    return parser
+
+
+@common.main_wrapper(TOOL)
+def main(argv: list[str] | None = None) -> int:
+    raw, af_flags = common.split_autoformat(sys.argv[1:] if argv is None else argv)
+    args = parser().parse_args(raw)
+    client = common.client_from(args)
+    ad_type = "any" if args.any else AdType.parse(args.ad_type).value
+    constraints = [c for c in args.constraint if c.strip()]
+    if args.names:
+        constraints.append(" || ".join(f"Name == {common.classads.quote(n)}" for n in args.names))
+    constraint = " && ".join(f"({c})" for c in constraints)
+    common.check_constraint(TOOL, constraint)
+    ads = client.query_ads(ad_type, constraint)
+    ads.sort(key=lambda texts: (common.lookup(texts, "MyType") or "", common.lookup(texts, "Name") or ""))
+    if args.af:
+        common.print_autoformat(ads, args.af, af_flags)
+    elif args.long:
+        common.print_long(ads)
+    elif args.json:
+        common.print_json(common.json_ads(ads))
+    elif ad_type == AdType.Slot.value:
+        print_slots(ads, args.total)
+    else:
+        print_generic(ads)
+    return 0
+
+
+def print_slots(ads: list[dict[str, str]], total_only: bool) -> None:
+    now = time.time()
+    summary: Counter[tuple[str, str]] = Counter()
+    if not total_only and ads:
+        print(
+            f"{'Name':<40} {'OpSys':<6} {'Arch':<7} {'State':<10} {'Activity':<9} {'Cpus':>4} {'Mem':>7} {'Site':<12} ActvtyTime"
+        )
+    for texts in ads:
+        values = dict(zip(SLOT_ATTRS, common.evaluate(texts, SLOT_ATTRS), strict=True))
+        state = values["State"] if isinstance(values["State"], str) else "Unclaimed"
+        summary[(f"{values['Arch']}/{values['OpSys']}", state)] += 1
+        if total_only:
+            continue
+        since = values["EnteredCurrentActivity"]
+        age = _age(now - since) if isinstance(since, int) else "0+00:00:00"
+        site = values["GLIDEIN_Site"] if isinstance(values["GLIDEIN_Site"], str) else ""
+        print(
+            f"{values['Name']!s:<40} {values['OpSys']!s:<6} {values['Arch']!s:<7} {state:<10} {values['Activity']!s:<9}"
+            f" {values['Cpus']!s:>4} {values['Memory']!s:>7} {site:<12} {age}"
+        )
+    platforms = sorted({p for p, _ in summary})
+    states = ["Owner", "Claimed", "Unclaimed", "Matched", "Preempting", "Drain"]
+    print()
+    print(f"{'':>20} {'Machines':>8} " + " ".join(f"{s:>10}" for s in states))
+    for platform in [*platforms, "Total"]:
+        counts = {
+            s: sum(c for (p, st), c in summary.items() if st == s and (platform in ("Total", p)))
+            for s in states
+        }
+        machines = sum(c for (p, _st), c in summary.items() if platform in ("Total", p))
+        print(f"{platform:>20} {machines:>8} " + " ".join(f"{counts[s]:>10}" for s in states))
+
+
+def print_generic(ads: list[dict[str, str]]) -> None:
+    print(f"{'MyType':<20} {'Name':<50} AuthenticatedIdentity")
+    for texts in ads:
+        values = common.evaluate(texts, ["MyType", "Name", "AuthenticatedIdentity"])
+        print(f"{values[0]!s:<20} {values[1]!s:<50} {values[2]}")
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    return f"{days}+{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""condor_submit: a submit description file -> one cluster in the Updraft queue.
+
+The whole cluster is translated and its input files uploaded before anything is
+queued, and the pool commits the cluster in one transaction: a bad file, a missing
+input or a refused request leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+
+from userpool.cli import common
+from userpool.client import Client, token_claims
+from userpool.protocol import SubmitRequest
+from userpool.submit.cluster import ClusterSpec, build_cluster
+from userpool.submit.parse import SubmitError, parse_submit
+from userpool.submit.translate import SubmitEnvironment
+
+TOOL = "condor_submit"
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=TOOL, description="Submit jobs to the Updraft queue.", allow_abbrev=False
+    )
+    parser.add_argument("file", nargs="?", help="submit description file ('-' or nothing: standard input)")
+    parser.add_argument(
+        "assignments", nargs="*", metavar="name=value", help="commands to add before the queue statement"
+    )
+    common.add_pool_options(parser)
+    parser.add_argument(
+        "-append", "-a", "--append", dest="append", action="append", default=[], metavar="COMMAND"
+    )
+    parser.add_argument(
+        "-batch-name", "--batch-name", dest="batch_name", help="the batch name condor_q shows"
+    )
+    parser.add_argument("-queue", "--queue", dest="queue", help="a queue statement, for a file that has none")
+    parser.add_argument("-terse", "--terse", action="store_true", help="print only the first and last job id")
+    parser.add_argument(
+        "-dry-run", "--dry-run", dest="dry_run", action="store_true", help="show the job ads; queue nothing"
+    )
+    parser.add_argument(
+        "-verbose", "--verbose", action="store_true", help="print the job ads as they are submitted"
+    )
+    return parser
+
+
+def read_text(path: str | None) -> tuple[str, str]:
+    if path in (None, "-"):
+        if sys.stdin.isatty():
+            common.die(TOOL, "no submit file given and standard input is a terminal", 1)
+        return sys.stdin.read(), "<stdin>"
+    try:
+        return Path(path).read_text(), path  # type: ignore[arg-type]
+    except FileNotFoundError:
+        common.die(TOOL, f'ERROR: Can\'t open "{path}"  with flags 00 (No such file or directory)', 1)
+    except (OSError, UnicodeDecodeError) as exc:
+        common.die(TOOL, f"ERROR: cannot read {path}: {exc}", 1)
+
+
+@common.main_wrapper(TOOL)
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    file_arg = args.file
+    assignments = list(args.assignments)
+    if file_arg and "=" in file_arg and not Path(file_arg).exists():
+        assignments.insert(0, file_arg)
+        file_arg = None
+    text, path = read_text(file_arg)
+    append = [*assignments, *args.append]
+    if args.batch_name:
+        append.append(f"batch_name = {args.batch_name}")
+    if args.queue:
+        text = text.rstrip("\n") + f"\nqueue {args.queue}\n"
+    try:
+        submit_file = parse_submit(text, path, append)
+    except SubmitError as exc:
+        common.die(TOOL, f"ERROR: {exc}", 1)
+
+    client: Client | None = None
+    owner = getpass.getuser()
+    if not args.dry_run:
+        client = common.client_from(args)
+        owner = str(token_claims(client.token).get("sub") or owner)
+    cluster_id = client.reserve_cluster() if client is not None else 1
+    environment = SubmitEnvironment.here(owner)
+    show_progress = sys.stderr.isatty()
+
+    def progress(done: int, total: int) -> None:
+        if show_progress:
+            print(f"\r{TOOL}: prepared {done}/{total} jobs", end="", file=sys.stderr, flush=True)
+
+    try:
+        spec = build_cluster(submit_file, cluster_id, environment, progress=progress)
+    except SubmitError as exc:
+        if show_progress:
+            print(file=sys.stderr)
+        common.die(TOOL, f"ERROR: {exc}", 1)
+    if show_progress and len(spec.procs) >= 10000:
+        print(file=sys.stderr)
+    if args.dry_run:
+        print_dry_run(spec, cluster_id)
+        return 0
+    assert client is not None
+    if not args.terse:
+        print("Submitting job(s)" + "." * min(len(spec.procs), 80))
+    upload_inputs(client, spec)
+    request = SubmitRequest(
+        cluster_id, spec.cluster_ad, spec.procs, spec.inputs, {str(k): v for k, v in spec.proc_inputs.items()}
+    )
+    result = client.submit(request)
+    if args.verbose:
+        print_dry_run(spec, result.cluster_id)
+    if args.terse:
+        print(
+            f"{result.cluster_id}.{result.first_proc} - {result.cluster_id}.{result.first_proc + result.count - 1}"
+        )
+    else:
+        print(f"{result.count} job(s) submitted to cluster {result.cluster_id}.")
+    return 0
+
+
+def upload_inputs(client: Client, spec: ClusterSpec) -> None:
+    paths = spec.hasher.paths()
+    if not paths:
+        return
+    missing = client.missing_blobs(sorted(paths))
+    for number, digest in enumerate(missing, 1):
+        if sys.stderr.isatty() and len(missing) > 5:
+            print(f"\r{TOOL}: uploading input {number}/{len(missing)}", end="", file=sys.stderr, flush=True)
+        client.put_blob(digest, Path(paths[digest]))
+    if sys.stderr.isatty() and len(missing) > 5:
+        print(file=sys.stderr)
+
+
+def print_dry_run(spec: ClusterSpec, cluster_id: int) -> None:
+    print(f"Dry-Run: {len(spec.procs)} job(s) would be submitted to cluster {cluster_id}.")
+    for proc in range(len(spec.procs)):
+        ad = spec.ad_of(proc)
+        ad["ClusterId"] = str(cluster_id)
+        ad["ProcId"] = str(proc)
+        print()
+        common.print_long([ad])
+        if proc >= 9 and len(spec.procs) > 11:
+            print(f"\n... and {len(spec.procs) - proc - 1} more")
+            break
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,384 @@
+"""The pool's client: one object per pool, one method per API call, standard library only.
+
+The CLI, the frontend, the factory and the pilot all talk to the pool through this
+module (the pilot bundles it, so it must import on Python 3.9 with nothing but the
+standard library).  It keeps one HTTP/1.1 connection alive and reconnects once when
+the server closed it.
+
+Where a client finds its pool: ``UPDRAFT_POOL`` (a URL) or ``$UPDRAFT_HOME/pool.json``
+written by the running pool; its token: ``UPDRAFT_TOKEN`` (the token itself),
+``UPDRAFT_TOKEN_FILE``, or ``$UPDRAFT_HOME/tokens/local.token``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import ssl
+import time
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from userpool import protocol as p
+
+try:
+    from updraft.errors import UpdraftError as _Root
+except ImportError:  # pragma: no cover - bundled without updraft/
+    _Root = Exception  # type: ignore[misc,assignment]
+
+DEFAULT_TIMEOUT_S = 120.0
+CHUNK = 1 << 20
+
+
+class ClientError(_Root):  # type: ignore[valid-type,misc]
+    """The pool answered with an error; ``status`` is the HTTP status, ``kind`` the error type."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        self.status = status
+        self.kind = kind
+        self.message = message
+        super().__init__(message)
+
+
+class PoolUnreachable(_Root):  # type: ignore[valid-type,misc]
+    """No answer from the pool at all (not running, wrong address, network)."""
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("UPDRAFT_HOME") or (Path.home() / ".updraft"))
+
+
+def read_pool_file(home: Path) -> dict[str, Any]:
+    path = home / "pool.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise PoolUnreachable(f"cannot read {path}: {exc}") from None
+
+
+class Client:
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        ca_file: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise PoolUnreachable(f"pool address {url!r} is not an http(s) URL")
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self._host = parsed.hostname
+        self._port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        self._https = parsed.scheme == "https"
+        self._ssl: ssl.SSLContext | None = None
+        if self._https:
+            self._ssl = (
+                ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+            )
+        self._connection: http.client.HTTPConnection | None = None
+
+    @classmethod
+    def from_environment(
+        cls,
+        pool: str | None = None,
+        token: str | None = None,
+        token_file: str | None = None,
+        home: Path | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> Client:
+        home = home or default_home()
+        info: dict[str, Any] = {}
+        url = pool or os.environ.get("UPDRAFT_POOL")
+        if not url:
+            info = read_pool_file(home)
+            url = info.get("url")
+        if not url:
+            raise PoolUnreachable(
+                "no pool: set UPDRAFT_POOL to its URL, or start one with 'updraft pool' (it writes %s)"
+                % (home / "pool.json")
+            )
+        if token is None:
+            token = os.environ.get("UPDRAFT_TOKEN")
+        if token is None:
+            path = token_file or os.environ.get("UPDRAFT_TOKEN_FILE") or str(home / "tokens" / "local.token")
+            try:
+                token = Path(path).read_text().strip()
+            except OSError:
+                token = None
+        ca_file = os.environ.get("UPDRAFT_CA") or info.get("ca")
+        if not ca_file and str(url).startswith("https") and (home / "tls" / "ca.pem").exists():
+            ca_file = str(home / "tls" / "ca.pem")
+        return cls(str(url), token, ca_file, timeout)
+
+    # -- transport ---------------------------------------------------------------------------
+    def _connect(self, timeout: float) -> http.client.HTTPConnection:
+        if self._https:
+            return http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._ssl)
+        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers[p.AUTH_HEADER] = "Bearer " + self.token
+        if extra:
+            headers.update(extra)
+        return headers
+
+    def request_raw(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+        stream: bool = False,
+    ) -> http.client.HTTPResponse:
+        """Send a request and return the response with a 2xx status; raise otherwise."""
+        wait = timeout if timeout is not None else self.timeout
+        all_headers = self._headers(headers)
+        for attempt in (1, 2):
+            if self._connection is None or stream:
+                connection = self._connect(wait)
+                if not stream:
+                    self._connection = connection
+            else:
+                connection = self._connection
+                connection.timeout = wait
+                if connection.sock is not None:
+                    connection.sock.settimeout(wait)
+            try:
+                if hasattr(body, "read"):
+                    connection.request(
+                        method,
+                        path,
+                        body=body,
+                        headers=all_headers,
+                        encode_chunked="Content-Length" not in all_headers,
+                    )
+                else:
+                    connection.request(method, path, body=body, headers=all_headers)
+                response = connection.getresponse()
+            except (
+                http.client.RemoteDisconnected,
+                BrokenPipeError,
+                ConnectionResetError,
+                http.client.CannotSendRequest,
+            ) as exc:
+                self.close()
+                if attempt == 2 or hasattr(body, "read"):
+                    raise PoolUnreachable(f"the pool at {self.url} closed the connection: {exc}") from None
+                continue
+            except TimeoutError:
+                self.close()
+                raise PoolUnreachable(f"no answer from the pool at {self.url} within {wait:.0f} s") from None
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                raise PoolUnreachable(f"cannot reach the pool at {self.url}: {exc}") from None
+            if response.status >= 400:
+                raw = response.read()
+                raise self._error(response.status, raw)
+            return response
+        raise PoolUnreachable("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _error(status: int, raw: bytes) -> ClientError:
+        kind, message = "HTTPError", raw.decode(errors="replace")[:500] or f"HTTP {status}"
+        try:
+            data = json.loads(raw)
+            error = data.get("error") if isinstance(data, dict) else None
+            if isinstance(error, dict):
+                kind = str(error.get("type", kind))
+                message = str(error.get("message", message))
+            elif isinstance(data, dict) and "detail" in data:
+                message = json.dumps(data["detail"])[:500]
+        except ValueError:
+            pass
+        return ClientError(status, kind, message)
+
+    def call(self, method: str, path: str, payload: Any = None, timeout: float | None = None) -> Any:
+        body = None
+        headers = {}
+        if payload is not None:
+            if isinstance(payload, p._Payload):
+                body = payload.to_json()
+            else:
+                body = json.dumps(payload, separators=(",", ":")).encode()
+            headers["Content-Type"] = "application/json"
+        response = self.request_raw(method, path, body, headers, timeout)
+        raw = response.read()
+        return json.loads(raw) if raw else None
+
+    # -- schedd ------------------------------------------------------------------------------
+    def ping(self) -> dict[str, Any]:
+        return self.call("GET", p.PING)
+
+    def reserve_cluster(self) -> int:
+        return int(self.call("POST", p.CLUSTERS)["cluster_id"])
+
+    def submit(self, request: p.SubmitRequest) -> p.SubmitResult:
+        return p.SubmitResult.from_dict(self.call("POST", p.JOBS, request, timeout=max(self.timeout, 600)))
+
+    def query(self, request: p.QueryRequest, history: bool = False) -> p.QueryResult:
+        data = self.call("POST", p.HISTORY_QUERY if history else p.JOBS_QUERY, request)
+        return p.QueryResult(data["ads"], data.get("totals"))
+
+    def act(self, request: p.ActRequest) -> p.ActResult:
+        return p.ActResult.from_dict(self.call("POST", p.JOBS_ACT, request))
+
+    def edit(self, request: p.EditRequest) -> p.ActResult:
+        return p.ActResult.from_dict(self.call("POST", p.JOBS_EDIT, request))
+
+    def analyze(self, job_id: str, constraint: str = "") -> dict[str, Any]:
+        return self.call("POST", p.JOBS_ANALYZE, p.AnalyzeRequest(job_id, constraint))
+
+    def job_events(self, job_id: str) -> list[p.Event]:
+        return [p.Event.from_dict(e) for e in self.call("GET", p.JOB_EVENTS.format(job_id=job_id))]
+
+    def events(self, after: int = 0, limit: int = 1000) -> list[p.Event]:
+        return [p.Event.from_dict(e) for e in self.call("GET", f"{p.EVENTS}?after={after}&limit={limit}")]
+
+    def stream_events(self, after: int = -1, timeout: float = 60.0) -> Iterator[p.Event]:
+        """Follow the event stream (server-sent events) until the connection ends."""
+        response = self.request_raw("GET", f"{p.EVENTS_STREAM}?after={after}", timeout=timeout, stream=True)
+        data: list[str] = []
+        for raw in response:
+            line = raw.decode().rstrip("\n").rstrip("\r")
+            if not line:
+                if data:
+                    yield p.Event.from_dict(json.loads("\n".join(data)))
+                    data = []
+                continue
+            if line.startswith("data:"):
+                data.append(line[5:].strip())
+
+    def job_output(self, job_id: str) -> bytes:
+        return self.request_raw("GET", p.JOB_OUTPUT.format(job_id=job_id)).read()
+
+    def autoclusters(self) -> list[dict[str, Any]]:
+        return self.call("GET", p.AUTOCLUSTERS)
+
+    def accountant(self) -> list[dict[str, Any]]:
+        return self.call("GET", p.ACCOUNTANT)
+
+    def set_priority_factor(self, submitter: str, factor: float) -> dict[str, Any]:
+        return self.call("POST", p.ACCOUNTANT + "/factor", {"submitter": submitter, "factor": factor})
+
+    # -- sandboxes ---------------------------------------------------------------------------
+    def missing_blobs(self, digests: Sequence[str]) -> list[str]:
+        return list(self.call("POST", p.BLOBS_MISSING, {"digests": list(digests)})["missing"])
+
+    def put_blob(self, digest: str, path: Path) -> int:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            response = self.request_raw(
+                "PUT",
+                p.BLOB.format(digest=digest),
+                handle,
+                {"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+                timeout=max(self.timeout, 600),
+                stream=True,
+            )
+            data = json.loads(response.read())
+        return int(data["size"])
+
+    def get_blob(self, digest: str, destination: Path, claim_id: str | None = None) -> None:
+        headers = {p.CLAIM_HEADER: claim_id} if claim_id else {}
+        response = self.request_raw("GET", p.BLOB.format(digest=digest), headers=headers, stream=True)
+        with open(destination, "wb") as handle:
+            _copy(response, handle)
+
+    # -- collector ---------------------------------------------------------------------------
+    def advertise(self, ad_type: str, ads: list[dict[str, str]], lifetime_s: int | None = None) -> int:
+        return int(self.call("POST", p.ADS, p.AdvertiseRequest(ad_type, ads, lifetime_s))["count"])
+
+    def query_ads(
+        self, ad_type: str = "any", constraint: str = "", projection: Sequence[str] = ()
+    ) -> list[dict[str, str]]:
+        return list(self.call("POST", p.ADS_QUERY, p.AdQuery(ad_type, constraint, list(projection)))["ads"])
+
+    def invalidate(self, ad_type: str, names: Sequence[str] = (), constraint: str = "") -> int:
+        return int(
+            self.call("POST", p.ADS_INVALIDATE, p.InvalidateRequest(ad_type, list(names), constraint))[
+                "count"
+            ]
+        )
+
+    # -- pilots ------------------------------------------------------------------------------
+    def poll(self, request: p.PollRequest) -> p.PollResult:
+        data = self.call("POST", p.PILOT_POLL, request, timeout=float(request.wait_s) + 30.0)
+        return p.PollResult.from_dict(data)
+
+    def claim_sandbox(self, claim_id: str) -> list[p.SandboxFile]:
+        data = self.call("GET", p.CLAIM_SANDBOX.format(claim_id=claim_id))
+        return [p.SandboxFile.from_dict(f) for f in data["inputs"]]
+
+    def put_output(self, claim_id: str, tar_path: Path) -> list[str]:
+        size = tar_path.stat().st_size
+        with open(tar_path, "rb") as handle:
+            response = self.request_raw(
+                "PUT",
+                p.CLAIM_OUTPUT.format(claim_id=claim_id),
+                handle,
+                {"Content-Type": "application/x-tar", "Content-Length": str(size)},
+                timeout=max(self.timeout, 600),
+                stream=True,
+            )
+            return list(json.loads(response.read())["files"])
+
+    def report(self, claim_id: str, report: p.ClaimReport) -> dict[str, Any]:
+        return self.call("POST", p.CLAIM_REPORT.format(claim_id=claim_id), report)
+
+    # -- tokens ------------------------------------------------------------------------------
+    def mint_token(self, request: p.TokenRequest) -> p.TokenResult:
+        return p.TokenResult.from_dict(self.call("POST", p.TOKENS, request))
+
+    def renew_token(self) -> p.TokenResult:
+        result = p.TokenResult.from_dict(self.call("POST", p.TOKENS_RENEW))
+        self.token = result.token
+        return result
+
+
+def token_claims(token: str | None) -> dict[str, Any]:
+    """The unverified claims of a pool token (who a client is, for defaults like condor_q's owner)."""
+    if not token or token.count(".") != 2:
+        return {}
+    import base64
+
+    payload = token.split(".")[1]
+    try:
+        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except ValueError:
+        return {}
+
+
+def _copy(source: Any, destination: BinaryIO) -> None:
+    while True:
+        chunk = source.read(CHUNK)
+        if not chunk:
+            return
+        destination.write(chunk)
+
+
+def wait_for_pool(client: Client, timeout: float = 30.0) -> dict[str, Any]:
+    """Ping until the pool answers (start-up scripts and tests)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return client.ping()
+        except PoolUnreachable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

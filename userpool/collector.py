@@ -1,0 +1,204 @@
+"""The collector: ads by type and name, each with a lifetime, an author and a last update.
+
+Like HTCondor's collector it keeps ads in memory only: everything in it is
+re-advertised periodically by its author, and a restart is forgotten within one
+advertising cycle.  It stamps each ad with the identity the pool authenticated
+(AuthenticatedIdentity), which is how a factory knows which frontend a request is
+really from, and it lets each scope write only its own ad types.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from userpool import classads
+from userpool.errors import BadRequest, Forbidden
+from userpool.protocol import (
+    ATTR_AUTHENTICATED_IDENTITY,
+    ATTR_LAST_HEARD_FROM,
+    ATTR_LIFETIME,
+    ATTR_MY_TYPE,
+    ATTR_NAME,
+    DEFAULT_AD_LIFETIME_S,
+    WRITABLE_AD_TYPES,
+    AdType,
+    Scope,
+    literal,
+)
+from userpool.selection import Selector
+from userpool.tokens import Identity
+
+MAX_ADS_PER_REQUEST = 10000
+MAX_LIFETIME_S = 7 * 86400
+
+
+@dataclass
+class StoredAd:
+    ad_type: AdType
+    name: str
+    texts: dict[str, str]
+    author: str
+    expires: float
+
+
+def may_write(identity: Identity, ad_type: AdType) -> bool:
+    return any(ad_type in WRITABLE_AD_TYPES[scope] for scope in identity.scopes) or identity.is_admin
+
+
+def _name_of(texts: dict[str, str], index: int) -> str:
+    text = texts.get(ATTR_NAME)
+    if text is None:
+        raise BadRequest(f"ad #{index}: no Name attribute")
+    try:
+        name = classads.value_of_text(text) if classads.is_literal(text) else None
+    except Exception:
+        name = None
+    if not isinstance(name, str) or not name:
+        raise BadRequest(f"ad #{index}: Name must be a non-empty string literal, not {text!r}")
+    return name
+
+
+class Collector:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.ads: dict[AdType, dict[str, StoredAd]] = {t: {} for t in AdType}
+        self.listeners: list[Callable[[AdType, list[StoredAd]], None]] = []
+
+    def validate(self, ads: list[dict[str, str]]) -> list[tuple[str, dict[str, str]]]:
+        """(name, canonical texts) per ad, or BadRequest naming the ad and attribute."""
+        if len(ads) > MAX_ADS_PER_REQUEST:
+            raise BadRequest(f"at most {MAX_ADS_PER_REQUEST} ads per request")
+        out = []
+        for index, raw in enumerate(ads):
+            if not isinstance(raw, dict):
+                raise BadRequest(f"ad #{index}: expected an object of attribute texts")
+            texts: dict[str, str] = {}
+            for attribute, text in raw.items():
+                if not classads.is_valid_attribute_name(attribute):
+                    raise BadRequest(f"ad #{index}: {attribute!r} is not an attribute name")
+                if not isinstance(text, str):
+                    raise BadRequest(
+                        f"ad #{index}: {attribute}: value must be the text of a ClassAd expression"
+                    )
+                classads.check(text, f"ad #{index} attribute {attribute}")
+                texts[classads.canonical(attribute)] = text
+            out.append((_name_of(texts, index), texts))
+        return out
+
+    def advertise(
+        self, identity: Identity, ad_type: AdType, ads: list[dict[str, str]], lifetime_s: int | None = None
+    ) -> list[StoredAd]:
+        if not may_write(identity, ad_type):
+            raise Forbidden(f"{identity.name} may not write {ad_type.value} ads")
+        validated = self.validate(ads)
+        now = self.clock()
+        table = self.ads[ad_type]
+        for name, _texts in validated:
+            existing = table.get(name)
+            if (
+                existing is not None
+                and existing.author != identity.name
+                and not identity.is_admin
+                and existing.expires > now
+            ):
+                raise Forbidden(
+                    f"{ad_type.value} ad {name!r} belongs to {existing.author}, not {identity.name}"
+                )
+        stored = []
+        for name, texts in validated:
+            lifetime = lifetime_s
+            if lifetime is None:
+                lifetime_text = texts.get(ATTR_LIFETIME)
+                try:
+                    value = classads.value_of_text(lifetime_text) if lifetime_text else None
+                except Exception:
+                    value = None
+                lifetime = (
+                    int(value)
+                    if isinstance(value, (int, float)) and not isinstance(value, bool)
+                    else DEFAULT_AD_LIFETIME_S
+                )
+            lifetime = max(1, min(int(lifetime), MAX_LIFETIME_S))
+            texts[ATTR_MY_TYPE] = literal(ad_type.value)
+            texts[ATTR_AUTHENTICATED_IDENTITY] = literal(identity.name)
+            texts[ATTR_LAST_HEARD_FROM] = str(int(now))
+            texts[ATTR_LIFETIME] = str(lifetime)
+            ad = StoredAd(ad_type, name, texts, identity.name, now + lifetime)
+            table[name] = ad
+            stored.append(ad)
+        for listener in self.listeners:
+            listener(ad_type, stored)
+        return stored
+
+    def query(
+        self, ad_type: AdType | None, constraint: str = "", projection: Iterable[str] = ()
+    ) -> list[dict[str, str]]:
+        selector = Selector(constraint)
+        names = list(projection)
+        now = self.clock()
+        out = []
+        types = [ad_type] if ad_type is not None else list(AdType)
+        for kind in types:
+            for ad in self.ads[kind].values():
+                if ad.expires <= now:
+                    continue
+                if selector and not selector.matches_ad(ad.texts):
+                    continue
+                if names:
+                    out.append(
+                        {
+                            n: ad.texts[classads.canonical(n)]
+                            for n in names
+                            if classads.canonical(n) in ad.texts
+                        }
+                    )
+                else:
+                    out.append(dict(ad.texts))
+        return out
+
+    def invalidate(
+        self, identity: Identity, ad_type: AdType, names: Iterable[str] = (), constraint: str = ""
+    ) -> int:
+        if not may_write(identity, ad_type):
+            raise Forbidden(f"{identity.name} may not invalidate {ad_type.value} ads")
+        table = self.ads[ad_type]
+        wanted = set(names)
+        selector = Selector(constraint)
+        if not wanted and not selector:
+            raise BadRequest("invalidate needs names or a constraint")
+        removed = 0
+        for name, ad in list(table.items()):
+            if wanted and name not in wanted:
+                continue
+            if selector and not selector.matches_ad(ad.texts):
+                continue
+            if ad.author != identity.name and not identity.is_admin:
+                if wanted:
+                    raise Forbidden(
+                        f"{ad_type.value} ad {name!r} belongs to {ad.author}, not {identity.name}"
+                    )
+                continue
+            del table[name]
+            removed += 1
+        return removed
+
+    def expire(self) -> int:
+        now = self.clock()
+        removed = 0
+        for table in self.ads.values():
+            for name in [n for n, ad in table.items() if ad.expires <= now]:
+                del table[name]
+                removed += 1
+        return removed
+
+    def get(self, ad_type: AdType, name: str) -> StoredAd | None:
+        ad = self.ads[ad_type].get(name)
+        return ad if ad is not None and ad.expires > self.clock() else None
+
+    def counts(self) -> dict[str, int]:
+        return {t.value: len(table) for t, table in self.ads.items()}
+
+    def require_scope(self, identity: Identity) -> None:
+        identity.require(Scope.PILOT, Scope.FACTORY, Scope.FRONTEND, Scope.ADMIN)

@@ -1,0 +1,120 @@
+"""The pool's knobs: one typed model, each with its unit and the HTCondor knob it mirrors.
+
+Read from ``$UPDRAFT_HOME/pool.yaml`` when present; command-line options override it.
+Unknown keys are refused with a suggestion, like every Updraft config file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from updraft.configfile import ConfigError, check_keys, line_of
+
+
+@dataclass
+class PoolConfig:
+    home: Path
+    host: str = "127.0.0.1"
+    port: int = 9618
+    #: serve HTTPS with a CA and server certificate generated into home/tls
+    tls: bool = False
+    #: SQLite synchronous mode; FULL also survives an OS crash, NORMAL only a process crash
+    synchronous: str = "FULL"
+    #: PERIODIC_EXPR_INTERVAL: how often periodic_hold/release/remove are evaluated
+    periodic_interval_s: float = 60.0
+    #: how often expired claim leases are looked for
+    lease_check_interval_s: float = 1.0
+    #: how often expired collector ads are dropped
+    collector_sweep_interval_s: float = 10.0
+    #: how often user priorities are decayed and saved
+    accountant_interval_s: float = 60.0
+    #: PRIORITY_HALFLIFE
+    priority_halflife_s: float = 86400.0
+    #: DEFAULT_PRIO_FACTOR
+    default_prio_factor: float = 1.0
+    #: the longest a pilot's poll may wait for work
+    max_poll_wait_s: float = 60.0
+    #: how long a slot shape's match results are reused (time() in START makes them age)
+    match_shape_ttl_s: float = 30.0
+    max_input_file_mb: int = 1024
+    max_input_sandbox_mb: int = 4096
+    max_output_sandbox_mb: int = 4096
+    #: MAX_JOBS_PER_SUBMISSION
+    max_jobs_per_submission: int = 1_000_000
+    #: MAX_HISTORY_ROTATIONS in spirit: history rows kept before the oldest are pruned
+    history_max_jobs: int = 2_000_000
+    #: job attributes a frontend identity may edit on any job (overflow widens DESIRED_Sites)
+    frontend_editable: list[str] = field(
+        default_factory=lambda: [
+            "DESIRED_Sites",
+            "DESIRED_Sites_Orig",
+            "OverflowTime",
+            "Overflowed",
+            "OverflowHomeSites",
+        ]
+    )
+    #: longest lifetime of a token the pool mints on request
+    max_token_lifetime_s: int = 30 * 86400
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / "state"
+
+    @property
+    def database(self) -> Path:
+        return self.state_dir / "queue.db"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.home / "blobs"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.home / "spool"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.home / "tls"
+
+    @property
+    def signing_key(self) -> Path:
+        return self.home / "keys" / "signing.key"
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(PoolConfig) if f.name != "home"}
+
+
+def load_pool_config(home: Path, overrides: dict[str, Any] | None = None) -> PoolConfig:
+    """The config for ``home``: pool.yaml if it exists, then ``overrides`` (command line)."""
+    values: dict[str, Any] = {}
+    path = home / "pool.yaml"
+    if path.exists():
+        text = path.read_text()
+        try:
+            loaded = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise ConfigError(path, (mark.line + 1) if mark else None, "", f"not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(path, 1, "", "expected a mapping of knob: value")
+        check_keys(path, text, loaded, _FIELDS, "")
+        for key, value in loaded.items():
+            expected = _FIELDS[key].type
+            if (expected in ("int", "float") and not isinstance(value, (int, float))) or (
+                expected == "bool" and not isinstance(value, bool)
+            ):
+                raise ConfigError(path, line_of(text, key), key, f"expected {expected}, got {value!r}")
+        values.update(loaded)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+    config = PoolConfig(home=home, **values)
+    config.synchronous = config.synchronous.upper()
+    if config.synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        raise ConfigError(path, None, "synchronous", "must be one of OFF, NORMAL, FULL, EXTRA")
+    return config

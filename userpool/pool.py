@@ -1,0 +1,471 @@
+"""The pool: schedd, collector and negotiator in one process, behind the HTTP API.
+
+Everything here runs on the event loop thread, so state needs no locks; the only
+other thread is the store's writer.  A change becomes visible to the caller only
+after ``commit`` returns, i.e. after it is on disk; events are published and
+waiting pilots woken from the commit callback, so they never see a change that
+could still be lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from userpool import classads
+from userpool.collector import Collector
+from userpool.config import PoolConfig
+from userpool.errors import BadRequest, Forbidden, NotFound
+from userpool.events import EventLog, Tx
+from userpool.history import History
+from userpool.jobs import CLAIMED
+from userpool.protocol import (
+    AdType,
+    ClaimReport,
+    Match,
+    PollRequest,
+    PollResult,
+    Scope,
+    SubmitRequest,
+    SubmitResult,
+    format_job_id,
+    literal,
+)
+from userpool.queue import Job
+from userpool.sandbox import BlobStore, Spool, output_destinations
+from userpool.schedd import Schedd
+from userpool.store import Store
+from userpool.tokens import Identity, TokenSigner
+
+log = logging.getLogger("updraft.pool")
+
+
+@dataclass
+class _Waiter:
+    """A pilot's poll that found nothing yet."""
+
+    future: asyncio.Future[None]
+    slot: dict[str, str]
+    claims: frozenset[str]
+    wants_jobs: bool
+
+
+@dataclass
+class PoolStats:
+    started: float = field(default_factory=time.time)
+    matches: int = 0
+    polls: int = 0
+    submits: int = 0
+    commits: int = 0
+
+
+class Pool:
+    def __init__(self, config: PoolConfig, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.store = Store(config.database, config.synchronous, on_fatal=self._fatal)
+        self.stats = PoolStats()
+        self._waiters: list[_Waiter] = []
+        self._claim_waiters: dict[str, _Waiter] = {}
+        self._dispatch_pending = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.fatal_error: BaseException | None = None
+        self._pending: set[asyncio.Future[None]] = set()
+
+    # =========================================================================================
+    # Lifecycle
+    # =========================================================================================
+    def open(self) -> None:
+        self.store.open()
+        self.events = EventLog(self.store, self.clock)
+        self.schedd = Schedd(self.config, self.store, self.events, self.clock)
+        self.schedd.load()
+        self.schedd.on_idle = self._jobs_became_idle
+        self.schedd.on_claim_news = self._claim_news
+        self.schedd.on_completed = self._deliver_output
+        self.collector = Collector(self.clock)
+        self.tokens = TokenSigner.from_home(self.config.signing_key)
+        for (jti,) in self.store.read("SELECT jti FROM revoked_tokens WHERE expires > ?", (self.clock(),)):
+            self.tokens.revoked.add(jti)
+        self.blobs = BlobStore(self.config.blob_dir, self.config.max_input_file_mb << 20)
+        self.spool = Spool(self.config.spool_dir, self.config.max_output_sandbox_mb << 20)
+        self.history = History(self.store, self.config.history_max_jobs)
+
+    async def start_background(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        every = [
+            (self.config.lease_check_interval_s, self._check_leases),
+            (self.config.periodic_interval_s, self._periodic_policy),
+            (self.config.collector_sweep_interval_s, self._sweep_collector),
+            (self.config.accountant_interval_s, self._update_accountant),
+            (3600.0, self._housekeeping),
+        ]
+        for interval, work in every:
+            self._tasks.append(asyncio.create_task(self._every(interval, work), name=work.__name__))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks = []
+        for waiter in self._waiters:
+            if not waiter.future.done():
+                waiter.future.set_result(None)
+        self.store.close()
+
+    async def _every(self, interval: float, work: Callable[[], Any]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                result = work()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                log.exception("background work %s failed", getattr(work, "__name__", work))
+
+    def _fatal(self, exc: BaseException) -> None:
+        """The store could not commit what memory already holds: stop, restart from disk."""
+        self.fatal_error = exc
+        log.critical("stopping: the queue on disk and in memory disagree after: %s", exc)
+        os._exit(70)
+
+    # =========================================================================================
+    # Committing
+    # =========================================================================================
+    async def commit(self, tx: Tx) -> None:
+        """Write ``tx`` and wait until it is durable; then publish and run its callbacks."""
+        tx.flush_events()
+        future = self.store.write(tx.batch)
+        loop = asyncio.get_running_loop()
+
+        def committed(done: concurrent.futures.Future[None]) -> None:
+            if done.exception() is None:
+                loop.call_soon_threadsafe(self._after_commit, tx)
+
+        future.add_done_callback(committed)
+        await asyncio.wrap_future(future)
+        self.stats.commits += 1
+
+    def _after_commit(self, tx: Tx) -> None:
+        if tx.events:
+            self.events.publish(tx.events)
+        for callback in tx.after_commit:
+            try:
+                callback()
+            except Exception:
+                log.exception("after-commit callback failed")
+
+    # =========================================================================================
+    # Users
+    # =========================================================================================
+    async def reserve(self, identity: Identity) -> int:
+        cluster_id, batch = self.schedd.reserve(identity)
+        tx = Tx(batch=batch)
+        await self.commit(tx)
+        return cluster_id
+
+    async def submit(self, identity: Identity, request: SubmitRequest) -> SubmitResult:
+        cluster, tx = self.schedd.prepare_submit(identity, request, self.blobs.has)
+        if cluster.cluster_id in self.schedd.queue.clusters:
+            raise BadRequest(f"cluster {cluster.cluster_id} already exists")
+        await self.commit(tx)
+        self.stats.submits += 1
+        return self.schedd.install(cluster)
+
+    # =========================================================================================
+    # Pilots
+    # =========================================================================================
+    def _slot_texts(self, identity: Identity, request: PollRequest) -> dict[str, str]:
+        validated = self.collector.validate([request.slot_ad])
+        return validated[0][1]
+
+    async def poll(self, identity: Identity, request: PollRequest) -> PollResult:
+        identity.require(Scope.PILOT)
+        self.stats.polls += 1
+        slot = self._slot_texts(identity, request)
+        self.collector.advertise(identity, AdType.Slot, [dict(slot)])
+        deadline = time.monotonic() + max(0.0, min(float(request.wait_s or 0), self.config.max_poll_wait_s))
+        claims = list(dict.fromkeys(request.claims))
+        while True:
+            _renewed, stop = self.schedd.claims.renew(claims, identity.name)
+            commands = self.schedd.claims.take_commands(claims)
+            revoked = {c.claim_id for c in commands}
+            unknown = [c for c in stop if c not in revoked]
+            matches: list[Match] = []
+            if request.max_matches > 0 and self._slot_accepts_jobs(slot):
+                matches = await self._match(identity, slot, request.max_matches)
+            remaining = deadline - time.monotonic()
+            if matches or commands or unknown or remaining <= 0:
+                return PollResult(matches, commands, unknown)
+            waiter = _Waiter(
+                asyncio.get_running_loop().create_future(), slot, frozenset(claims), request.max_matches > 0
+            )
+            self._waiters.append(waiter)
+            for claim_id in claims:
+                self._claim_waiters[claim_id] = waiter
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter.future), timeout=remaining)
+            except TimeoutError:
+                pass
+            finally:
+                self._drop_waiter(waiter)
+
+    def _slot_accepts_jobs(self, slot: dict[str, str]) -> bool:
+        text = slot.get("GLIDEIN_ToRetire")
+        if text is None or not classads.is_literal(text):
+            return True
+        value = classads.value_of_text(text)
+        return not (isinstance(value, (int, float)) and not isinstance(value, bool) and value <= self.clock())
+
+    def _drop_waiter(self, waiter: _Waiter) -> None:
+        try:
+            self._waiters.remove(waiter)
+        except ValueError:
+            pass
+        for claim_id in waiter.claims:
+            if self._claim_waiters.get(claim_id) is waiter:
+                del self._claim_waiters[claim_id]
+
+    async def _match(self, identity: Identity, slot: dict[str, str], max_matches: int) -> list[Match]:
+        negotiator = self.schedd.negotiator
+        negotiator.prepare(slot)
+        tx = Tx()
+        claims = []
+        texts = dict(slot)
+        for _ in range(max(1, min(max_matches, 64))):
+            picked = negotiator.match_one(texts)
+            if picked is None:
+                break
+            claim = self.schedd.start(
+                tx, picked.job, picked.autocluster, texts, picked.slot_ad, identity.name
+            )
+            claims.append(claim)
+            if max_matches <= 1:
+                break
+            texts = _subtract(texts, claim.cpus, claim.memory_mb, claim.disk_kb)
+        if not claims:
+            return []
+        self.schedd.finish(tx)
+        await self.commit(tx)
+        self.stats.matches += len(claims)
+        out = []
+        for claim in claims:
+            job = claim.job
+            out.append(
+                Match(
+                    claim.claim_id,
+                    job.job_id,
+                    job.ad(),
+                    claim.lease_s,
+                    list(job.cluster.inputs_of(job.proc_id)),
+                    claim.cpus,
+                    claim.memory_mb,
+                    claim.disk_kb,
+                )
+            )
+        return out
+
+    def _jobs_became_idle(self, count: int) -> None:
+        if not self._waiters or self._dispatch_pending:
+            return
+        self._dispatch_pending = True
+        loop = self._loop or asyncio.get_event_loop()
+        loop.call_soon(self._dispatch)
+
+    def _dispatch(self) -> None:
+        """Wake waiting pilots whose slot shape has idle work now, no more than there is work."""
+        self._dispatch_pending = False
+        negotiator = self.schedd.negotiator
+        budget: dict[tuple[tuple[str, str | None], ...], int] = {}
+        for waiter in list(self._waiters):
+            if waiter.future.done() or not waiter.wants_jobs:
+                continue
+            key = negotiator.shape_key(waiter.slot)
+            if key not in budget:
+                budget[key] = sum(ac.idle for ac in negotiator.candidates(waiter.slot))
+            if budget[key] > 0:
+                budget[key] -= 1
+                waiter.future.set_result(None)
+
+    def _claim_news(self, claim_id: str) -> None:
+        waiter = self._claim_waiters.get(claim_id)
+        if waiter is not None and not waiter.future.done():
+            waiter.future.set_result(None)
+
+    def claim_of(self, identity: Identity, claim_id: str):  # type: ignore[no-untyped-def]
+        identity.require(Scope.PILOT)
+        return self.schedd.claims.check(claim_id, identity.name)
+
+    async def report(self, identity: Identity, claim_id: str, report: ClaimReport) -> dict[str, Any]:
+        claim = self.claim_of(identity, claim_id)
+        tx = Tx()
+        self.schedd.report(tx, claim, report)
+        self.schedd.finish(tx)
+        await self.commit(tx)
+        job = claim.job
+        return {"job_id": format_job_id(job.cluster.cluster_id, job.proc_id), "status": job.status}
+
+    async def accept_output(self, identity: Identity, claim_id: str, tar_path: Path) -> list[str]:
+        claim = self.claim_of(identity, claim_id)
+        job = claim.job
+        names = await asyncio.to_thread(self.spool.accept, job.cluster.cluster_id, job.proc_id, tar_path)
+        tx = Tx()
+        job.set("SpooledOutputFiles", literal(",".join(names)))
+        self.schedd._touch(tx, job)
+        self.events.record(
+            tx, identity.name, job.cluster.cluster_id, job.proc_id, "output_received", {"files": len(names)}
+        )
+        self.schedd.finish(tx)
+        await self.commit(tx)
+        return names
+
+    def may_read_blob(self, identity: Identity, claim_id: str | None, digest: str) -> None:
+        if identity.is_admin:
+            return
+        if claim_id:
+            claim = self.claim_of(identity, claim_id)
+            if any(f.digest == digest for f in claim.job.cluster.inputs_of(claim.job.proc_id)):
+                return
+            raise Forbidden("that file is not part of the claimed job's sandbox")
+        raise Forbidden("input files are readable by the pilot running the job (claim) or an admin")
+
+    # =========================================================================================
+    # Output delivery
+    # =========================================================================================
+    def _deliver_output(self, job: Job) -> None:
+        texts = job.ad()
+        cluster_id, proc_id = job.cluster.cluster_id, job.proc_id
+        files = self.spool.files(cluster_id, proc_id)
+        if not files:
+            return
+        asyncio.get_running_loop().run_in_executor(None, self._copy_to_iwd, texts, cluster_id, proc_id, files)
+
+    def _copy_to_iwd(self, texts: dict[str, str], cluster_id: int, proc_id: int, files: list[str]) -> None:
+        destinations = output_destinations(texts, files)
+        root = self.spool.directory(cluster_id, proc_id)
+        delivered = 0
+        problems: list[str] = []
+        for name, destination in destinations.items():
+            try:
+                if not os.access(destination.parent, os.W_OK):
+                    problems.append(f"{destination.parent} is not writable by the pool")
+                    continue
+                shutil.copyfile(root / name, destination)
+                if os.geteuid() == 0:
+                    owner = destination.parent.stat()
+                    os.chown(destination, owner.st_uid, owner.st_gid)
+                delivered += 1
+            except OSError as exc:
+                problems.append(f"{destination}: {exc.strerror}")
+        details = {"delivered": delivered, "left_in_spool": len(files)}
+        if problems:
+            details["problems"] = problems[:5]
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._record_delivery, cluster_id, proc_id, details)
+
+    def _record_delivery(self, cluster_id: int, proc_id: int, details: dict[str, Any]) -> None:
+        tx = Tx()
+        self.events.record(tx, "schedd", cluster_id, proc_id, "output_delivered", details)
+        task = asyncio.ensure_future(self.commit(tx))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    # =========================================================================================
+    # Background work
+    # =========================================================================================
+    async def _check_leases(self) -> None:
+        tx = self.schedd.expire_leases()
+        if tx.batch:
+            await self.commit(tx)
+
+    async def _periodic_policy(self) -> None:
+        tx = self.schedd.periodic()
+        if tx.batch:
+            await self.commit(tx)
+
+    def _sweep_collector(self) -> None:
+        self.collector.expire()
+
+    async def _update_accountant(self) -> None:
+        batch = self.schedd.accountant.update()
+        if batch:
+            await self.commit(Tx(batch=batch))
+
+    async def _housekeeping(self) -> None:
+        batch = self.history.prune()
+        if batch:
+            await self.commit(Tx(batch=batch))
+        referenced = {
+            f.digest
+            for cluster in self.schedd.queue.clusters.values()
+            for files in [cluster.inputs, *cluster.proc_inputs.values()]
+            for f in files
+        }
+        await asyncio.to_thread(self.blobs.collect, referenced)
+        self.schedd.index.maybe_compact()
+
+    # =========================================================================================
+    # Views
+    # =========================================================================================
+    def job_or_404(self, job_id: str) -> Job:
+        return self.schedd.job_or_404(job_id)
+
+    def running_claims(self) -> int:
+        return sum(1 for job in self.schedd.queue.jobs() if job.status in CLAIMED)
+
+    def metrics(self) -> str:
+        lines = [
+            "# HELP updraft_pool_jobs Jobs in the queue by JobStatus.",
+            "# TYPE updraft_pool_jobs gauge",
+        ]
+        for name, count in self.schedd.queue.totals().items():
+            if name != "total":
+                lines.append(f'updraft_pool_jobs{{status="{name}"}} {count}')
+        lines += ["# HELP updraft_pool_ads Ads in the collector by type.", "# TYPE updraft_pool_ads gauge"]
+        for kind, count in self.collector.counts().items():
+            lines.append(f'updraft_pool_ads{{type="{kind}"}} {count}')
+        counters = {
+            "updraft_pool_matches_total": self.stats.matches,
+            "updraft_pool_polls_total": self.stats.polls,
+            "updraft_pool_submits_total": self.stats.submits,
+            "updraft_pool_commits_total": self.stats.commits,
+        }
+        for name, value in counters.items():
+            lines += [f"# TYPE {name} counter", f"{name} {value}"]
+        gauges = {
+            "updraft_pool_claims": len(self.schedd.claims.active),
+            "updraft_pool_autoclusters": sum(1 for ac in self.schedd.index.ordered if ac.idle > 0),
+            "updraft_pool_waiting_pilots": len(self._waiters),
+            "updraft_pool_uptime_seconds": round(time.time() - self.stats.started, 1),
+        }
+        for name, value in gauges.items():
+            lines += [f"# TYPE {name} gauge", f"{name} {value}"]
+        return "\n".join(lines) + "\n"
+
+    def not_found(self, what: str) -> NotFound:
+        return NotFound(what)
+
+
+def _subtract(slot: dict[str, str], cpus: int, memory_mb: int, disk_kb: int) -> dict[str, str]:
+    """The slot as it is after a job took its share (a partitionable slot's leftovers)."""
+    out = dict(slot)
+    for name, amount in (("Cpus", cpus), ("Memory", memory_mb), ("Disk", disk_kb)):
+        text = out.get(name)
+        if text is not None and classads.is_literal(text):
+            value = classads.value_of_text(text)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[name] = str(max(0, int(value) - int(amount)))
+    return out

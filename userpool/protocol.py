@@ -1,0 +1,565 @@
+"""The pool's wire protocol: every path, payload, enum and attribute name, defined once.
+
+The API routes, the client, the frontend, the factory and the pilot all import this
+module, so a grep for a field finds one definition.  It is standard library only and
+must import on Python 3.9: the pilot bundles it onto bare worker nodes.
+
+Ads travel as JSON objects mapping an attribute name to the *text of a ClassAd
+expression* (``{"Cpus": "4", "GLIDEIN_Site": "\\"UCSD\\"", "START": "TARGET.RequestCpus <= 4"}``),
+exactly as HTCondor stores attributes in its job queue log.  :func:`literal` and
+:func:`parse_literal` convert plain Python values for clients that have no ClassAd library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+PROTOCOL_VERSION = 1
+
+# ---------------------------------------------------------------------------------------------
+# Paths
+# ---------------------------------------------------------------------------------------------
+PING = "/v1/ping"
+CLUSTERS = "/v1/clusters"  # POST: reserve the next cluster id (condor_submit needs it for $(Cluster))
+JOBS = "/v1/jobs"  # POST: submit one cluster
+JOBS_QUERY = "/v1/jobs/query"
+JOBS_ACT = "/v1/jobs/act"
+JOBS_ANALYZE = "/v1/jobs/analyze"
+JOBS_EDIT = "/v1/jobs/edit"
+JOB_EVENTS = "/v1/jobs/{job_id}/events"
+JOB_OUTPUT = "/v1/jobs/{job_id}/output"  # GET (owner: a tar of the spooled output)
+AUTOCLUSTERS = "/v1/autoclusters"
+HISTORY_QUERY = "/v1/history/query"
+EVENTS = "/v1/events"  # GET ?after=ID&limit=N
+EVENTS_STREAM = "/v1/events/stream"  # GET, text/event-stream
+BLOBS_MISSING = "/v1/blobs/missing"
+BLOB = "/v1/blobs/{digest}"
+ADS = "/v1/ads"  # POST: advertise
+ADS_QUERY = "/v1/ads/query"
+ADS_INVALIDATE = "/v1/ads/invalidate"
+PILOT_POLL = "/v1/pilot/poll"
+CLAIM_SANDBOX = "/v1/claims/{claim_id}/sandbox"  # GET: the input manifest of the claimed job
+CLAIM_OUTPUT = "/v1/claims/{claim_id}/output"  # PUT: a tar of the job's output
+CLAIM_REPORT = "/v1/claims/{claim_id}/report"  # POST
+TOKENS = "/v1/tokens"
+TOKENS_RENEW = "/v1/tokens/renew"
+ACCOUNTANT = "/v1/accountant"
+METRICS = "/metrics"
+
+AUTH_HEADER = "Authorization"  # "Bearer <token>"
+CLAIM_HEADER = "X-Updraft-Claim"
+
+# ---------------------------------------------------------------------------------------------
+# Enumerations (HTCondor's integers where HTCondor has them)
+# ---------------------------------------------------------------------------------------------
+
+
+class JobStatus(enum.IntEnum):
+    IDLE = 1
+    RUNNING = 2
+    REMOVED = 3
+    COMPLETED = 4
+    HELD = 5
+    TRANSFERRING_OUTPUT = 6
+    SUSPENDED = 7
+
+    @property
+    def letter(self) -> str:
+        """The one-letter code condor_q prints in its ST column."""
+        return "IRXCH>S"[self.value - 1]
+
+
+class JobAction(enum.IntEnum):
+    """Actions on queued jobs; the numbers are htcondor2.JobAction's."""
+
+    # 0 was JA_ERROR in HTCondor: never reuse it
+    Hold = 1
+    Release = 2
+    Remove = 3
+    RemoveX = 4
+    Vacate = 5
+    VacateFast = 6
+    # 7 is JA_CLEAR_DIRTY_JOB_ATTRS in HTCondor: never reuse it
+    Suspend = 8
+    Continue = 9
+
+
+class HoldCode(enum.IntEnum):
+    """HoldReasonCode values, HTCondor's numbers (condor_holdcodes.h)."""
+
+    Unspecified = 0
+    UserRequest = 1
+    JobPolicy = 3
+    CorruptedCredential = 4
+    JobPolicyUndefined = 5
+    FailedToCreateProcess = 6
+    UnableToOpenOutput = 7
+    UnableToOpenInput = 8
+    DownloadFileError = 12
+    UploadFileError = 13
+    IwdError = 14
+    SubmittedOnHold = 15
+    StartdHeldJob = 21
+    JobOutOfResources = 34
+    JobDurationExceeded = 46
+    JobExecuteExceeded = 47
+
+
+class AdType(str, enum.Enum):
+    """Collector ad types; the value is the ad's MyType."""
+
+    Slot = "Machine"  # a pilot's slot
+    GlideFactory = "glidefactory"  # one per factory entry
+    GlideClient = "glideclient"  # a frontend's request to one entry
+    GlideFactoryClient = "glidefactoryclient"  # a factory's counts for one (entry, frontend)
+    GlideResource = "glideresource"  # a frontend's view of one entry, for monitoring
+    PilotFailure = "pilotfailure"  # a pilot whose node failed validation
+
+    @classmethod
+    def parse(cls, text: str) -> AdType:
+        for member in cls:
+            if text.lower() in (member.value.lower(), member.name.lower()):
+                return member
+        if text.lower() in ("startd", "slots"):
+            return cls.Slot
+        raise ProtocolError("unknown ad type {!r} (known: {})".format(text, ", ".join(m.value for m in cls)))
+
+
+class Scope(str, enum.Enum):
+    """What a token allows; a token carries one or more."""
+
+    USER = "user"  # submit jobs and act on one's own jobs
+    PILOT = "pilot"  # advertise one's own slots, take and report jobs matched to them
+    FACTORY = "factory"  # write glidefactory and glidefactoryclient ads
+    FRONTEND = "frontend"  # write glideclient and glideresource ads, mint pilot tokens
+    ADMIN = "admin"  # everything, on every job
+
+
+#: which ad types each scope may write; the collector enforces it, clients may consult it
+WRITABLE_AD_TYPES: Mapping[Scope, tuple[AdType, ...]] = {
+    Scope.PILOT: (AdType.Slot, AdType.PilotFailure),
+    Scope.FACTORY: (AdType.GlideFactory, AdType.GlideFactoryClient),
+    Scope.FRONTEND: (AdType.GlideClient, AdType.GlideResource),
+    Scope.ADMIN: tuple(AdType),
+    Scope.USER: (),
+}
+
+
+class ClaimEvent(str, enum.Enum):
+    """What a pilot reports about a claimed job."""
+
+    STARTED = "started"  # the sandbox is in place and the job's process runs
+    EXITED = "exited"  # the job's process ended by itself (exit code or signal)
+    VACATED = "vacated"  # the pilot gave the job back unfinished (SIGTERM, end of life)
+    HELD = "held"  # the pilot put the job on hold (memory or runtime limit, bad sandbox)
+    SUSPENDED = "suspended"  # acknowledges a suspend command
+    CONTINUED = "continued"  # acknowledges a continue command
+
+
+class PilotCommand(str, enum.Enum):
+    """What the pool tells a pilot to do with a claimed job."""
+
+    KILL = "kill"  # removed or held by its owner or policy: kill the process tree, report nothing more
+    SUSPEND = "suspend"
+    CONTINUE = "continue"
+    REFRESH_CREDENTIAL = "refresh_credential"  # the owner refreshed the job's proxy in the queue
+
+
+# ---------------------------------------------------------------------------------------------
+# Attribute names the components share
+# ---------------------------------------------------------------------------------------------
+ATTR_MY_TYPE = "MyType"
+ATTR_NAME = "Name"
+ATTR_AUTHENTICATED_IDENTITY = "AuthenticatedIdentity"  # stamped by the collector on every ad
+ATTR_LAST_HEARD_FROM = "LastHeardFrom"
+ATTR_LIFETIME = "ClassAdLifetime"
+ATTR_SLOT_START = "START"
+ATTR_REQUIREMENTS = "Requirements"
+ATTR_RANK = "Rank"
+ATTR_GLIDEIN_SITE = "GLIDEIN_Site"
+ATTR_GLIDEIN_ENTRY = "GLIDEIN_Entry_Name"
+ATTR_GLIDEIN_FACTORY = "GLIDEIN_Factory"
+ATTR_GLIDEIN_NAME = "GLIDEIN_Name"
+ATTR_GLIDEIN_TO_RETIRE = "GLIDEIN_ToRetire"
+ATTR_GLIDEIN_TO_DIE = "GLIDEIN_ToDie"
+ATTR_DESIRED_SITES = "DESIRED_Sites"
+
+DEFAULT_AD_LIFETIME_S = 900  # HTCondor's CLASSAD_LIFETIME
+DEFAULT_JOB_LEASE_DURATION_S = 2400  # condor_submit's default JobLeaseDuration
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------------
+try:  # the pilot bundles updraft/errors.py beside this module; keep one root when it is there
+    from updraft.errors import UpdraftError as _Root
+except ImportError:  # pragma: no cover - bare copy of protocol.py
+    _Root = Exception  # type: ignore[misc,assignment]
+
+
+class ProtocolError(_Root):  # type: ignore[valid-type,misc]
+    """A payload or identifier that does not follow this protocol."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Job ids
+# ---------------------------------------------------------------------------------------------
+_JOB_ID = re.compile(r"^(\d+)(?:\.(\d+))?$")
+
+
+def parse_job_id(text: str) -> tuple[int, int | None]:
+    """'12.3' -> (12, 3); '12' -> (12, None) meaning the whole cluster."""
+    match = _JOB_ID.match(text.strip())
+    if not match:
+        raise ProtocolError(f"{text!r} is not a job id (expected CLUSTER or CLUSTER.PROC)")
+    cluster, proc = match.groups()
+    return int(cluster), (int(proc) if proc is not None else None)
+
+
+def format_job_id(cluster_id: int, proc_id: int) -> str:
+    return f"{cluster_id}.{proc_id}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Sandbox paths: shared by condor_submit, the pool and the pilot so all three refuse the same names
+# ---------------------------------------------------------------------------------------------
+MAX_PATH_DEPTH = 32
+
+
+def safe_relative_path(path: str) -> str:
+    """``path`` normalised as a relative path that stays inside its sandbox, or ProtocolError."""
+    if not isinstance(path, str) or not path:
+        raise ProtocolError("empty sandbox path")
+    if "\x00" in path or "\\" in path:
+        raise ProtocolError(f"sandbox path {path!r} has a NUL or backslash")
+    if path.startswith("/"):
+        raise ProtocolError(f"sandbox path {path!r} is absolute")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if not parts:
+        raise ProtocolError(f"sandbox path {path!r} names the sandbox itself")
+    if any(p == ".." for p in parts):
+        raise ProtocolError(f"sandbox path {path!r} escapes its directory")
+    if len(parts) > MAX_PATH_DEPTH:
+        raise ProtocolError(f"sandbox path {path!r} is nested too deep")
+    return "/".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# ClassAd literals without a ClassAd library
+# ---------------------------------------------------------------------------------------------
+def literal(value: Any) -> str:
+    """The ClassAd expression text for a plain Python value."""
+    if value is None:
+        return "undefined"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return 'real("%s")' % ("NaN" if math.isnan(value) else ("INF" if value > 0 else "-INF"))
+        return repr(value)
+    if isinstance(value, str):
+        return quote(value)
+    if isinstance(value, (list, tuple)):
+        return "{ " + ", ".join(literal(v) for v in value) + " }"
+    raise ProtocolError(f"no ClassAd literal for {value!r}")
+
+
+def quote(text: str) -> str:
+    """A ClassAd string literal (backslash and double quote escaped)."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    return '"' + escaped + '"'
+
+
+_UNESCAPE = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'", "r": "\r", "b": "\b", "f": "\f"}
+
+
+def parse_literal(text: str) -> Any:
+    """The Python value of a literal expression text; raises ValueError for anything else.
+
+    Enough for the pilot and simple clients; real expressions need classad2.
+    """
+    text = text.strip()
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("undefined", ""):
+        return None
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        out = []
+        i = 1
+        while i < len(text) - 1:
+            char = text[i]
+            if char == "\\" and i + 1 < len(text) - 1:
+                out.append(_UNESCAPE.get(text[i + 1], text[i + 1]))
+                i += 2
+                continue
+            if char == '"':
+                raise ValueError(f"not a single string literal: {text}")
+            out.append(char)
+            i += 1
+        return "".join(out)
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    return float(text)  # raises ValueError for expressions
+
+
+# ---------------------------------------------------------------------------------------------
+# Payloads
+# ---------------------------------------------------------------------------------------------
+Ad = dict[str, str]
+
+
+class _Payload:
+    """to_json/from_json for the frozen dataclasses below; unknown fields are refused by name."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]):  # type: ignore[no-untyped-def]
+        if not isinstance(data, Mapping):
+            raise ProtocolError(f"{cls.__name__}: expected a JSON object")
+        names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ProtocolError("{}: unknown field(s) {}".format(cls.__name__, ", ".join(unknown)))
+        kwargs = {}
+        for name, value in data.items():
+            nested = _NESTED.get((cls.__name__, name))
+            if nested is not None and value is not None:
+                value = [nested.from_dict(v) for v in value]
+            kwargs[name] = value
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise ProtocolError(f"{cls.__name__}: {exc}") from None
+
+    @classmethod
+    def from_json(cls, raw: bytes):  # type: ignore[no-untyped-def]
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise ProtocolError(f"{cls.__name__}: body is not JSON: {exc}") from None
+        return cls.from_dict(data)
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxFile(_Payload):
+    """One input file of a job, stored once in the pool's blob store by its sha256."""
+
+    path: str  # relative path inside the job's scratch directory
+    digest: str  # sha256 hex of the content
+    size: int
+    mode: int = 0o644
+
+
+@dataclasses.dataclass(frozen=True)
+class ReserveResult(_Payload):
+    cluster_id: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SubmitRequest(_Payload):
+    """One cluster: the attributes common to all procs, then each proc's differences.
+
+    ``procs[i]`` holds only the attributes of proc i that differ from ``cluster_ad``,
+    as HTCondor's schedd stores them; most are empty.
+    """
+
+    cluster_id: int
+    cluster_ad: dict[str, str]
+    procs: list[dict[str, str]]
+    inputs: list[SandboxFile] = dataclasses.field(default_factory=list)
+    proc_inputs: dict[str, list[SandboxFile]] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class SubmitResult(_Payload):
+    cluster_id: int
+    first_proc: int
+    count: int
+
+
+@dataclasses.dataclass(frozen=True)
+class QueryRequest(_Payload):
+    """Select jobs (or history) by ids, owners and a ClassAd constraint.
+
+    An empty ``projection`` returns whole ads.  ``totals`` adds counts per JobStatus of
+    the selection; ``totals_only`` returns no ads at all.
+    """
+
+    constraint: str = ""
+    projection: list[str] = dataclasses.field(default_factory=list)
+    ids: list[str] = dataclasses.field(default_factory=list)
+    owners: list[str] = dataclasses.field(default_factory=list)
+    limit: int = 0
+    totals: bool = False
+    totals_only: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class QueryResult(_Payload):
+    ads: list[dict[str, str]]
+    totals: dict[str, int] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ActRequest(_Payload):
+    action: str  # a JobAction name
+    ids: list[str] = dataclasses.field(default_factory=list)
+    constraint: str = ""
+    owners: list[str] = dataclasses.field(default_factory=list)
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ActResult(_Payload):
+    """What happened to each job asked for; ids not in ``done`` say why in the other fields."""
+
+    done: list[str]
+    not_found: list[str] = dataclasses.field(default_factory=list)
+    refused: dict[str, str] = dataclasses.field(default_factory=dict)  # id -> why
+    unchanged: dict[str, str] = dataclasses.field(default_factory=dict)  # id -> why (e.g. not held)
+
+
+@dataclasses.dataclass(frozen=True)
+class EditRequest(_Payload):
+    """condor_qedit: set attributes of the selected jobs (owner or admin)."""
+
+    ids: list[str]
+    attrs: dict[str, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalyzeRequest(_Payload):
+    job_id: str
+    constraint: str = ""  # which slots to analyze against
+
+
+@dataclasses.dataclass(frozen=True)
+class Event(_Payload):
+    """One bookkeeping record (the seeds' L&B event): what happened to which job, when, said by whom."""
+
+    id: int
+    time: float
+    source: str
+    cluster_id: int
+    proc_id: int  # -1: the event concerns every proc of the cluster
+    type: str
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class AdvertiseRequest(_Payload):
+    ad_type: str
+    ads: list[dict[str, str]]
+    lifetime_s: int | None = None  # default: each ad's ClassAdLifetime, else DEFAULT_AD_LIFETIME_S
+
+
+@dataclasses.dataclass(frozen=True)
+class AdQuery(_Payload):
+    ad_type: str = "any"
+    constraint: str = ""
+    projection: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class InvalidateRequest(_Payload):
+    ad_type: str
+    names: list[str] = dataclasses.field(default_factory=list)
+    constraint: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Match(_Payload):
+    """A job handed to a pilot: the claim that authorizes everything the pilot does with it."""
+
+    claim_id: str
+    job_id: str
+    job_ad: dict[str, str]
+    lease_s: int
+    inputs: list[SandboxFile] = dataclasses.field(default_factory=list)
+    request_cpus: int = 1
+    request_memory_mb: int = 0
+    request_disk_kb: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Command(_Payload):
+    claim_id: str
+    command: str  # a PilotCommand value
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class PollRequest(_Payload):
+    """A pilot's long poll: its slot ad (free resources now), its live claims, how long it may wait.
+
+    The poll is also the heartbeat: every claim listed has its lease renewed.
+    """
+
+    slot_ad: dict[str, str]
+    claims: list[str] = dataclasses.field(default_factory=list)
+    wait_s: float = 0.0
+    max_matches: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class PollResult(_Payload):
+    matches: list[Match] = dataclasses.field(default_factory=list)
+    commands: list[Command] = dataclasses.field(default_factory=list)
+    unknown_claims: list[str] = dataclasses.field(default_factory=list)  # stop these jobs: the pool let go
+
+
+@dataclasses.dataclass(frozen=True)
+class ClaimReport(_Payload):
+    event: str  # a ClaimEvent value
+    exit_code: int | None = None
+    exit_signal: int | None = None
+    usage: dict[str, float] = dataclasses.field(
+        default_factory=dict
+    )  # RemoteUserCpu, RemoteSysCpu, RemoteWallClockTime, MemoryUsage...
+    hold_reason: str = ""
+    hold_reason_code: int = 0
+    hold_reason_subcode: int = 0
+    message: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenRequest(_Payload):
+    subject: str
+    scopes: list[str]
+    lifetime_s: int = 3600
+    bindings: dict[str, str] = dataclasses.field(default_factory=dict)  # e.g. frontend, group
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenResult(_Payload):
+    token: str
+    expires: float
+    subject: str
+    scopes: list[str]
+
+
+_NESTED: dict[tuple[str, str], Any] = {
+    ("SubmitRequest", "inputs"): SandboxFile,
+    ("Match", "inputs"): SandboxFile,
+    ("PollResult", "matches"): Match,
+    ("PollResult", "commands"): Command,
+}
+
+
+def proc_inputs_from_dict(data: Mapping[str, list[Mapping[str, Any]]]) -> dict[str, list[SandboxFile]]:
+    return {key: [SandboxFile.from_dict(f) for f in files] for key, files in data.items()}

@@ -1,0 +1,138 @@
+"""`updraft pool`: run the pool in the foreground.
+
+Prepares the home directory (state, signing key, a token for the local user, TLS
+material when asked), serves the API with uvicorn on 127.0.0.1 by default, and
+writes ``pool.json`` with the address it really bound so local clients find it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import uvicorn
+
+from userpool.api import build_app
+from userpool.config import PoolConfig
+from userpool.pool import Pool
+from userpool.protocol import Scope
+from userpool.tokens import TokenSigner
+
+log = logging.getLogger("updraft.pool")
+
+LOCAL_TOKEN_LIFETIME_S = 365 * 86400
+
+
+def prepare_home(config: PoolConfig) -> Path:
+    """Create the home layout and the local user's token; returns the token path."""
+    home = config.home
+    for directory in (home, config.state_dir, home / "tokens", home / "keys"):
+        directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(home / "keys", 0o700)
+    signer = TokenSigner.from_home(config.signing_key)
+    token_path = home / "tokens" / "local.token"
+    if not token_path.exists() or not _still_valid(signer, token_path):
+        user = getpass.getuser()
+        token, _expires = signer.issue(user, frozenset({Scope.USER, Scope.ADMIN}), LOCAL_TOKEN_LIFETIME_S)
+        fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(token + "\n")
+    return token_path
+
+
+def _still_valid(signer: TokenSigner, path: Path) -> bool:
+    try:
+        identity = signer.verify(path.read_text().strip())
+    except Exception:
+        return False
+    return identity.expires - time.time() > 86400
+
+
+def setup_logging(home: Path, level: str = "INFO") -> None:
+    root = logging.getLogger()
+    if any(getattr(h, "_updraft", False) for h in root.handlers):
+        return
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(home / "pool.log")):
+        handler.setFormatter(formatter)
+        handler._updraft = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+async def serve(config: PoolConfig) -> None:
+    prepare_home(config)
+    pool = Pool(config)
+    pool.open()
+    app = build_app(pool)
+    ssl_args = {}
+    scheme = "http"
+    ca_path = None
+    if config.tls:
+        from userpool.tlsutil import ensure_certificates
+
+        hosts = (
+            [config.host, "localhost"] if config.host not in ("localhost",) else ["localhost", "127.0.0.1"]
+        )
+        ca_path, cert, key = ensure_certificates(config.tls_dir, hosts)
+        ssl_args = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+        scheme = "https"
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level="warning",
+            access_log=False,
+            timeout_keep_alive=75,
+            backlog=4096,
+            lifespan="off",
+            **ssl_args,
+        )
+    )
+    loop = asyncio.get_running_loop()
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            await serving  # raises the bind error
+            return
+        await asyncio.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    await pool.start_background()
+    url = f"{scheme}://{config.host}:{port}"
+    info = {"url": url, "pid": os.getpid(), "ca": str(ca_path) if ca_path else None}
+    pool_file = config.home / "pool.json"
+    temp = pool_file.with_suffix(".tmp")
+    temp.write_text(json.dumps(info, indent=1) + "\n")
+    os.replace(temp, pool_file)
+    log.info("pool serving at %s (home %s, %d jobs queued)", url, config.home, len(pool.schedd.queue))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    try:
+        await serving
+    finally:
+        await pool.stop()
+        try:
+            if json.loads(pool_file.read_text()).get("pid") == os.getpid():
+                pool_file.unlink()
+        except (OSError, ValueError):
+            pass
+        log.info("pool stopped")
+
+
+def run(config: PoolConfig) -> None:
+    setup_logging(config.home)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+    asyncio.run(serve(config))

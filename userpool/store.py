@@ -1,0 +1,272 @@
+"""Durable state in SQLite (WAL): one writer thread, group commit, acknowledge after commit.
+
+The pool changes its in-memory state on the event loop and, in the same step, queues
+the matching SQL here; the single writer applies batches in queue order inside one
+transaction each and resolves a future per batch only after COMMIT returns.  API
+handlers await that future before they answer, so an acknowledged change is on disk
+and a kill -9 at any moment loses nothing acknowledged.  If a commit itself fails the
+memory and the disk disagree: the store calls ``on_fatal`` and the server stops, to be
+restarted from the disk, rather than run on with a queue it cannot vouch for.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("updraft.store")
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS clusters (
+    cluster_id INTEGER PRIMARY KEY,
+    owner TEXT NOT NULL,
+    ad TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    proc_inputs TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    cluster_id INTEGER NOT NULL,
+    proc_id INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    overrides TEXT,
+    PRIMARY KEY (cluster_id, proc_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history (
+    cluster_id INTEGER NOT NULL,
+    proc_id INTEGER NOT NULL,
+    completed REAL NOT NULL,
+    owner TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    overrides TEXT,
+    PRIMARY KEY (cluster_id, proc_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS history_completed ON history (completed);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    time REAL NOT NULL,
+    source TEXT NOT NULL,
+    cluster_id INTEGER NOT NULL,
+    proc_id INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    details TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_job ON events (cluster_id, proc_id);
+CREATE TABLE IF NOT EXISTS claims (
+    claim_id TEXT PRIMARY KEY,
+    cluster_id INTEGER NOT NULL,
+    proc_id INTEGER NOT NULL,
+    slot_name TEXT NOT NULL,
+    pilot TEXT NOT NULL,
+    lease_expires REAL NOT NULL,
+    lease_s INTEGER NOT NULL,
+    resources TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS accountant (
+    submitter TEXT PRIMARY KEY,
+    priority REAL NOT NULL,
+    factor REAL NOT NULL,
+    usage_seconds REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reservations (cluster_id INTEGER PRIMARY KEY, owner TEXT NOT NULL, time REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS revoked_tokens (jti TEXT PRIMARY KEY, expires REAL NOT NULL);
+"""
+
+
+@dataclass
+class Batch:
+    """SQL to apply atomically: (statement, parameters, executemany?) in order."""
+
+    statements: list[tuple[str, Any, bool]] = field(default_factory=list)
+
+    def add(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.statements.append((sql, params, False))
+
+    def add_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.statements.append((sql, rows, True))
+
+    def __bool__(self) -> bool:
+        return bool(self.statements)
+
+
+_STOP = object()
+
+
+class Store:
+    def __init__(
+        self, path: Path, synchronous: str = "FULL", on_fatal: Callable[[BaseException], None] | None = None
+    ) -> None:
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self.on_fatal = on_fatal
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._writer: threading.Thread | None = None
+        self._readers = (
+            threading.local()
+        )  # one read connection per thread: WAL lets them read while the writer writes
+        self._reader_connections: list[sqlite3.Connection] = []
+        self._opened = False
+        self.commits = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = self._connect()
+        connection.executescript(SCHEMA)
+        row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            connection.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            connection.commit()
+        elif int(row[0]) != SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path}: schema version {row[0]}, this pool knows {SCHEMA_VERSION}")
+        connection.close()
+        self._opened = True
+        self._writer = threading.Thread(target=self._write_loop, name="updraft-store-writer", daemon=True)
+        self._writer.start()
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute(f"PRAGMA synchronous={self.synchronous}")
+        connection.execute("PRAGMA foreign_keys=OFF")
+        connection.execute("PRAGMA busy_timeout=10000")
+        return connection
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._queue.put(_STOP)
+            self._writer.join(timeout=30)
+            self._writer = None
+        for connection in self._reader_connections:
+            try:
+                connection.close()
+            except sqlite3.ProgrammingError:
+                pass  # made in another thread that is gone
+        self._reader_connections = []
+        self._readers = threading.local()
+        self._opened = False
+
+    # -- writing ---------------------------------------------------------------------------
+    def write(self, batch: Batch) -> concurrent.futures.Future[None]:
+        """Queue a batch; the future resolves once it is committed (or fails with the reason)."""
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        if not batch:
+            future.set_result(None)
+            return future
+        self._queue.put((batch, future))
+        return future
+
+    def write_now(self, batch: Batch) -> None:
+        """Write and wait (start-up and tools; never from the event loop)."""
+        self.write(batch).result()
+
+    def _write_loop(self) -> None:
+        connection = self._connect()
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                connection.close()
+                return
+            pending = [item]
+            while len(pending) < 512:  # group commit: whatever queued up meanwhile goes in too
+                try:
+                    extra = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if extra is _STOP:
+                    self._queue.put(_STOP)
+                    break
+                pending.append(extra)
+            self._apply(connection, pending)
+
+    def _apply(
+        self, connection: sqlite3.Connection, pending: list[tuple[Batch, concurrent.futures.Future[None]]]
+    ) -> None:
+        failed: dict[int, BaseException] = {}
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            for index, (batch, _future) in enumerate(pending):
+                connection.execute("SAVEPOINT batch")
+                try:
+                    for sql, params, many in batch.statements:
+                        if many:
+                            connection.executemany(sql, params)
+                        else:
+                            connection.execute(sql, params)
+                except Exception as exc:  # this batch only: roll it back, keep the others
+                    connection.execute("ROLLBACK TO batch")
+                    failed[index] = exc
+                    log.error("store: batch refused: %s", exc)
+                connection.execute("RELEASE batch")
+            connection.execute("COMMIT")
+            self.commits += 1
+        except BaseException as exc:
+            log.critical("store: commit failed, memory and disk disagree: %s", exc)
+            for _batch, future in pending:
+                if not future.done():
+                    future.set_exception(exc)
+            if self.on_fatal is not None:
+                self.on_fatal(exc)
+            return
+        for index, (_batch, future) in enumerate(pending):
+            if index in failed:
+                future.set_exception(failed[index])
+                if self.on_fatal is not None:  # the memory already holds this change
+                    self.on_fatal(failed[index])
+            else:
+                future.set_result(None)
+
+    # -- reading ---------------------------------------------------------------------------
+    def _reader(self) -> sqlite3.Connection:
+        assert self._opened, "store not open"
+        connection = getattr(self._readers, "connection", None)
+        if connection is None:
+            connection = self._connect()
+            self._readers.connection = connection
+            self._reader_connections.append(connection)
+        return connection
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._reader().execute(sql, params).fetchall()
+
+    def read_iter(
+        self, sql: str, params: Sequence[Any] = (), chunk: int = 10000
+    ) -> Iterable[tuple[Any, ...]]:
+        """Stream a large result (start-up load) without holding it twice."""
+        cursor = self._reader().execute(sql, params)
+        while True:
+            rows = cursor.fetchmany(chunk)
+            if not rows:
+                return
+            yield from rows
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        rows = self.read("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else default
+
+    @staticmethod
+    def set_meta(batch: Batch, key: str, value: str) -> None:
+        batch.add(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,1 @@
+"""The submit language, from a submit description file to a cluster of job ads."""

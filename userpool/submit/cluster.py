@@ -1,0 +1,127 @@
+"""A submit file -> one cluster: the cluster ad, each proc's differences, each proc's inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from userpool.protocol import SandboxFile
+from userpool.submit.inputs import Hasher, LocalInput, local_inputs
+from userpool.submit.parse import Expander, SubmitFile, segments
+from userpool.submit.translate import (
+    Context,
+    HandlerRun,
+    SubmitEnvironment,
+    check_commands,
+    merge,
+    run_handlers,
+)
+
+INPUT_KEYS = frozenset({"executable", "transfer_executable", "transfer_input_files", "input", "initialdir"})
+
+
+@dataclass
+class ClusterSpec:
+    cluster_ad: dict[str, str]
+    procs: list[dict[str, str]]
+    inputs: list[SandboxFile] = field(default_factory=list)
+    proc_inputs: dict[int, list[SandboxFile]] = field(default_factory=dict)
+    hasher: Hasher = field(default_factory=Hasher)
+
+    def ad_of(self, proc: int) -> dict[str, str]:
+        ad = dict(self.cluster_ad)
+        ad.update(self.procs[proc])
+        return ad
+
+
+def _lower(values: dict[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in values.items()}
+
+
+def build_cluster(
+    file: SubmitFile,
+    cluster_id: int,
+    env: SubmitEnvironment,
+    with_inputs: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> ClusterSpec:
+    parts = segments(file, env.cwd)
+    names = [n for part in parts for n in part.item_names]
+    check_commands(file, names)
+    total = sum(len(part.procs) for part in parts)
+    spec = ClusterSpec({}, [])
+    cluster_ad: dict[str, str] | None = None
+    cluster_inputs: list[SandboxFile] | None = None
+    proc_id = 0
+    for part in parts:
+        if not part.procs:
+            continue
+        expander = Expander(part, cluster_id, proc_id)
+        first = _lower(expander.constant)
+        first.update(_lower(expander.proc_values(0)))
+        runs = run_handlers(first, file, env)
+        ad0 = merge(runs)
+        if cluster_ad is None:
+            cluster_ad = dict(ad0)
+            spec.cluster_ad = cluster_ad
+        inputs0 = _describe(spec.hasher, local_inputs(Context(first, file, env))) if with_inputs else []
+        if cluster_inputs is None:
+            cluster_inputs = inputs0
+            spec.inputs = inputs0
+        delta0 = _delta(cluster_ad, ad0)
+        varying = [k.lower() for k in expander.varying_keys()]
+        for index in range(len(part.procs)):
+            if index == 0 or not varying:
+                ad_delta, inputs = delta0, inputs0
+            else:
+                values = _lower(expander.proc_values(index))
+                changed = {k for k in varying if values.get(k) != first.get(k)}
+                if not changed:
+                    ad_delta, inputs = delta0, inputs0
+                else:
+                    merged = dict(first)
+                    merged.update(values)
+                    ad_delta = _delta(cluster_ad, merge(_rerun(runs, changed, merged, file, env)))
+                    inputs = inputs0
+                    if with_inputs and changed & INPUT_KEYS:
+                        inputs = _describe(spec.hasher, local_inputs(Context(merged, file, env)))
+            spec.procs.append(dict(ad_delta) if ad_delta else {})
+            if inputs != cluster_inputs:
+                spec.proc_inputs[proc_id] = inputs
+            proc_id += 1
+            if progress is not None and proc_id % 10000 == 0:
+                progress(proc_id, total)
+    if cluster_ad is None:
+        raise file.error(None, "the queue statements make no jobs (an empty item list or queue 0)")
+    return spec
+
+
+def _rerun(
+    runs: list[HandlerRun],
+    changed: set[str],
+    values: dict[str, str],
+    file: SubmitFile,
+    env: SubmitEnvironment,
+) -> list[HandlerRun]:
+    from userpool.submit.translate import HANDLERS
+
+    out = []
+    for spec, run in zip(HANDLERS, runs, strict=True):
+        if run.reads & changed:
+            ctx = Context(values, file, env)
+            out.append(HandlerRun(spec.function(ctx), run.reads))
+        else:
+            out.append(run)
+    return out
+
+
+def _delta(cluster_ad: dict[str, str], ad: dict[str, str]) -> dict[str, str]:
+    delta = {name: text for name, text in ad.items() if cluster_ad.get(name) != text}
+    for name in cluster_ad:
+        if name not in ad:
+            delta[name] = "undefined"  # a proc ad cannot remove a cluster attribute; undefined is closest
+    return delta
+
+
+def _describe(hasher: Hasher, items: list[LocalInput]) -> list[SandboxFile]:
+    return [hasher.describe(item) for item in items]

@@ -1,0 +1,814 @@
+"""Submit commands -> job ad attributes, as condor_submit turns them.
+
+Each handler reads a few commands through the Context, which records what it read,
+and returns attribute texts.  For proc 0 every handler runs; for later procs only the
+handlers that read a command whose value changed run again, which is what makes a
+100,000-proc cluster cheap.  The rules follow what HTCondor's condor_submit produces
+(checked by tests/conformance against htcondor 24's Submit.jobs()).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from userpool import classads
+from userpool.errors import BadRequest
+from userpool.protocol import HoldCode, quote
+from userpool.submit import arglist
+from userpool.submit.parse import SubmitError, SubmitFile
+from userpool.submit.units import quantity
+
+TRUE_WORDS = ("true", "yes", "t", "y", "1")
+FALSE_WORDS = ("false", "no", "f", "n", "0")
+
+
+@dataclass
+class SubmitEnvironment:
+    """What condor_submit takes from where it runs."""
+
+    cwd: str
+    owner: str
+    environ: Mapping[str, str]
+    filesystem_domain: str
+
+    @classmethod
+    def here(cls, owner: str, cwd: str | None = None) -> SubmitEnvironment:
+        return cls(cwd or os.getcwd(), owner, dict(os.environ), full_hostname())
+
+
+def full_hostname() -> str:
+    """HTCondor's FULL_HOSTNAME (the FILESYSTEM_DOMAIN default): the canonical name if it has dots."""
+    name = socket.gethostname()
+    if "." in name:
+        return name
+    try:
+        for info in socket.getaddrinfo(name, None, flags=socket.AI_CANONNAME):
+            canonical = info[3]
+            if canonical and "." in canonical and not canonical.startswith("localhost"):
+                return canonical
+    except OSError:
+        pass
+    return name
+
+
+class Context:
+    """The expanded commands of one proc, read through methods that record what was read."""
+
+    def __init__(self, values: Mapping[str, str], file: SubmitFile, env: SubmitEnvironment) -> None:
+        self.values = values  # lower-case command -> expanded value
+        self.file = file
+        self.env = env
+        self.reads: set[str] = set()
+
+    def raw(self, key: str) -> str | None:
+        self.reads.add(key)
+        value = self.values.get(key)
+        return value.strip() if value is not None else None
+
+    def get(self, key: str) -> str | None:
+        """The value, or None when absent or empty."""
+        value = self.raw(key)
+        return value if value else None
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.get(key)
+        if value is None:
+            return default
+        lowered = value.lower()
+        if lowered in TRUE_WORDS:
+            return True
+        if lowered in FALSE_WORDS:
+            return False
+        raise self.error(key, f"{key} must be true or false, not {value!r}")
+
+    def integer(self, key: str) -> int | None:
+        value = self.get(key)
+        if value is None:
+            return None
+        try:
+            result = classads.evaluate(value)
+        except classads.ExpressionError:
+            result = None
+        if not isinstance(result, int) or isinstance(result, bool):
+            raise self.error(key, f"{key} must be an integer, not {value!r}")
+        return result
+
+    def expression(self, key: str, value: str | None = None) -> str:
+        text = self.get(key) if value is None else value
+        assert text is not None
+        try:
+            return classads.normalize(text)
+        except classads.ExpressionError as exc:
+            raise self.error(key, f"{key}: {exc.reason}: {text}") from None
+
+    def error(self, key: str | None, message: str) -> SubmitError:
+        return self.file.error(key, message)
+
+    def iwd(self) -> str:
+        initial = self.get("initialdir")
+        if initial is None:
+            return self.env.cwd
+        return initial if os.path.isabs(initial) else os.path.join(self.env.cwd, initial)
+
+    def in_iwd(self, path: str) -> str:
+        return path if os.path.isabs(path) else os.path.join(self.iwd(), path)
+
+
+Handler = Callable[[Context], dict[str, str]]
+
+
+@dataclass
+class HandlerSpec:
+    function: Handler
+    keys: tuple[str, ...]  # the commands it understands (for "unknown command" checks)
+    prefixes: tuple[str, ...] = ()
+
+
+HANDLERS: list[HandlerSpec] = []
+
+
+def handler(*keys: str, prefixes: tuple[str, ...] = ()) -> Callable[[Handler], Handler]:
+    def register(function: Handler) -> Handler:
+        HANDLERS.append(HandlerSpec(function, tuple(k.lower() for k in keys), prefixes))
+        return function
+
+    return register
+
+
+def _string(value: str) -> str:
+    return quote(value)
+
+
+# =============================================================================================
+# Handlers
+# =============================================================================================
+CONSTANTS = {
+    "MyType": '"Job"',
+    "TargetType": '"Machine"',
+    "JobStatus": "1",
+    "JobPrio": "0",
+    "MaxHosts": "1",
+    "MinHosts": "1",
+    "CurrentHosts": "0",
+    "NumCkpts": "0",
+    "NumRestarts": "0",
+    "NumJobStarts": "0",
+    "NumJobCompletions": "0",
+    "NumSystemHolds": "0",
+    "ExitStatus": "0",
+    "ExitBySignal": "false",
+    "CommittedTime": "0",
+    "CommittedSlotTime": "0",
+    "CommittedSuspensionTime": "0",
+    "CumulativeSlotTime": "0",
+    "CumulativeSuspensionTime": "0",
+    "CumulativeRemoteSysCpu": "0.0",
+    "CumulativeRemoteUserCpu": "0.0",
+    "RemoteSysCpu": "0.0",
+    "RemoteUserCpu": "0.0",
+    "RemoteWallClockTime": "0.0",
+    "TotalSuspensions": "0",
+    "LastSuspensionTime": "0",
+    "JobSubmitMethod": "0",  # 0: condor_submit (the python bindings say 2)
+}
+
+
+@handler()
+def constants(ctx: Context) -> dict[str, str]:
+    return dict(CONSTANTS)
+
+
+@handler("universe")
+def universe(ctx: Context) -> dict[str, str]:
+    value = (ctx.get("universe") or "vanilla").lower()
+    if value not in ("vanilla", "5"):
+        raise ctx.error(
+            "universe",
+            f"universe {value!r} is not supported: Updraft runs vanilla universe jobs in its pilots",
+        )
+    return {"JobUniverse": "5"}
+
+
+@handler("executable", "transfer_executable")
+def executable(ctx: Context) -> dict[str, str]:
+    command = ctx.get("executable")
+    if command is None:
+        raise ctx.error(None, "no 'executable' command: say which program the job runs")
+    attrs: dict[str, str] = {}
+    if ctx.flag("transfer_executable", True):
+        attrs["Cmd"] = _string(command if os.path.isabs(command) else os.path.join(ctx.env.cwd, command))
+    else:
+        attrs["Cmd"] = _string(command)
+        attrs["TransferExecutable"] = "false"
+    return attrs
+
+
+def _bytes(path: str) -> int:
+    if os.path.isdir(path):
+        return sum(_bytes(os.path.join(path, child)) for child in os.listdir(path))
+    return os.stat(path).st_size
+
+
+def _kilobytes(path: str) -> int:
+    """Sizes as condor_submit counts them: each listed file or directory rounded up to a KiB."""
+    try:
+        return math.ceil(_bytes(path) / 1024.0)
+    except OSError:
+        return 0
+
+
+def split_list(value: str | None) -> list[str]:
+    if not value:
+        return []
+    return [item.strip() for item in value.replace("\n", ",").split(",") if item.strip()]
+
+
+def is_url(item: str) -> bool:
+    return "://" in item
+
+
+@handler("initialdir", "transfer_input_files", "input")
+def sizes(ctx: Context) -> dict[str, str]:
+    command = ctx.get("executable") or ""
+    exe_kb = (
+        _kilobytes(command if os.path.isabs(command) else os.path.join(ctx.env.cwd, command))
+        if command
+        else 0
+    )
+    inputs_kb = 0
+    for item in split_list(ctx.get("transfer_input_files")):
+        if not is_url(item):
+            inputs_kb += _kilobytes(ctx.in_iwd(item.rstrip("/") if item.endswith("/") else item))
+    stdin = ctx.get("input")
+    if stdin and not is_url(stdin):
+        inputs_kb += _kilobytes(ctx.in_iwd(stdin))
+    return {
+        "ExecutableSize": str(exe_kb),
+        "ImageSize": str(exe_kb),
+        "DiskUsage": str(exe_kb + inputs_kb),
+        "TransferInputSizeMB": str(inputs_kb // 1024),
+    }
+
+
+@handler("arguments", "args")
+def arguments(ctx: Context) -> dict[str, str]:
+    value = ctx.get("arguments") or ctx.get("args")
+    if value is None:
+        return {"Arguments": '""'}
+    try:
+        attribute, rendered = arglist.parse_arguments(value)
+    except arglist.SyntaxProblem as exc:
+        raise ctx.error("arguments", f"{exc} (the arguments were: {value})") from None
+    return {attribute: _string(rendered)}
+
+
+@handler("environment", "getenv")
+def environment(ctx: Context) -> dict[str, str]:
+    env = arglist.getenv_variables(ctx.get("getenv") or "false", ctx.env.environ)
+    value = ctx.get("environment")
+    if value is not None:
+        try:
+            env.update(arglist.parse_environment(value))
+        except arglist.SyntaxProblem as exc:
+            raise ctx.error("environment", str(exc)) from None
+    return {"Environment": _string(arglist.render_environment(env))}
+
+
+@handler("input", "output", "error", "stream_input", "stream_output", "stream_error")
+def standard_streams(ctx: Context) -> dict[str, str]:
+    attrs: dict[str, str] = {}
+    for key, attribute, transfer, stream in (
+        ("input", "In", "TransferIn", "StreamIn"),
+        ("output", "Out", "TransferOut", "StreamOut"),
+        ("error", "Err", "TransferErr", "StreamErr"),
+    ):
+        value = ctx.get(key)
+        if value is None or value == "/dev/null":
+            attrs[attribute] = '"/dev/null"'
+            attrs[transfer] = "false"
+        else:
+            attrs[attribute] = _string(value)
+            attrs[stream] = "true" if ctx.flag(f"stream_{key}", False) else "false"
+    return attrs
+
+
+@handler("initialdir")
+def initial_dir(ctx: Context) -> dict[str, str]:
+    iwd = ctx.iwd()
+    if not os.path.isdir(iwd):
+        raise ctx.error("initialdir", f"No such directory: {iwd}")
+    return {"Iwd": _string(iwd)}
+
+
+@handler("log")
+def user_log(ctx: Context) -> dict[str, str]:
+    value = ctx.get("log")
+    return {"UserLog": _string(ctx.in_iwd(value))} if value else {}
+
+
+# -- resources ----------------------------------------------------------------------------------
+STANDARD_REQUESTS = {
+    "request_cpus": "RequestCpus",
+    "request_memory": "RequestMemory",
+    "request_disk": "RequestDisk",
+    "request_gpus": "RequestGPUs",
+}
+
+
+def custom_requests(ctx: Context) -> dict[str, str]:
+    """request_<name> for any other resource name -> Request<name>, as the user spelled it."""
+    out = {}
+    for key in ctx.values:
+        if key.startswith("request_") and key not in STANDARD_REQUESTS and key != "request_cpu":
+            out[key] = "Request" + ctx.file.original_spelling(key)[len("request_") :]
+    return out
+
+
+def _request_text(ctx: Context, key: str, default_unit: str | None) -> str:
+    value = ctx.get(key)
+    assert value is not None
+    if default_unit is not None:
+        amount = quantity(value, default_unit)
+        if amount is not None:
+            return str(amount)
+    if quantity(value, "K") is None:
+        try:
+            number = classads.evaluate(value)
+        except classads.ExpressionError:
+            number = None
+        if isinstance(number, float) and not isinstance(number, bool):
+            return str(math.ceil(number))
+    return ctx.expression(key)
+
+
+@handler(
+    "request_cpus", "request_memory", "request_disk", "request_gpus", "require_gpus", prefixes=("request_",)
+)
+def requests(ctx: Context) -> dict[str, str]:
+    attrs = {
+        "RequestCpus": _request_text(ctx, "request_cpus", None) if ctx.get("request_cpus") else "1",
+        "RequestDisk": _request_text(ctx, "request_disk", "K") if ctx.get("request_disk") else "DiskUsage",
+        "RequestMemory": _request_text(ctx, "request_memory", "M")
+        if ctx.get("request_memory")
+        else "ifthenelse(MemoryUsage isnt undefined,MemoryUsage,(ImageSize + 1023) / 1024)",
+    }
+    if ctx.get("request_gpus"):
+        attrs["RequestGPUs"] = _request_text(ctx, "request_gpus", None)
+    if ctx.get("require_gpus"):
+        attrs["RequireGPUs"] = ctx.expression("require_gpus")
+    for key, attribute in custom_requests(ctx).items():
+        if ctx.get(key):
+            attrs[attribute] = _request_text(ctx, key, None)
+    return attrs
+
+
+# -- requirements --------------------------------------------------------------------------------
+def _machine_refs(text: str) -> set[str]:
+    own, target = classads.references(text)
+    return {name.lower() for name in own | target}
+
+
+def _positive_literal(text: str) -> bool:
+    """False only for a literal request of at most one unit (those add no clause)."""
+    if not classads.is_literal(text):
+        return True
+    value = classads.value_of_text(text)
+    return not (isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 1)
+
+
+@handler("requirements", "should_transfer_files", "when_to_transfer_output")
+def requirements(ctx: Context) -> dict[str, str]:
+    user = ctx.get("requirements")
+    clauses: list[str] = []
+    refs: set[str] = set()
+    if user:
+        normalized = ctx.expression("requirements")
+        clauses.append(f"({normalized})")
+        refs = _machine_refs(normalized)
+    if "arch" not in refs:
+        clauses.append('(TARGET.Arch == "X86_64")')
+    if not refs & {
+        "opsys",
+        "opsysandver",
+        "opsysname",
+        "opsysmajorver",
+        "opsysver",
+        "opsyslongname",
+        "opsysshortname",
+    }:
+        clauses.append('(TARGET.OpSys == "LINUX")')
+    clauses.append("(TARGET.Disk >= RequestDisk)")
+    clauses.append("(TARGET.Memory >= RequestMemory)")
+    cpus = ctx.get("request_cpus")
+    if cpus and "cpus" not in refs and _positive_literal(_request_text(ctx, "request_cpus", None)):
+        clauses.append("(TARGET.Cpus >= RequestCpus)")
+    gpus = ctx.get("request_gpus")
+    if gpus and "gpus" not in refs:
+        gpu_text = _request_text(ctx, "request_gpus", None)
+        if not (classads.is_literal(gpu_text) and classads.value_of_text(gpu_text) in (0, 0.0)):
+            if ctx.get("require_gpus"):
+                clauses.append("(countMatches(MY.RequireGPUs,TARGET.AvailableGPUs) >= RequestGPUs)")
+            else:
+                clauses.append("(TARGET.GPUs >= RequestGPUs)")
+    for key, attribute in custom_requests(ctx).items():
+        name = attribute[len("Request") :]
+        if ctx.get(key) and name.lower() not in refs:
+            clauses.append(f"(TARGET.{name} >= {attribute})")
+    plugins = sorted(
+        {
+            item.split("://", 1)[0].lower()
+            for item in split_list(ctx.get("transfer_input_files"))
+            if is_url(item)
+        }
+    )
+    has_transfer = "TARGET.HasFileTransfer"
+    if (ctx.get("when_to_transfer_output") or "").upper() == "ON_SUCCESS":
+        has_transfer += (
+            ' && versioncmp(split(TARGET.CondorVersion)[1],"8.9.7") >= 0'  # ON_SUCCESS needs 8.9.7
+        )
+    if plugins:
+        methods = " && ".join(
+            f'stringListIMember("{p}",TARGET.HasFileTransferPluginMethods)' for p in plugins
+        )
+        has_transfer = f"TARGET.HasFileTransfer && {methods}"
+    mode = (ctx.get("should_transfer_files") or "IF_NEEDED").upper()
+    if mode == "YES":
+        if "hasfiletransfer" not in refs:
+            clauses.append(f"({has_transfer})")
+    elif mode == "NO":
+        if "filesystemdomain" not in refs:
+            clauses.append("(TARGET.FileSystemDomain == MY.FileSystemDomain)")
+    elif "hasfiletransfer" not in refs:
+        if "filesystemdomain" in refs:
+            clauses.append(f"({has_transfer})")
+        else:
+            clauses.append(f"((TARGET.FileSystemDomain == MY.FileSystemDomain) || ({has_transfer}))")
+    return {"Requirements": " && ".join(clauses)}
+
+
+# -- file transfer -------------------------------------------------------------------------------
+@handler(
+    "should_transfer_files",
+    "when_to_transfer_output",
+    "transfer_input_files",
+    "transfer_output_files",
+    "transfer_output_remaps",
+)
+def transfer(ctx: Context) -> dict[str, str]:
+    mode = (ctx.get("should_transfer_files") or "IF_NEEDED").upper()
+    if mode not in ("YES", "NO", "IF_NEEDED"):
+        raise ctx.error(
+            "should_transfer_files", f"should_transfer_files must be YES, NO or IF_NEEDED, not {mode!r}"
+        )
+    attrs = {"ShouldTransferFiles": _string(mode)}
+    if mode != "NO":
+        when = (ctx.get("when_to_transfer_output") or "ON_EXIT").upper()
+        if when not in ("ON_EXIT", "ON_EXIT_OR_EVICT", "ON_SUCCESS"):
+            raise ctx.error(
+                "when_to_transfer_output",
+                f"when_to_transfer_output must be ON_EXIT, ON_EXIT_OR_EVICT or ON_SUCCESS, not {when!r}",
+            )
+        attrs["WhenToTransferOutput"] = _string(when)
+    if mode != "YES":
+        attrs["FileSystemDomain"] = _string(ctx.env.filesystem_domain)
+    inputs = split_list(ctx.get("transfer_input_files"))
+    if inputs:
+        attrs["TransferInput"] = _string(",".join(inputs))
+        plugins = sorted({item.split("://", 1)[0].lower() for item in inputs if is_url(item)})
+        if plugins:
+            attrs["WantTransferPluginMethods"] = _string(",".join(plugins))
+    outputs = split_list(ctx.get("transfer_output_files"))
+    if outputs:
+        attrs["TransferOutput"] = _string(",".join(outputs))
+    remaps = ctx.get("transfer_output_remaps")
+    if remaps:
+        if remaps.startswith('"') and remaps.endswith('"') and len(remaps) >= 2:
+            remaps = remaps[1:-1]
+        attrs["TransferOutputRemaps"] = _string(remaps)
+    return attrs
+
+
+# -- scheduling ----------------------------------------------------------------------------------
+@handler("rank", "priority", "prio")
+def ranking(ctx: Context) -> dict[str, str]:
+    attrs = {"Rank": ctx.expression("rank") if ctx.get("rank") else "0.0"}
+    priority = ctx.integer("priority") if ctx.get("priority") else ctx.integer("prio")
+    if priority is not None:
+        attrs["JobPrio"] = str(priority)
+    return attrs
+
+
+@handler("accounting_group", "accounting_group_user", "nice_user")
+def accounting(ctx: Context) -> dict[str, str]:
+    group = ctx.get("accounting_group")
+    nice = ctx.flag("nice_user", False)
+    attrs: dict[str, str] = {}
+    if nice:
+        group = "nice-user"
+        attrs["MaxJobRetirementTime"] = "0"
+    if group is None:
+        return attrs
+    user = ctx.get("accounting_group_user") or ctx.env.owner
+    for char in group + user:
+        if char.isspace() or char in "\"'":
+            raise ctx.error(
+                "accounting_group",
+                f"accounting group {group!r} / user {user!r} may not contain spaces or quotes",
+            )
+    attrs.update(
+        {
+            "AcctGroup": _string(group),
+            "AcctGroupUser": _string(user),
+            "AccountingGroup": _string(f"{group}.{user}"),
+        }
+    )
+    return attrs
+
+
+POLICY_KEYS = ("periodic_hold", "periodic_release", "periodic_remove", "on_exit_hold")
+
+
+@handler(
+    *POLICY_KEYS, "on_exit_remove", "max_retries", "retry_until", "success_exit_code",
+    *(f"{k}_reason" for k in ("periodic_hold", "periodic_release", "periodic_remove", "on_exit_hold")),
+    *(f"{k}_subcode" for k in ("periodic_hold", "on_exit_hold")),
+)  # fmt: skip
+def job_policy(ctx: Context) -> dict[str, str]:
+    attrs: dict[str, str] = {}
+    names = {
+        "periodic_hold": "PeriodicHold",
+        "periodic_release": "PeriodicRelease",
+        "periodic_remove": "PeriodicRemove",
+        "on_exit_hold": "OnExitHold",
+    }
+    for key, attribute in names.items():
+        if ctx.get(key):
+            attrs[attribute] = ctx.expression(key)
+        if ctx.get(f"{key}_reason"):
+            attrs[attribute + "Reason"] = ctx.expression(f"{key}_reason")
+        if key in ("periodic_hold", "on_exit_hold") and ctx.get(f"{key}_subcode"):
+            attrs[attribute + "SubCode"] = ctx.expression(f"{key}_subcode")
+    retries = ctx.integer("max_retries")
+    until = ctx.get("retry_until")
+    success = ctx.integer("success_exit_code")
+    on_exit_remove = ctx.expression("on_exit_remove") if ctx.get("on_exit_remove") else None
+    if retries is not None or until is not None or success is not None:
+        if retries is not None:
+            attrs["JobMaxRetries"] = str(retries)
+        elif until is not None or success is not None:
+            attrs["JobMaxRetries"] = "10"
+        if success is not None:
+            attrs["JobSuccessExitCode"] = str(success)
+        parts = [
+            "NumJobCompletions > JobMaxRetries",
+            "ExitCode is JobSuccessExitCode" if success is not None else "ExitCode is 0",
+        ]
+        if until is not None:
+            until_text = ctx.expression("retry_until")
+            if classads.is_literal(until_text) and isinstance(classads.value_of_text(until_text), int):
+                until_text = f"ExitCode is {until_text}"
+            parts.append(until_text)
+        if on_exit_remove is not None:
+            parts.append(on_exit_remove)
+        attrs["OnExitRemove"] = " || ".join(parts)
+        attrs.setdefault("OnExitHold", "false")
+    elif on_exit_remove is not None:
+        attrs["OnExitRemove"] = on_exit_remove
+    return attrs
+
+
+@handler("job_lease_duration")
+def lease(ctx: Context) -> dict[str, str]:
+    value = ctx.get("job_lease_duration")
+    return {"JobLeaseDuration": ctx.expression("job_lease_duration") if value else "2400"}
+
+
+@handler("hold")
+def hold(ctx: Context) -> dict[str, str]:
+    if not ctx.flag("hold", False):
+        return {}
+    return {
+        "JobStatus": "5",
+        "HoldReason": _string("submitted on hold at user's request"),
+        "HoldReasonCode": str(int(HoldCode.SubmittedOnHold)),
+    }
+
+
+NOTIFICATION = {"never": 0, "always": 1, "complete": 2, "error": 3}
+
+
+@handler("notification", "notify_user")
+def notification(ctx: Context) -> dict[str, str]:
+    value = (ctx.get("notification") or "never").lower()
+    if value not in NOTIFICATION:
+        raise ctx.error(
+            "notification", f"notification must be one of {', '.join(NOTIFICATION)}, not {value!r}"
+        )
+    attrs = {"JobNotification": str(NOTIFICATION[value])}
+    if ctx.get("notify_user"):
+        attrs["NotifyUser"] = _string(ctx.get("notify_user") or "")
+    return attrs
+
+
+@handler("leave_in_queue")
+def leave_in_queue(ctx: Context) -> dict[str, str]:
+    value = ctx.get("leave_in_queue")
+    if value is None:
+        return {"LeaveJobInQueue": "false"}
+    if value.lower() in TRUE_WORDS:
+        return {"LeaveJobInQueue": "true"}
+    if value.lower() in FALSE_WORDS:
+        return {"LeaveJobInQueue": "false"}
+    return {"LeaveJobInQueue": ctx.expression("leave_in_queue")}
+
+
+@handler("concurrency_limits")
+def concurrency(ctx: Context) -> dict[str, str]:
+    limits = sorted({item.lower() for item in split_list(ctx.get("concurrency_limits"))})
+    return {"ConcurrencyLimits": _string(",".join(limits))} if limits else {}
+
+
+@handler("kill_sig")
+def kill_signal(ctx: Context) -> dict[str, str]:
+    value = ctx.get("kill_sig")
+    if value is None:
+        return {}
+    if value.isdigit():
+        try:
+            return {"KillSig": _string(signal.Signals(int(value)).name)}
+        except ValueError:
+            raise ctx.error("kill_sig", f"no signal number {value}") from None
+    name = value.upper() if value.upper().startswith("SIG") else "SIG" + value.upper()
+    if name not in signal.Signals.__members__:
+        raise ctx.error("kill_sig", f"unknown signal {value!r}")
+    return {"KillSig": _string(name)}
+
+
+#: commands that become one attribute as they are: command -> (attribute, kind)
+SIMPLE = {
+    "batch_name": ("JobBatchName", "string"),
+    "job_machine_attrs": ("JobMachineAttrs", "string"),
+    "job_max_vacate_time": ("JobMaxVacateTime", "expr"),
+    "want_graceful_removal": ("WantGracefulRemoval", "expr"),
+    "max_idle": ("JobMaterializeMaxIdle", "expr"),
+    "allowed_job_duration": ("AllowedJobDuration", "expr"),
+    "allowed_execute_duration": ("AllowedExecuteDuration", "expr"),
+    "coresize": ("CoreSize", "expr"),
+    "periodic_vacate": ("PeriodicVacate", "expr"),
+    "next_job_start_delay": ("NextJobStartDelay", "expr"),
+    "max_job_retirement_time": ("MaxJobRetirementTime", "expr"),
+    "job_ad_information_attrs": ("JobAdInformationAttrs", "string"),
+    "description": ("JobDescription", "string"),
+    "job_batch_id": ("JobBatchId", "string"),
+    "max_transfer_input_mb": ("MaxTransferInputMB", "expr"),
+    "max_transfer_output_mb": ("MaxTransferOutputMB", "expr"),
+    "want_checkpoint": ("WantCheckpoint", "expr"),
+}
+
+
+@handler(*SIMPLE)
+def simple(ctx: Context) -> dict[str, str]:
+    attrs = {}
+    for key, (attribute, kind) in SIMPLE.items():
+        value = ctx.get(key)
+        if value is None:
+            continue
+        attrs[attribute] = _string(value) if kind == "string" else ctx.expression(key)
+    return attrs
+
+
+@handler(prefixes=("my.",))
+def custom_attributes(ctx: Context) -> dict[str, str]:
+    attrs = {}
+    for key in ctx.values:
+        if key.startswith("my."):
+            name = ctx.file.original_spelling(key).split(".", 1)[1]
+            if not classads.is_valid_attribute_name(name):
+                raise ctx.error(key, f"{name!r} is not a valid attribute name")
+            value = ctx.raw(key)
+            attrs[name] = ctx.expression(key, value) if value else "undefined"
+    return attrs
+
+
+@handler("x509userproxy", "use_x509userproxy")
+def proxy(ctx: Context) -> dict[str, str]:
+    from userpool.submit.credentials import proxy_attributes
+
+    path = ctx.get("x509userproxy")
+    if path is None and ctx.flag("use_x509userproxy", False):
+        path = ctx.env.environ.get("X509_USER_PROXY") or f"/tmp/x509up_u{os.getuid()}"
+    if path is None:
+        return {}
+    try:
+        return proxy_attributes(ctx.in_iwd(path))
+    except BadRequest as exc:
+        raise ctx.error("x509userproxy", str(exc)) from None
+
+
+# =============================================================================================
+# Commands that are HTCondor's but not Updraft's, said plainly
+# =============================================================================================
+UNSUPPORTED = {
+    "docker_image": "docker universe",
+    "container_image": "container universe",
+    "grid_resource": "grid universe: submit to the pool, the factory does the grid part",
+    "machine_count": "parallel universe",
+    "vm_type": "vm universe",
+    "vm_memory": "vm universe",
+    "vm_disk": "vm universe",
+    "deferral_time": "job deferral",
+    "deferral_window": "job deferral",
+    "cron_minute": "crondor jobs",
+    "cron_hour": "crondor jobs",
+    "cron_day_of_month": "crondor jobs",
+    "cron_month": "crondor jobs",
+    "cron_day_of_week": "crondor jobs",
+    "transfer_plugins": "custom file transfer plugins",
+    "run_as_owner": "run_as_owner (jobs run under the pilot, or under gLExec)",
+    "max_materialize": "late materialization",
+    "requestcpus": "spell it request_cpus",
+}
+
+#: accepted, with no effect here (kept for submit files written for a full HTCondor)
+IGNORED = (
+    "log_xml", "copy_to_spool", "getenv_allowlist", "want_remote_io", "buffer_size", "buffer_block_size",
+    "dagman_log", "submit_event_notes", "email_attributes", "encrypt_input_files", "encrypt_output_files",
+    "dont_encrypt_input_files", "dont_encrypt_output_files", "skip_filechecks", "image_size", "job_lease_duration_limit",
+    "rendezvousdir", "stack_size", "want_io_proxy", "use_oauth_services", "ulog_execute_attrs", "job_priority",
+)  # fmt: skip
+
+BUILTIN_MACROS = {
+    "arch",
+    "opsys",
+    "opsysandver",
+    "opsysmajorver",
+    "opsysver",
+    "spool",
+    "islinux",
+    "iswindows",
+    "submit_file",
+}
+
+
+def known_command(key: str) -> bool:
+    for spec in HANDLERS:
+        if key in spec.keys or any(key.startswith(p) for p in spec.prefixes):
+            return True
+    return key in IGNORED
+
+
+def check_commands(file: SubmitFile, item_names: Iterable[str]) -> None:
+    """Refuse unknown commands, unless some value uses them as a macro; explain unsupported ones."""
+    import difflib
+    import re
+
+    names = {n.lower() for n in item_names}
+    all_values = "\n".join(file.raw_values.values())
+    known_list = sorted({k for spec in HANDLERS for k in spec.keys} | set(IGNORED))
+    for key in file.raw_values:
+        if key in UNSUPPORTED:
+            raise file.error(key, f"'{key}' is not supported by Updraft ({UNSUPPORTED[key]})")
+        if known_command(key) or key in names or key in BUILTIN_MACROS:
+            continue
+        if re.search(r"\$\w*\(\s*" + re.escape(key) + r"\b", all_values, re.IGNORECASE):
+            continue  # a macro the file uses
+        close = difflib.get_close_matches(key, known_list, n=1, cutoff=0.75)
+        hint = (
+            f" (did you mean '{close[0]}'?)"
+            if close
+            else " (not a submit command, and no value uses it as $(" + key + "))"
+        )
+        raise file.error(key, f"unknown submit command '{key}'{hint}")
+
+
+# =============================================================================================
+# Running the handlers
+# =============================================================================================
+@dataclass
+class HandlerRun:
+    attrs: dict[str, str]
+    reads: set[str] = field(default_factory=set)
+
+
+def run_handlers(values: Mapping[str, str], file: SubmitFile, env: SubmitEnvironment) -> list[HandlerRun]:
+    runs = []
+    for spec in HANDLERS:
+        ctx = Context(values, file, env)
+        attrs = spec.function(ctx)
+        reads = set(ctx.reads)
+        if spec.prefixes:  # handlers that scan every command depend on all of them
+            reads |= {k for k in values if any(k.startswith(p) for p in spec.prefixes)}
+        runs.append(HandlerRun(attrs, reads))
+    return runs
+
+
+def merge(runs: Iterable[HandlerRun]) -> dict[str, str]:
+    ad: dict[str, str] = {}
+    for run in runs:
+        ad.update(run.attrs)
+    return ad
