@@ -80,6 +80,21 @@ def main_wrapper(
     return decorate
 
 
+def job_ids_out_of_autoformat(args: argparse.Namespace, restrictions: str = "restrictions") -> None:
+    """``condor_q -af A B 12`` means attributes A B of job 12: a job id is never an attribute name."""
+    if not getattr(args, "af", None):
+        return
+    kept = []
+    for item in args.af:
+        if item.replace(".", "", 1).isdigit():
+            getattr(args, restrictions).append(item)
+        else:
+            kept.append(item)
+    if not kept:
+        die(sys.argv[0].rsplit("/", 1)[-1], "-af needs at least one attribute", 2)
+    args.af = kept
+
+
 def split_autoformat(argv: Sequence[str]) -> tuple[list[str], str]:
     """Pull HTCondor's ``-af:FLAGS`` spelling apart: returns argv with a plain ``-af`` and the flags."""
     out: list[str] = []

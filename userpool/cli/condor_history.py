@@ -33,6 +33,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     raw, af_flags = common.split_autoformat(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(raw)
+    common.job_ids_out_of_autoformat(args, "restrictions")
     client = common.client_from(args)
     ids, owners = split_restrictions(args.restrictions)
     constraint = " && ".join(f"({c})" for c in args.constraint if c.strip())

@@ -96,6 +96,7 @@ def status_constraint(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     raw, af_flags = common.split_autoformat(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(raw)
+    common.job_ids_out_of_autoformat(args, "restrictions")
     client = common.client_from(args)
     claims = token_claims(client.token)
     me = str(claims.get("sub", os.environ.get("USER", "")))

@@ -50,6 +50,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     raw, af_flags = common.split_autoformat(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(raw)
+    common.job_ids_out_of_autoformat(args, "names")
     client = common.client_from(args)
     ad_type = "any" if args.any else AdType.parse(args.ad_type).value
     constraints = [c for c in args.constraint if c.strip()]

@@ -62,8 +62,15 @@ class SubmitFile:
     raw_values: dict[str, str] = field(default_factory=dict)  # lower-case command -> raw text
     spelling: dict[str, str] = field(default_factory=dict)  # lower-case command -> as written
 
+    written: dict[str, str] = field(
+        default_factory=dict
+    )  # lower-case command -> as typed (+Attr stays +Attr)
+
     def original_spelling(self, key: str) -> str:
         return self.spelling.get(key.lower(), key)
+
+    def as_written(self, key: str) -> str:
+        return self.written.get(key.lower(), key)
 
     def line_of(self, key: str) -> int | None:
         return self.key_lines.get(key.lower())
@@ -134,13 +141,13 @@ def parse_submit(text: str, path: str = "<stdin>", append: Sequence[str] = ()) -
                 number or None,
                 f"expected 'command = value', found: {stripped}",
             )
-        written = match.group(1).strip()
-        if written.startswith("+"):
-            written = "MY." + written[1:]  # htcondor2 spells +Attr as MY.Attr
+        typed = match.group(1).strip()
+        written = "MY." + typed[1:] if typed.startswith("+") else typed  # htcondor2 spells +Attr as MY.Attr
         key = written.lower()
         submit.key_lines[key] = number
         submit.raw_values[key] = match.group(2).strip()
         submit.spelling[key] = written
+        submit.written[key] = typed
     if not submit.queues:
         raise SubmitError(path, None, "no 'queue' statement: nothing would be submitted")
     return submit

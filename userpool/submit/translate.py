@@ -104,7 +104,7 @@ class Context:
         try:
             return classads.normalize(text)
         except classads.ExpressionError as exc:
-            raise self.error(key, f"{key}: {exc.reason}: {text}") from None
+            raise self.error(key, f"{self.file.as_written(key)}: {exc.reason}: {text}") from None
 
     def error(self, key: str | None, message: str) -> SubmitError:
         return self.file.error(key, message)
@@ -773,6 +773,10 @@ def check_commands(file: SubmitFile, item_names: Iterable[str]) -> None:
     for key in file.raw_values:
         if key in UNSUPPORTED:
             raise file.error(key, f"'{key}' is not supported by Updraft ({UNSUPPORTED[key]})")
+        if key.startswith("request_") and key not in STANDARD_REQUESTS:
+            typo = difflib.get_close_matches(key, list(STANDARD_REQUESTS), n=1, cutoff=0.8)
+            if typo:  # request_<anything> is a custom resource, but not one this close to a standard one
+                raise file.error(key, f"unknown submit command '{key}' (did you mean '{typo[0]}'?)")
         if known_command(key) or key in names or key in BUILTIN_MACROS:
             continue
         if re.search(r"\$\w*\(\s*" + re.escape(key) + r"\b", all_values, re.IGNORECASE):

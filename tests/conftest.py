@@ -1,0 +1,51 @@
+"""Fixtures shared by every test: real pools in temporary homes, CLI runs, tokens."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.pools import RunningPool, start_pool
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPool]:
+    """One pool for a test module (users keep tests apart)."""
+    running = start_pool(tmp_path_factory.mktemp("pool"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def fresh_pool(tmp_path: Path) -> Iterator[RunningPool]:
+    """A pool of the test's own (tests that kill or restart it)."""
+    running = start_pool(tmp_path / "pool")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty submit directory with an executable script in it, as the cwd."""
+    work = tmp_path / "work"
+    work.mkdir()
+    script = work / "job.sh"
+    script.write_text('#!/bin/sh\necho "job $*"\n')
+    script.chmod(0o755)
+    monkeypatch.chdir(work)
+    return work
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [f"updraft tests: python {sys.version.split()[0]}, root={os.geteuid() == 0}, venv={BIN}"]
+
+
+__all__ = ["BIN", "shutil", "subprocess"]

@@ -1,0 +1,79 @@
+"""kill -9 of the pool at any moment loses no acknowledged job and leaves no half cluster."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from pathlib import Path
+
+from tests.support.pilots import ProtocolPilot, slot_ad
+from tests.support.pools import RunningPool
+from userpool.client import Client, ClientError, PoolUnreachable
+from userpool.protocol import QueryRequest, Scope, SubmitRequest
+
+PROCS = 5
+
+
+def test_kill9_during_submissions(fresh_pool: RunningPool) -> None:
+    pool = fresh_pool
+    token = pool.token("stress")
+    acknowledged: list[int] = []
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def submitter() -> None:
+        while not stop.is_set():
+            try:
+                client = Client.from_environment(token=token, home=pool.home, timeout=5)
+                cluster = client.reserve_cluster()
+                ad = {"Cmd": '"/bin/true"', "Args": f'"{cluster}"'}
+                result = client.submit(SubmitRequest(cluster, ad, [{}] * PROCS))
+                acknowledged.append(result.cluster_id)
+            except (PoolUnreachable, ClientError, OSError, ValueError, KeyError) as exc:
+                errors.append(type(exc).__name__)
+                time.sleep(0.05)
+
+    thread = threading.Thread(target=submitter, daemon=True)
+    thread.start()
+    rng = random.Random(7)
+    for _ in range(4):
+        time.sleep(rng.uniform(0.3, 1.2))
+        pool.kill()
+        pool.process.start()
+    time.sleep(0.5)
+    stop.set()
+    thread.join(timeout=30)
+    assert len(acknowledged) > 10, "the load never got going"
+    ads = pool.client().query(QueryRequest("", ["ClusterId", "ProcId"])).ads
+    per_cluster: dict[int, int] = {}
+    for ad in ads:
+        per_cluster[int(ad["ClusterId"])] = per_cluster.get(int(ad["ClusterId"]), 0) + 1
+    lost = [c for c in acknowledged if per_cluster.get(c) != PROCS]
+    assert not lost, f"acknowledged clusters lost or incomplete: {lost}"
+    partial = {c: n for c, n in per_cluster.items() if n != PROCS}
+    assert not partial, f"half-committed clusters: {partial}"
+
+
+def test_state_survives_restart(fresh_pool: RunningPool, workdir: Path) -> None:
+    pool = fresh_pool
+    (workdir / "j.sub").write_text("executable = job.sh\njob_lease_duration = 600\nqueue 3\n")
+    cluster = pool.run("condor_submit", "j.sub", user="rita", cwd=workdir).lines[-1].split()[-1].rstrip(".")
+    pool.run("condor_hold", f"{cluster}.1", user="rita")
+    pilot = ProtocolPilot(pool.client("survivor", Scope.PILOT), slot_ad("slot@survivor"))
+    match = pilot.take()
+    assert match is not None and match.job_id == f"{cluster}.0"
+    pool.kill()
+    pool.process.start()
+    pilot.client = pool.client("survivor", Scope.PILOT)
+    assert pool.run("condor_q", cluster, "-af", "ProcId", "JobStatus", user="rita").lines == [
+        "0 2",
+        "1 5",
+        "2 1",
+    ]
+    pilot.poll(max_matches=0)  # the claim is still known: a heartbeat keeps it
+    assert pilot.finish(match, exit_code=0)["status"] == 4
+    events = pool.run("updraft", "logging-info", f"{cluster}.0", user="rita").stdout
+    assert "submit" in events and "match" in events and "complete" in events
+    next_cluster = pool.client("rita").reserve_cluster()
+    assert next_cluster > int(cluster)

@@ -1,0 +1,143 @@
+"""Matchmaking through the pilot protocol: both ways, fair share, priorities, long polls, leases."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.pilots import ProtocolPilot, slot_ad
+from tests.support.pools import RunningPool
+from userpool.client import ClientError
+from userpool.protocol import Scope
+
+
+def submit(pool: RunningPool, workdir: Path, user: str, text: str) -> str:
+    (workdir / f"{user}.sub").write_text(text)
+    result = pool.run("condor_submit", f"{user}.sub", user=user, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    return result.lines[-1].split()[-1].rstrip(".")
+
+
+def pilot(pool: RunningPool, name: str, **slot: object) -> ProtocolPilot:
+    return ProtocolPilot(pool.client(f"pilot-{name}", Scope.PILOT), slot_ad(f"slot@{name}", **slot))  # type: ignore[arg-type]
+
+
+def test_match_both_ways(fresh_pool: RunningPool, workdir: Path) -> None:
+    pool = fresh_pool
+    cluster = submit(
+        pool,
+        workdir,
+        "amy",
+        'executable = job.sh\nrequirements = TARGET.GLIDEIN_Site == "UCSD"\nrequest_memory = 3000\nqueue\n',
+    )
+    assert pilot(pool, "wrongsite", site="Nebraska", memory_mb=8000).take(0.2) is None
+    assert pilot(pool, "small", site="UCSD", memory_mb=1000).take(0.2) is None
+    assert (
+        pilot(pool, "picky", site="UCSD", memory_mb=8000, START='TARGET.Owner == "nobody"').take(0.2) is None
+    )
+    match = pilot(pool, "good", site="UCSD", memory_mb=8000).take()
+    assert match is not None and match.job_id == f"{cluster}.0"
+    assert match.request_memory_mb == 3000 and match.lease_s == 2400
+    info = pool.run(
+        "condor_q",
+        f"{cluster}.0",
+        "-af",
+        "JobStatus",
+        "RemoteHost",
+        "NumJobStarts",
+        "MATCH_EXP_JOB_GLIDEIN_Site",
+        user="amy",
+    )
+    assert info.stdout.strip() == "2 slot@good 1 UCSD"
+
+
+def test_partitionable_slot_takes_several(fresh_pool: RunningPool, workdir: Path) -> None:
+    pool = fresh_pool
+    submit(pool, workdir, "bea", "executable = job.sh\nrequest_cpus = 2\nrequest_memory = 1000\nqueue 5\n")
+    big = pilot(pool, "big", cpus=4, memory_mb=4000)
+    result = big.poll(max_matches=10)
+    assert len(result.matches) == 2  # 4 cores / 2 per job
+    assert all(m.request_cpus == 2 for m in result.matches)
+
+
+def test_priority_and_age_order(fresh_pool: RunningPool, workdir: Path) -> None:
+    pool = fresh_pool
+    low = submit(pool, workdir, "cal", "executable = job.sh\npriority = 0\nqueue 2\n")
+    high = submit(pool, workdir, "cal", "executable = job.sh\npriority = 10\nqueue 2\n")
+    taken = [pilot(pool, f"p{i}").take().job_id for i in range(4)]
+    assert taken == [f"{high}.0", f"{high}.1", f"{low}.0", f"{low}.1"]
+
+
+def test_fair_share_between_users(fresh_pool: RunningPool, workdir: Path) -> None:
+    pool = fresh_pool
+    submit(pool, workdir, "dan", "executable = job.sh\nqueue 20\n")
+    submit(pool, workdir, "eve", "executable = job.sh\nqueue 20\n")
+    owners = []
+    for i in range(10):
+        match = pilot(pool, f"fs{i}").take()
+        owners.append(pool.run("condor_q", match.job_id, "-af", "Owner", user="dan").stdout.strip())
+    assert owners.count("dan") == 5 and owners.count("eve") == 5
+    prio = pool.run("condor_userprio", "-json")
+    rows = {row["submitter"]: row for row in __import__("json").loads(prio.stdout)}
+    assert rows["dan"]["in_use_cpus"] == 5 and rows["eve"]["in_use_cpus"] == 5
+
+
+def test_long_poll_wakes_on_submit(fresh_pool: RunningPool, workdir: Path) -> None:
+    pool = fresh_pool
+    waiting = pilot(pool, "waiter")
+    found: list[object] = []
+
+    def wait() -> None:
+        found.append(waiting.take(wait_s=20))
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    submit(pool, workdir, "fay", "executable = job.sh\nqueue\n")
+    thread.join(timeout=20)
+    assert found and found[0] is not None
+    assert time.monotonic() - started < 5
+
+
+def test_lease_expiry_returns_the_job(fresh_pool: RunningPool, workdir: Path) -> None:
+    pool = fresh_pool
+    cluster = submit(pool, workdir, "gus", "executable = job.sh\njob_lease_duration = 10\nqueue\n")
+    dying = pilot(pool, "dying")
+    match = dying.take()
+    assert match is not None and match.lease_s == 10
+    dying.drop(match)  # the pilot dies: no more heartbeats
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        status = pool.run(
+            "condor_q", f"{cluster}.0", "-af", "JobStatus", "NumJobStarts", user="gus"
+        ).stdout.strip()
+        if status.startswith("1 "):
+            break
+        time.sleep(0.5)
+    assert status == "1 1"
+    events = pool.run("updraft", "logging-info", f"{cluster}.0", user="gus").stdout
+    assert "lease_expired" in events
+    with pytest.raises(ClientError) as refused:
+        dying.client.report(
+            match.claim_id, __import__("userpool.protocol", fromlist=["ClaimReport"]).ClaimReport("started")
+        )
+    assert refused.value.status == 409
+    second = pilot(pool, "second").take()
+    assert second is not None and second.job_id == f"{cluster}.0"
+    assert pool.run("condor_q", f"{cluster}.0", "-af", "NumJobStarts", user="gus").stdout.strip() == "2"
+
+
+def test_heartbeat_keeps_the_lease(fresh_pool: RunningPool, workdir: Path) -> None:
+    pool = fresh_pool
+    cluster = submit(pool, workdir, "hal", "executable = job.sh\njob_lease_duration = 10\nqueue\n")
+    alive = pilot(pool, "alive")
+    match = alive.take()
+    for _ in range(8):
+        time.sleep(2)
+        alive.poll(max_matches=0)
+    assert pool.run("condor_q", f"{cluster}.0", "-af", "JobStatus", user="hal").stdout.strip() == "2"
+    assert alive.finish(match, exit_code=0)["status"] == 4

@@ -1,0 +1,56 @@
+import time
+
+import pytest
+
+from userpool import protocol as p
+from userpool.errors import BadRequest, Unauthorized
+from userpool.tokens import TokenSigner
+
+
+def test_token_roundtrip_and_refusals() -> None:
+    signer = TokenSigner(b"k" * 32)
+    token, _ = signer.issue("alice", frozenset({p.Scope.USER}), 60, {"group": "g"})
+    identity = signer.verify(token)
+    assert identity.subject == "alice" and identity.bindings == {"group": "g"} and not identity.is_admin
+    with pytest.raises(Unauthorized, match="signature"):
+        TokenSigner(b"x" * 32).verify(token)
+    with pytest.raises(Unauthorized, match="expired"):
+        signer.verify(signer.issue("a", frozenset({p.Scope.USER}), 1, now=time.time() - 10)[0])
+    with pytest.raises(Unauthorized, match="malformed"):
+        signer.verify("garbage")
+    signer.revoked.add(identity.token_id)
+    with pytest.raises(Unauthorized, match="revoked"):
+        signer.verify(token)
+    with pytest.raises(BadRequest):
+        signer.issue("two words", frozenset({p.Scope.USER}))
+
+
+def test_payloads_refuse_unknown_fields() -> None:
+    with pytest.raises(p.ProtocolError, match="unknown field"):
+        p.QueryRequest.from_dict({"constraint": "", "colour": 1})
+    request = p.PollResult.from_dict(
+        {"matches": [{"claim_id": "c", "job_id": "1.0", "job_ad": {}, "lease_s": 5}]}
+    )
+    assert isinstance(request.matches[0], p.Match)
+
+
+@pytest.mark.parametrize("value", [None, True, 3, 1.5, 'a"b\\c\n', [1, "x"]])
+def test_literals_roundtrip(value: object) -> None:
+    from userpool import classads
+
+    text = p.literal(value)
+    assert classads.to_python(classads.value_of_text(text)) == value
+    if not isinstance(value, list):
+        assert p.parse_literal(text) == value
+
+
+@pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "a/../../b", "", "a\\b", "a\x00"])
+def test_unsafe_paths(bad: str) -> None:
+    with pytest.raises(p.ProtocolError):
+        p.safe_relative_path(bad)
+
+
+def test_job_ids() -> None:
+    assert p.parse_job_id("12.3") == (12, 3) and p.parse_job_id("12") == (12, None)
+    with pytest.raises(p.ProtocolError):
+        p.parse_job_id("x.1")
