@@ -16,50 +16,6 @@ from userpool.protocol import AdType, JobStatus
 MAX_SLOTS = 20000
 
 
-def split_conjunction(text: str) -> list[str]:
-    """Top-level ``&&`` clauses of an expression, outer parentheses removed."""
-    clauses: list[str] = []
-    depth = 0
-    in_string = False
-    escaped = False
-    start = 0
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth -= 1
-        elif char == "&" and depth == 0 and text[i : i + 2] == "&&":
-            clauses.append(text[start:i])
-            start = i + 2
-            i += 1
-        i += 1
-    clauses.append(text[start:])
-    return [_strip_parens(c.strip()) for c in clauses if c.strip()]
-
-
-def _strip_parens(text: str) -> str:
-    while text.startswith("(") and text.endswith(")"):
-        depth = 0
-        for index, char in enumerate(text):
-            depth += char == "("
-            depth -= char == ")"
-            if depth == 0 and index < len(text) - 1:
-                return text
-        text = text[1:-1].strip()
-    return text
-
-
 def analyze_job(pool: Any, job_id: str, slot_constraint: str = "") -> dict[str, Any]:
     job = pool.job_or_404(job_id)
     texts = job.ad()
@@ -67,7 +23,7 @@ def analyze_job(pool: Any, job_id: str, slot_constraint: str = "") -> dict[str, 
     slots = pool.collector.query(AdType.Slot, slot_constraint)[:MAX_SLOTS]
     slot_ads = [classads.build(s) for s in slots]
     requirements = texts.get("Requirements", "true")
-    clauses = split_conjunction(requirements)
+    clauses = classads.split_conjunction(requirements)
     counts = []
     for clause in clauses:
         matched = 0

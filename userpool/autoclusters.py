@@ -36,7 +36,7 @@ FIT_SLOT_ATTRS = ("Cpus", "Memory", "Disk", "GPUs")
 
 
 class Autocluster:
-    __slots__ = ("_ad", "heap", "id", "idle", "key", "prio", "submitter", "texts")
+    __slots__ = ("_ad", "heap", "id", "idle", "key", "prio", "requests", "submitter", "texts")
 
     def __init__(self, autocluster_id: int, key: tuple[tuple[str, str | None], ...]) -> None:
         self.id = autocluster_id
@@ -56,6 +56,8 @@ class Autocluster:
             prio = 0
         self.prio = prio if isinstance(prio, (int, float)) and not isinstance(prio, bool) else 0
         self._ad: classads.ClassAd | None = None
+        #: (cpus, memory MB, disk KB) when they do not depend on the slot; set by the schedd
+        self.requests: tuple[int, int, int] | None = None
 
     @property
     def ad(self) -> classads.ClassAd:
@@ -138,9 +140,34 @@ class AutoclusterIndex:
         return autocluster
 
     def add_many(self, jobs: Iterable[Job]) -> None:
+        """Add the idle ones of many jobs (a new cluster, a load): keys and heaps in bulk."""
+        groups: dict[tuple[tuple[str, str | None], ...], list[tuple[int, int, int, Job]]] = {}
         for job in jobs:
-            if job.status == IDLE:
-                self.add(job)
+            if job.status != IDLE:
+                continue
+            names, key, qdate = self._cluster_info(job.cluster)
+            overrides = job.overrides
+            if key is None or (overrides is not None and not overrides.keys().isdisjoint(names)):
+                key = self.key_of(job)
+            entries = groups.get(key)
+            if entries is None:
+                entries = groups[key] = []
+            entries.append((qdate, job.cluster.cluster_id, job.proc_id, job))
+        for key, entries in groups.items():
+            autocluster = self.by_key.get(key)
+            if autocluster is None:
+                autocluster = self._create(key)
+            if autocluster.idle == 0:
+                self.revivals += 1
+            for entry in entries:
+                entry[3].autocluster = autocluster
+            autocluster.idle += len(entries)
+            if len(entries) > len(autocluster.heap):
+                autocluster.heap.extend(entries)
+                heapq.heapify(autocluster.heap)
+            else:
+                for entry in entries:
+                    heapq.heappush(autocluster.heap, entry)
 
     def remove(self, job: Job) -> None:
         """``job`` is no longer idle; its heap entry is dropped lazily."""

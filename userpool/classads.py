@@ -40,6 +40,7 @@ def canonical(name: str) -> str:
     return found
 
 
+@functools.lru_cache(maxsize=16384)
 def is_valid_attribute_name(name: str) -> bool:
     if not name or not (name[0].isalpha() or name[0] == "_"):
         return False
@@ -81,8 +82,29 @@ def _semicolon_is_quoted(text: str) -> bool:
     return True
 
 
+def plainly_literal(text: str) -> bool:
+    """A cheap, exact-enough test for the texts that dominate big clusters: "a string" or 123.
+
+    Only strings without backslashes or inner quotes and plain integers pass; anything else
+    goes to the real parser, so this can say no wrongly but never yes wrongly.
+    """
+    if not text:
+        return False
+    if text[0] == '"':
+        return (
+            len(text) >= 2
+            and text[-1] == '"'
+            and "\\" not in text
+            and '"' not in text[1:-1]
+            and "\n" not in text
+        )
+    return text.isdigit() or (text[0] == "-" and text[1:].isdigit())
+
+
 def check(text: str, what: str = "expression") -> str:
     """Return ``text`` if it parses; raise ExpressionError naming ``what`` otherwise."""
+    if plainly_literal(text):
+        return text
     try:
         parse(text)
     except ExpressionError as exc:
@@ -254,3 +276,55 @@ def quote(text: str) -> str:
 def value_of_text(text: str) -> Any:
     """Evaluate an attribute text on its own (literals need no ad)."""
     return parse(text).eval()
+
+
+def split_conjunction(text: str) -> list[str]:
+    """Top-level ``&&`` clauses of an expression, outer parentheses removed, nested ones flattened."""
+    text = _strip_parens(text.strip())
+    parts = _split_top_level_and(text)
+    if len(parts) == 1:
+        return parts
+    return [clause for part in parts for clause in split_conjunction(part)]
+
+
+def _split_top_level_and(text: str) -> list[str]:
+    clauses: list[str] = []
+    depth = 0
+    in_string = False
+    escaped = False
+    start = 0
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "&" and depth == 0 and text[i : i + 2] == "&&":
+            clauses.append(text[start:i])
+            start = i + 2
+            i += 1
+        i += 1
+    clauses.append(text[start:])
+    return [_strip_parens(c.strip()) for c in clauses if c.strip()]
+
+
+def _strip_parens(text: str) -> str:
+    while text.startswith("(") and text.endswith(")"):
+        depth = 0
+        for index, char in enumerate(text):
+            depth += char == "("
+            depth -= char == ")"
+            if depth == 0 and index < len(text) - 1:
+                return text
+        text = text[1:-1].strip()
+    return text

@@ -212,10 +212,7 @@ class Client:
         body = None
         headers = {}
         if payload is not None:
-            if isinstance(payload, p._Payload):
-                body = payload.to_json()
-            else:
-                body = json.dumps(payload, separators=(",", ":")).encode()
+            body = payload.to_json() if isinstance(payload, p._Payload) else p._dumps(payload)
             headers["Content-Type"] = "application/json"
         response = self.request_raw(method, path, body, headers, timeout)
         raw = response.read()

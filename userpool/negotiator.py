@@ -15,6 +15,7 @@ the slot's free Cpus/Memory/Disk/GPUs), as a partitionable slot does.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -42,26 +43,26 @@ class Picked:
     slot_ad: classads.ClassAd
 
 
-@dataclass
-class _Candidate:
-    order: tuple[float, float, int]  # (-JobPrio, -Rank, autocluster id)
-    autocluster: Autocluster
+#: a heap entry: (-JobPrio, -Rank, QDate, ClusterId, ProcId of the autocluster's next job, id, autocluster)
+_Entry = tuple[float, float, int, int, int, int, Autocluster]
 
 
 @dataclass
 class _Shape:
-    """One slot shape's view of the autoclusters, extended as new ones appear."""
+    """One slot shape's view of the autoclusters, extended as new ones appear.
+
+    Per submitter, a heap of the matching autoclusters ordered by JobPrio, the job's Rank
+    of this shape, then the QDate of each autocluster's next job; entries go stale as jobs
+    leave and are corrected when they reach the top.  ``matching`` keeps every match, so
+    an autocluster that ran dry and gets jobs again can be put back.
+    """
 
     slot_ad: classads.ClassAd
     created: float
     evaluated: int = 0  # autoclusters in index.ordered already evaluated
-    by_submitter: dict[str, list[_Candidate]] = field(default_factory=dict)
-    start: dict[str, int] = field(default_factory=dict)  # first possibly non-empty candidate
+    heaps: dict[str, list[_Entry]] = field(default_factory=dict)
+    matching: dict[str, list[tuple[float, float, Autocluster]]] = field(default_factory=dict)
     revivals: int = 0
-
-
-def resource_fit_text() -> str:
-    return FIT
 
 
 class Negotiator:
@@ -78,6 +79,8 @@ class Negotiator:
         self.clock = clock
         self._shapes: dict[tuple[tuple[str, str | None], ...], _Shape] = {}
         self._shapes_key = (-1, -1)
+        self._base_names: list[str] = []
+        self._base_generation = -1
         self.evaluations = 0
 
     # -- shapes -------------------------------------------------------------------------
@@ -93,8 +96,17 @@ class Negotiator:
         return refs
 
     def shape_key(self, slot: Mapping[str, str]) -> tuple[tuple[str, str | None], ...]:
-        names = classads.closure(sorted(self.index.slot_refs) + list(SLOT_POLICY_ATTRS), slot)
-        return tuple((n, slot.get(n)) for n in names)
+        if self._base_generation != self.index.slot_refs_generation:
+            self._base_names = [*sorted(self.index.slot_refs), *SLOT_POLICY_ATTRS]
+            self._base_generation = self.index.slot_refs_generation
+        items = []
+        for name in self._base_names:
+            text = slot.get(name)
+            if text is not None and not classads.plainly_literal(text) and not classads.is_literal(text):
+                names = classads.closure(self._base_names, slot)  # texts that read other slot attributes
+                return tuple((n, slot.get(n)) for n in names)
+            items.append((name, text))
+        return tuple(items)
 
     def _shape(self, slot: Mapping[str, str]) -> _Shape:
         generation = (self.index.generation, self.index.slot_refs_generation)
@@ -105,7 +117,9 @@ class Negotiator:
         now = self.clock()
         shape = self._shapes.get(key)
         if shape is None or now - shape.created > self.shape_ttl_s:
-            shape = _Shape(classads.build([(n, t) for n, t in key if t is not None]), now)
+            shape = _Shape(
+                classads.build([(n, t) for n, t in key if t is not None]), now, revivals=self.index.revivals
+            )
             if len(self._shapes) > 20000:
                 self._shapes.clear()
             self._shapes[key] = shape
@@ -114,17 +128,40 @@ class Negotiator:
             for autocluster in ordered[shape.evaluated :]:
                 rank = self._evaluate(autocluster, shape.slot_ad)
                 if rank is not None:
-                    candidates = shape.by_submitter.setdefault(autocluster.submitter, [])
-                    candidates.append(
-                        _Candidate((-float(autocluster.prio), -rank, autocluster.id), autocluster)
-                    )
-                    candidates.sort(key=lambda c: c.order)
-                    shape.start[autocluster.submitter] = 0
+                    order = (-float(autocluster.prio), -rank)
+                    shape.matching.setdefault(autocluster.submitter, []).append((*order, autocluster))
+                    self._push(shape, autocluster.submitter, order, autocluster)
             shape.evaluated = len(ordered)
-        if shape.revivals != self.index.revivals:
-            shape.start = dict.fromkeys(shape.by_submitter, 0)
+        if shape.revivals != self.index.revivals:  # some autocluster got jobs again: rebuild the heaps
+            shape.heaps = {}
+            for submitter, matches in shape.matching.items():
+                for neg_prio, neg_rank, autocluster in matches:
+                    self._push(shape, submitter, (neg_prio, neg_rank), autocluster)
             shape.revivals = self.index.revivals
         return shape
+
+    @staticmethod
+    def _push(shape: _Shape, submitter: str, order: tuple[float, float], autocluster: Autocluster) -> None:
+        head = autocluster.head()
+        if head is not None:
+            heapq.heappush(
+                shape.heaps.setdefault(submitter, []), (*order, *head, autocluster.id, autocluster)
+            )
+
+    @staticmethod
+    def _top(heap: list[_Entry]) -> _Entry | None:
+        """The best entry whose position is current (stale ones are fixed or dropped)."""
+        while heap:
+            entry = heap[0]
+            autocluster = entry[6]
+            head = autocluster.head()
+            if head is None:
+                heapq.heappop(heap)  # ran dry; revival puts it back
+            elif head != entry[2:5]:
+                heapq.heapreplace(heap, (entry[0], entry[1], *head, entry[5], autocluster))
+            else:
+                return entry
+        return None
 
     def _evaluate(self, autocluster: Autocluster, slot_ad: classads.ClassAd) -> float | None:
         """The job's Rank of the slot if they match both ways, else None."""
@@ -161,46 +198,27 @@ class Negotiator:
             self.index.require(refs)
 
     def candidates(self, slot: Mapping[str, str]) -> list[Autocluster]:
-        """Every autocluster with idle jobs that matches ``slot``, best first per submitter."""
+        """Every autocluster with idle jobs that matches ``slot``."""
         self.prepare(slot)
         shape = self._shape(slot)
-        out = []
-        for candidates in shape.by_submitter.values():
-            out.extend(c.autocluster for c in candidates if c.autocluster.idle > 0)
-        return out
+        return [ac for matches in shape.matching.values() for _p, _r, ac in matches if ac.idle > 0]
 
     def match_one(self, slot: Mapping[str, str]) -> Picked | None:
         """Take the best idle job for ``slot`` out of its autocluster; the caller starts it."""
         shape = self._shape(slot)
-        chosen_submitter = None
+        chosen: _Entry | None = None
         best_score = None
-        for submitter, candidates in shape.by_submitter.items():
-            start = shape.start.get(submitter, 0)
-            while start < len(candidates) and candidates[start].autocluster.idle <= 0:
-                start += 1
-            shape.start[submitter] = start
-            if start >= len(candidates):
+        for submitter, heap in shape.heaps.items():
+            entry = self._top(heap)
+            if entry is None:
                 continue
             score = self.accountant.share_score(submitter)
             if best_score is None or score < best_score:
-                best_score = score
-                chosen_submitter = submitter
-        if chosen_submitter is None:
+                best_score, chosen = score, entry
+        if chosen is None:
             return None
-        candidates = shape.by_submitter[chosen_submitter]
-        start = shape.start[chosen_submitter]
-        best = candidates[start]
-        best_head = best.autocluster.head()
-        # among equally good autoclusters (same JobPrio and Rank) the oldest job goes first
-        for candidate in candidates[start + 1 :]:
-            if candidate.order[:2] != best.order[:2]:
-                break
-            if candidate.autocluster.idle <= 0:
-                continue
-            head = candidate.autocluster.head()
-            if head is not None and (best_head is None or head < best_head):
-                best, best_head = candidate, head
-        job = self.index.pop(best.autocluster)
-        if job is None:  # stale counts: try again with the autocluster now known empty
+        autocluster = chosen[6]
+        job = self.index.pop(autocluster)
+        if job is None:  # cannot happen after _top, but never hand out nothing silently
             return self.match_one(slot)
-        return Picked(job, best.autocluster, shape.slot_ad)
+        return Picked(job, autocluster, shape.slot_ad)

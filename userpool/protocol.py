@@ -318,14 +318,39 @@ def parse_literal(text: str) -> Any:
 Ad = dict[str, str]
 
 
+def _plain(value: Any) -> Any:
+    """JSON-ready form of a field value; shallow where the value already is (fast for big ads)."""
+    if isinstance(value, _Payload):
+        return value.to_dict()
+    if isinstance(value, list):
+        return [_plain(v) for v in value] if value and isinstance(value[0], (_Payload, list, dict)) else value
+    if isinstance(value, dict):
+        if value and any(isinstance(v, (_Payload, list)) for v in value.values()):
+            return {k: _plain(v) for k, v in value.items()}
+        return value
+    return value
+
+
+def _dumps(data: Any) -> bytes:
+    if _orjson is not None:
+        return _orjson.dumps(data)
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+try:  # faster when the host has it; the pilot on a bare node falls back to json
+    import orjson as _orjson
+except ImportError:  # pragma: no cover
+    _orjson = None
+
+
 class _Payload:
     """to_json/from_json for the frozen dataclasses below; unknown fields are refused by name."""
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+        return _dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]):  # type: ignore[no-untyped-def]

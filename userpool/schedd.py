@@ -357,15 +357,9 @@ class Schedd:
                 raise BadRequest(f"input {item.path!r} ({item.digest[:12]}...) was not uploaded")
         cluster = Cluster(cluster_id, identity.subject, ad, list(request.inputs), proc_inputs)
         rows = []
-        cache: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
         for proc_id, delta in enumerate(request.procs):
             if delta:
-                frozen = tuple(sorted(delta.items())) if isinstance(delta, Mapping) else ()
-                texts = cache.get(frozen)
-                if texts is None:
-                    texts = self._check_ad(delta, f"proc {proc_id}")
-                    cache[frozen] = texts
-                texts = dict(texts)
+                texts = self._check_ad(delta, f"proc {proc_id}")
                 status = _int(texts.pop("JobStatus", None), initial_status)
                 for name in PROTECTED:
                     texts.pop(name, None)
@@ -654,10 +648,7 @@ class Schedd:
         pilot: str,
     ) -> Claim:
         """A job the negotiator took out of its autocluster starts on ``slot``."""
-        job_ad = autocluster.ad
-        cpus = self._request(autocluster, "RequestCpus", job_ad, slot_ad, 1)
-        memory = self._request(autocluster, "RequestMemory", job_ad, slot_ad, 0)
-        disk = self._request(autocluster, "RequestDisk", job_ad, slot_ad, 0)
+        cpus, memory, disk = self.requests_of(autocluster, slot_ad)
         now = int(self.clock())
         slot_name = (
             classads.value_of_text(slot.get("Name", '""'))
@@ -700,6 +691,30 @@ class Schedd:
             ),
         )  # fmt: skip
         return claim
+
+    def requests_of(self, autocluster: Autocluster, slot_ad: classads.ClassAd) -> tuple[int, int, int]:
+        """The cores, memory and disk a job of ``autocluster`` takes from this slot."""
+        if autocluster.requests is not None:
+            return autocluster.requests
+        job_ad = autocluster.ad
+        requests = (
+            self._request(autocluster, "RequestCpus", job_ad, slot_ad, 1),
+            self._request(autocluster, "RequestMemory", job_ad, slot_ad, 0),
+            self._request(autocluster, "RequestDisk", job_ad, slot_ad, 0),
+        )
+        slot_dependent = False
+        for name in ("RequestCpus", "RequestMemory", "RequestDisk"):
+            text = autocluster.texts.get(name)
+            if text is not None and not classads.is_literal(text):
+                own, target = classads.references(text)
+                # TARGET.x, or an unscoped name the job does not have (looked up in the slot)
+                if target or any(
+                    name not in autocluster.texts for name in classads.closure(own, autocluster.texts)
+                ):
+                    slot_dependent = True
+        if not slot_dependent:
+            autocluster.requests = requests
+        return requests
 
     @staticmethod
     def _request(

@@ -115,6 +115,8 @@ def render_v2(items: list[str]) -> str:
 
 
 def split_v1_args(value: str) -> list[str]:
+    if '"' not in value:
+        return value.split()  # the common case: no quoting at all
     items: list[str] = []
     current: list[str] = []
     i = 0

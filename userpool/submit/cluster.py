@@ -70,18 +70,26 @@ def build_cluster(
             spec.inputs = inputs0
         delta0 = _delta(cluster_ad, ad0)
         varying = [k.lower() for k in expander.varying_keys()]
+        plans: dict[frozenset[str], tuple[list[int], frozenset[str]]] = {}
         for index in range(len(part.procs)):
             if index == 0 or not varying:
                 ad_delta, inputs = delta0, inputs0
             else:
                 values = _lower(expander.proc_values(index))
-                changed = {k for k in varying if values.get(k) != first.get(k)}
+                changed = frozenset(k for k in varying if values.get(k) != first.get(k))
                 if not changed:
                     ad_delta, inputs = delta0, inputs0
                 else:
+                    plan = plans.get(changed)
+                    if plan is None:
+                        rerun = [i for i, run in enumerate(runs) if run.reads & changed]
+                        others = frozenset(
+                            n for i, run in enumerate(runs) if i not in rerun for n in run.attrs
+                        )
+                        plan = plans[changed] = (rerun, others)
                     merged = dict(first)
                     merged.update(values)
-                    ad_delta = _delta(cluster_ad, merge(_rerun(runs, changed, merged, file, env)))
+                    ad_delta = _rerun_delta(runs, plan, merged, file, env, cluster_ad, delta0)
                     inputs = inputs0
                     if with_inputs and changed & INPUT_KEYS:
                         inputs = _describe(spec.hasher, local_inputs(Context(merged, file, env)))
@@ -96,23 +104,46 @@ def build_cluster(
     return spec
 
 
-def _rerun(
+def _rerun_delta(
     runs: list[HandlerRun],
-    changed: set[str],
+    plan: tuple[list[int], frozenset[str]],
     values: dict[str, str],
     file: SubmitFile,
     env: SubmitEnvironment,
-) -> list[HandlerRun]:
+    cluster_ad: dict[str, str],
+    delta0: dict[str, str],
+) -> dict[str, str]:
+    """The proc's differences from the cluster ad, rerunning only the handlers in ``plan``.
+
+    ``plan`` is (handlers to rerun, attributes the other handlers write).  When the rerun
+    handlers write none of those (the usual case) the change is patched into the segment's
+    delta; otherwise everything is merged again.
+    """
     from userpool.submit.translate import HANDLERS
 
-    out = []
-    for spec, run in zip(HANDLERS, runs, strict=True):
-        if run.reads & changed:
-            ctx = Context(values, file, env)
-            out.append(HandlerRun(spec.function(ctx), run.reads))
-        else:
-            out.append(run)
-    return out
+    indexes, others = plan
+    fresh = {index: HANDLERS[index].function(Context(values, file, env)) for index in indexes}
+    if any(
+        not others.isdisjoint(attrs) or not others.isdisjoint(runs[i].attrs) for i, attrs in fresh.items()
+    ):
+        merged = merge(
+            HandlerRun(fresh[i], runs[i].reads) if i in fresh else run for i, run in enumerate(runs)
+        )
+        return _delta(cluster_ad, merged)
+    delta = dict(delta0)
+    for index, attrs in fresh.items():
+        for name in runs[index].attrs:
+            if name not in attrs:
+                if name in cluster_ad:
+                    delta[name] = "undefined"
+                else:
+                    delta.pop(name, None)
+        for name, text in attrs.items():
+            if cluster_ad.get(name) != text:
+                delta[name] = text
+            else:
+                delta.pop(name, None)
+    return delta
 
 
 def _delta(cluster_ad: dict[str, str], ad: dict[str, str]) -> dict[str, str]:
