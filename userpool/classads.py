@@ -269,6 +269,27 @@ def literal_text(value: Any) -> str:
     return format_value(value)
 
 
+def int_of(text: str | None, default: int = 0) -> int:
+    """The integer value of an attribute text, or ``default`` when it is absent or not a number."""
+    if text is None:
+        return default
+    try:
+        value = value_of_text(text)
+    except Exception:
+        return default
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+def float_of(text: str | None) -> float:
+    if text is None:
+        return 0.0
+    try:
+        value = value_of_text(text)
+    except Exception:
+        return 0.0
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
 def quote(text: str) -> str:
     return classad2.quote(text)
 

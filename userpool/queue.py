@@ -11,11 +11,21 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
+from userpool import classads
 from userpool.classads import canonical
 from userpool.protocol import JobStatus, SandboxFile, format_job_id, parse_job_id
 
 #: attributes computed from fields, never stored as overrides
 SYNTHESIZED = frozenset({"ClusterId", "ProcId", "JobStatus"})
+#: attributes nobody sets by submit or edit: the schedd owns them
+PROTECTED = frozenset(
+    classads.canonical(n)
+    for n in (
+        "ClusterId", "ProcId", "JobStatus", "Owner", "User", "QDate", "MyType", "EnteredCurrentStatus",
+        "NumJobStarts", "NumJobMatches", "RemoteHost", "GlobalJobId", "AuthenticatedIdentity", "NumJobCompletions",
+    )
+)  # fmt: skip
+
 #: attributes that differ between the jobs of a cluster even when no override says so
 PER_JOB = frozenset({"ProcId", "JobStatus"})
 

@@ -18,8 +18,10 @@ import orjson
 
 from userpool import classads, policy
 from userpool.accountant import Accountant
-from userpool.autoclusters import Autocluster, AutoclusterIndex
+from userpool.actions import ActionsMixin
+from userpool.autoclusters import AutoclusterIndex
 from userpool.claims import Claim, ClaimBook
+from userpool.classads import int_of
 from userpool.config import PoolConfig
 from userpool.errors import BadRequest, Conflict, Forbidden, NotFound, TooLarge
 from userpool.events import EventLog, Tx
@@ -36,41 +38,26 @@ from userpool.jobs import (
 )
 from userpool.negotiator import Negotiator
 from userpool.protocol import (
-    ActRequest,
-    ActResult,
-    ClaimEvent,
-    ClaimReport,
-    EditRequest,
     HoldCode,
-    JobAction,
     JobStatus,
-    PilotCommand,
     SandboxFile,
     Scope,
     SubmitRequest,
     SubmitResult,
     format_job_id,
-    literal,
     quote,
 )
-from userpool.queue import SYNTHESIZED, Cluster, Job, JobQueue
+from userpool.queue import PROTECTED, Cluster, Job, JobQueue
+from userpool.runs import RunsMixin
 from userpool.sandbox import check_manifest
 from userpool.selection import Selector
-from userpool.store import Batch, Store
+from userpool.store import Batch, Store, dumps_json
 from userpool.tokens import Identity
 
 log = logging.getLogger("updraft.schedd")
 
 MAX_ATTRIBUTES = 2000
 MAX_TEXT = 128 * 1024
-#: attributes nobody sets by submit or edit: the schedd owns them
-PROTECTED = frozenset(
-    classads.canonical(n)
-    for n in (
-        "ClusterId", "ProcId", "JobStatus", "Owner", "User", "QDate", "MyType", "EnteredCurrentStatus",
-        "NumJobStarts", "NumJobMatches", "RemoteHost", "GlobalJobId", "AuthenticatedIdentity", "NumJobCompletions",
-    )
-)  # fmt: skip
 #: what the schedd fills in when the submitter left it out (HTCondor's JOB_DEFAULT_* knobs)
 JOB_DEFAULTS = {
     "JobUniverse": "5",
@@ -92,31 +79,7 @@ DELETE_JOB = "DELETE FROM jobs WHERE cluster_id = ? AND proc_id = ?"
 INSERT_HISTORY = "INSERT OR REPLACE INTO history (cluster_id, proc_id, completed, owner, status, overrides) VALUES (?, ?, ?, ?, ?, ?)"
 
 
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
-def _int(text: str | None, default: int = 0) -> int:
-    if text is None:
-        return default
-    try:
-        value = classads.value_of_text(text)
-    except Exception:
-        return default
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
-
-
-def _float(text: str | None) -> float:
-    if text is None:
-        return 0.0
-    try:
-        value = classads.value_of_text(text)
-    except Exception:
-        return 0.0
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
-
-
-class Schedd:
+class Schedd(ActionsMixin, RunsMixin):
     def __init__(
         self, config: PoolConfig, store: Store, events: EventLog, clock: Callable[[], float] = time.time
     ) -> None:
@@ -202,7 +165,7 @@ class Schedd:
         for (cluster_id, proc_id), job in tx.dirty.items():
             if job.cluster.jobs.get(proc_id) is job:
                 rows.append(
-                    (job.status, _dumps(job.overrides) if job.overrides else None, cluster_id, proc_id)
+                    (job.status, dumps_json(job.overrides) if job.overrides else None, cluster_id, proc_id)
                 )
         if rows:
             tx.batch.add_many(UPDATE_JOB, rows)
@@ -218,7 +181,7 @@ class Schedd:
                         now,
                         j.cluster.owner,
                         j.status,
-                        _dumps(j.overrides) if j.overrides else None,
+                        dumps_json(j.overrides) if j.overrides else None,
                     )
                     for j in tx.retired
                 ],
@@ -329,10 +292,10 @@ class Schedd:
         now = int(self.clock())
         for name, text in JOB_DEFAULTS.items():
             ad.setdefault(classads.canonical(name), text)
-        universe = _int(ad.get("JobUniverse"), VANILLA)
+        universe = int_of(ad.get("JobUniverse"), VANILLA)
         if universe != VANILLA:
             raise BadRequest(f"JobUniverse {universe}: Updraft runs vanilla universe jobs (5) only")
-        initial_status = _int(ad.pop("JobStatus", None), int(IDLE))
+        initial_status = int_of(ad.pop("JobStatus", None), int(IDLE))
         for name in ("ClusterId", "ProcId"):
             ad.pop(name, None)
         ad["Owner"] = quote(identity.subject)
@@ -360,7 +323,7 @@ class Schedd:
         for proc_id, delta in enumerate(request.procs):
             if delta:
                 texts = self._check_ad(delta, f"proc {proc_id}")
-                status = _int(texts.pop("JobStatus", None), initial_status)
+                status = int_of(texts.pop("JobStatus", None), initial_status)
                 for name in PROTECTED:
                     texts.pop(name, None)
                 texts = {k: v for k, v in texts.items() if ad.get(k) != v} or None
@@ -371,16 +334,16 @@ class Schedd:
             if texts:
                 cluster.varying.update(texts)
             cluster.jobs[proc_id] = Job(cluster, proc_id, status, texts)
-            rows.append((cluster_id, proc_id, status, _dumps(texts) if texts else None))
+            rows.append((cluster_id, proc_id, status, dumps_json(texts) if texts else None))
         tx = Tx()
         tx.batch.add(
             "INSERT INTO clusters (cluster_id, owner, ad, inputs, proc_inputs) VALUES (?, ?, ?, ?, ?)",
             (
                 cluster_id,
                 identity.subject,
-                _dumps(ad),
-                _dumps([f.to_dict() for f in request.inputs]),
-                _dumps({str(k): [f.to_dict() for f in v] for k, v in proc_inputs.items()}),
+                dumps_json(ad),
+                dumps_json([f.to_dict() for f in request.inputs]),
+                dumps_json({str(k): [f.to_dict() for f in v] for k, v in proc_inputs.items()}),
             ),
         )
         tx.batch.add_many(
@@ -435,424 +398,6 @@ class Schedd:
         return out, []
 
     # =========================================================================================
-    # Actions
-    # =========================================================================================
-    def act(self, identity: Identity, request: ActRequest) -> tuple[ActResult, Tx]:
-        try:
-            action = (
-                JobAction[request.action] if not request.action.isdigit() else JobAction(int(request.action))
-            )
-        except (KeyError, ValueError):
-            raise BadRequest(
-                f"unknown action {request.action!r} (known: {', '.join(a.name for a in JobAction)})"
-            ) from None
-        if not request.ids and not request.constraint and not request.owners:
-            raise BadRequest("say which jobs: ids, owners or a constraint")
-        jobs, missing = self.select(request.ids, request.owners, request.constraint)
-        tx = Tx()
-        result = ActResult(done=[], not_found=missing)
-        tool = {
-            JobAction.Hold: "condor_hold", JobAction.Release: "condor_release", JobAction.Remove: "condor_rm",
-            JobAction.RemoveX: "condor_rm -forcex", JobAction.Suspend: "condor_suspend",
-            JobAction.Continue: "condor_continue", JobAction.Vacate: "condor_vacate_job", JobAction.VacateFast: "condor_vacate_job -fast",
-        }[action]  # fmt: skip
-        reason = request.reason or f"via {tool} (by user {identity.subject})"
-        for job in jobs:
-            if job.owner != identity.subject and not identity.is_admin:
-                result.refused[job.job_id] = f"not owner (job belongs to {job.owner})"
-                continue
-            why_not = self.apply_action(tx, job, action, reason, identity.name)
-            if why_not:
-                result.unchanged[job.job_id] = why_not
-            else:
-                result.done.append(job.job_id)
-        self._retire(tx)
-        return result, self.finish(tx)
-
-    def apply_action(self, tx: Tx, job: Job, action: JobAction, reason: str, source: str) -> str:
-        """Apply one action; returns why nothing changed, or '' when it did."""
-        status = JobStatus(job.status)
-        if action == JobAction.Hold:
-            if status in (HELD, REMOVED, COMPLETED):
-                return f"job is already {status.name.lower()}"
-            self.hold(tx, job, reason, HoldCode.UserRequest, 0, source)
-        elif action == JobAction.Release:
-            if status != HELD:
-                return "job is not held"
-            self.release(tx, job, reason, source)
-        elif action in (JobAction.Remove, JobAction.RemoveX):
-            if status in (REMOVED, COMPLETED):
-                return f"job is already {status.name.lower()}"
-            self._end_claim(tx, job, reason)
-            self._move(
-                tx, job, REMOVED, source, "remove", {"reason": reason}, {"RemoveReason": quote(reason)}
-            )
-        elif action == JobAction.Suspend:
-            if status != RUNNING:
-                return "job is not running"
-            claim = self.claims.of_job(job)
-            self._move(
-                tx,
-                job,
-                SUSPENDED,
-                source,
-                "suspend",
-                {"reason": reason},
-                {"LastSuspensionTime": str(int(self.clock()))},
-            )
-            job.set("TotalSuspensions", str(_int(job.get("TotalSuspensions")) + 1))
-            if claim is not None:
-                self.claims.command(claim, PilotCommand.SUSPEND, reason)
-                tx.after_commit.append(lambda: self.on_claim_news(claim.claim_id))
-        elif action == JobAction.Continue:
-            if status != SUSPENDED:
-                return "job is not suspended"
-            claim = self.claims.of_job(job)
-            self._move(tx, job, RUNNING, source, "continue", {"reason": reason})
-            if claim is not None:
-                self.claims.command(claim, PilotCommand.CONTINUE, reason)
-                tx.after_commit.append(lambda: self.on_claim_news(claim.claim_id))
-        elif action in (JobAction.Vacate, JobAction.VacateFast):
-            if status not in CLAIMED:
-                return "job is not running"
-            self._end_claim(tx, job, reason)
-            self._move(tx, job, IDLE, source, "evict", {"reason": reason}, self._off_slot_attrs(job))
-        return ""
-
-    def hold(self, tx: Tx, job: Job, reason: str, code: int, subcode: int, source: str) -> None:
-        self._end_claim(tx, job, reason)
-        attrs = {
-            "HoldReason": quote(reason),
-            "HoldReasonCode": str(int(code)),
-            "HoldReasonSubCode": str(int(subcode)),
-            "NumHolds": str(_int(job.get("NumHolds")) + 1),
-        }
-        if code not in (HoldCode.UserRequest, HoldCode.SubmittedOnHold):
-            attrs["NumSystemHolds"] = str(_int(job.get("NumSystemHolds")) + 1)
-        if job.status in CLAIMED:
-            attrs.update(self._off_slot_attrs(job))
-        self._move(
-            tx,
-            job,
-            HELD,
-            source,
-            "hold",
-            {"reason": reason, "code": int(code), "subcode": int(subcode)},
-            attrs,
-        )
-
-    def release(self, tx: Tx, job: Job, reason: str, source: str) -> None:
-        attrs: dict[str, str | None] = {
-            "LastHoldReason": job.get("HoldReason"),
-            "LastHoldReasonCode": job.get("HoldReasonCode"),
-            "LastHoldReasonSubCode": job.get("HoldReasonSubCode"),
-            "ReleaseReason": quote(reason),
-            "HoldReason": None,
-            "HoldReasonCode": None,
-            "HoldReasonSubCode": None,
-        }
-        self._move(tx, job, IDLE, source, "release", {"reason": reason}, attrs)
-
-    def _end_claim(self, tx: Tx, job: Job, reason: str) -> None:
-        """The job stops running under its claim: the pilot is told to kill it."""
-        claim = self.claims.of_job(job)
-        if claim is None:
-            return
-        self.claims.end(claim, reason, revoke=True)
-        self.accountant.charge(claim.submitter, -claim.cpus)
-        tx.batch.add("DELETE FROM claims WHERE claim_id = ?", (claim.claim_id,))
-        tx.after_commit.append(lambda: self.on_claim_news(claim.claim_id))
-
-    def _off_slot_attrs(self, job: Job) -> dict[str, str | None]:
-        now = int(self.clock())
-        attrs: dict[str, str | None] = {"RemoteHost": None, "LastVacateTime": str(now)}
-        if job.get("RemoteHost") is not None:
-            attrs["LastRemoteHost"] = job.get("RemoteHost")
-        started = _int(job.get("JobCurrentStartDate"), now)
-        attrs["RemoteWallClockTime"] = repr(_float(job.get("RemoteWallClockTime")) + max(0, now - started))
-        return attrs
-
-    # =========================================================================================
-    # Edits (condor_qedit; the frontend's overflow)
-    # =========================================================================================
-    def edit(self, identity: Identity, request: EditRequest) -> tuple[ActResult, Tx]:
-        attrs = self._check_ad(request.attrs, "edit")
-        if not attrs:
-            raise BadRequest("edit needs at least one attribute")
-        for name in attrs:
-            if name in PROTECTED or name in SYNTHESIZED:
-                raise Forbidden(f"{name} is maintained by the pool and cannot be edited")
-        frontend_only = (
-            not identity.is_admin and identity.has(Scope.FRONTEND) and not identity.has(Scope.USER)
-        )
-        if frontend_only:
-            allowed = {classads.canonical(n) for n in self.config.frontend_editable}
-            refused = sorted(set(attrs) - allowed)
-            if refused:
-                raise Forbidden(
-                    f"a frontend may edit only {', '.join(sorted(allowed))}; not {', '.join(refused)}"
-                )
-        elif not identity.has(Scope.USER):
-            raise Forbidden(f"{identity.name} may not edit jobs")
-        jobs, missing = self.queue.by_ids(request.ids)
-        result = ActResult(done=[], not_found=missing)
-        tx = Tx()
-        by_cluster: dict[int, list[Job]] = {}
-        for job in jobs:
-            if not frontend_only and job.owner != identity.subject and not identity.is_admin:
-                result.refused[job.job_id] = f"not owner (job belongs to {job.owner})"
-                continue
-            if job.status in TERMINAL:
-                result.unchanged[job.job_id] = "job is leaving the queue"
-                continue
-            by_cluster.setdefault(job.cluster.cluster_id, []).append(job)
-        for cluster_id, members in by_cluster.items():
-            cluster = self.queue.clusters[cluster_id]
-            if len(members) == len(cluster.jobs) and len(members) > 1:
-                cluster.ad.update(attrs)  # the whole cluster: one change to the cluster ad
-                for job in members:
-                    for name in attrs:
-                        if job.overrides and name in job.overrides:
-                            job.set(name, None)
-                            self._touch(tx, job)
-                tx.batch.add(
-                    "UPDATE clusters SET ad = ? WHERE cluster_id = ?", (_dumps(cluster.ad), cluster_id)
-                )
-                self.index.forget_cluster(cluster)
-            else:
-                for job in members:
-                    for name, text in attrs.items():
-                        job.set(name, text)
-                    self._touch(tx, job)
-            for job in members:
-                self.index.rekey(job)
-                result.done.append(job.job_id)
-            self.events.record(
-                tx, identity.name, cluster_id, members[0].proc_id if len(members) == 1 else -1, "edit",
-                {"attrs": attrs, "procs": [j.proc_id for j in members] if len(members) <= 100 else len(members)},
-            )  # fmt: skip
-        if result.done:
-            tx.after_commit.append(lambda: self.on_idle(len(result.done)))
-        return result, self.finish(tx)
-
-    # =========================================================================================
-    # Pilots: start, report, lease expiry
-    # =========================================================================================
-    def start(
-        self,
-        tx: Tx,
-        job: Job,
-        autocluster: Autocluster,
-        slot: Mapping[str, str],
-        slot_ad: classads.ClassAd,
-        pilot: str,
-    ) -> Claim:
-        """A job the negotiator took out of its autocluster starts on ``slot``."""
-        cpus, memory, disk = self.requests_of(autocluster, slot_ad)
-        now = int(self.clock())
-        slot_name = (
-            classads.value_of_text(slot.get("Name", '""'))
-            if classads.is_literal(slot.get("Name", '""'))
-            else "unknown"
-        )
-        lease_s = max(10, _int(job.get("JobLeaseDuration"), 2400))
-        attrs: dict[str, str | None] = {
-            "RemoteHost": quote(str(slot_name)),
-            "JobCurrentStartDate": str(now),
-            "NumJobStarts": str(_int(job.get("NumJobStarts")) + 1),
-            "JobRunCount": str(_int(job.get("JobRunCount")) + 1),
-            "NumJobMatches": str(_int(job.get("NumJobMatches")) + 1),
-            "LastMatchTime": str(now),
-            "LastJobLeaseRenewal": str(now),
-        }
-        if job.get("JobStartDate") is None:
-            attrs["JobStartDate"] = str(now)
-        for name in ("GLIDEIN_Site", "GLIDEIN_Entry_Name", "GLIDEIN_Factory", "GLIDEIN_Name"):
-            if name in slot:
-                attrs[f"MATCH_EXP_JOB_{name}"] = slot[name]
-        machine_attrs = job.get("JobMachineAttrs")
-        if machine_attrs and classads.is_literal(machine_attrs):
-            for name in str(classads.value_of_text(machine_attrs)).replace(",", " ").split():
-                if classads.canonical(name) in slot:
-                    attrs[f"MachineAttr{name}0"] = slot[classads.canonical(name)]
-        claim = Claim(
-            self.claims.new_id(), job, str(slot_name), pilot, lease_s, self.clock() + lease_s, cpus, memory, disk,
-            autocluster.submitter, self.clock(),
-        )  # fmt: skip
-        self._move(tx, job, RUNNING, pilot, "match", {"slot": str(slot_name), "pilot": pilot}, attrs)
-        self.claims.add(claim)
-        self.accountant.charge(claim.submitter, cpus)
-        tx.batch.add(
-            "INSERT INTO claims (claim_id, cluster_id, proc_id, slot_name, pilot, lease_expires, lease_s, resources)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                claim.claim_id, job.cluster.cluster_id, job.proc_id, claim.slot_name, pilot, claim.lease_expires, lease_s,
-                _dumps({"cpus": cpus, "memory_mb": memory, "disk_kb": disk, "submitter": claim.submitter}),
-            ),
-        )  # fmt: skip
-        return claim
-
-    def requests_of(self, autocluster: Autocluster, slot_ad: classads.ClassAd) -> tuple[int, int, int]:
-        """The cores, memory and disk a job of ``autocluster`` takes from this slot."""
-        if autocluster.requests is not None:
-            return autocluster.requests
-        job_ad = autocluster.ad
-        requests = (
-            self._request(autocluster, "RequestCpus", job_ad, slot_ad, 1),
-            self._request(autocluster, "RequestMemory", job_ad, slot_ad, 0),
-            self._request(autocluster, "RequestDisk", job_ad, slot_ad, 0),
-        )
-        slot_dependent = False
-        for name in ("RequestCpus", "RequestMemory", "RequestDisk"):
-            text = autocluster.texts.get(name)
-            if text is not None and not classads.is_literal(text):
-                own, target = classads.references(text)
-                # TARGET.x, or an unscoped name the job does not have (looked up in the slot)
-                if target or any(
-                    name not in autocluster.texts for name in classads.closure(own, autocluster.texts)
-                ):
-                    slot_dependent = True
-        if not slot_dependent:
-            autocluster.requests = requests
-        return requests
-
-    @staticmethod
-    def _request(
-        autocluster: Autocluster, name: str, job_ad: classads.ClassAd, slot_ad: classads.ClassAd, default: int
-    ) -> int:
-        text = autocluster.texts.get(name)
-        if text is None:
-            return default
-        try:
-            value = classads.evaluate(text, job_ad, slot_ad)
-        except classads.ExpressionError:
-            return default
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return default
-        return max(0, int(value))
-
-    def report(self, tx: Tx, claim: Claim, report: ClaimReport) -> None:
-        job = claim.job
-        try:
-            event = ClaimEvent(report.event)
-        except ValueError:
-            raise BadRequest(
-                f"unknown claim event {report.event!r} (known: {', '.join(e.value for e in ClaimEvent)})"
-            ) from None
-        now = int(self.clock())
-        if event == ClaimEvent.STARTED:
-            claim.started = True
-            job.set("JobCurrentStartExecutingDate", str(now))
-            self._touch(tx, job)
-            self.events.record(
-                tx, claim.pilot, job.cluster.cluster_id, job.proc_id, "execute", {"slot": claim.slot_name}
-            )
-            return
-        if event in (ClaimEvent.SUSPENDED, ClaimEvent.CONTINUED):
-            self.events.record(
-                tx, claim.pilot, job.cluster.cluster_id, job.proc_id, event.value, {"slot": claim.slot_name}
-            )
-            return
-        self.claims.end(claim)
-        self.accountant.charge(claim.submitter, -claim.cpus)
-        tx.batch.add("DELETE FROM claims WHERE claim_id = ?", (claim.claim_id,))
-        usage = self._usage_attrs(job, report, claim)
-        if event == ClaimEvent.VACATED:
-            attrs = {**self._off_slot_attrs(job), **usage}
-            self._move(
-                tx, job, IDLE, claim.pilot, "evict", {"reason": report.message or "vacated by pilot"}, attrs
-            )
-        elif event == ClaimEvent.HELD:
-            for name, text in usage.items():
-                job.set(name, text)
-            reason = report.hold_reason or "held by the pilot"
-            self.hold(
-                tx,
-                job,
-                reason,
-                report.hold_reason_code or HoldCode.StartdHeldJob,
-                report.hold_reason_subcode,
-                claim.pilot,
-            )
-        elif event == ClaimEvent.EXITED:
-            self._exited(tx, job, claim, report, usage)
-        self._retire(tx)
-
-    def _usage_attrs(self, job: Job, report: ClaimReport, claim: Claim) -> dict[str, str | None]:
-        usage = report.usage or {}
-        attrs: dict[str, str | None] = {}
-        user = float(usage.get("RemoteUserCpu", 0.0))
-        system = float(usage.get("RemoteSysCpu", 0.0))
-        attrs["RemoteUserCpu"] = repr(user)
-        attrs["RemoteSysCpu"] = repr(system)
-        attrs["CumulativeRemoteUserCpu"] = repr(_float(job.get("CumulativeRemoteUserCpu")) + user)
-        attrs["CumulativeRemoteSysCpu"] = repr(_float(job.get("CumulativeRemoteSysCpu")) + system)
-        wall = max(0.0, self.clock() - claim.granted)
-        attrs["CumulativeSlotTime"] = repr(_float(job.get("CumulativeSlotTime")) + wall * max(1, claim.cpus))
-        if "MemoryUsage" in usage:
-            memory = int(usage["MemoryUsage"])
-            attrs["MemoryUsage"] = str(memory)
-            attrs["ResidentSetSize"] = str(memory * 1024)
-            attrs["ImageSize"] = str(max(_int(job.get("ImageSize")), memory * 1024))
-        if "DiskUsage" in usage:
-            attrs["DiskUsage"] = str(int(usage["DiskUsage"]))
-        return attrs
-
-    def _exited(
-        self, tx: Tx, job: Job, claim: Claim, report: ClaimReport, usage: dict[str, str | None]
-    ) -> None:
-        now = int(self.clock())
-        by_signal = report.exit_signal is not None
-        attrs: dict[str, str | None] = {
-            **self._off_slot_attrs(job),
-            **usage,
-            "ExitBySignal": literal(by_signal),
-            "NumJobCompletions": str(_int(job.get("NumJobCompletions")) + 1),
-            "CompletionDate": str(now),
-            "JobLastExitDate": str(now),
-        }
-        if by_signal:
-            attrs["ExitSignal"] = str(int(report.exit_signal or 0))
-            attrs["ExitCode"] = None
-            attrs["ExitStatus"] = str(int(report.exit_signal or 0))
-        else:
-            attrs["ExitCode"] = str(int(report.exit_code or 0))
-            attrs["ExitStatus"] = str(int(report.exit_code or 0))
-            attrs["ExitSignal"] = None
-        for name, text in attrs.items():
-            job.set(name, text)
-        decision = policy.on_exit(classads.build(job.ad()))
-        details = {"exit_code": report.exit_code, "exit_signal": report.exit_signal, "slot": claim.slot_name}
-        self.events.record(tx, claim.pilot, job.cluster.cluster_id, job.proc_id, "terminate", details)
-        if decision.action == "hold":
-            self.hold(tx, job, decision.reason, decision.code, decision.subcode, "schedd")
-        elif decision.action == "complete":
-            self._move(tx, job, COMPLETED, "schedd", "complete", details)
-        else:
-            self._move(tx, job, IDLE, "schedd", "requeue", {"reason": decision.reason})
-
-    def expire_leases(self) -> Tx:
-        tx = Tx()
-        for claim in self.claims.expired():
-            job = claim.job
-            self.accountant.charge(claim.submitter, -claim.cpus)
-            tx.batch.add("DELETE FROM claims WHERE claim_id = ?", (claim.claim_id,))
-            if self.queue.get(job.cluster.cluster_id, job.proc_id) is not job or job.status not in CLAIMED:
-                continue
-            reason = f"the pilot on {claim.slot_name} stopped renewing its lease ({claim.lease_s} s)"
-            self._move(
-                tx,
-                job,
-                IDLE,
-                "schedd",
-                "lease_expired",
-                {"slot": claim.slot_name, "reason": reason},
-                self._off_slot_attrs(job),
-            )
-        self._retire(tx)
-        return self.finish(tx)
-
-    # =========================================================================================
     # Periodic policy
     # =========================================================================================
     def periodic(self) -> Tx:
@@ -874,7 +419,7 @@ class Schedd:
                 for job in list(fired.filter(cluster)):
                     if job.status not in statuses or (
                         attribute == "PeriodicRelease"
-                        and _int(job.get("HoldReasonCode")) == HoldCode.UserRequest
+                        and int_of(job.get("HoldReasonCode")) == HoldCode.UserRequest
                     ):
                         continue
                     if job.get(name) is None:

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 log = logging.getLogger("updraft.store")
 
 SCHEMA_VERSION = 1
@@ -82,6 +84,10 @@ CREATE TABLE IF NOT EXISTS accountant (
 CREATE TABLE IF NOT EXISTS reservations (cluster_id INTEGER PRIMARY KEY, owner TEXT NOT NULL, time REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS revoked_tokens (jti TEXT PRIMARY KEY, expires REAL NOT NULL);
 """
+
+
+def dumps_json(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 @dataclass

@@ -1,0 +1,243 @@
+"""The schedd's user actions: hold, release, remove, suspend, continue, vacate, and edits."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from userpool import classads
+from userpool.classads import float_of, int_of
+from userpool.errors import BadRequest, Forbidden
+from userpool.events import Tx
+from userpool.jobs import CLAIMED, COMPLETED, HELD, IDLE, REMOVED, RUNNING, SUSPENDED, TERMINAL
+from userpool.protocol import (
+    ActRequest,
+    ActResult,
+    EditRequest,
+    HoldCode,
+    JobAction,
+    JobStatus,
+    PilotCommand,
+    Scope,
+    quote,
+)
+from userpool.queue import PROTECTED, SYNTHESIZED, Job
+from userpool.store import dumps_json
+from userpool.tokens import Identity
+
+if TYPE_CHECKING:
+    from userpool.schedd import Schedd
+
+    _Base = Schedd
+else:
+    _Base = object
+
+TOOLS = {
+    JobAction.Hold: "condor_hold",
+    JobAction.Release: "condor_release",
+    JobAction.Remove: "condor_rm",
+    JobAction.RemoveX: "condor_rm -forcex",
+    JobAction.Suspend: "condor_suspend",
+    JobAction.Continue: "condor_continue",
+    JobAction.Vacate: "condor_vacate_job",
+    JobAction.VacateFast: "condor_vacate_job -fast",
+}
+
+
+class ActionsMixin(_Base):
+    """Mixed into Schedd: changes users (and policy) ask for."""
+
+    # =========================================================================================
+    # Actions
+    # =========================================================================================
+    def act(self, identity: Identity, request: ActRequest) -> tuple[ActResult, Tx]:
+        try:
+            action = (
+                JobAction[request.action] if not request.action.isdigit() else JobAction(int(request.action))
+            )
+        except (KeyError, ValueError):
+            raise BadRequest(
+                f"unknown action {request.action!r} (known: {', '.join(a.name for a in JobAction)})"
+            ) from None
+        if not request.ids and not request.constraint and not request.owners:
+            raise BadRequest("say which jobs: ids, owners or a constraint")
+        jobs, missing = self.select(request.ids, request.owners, request.constraint)
+        tx = Tx()
+        result = ActResult(done=[], not_found=missing)
+        reason = request.reason or f"via {TOOLS[action]} (by user {identity.subject})"
+        for job in jobs:
+            if job.owner != identity.subject and not identity.is_admin:
+                result.refused[job.job_id] = f"not owner (job belongs to {job.owner})"
+                continue
+            why_not = self.apply_action(tx, job, action, reason, identity.name)
+            if why_not:
+                result.unchanged[job.job_id] = why_not
+            else:
+                result.done.append(job.job_id)
+        self._retire(tx)
+        return result, self.finish(tx)
+
+    def apply_action(self, tx: Tx, job: Job, action: JobAction, reason: str, source: str) -> str:
+        """Apply one action; returns why nothing changed, or '' when it did."""
+        status = JobStatus(job.status)
+        if action == JobAction.Hold:
+            if status in (HELD, REMOVED, COMPLETED):
+                return f"job is already {status.name.lower()}"
+            self.hold(tx, job, reason, HoldCode.UserRequest, 0, source)
+        elif action == JobAction.Release:
+            if status != HELD:
+                return "job is not held"
+            self.release(tx, job, reason, source)
+        elif action in (JobAction.Remove, JobAction.RemoveX):
+            if status in (REMOVED, COMPLETED):
+                return f"job is already {status.name.lower()}"
+            self._end_claim(tx, job, reason)
+            self._move(
+                tx, job, REMOVED, source, "remove", {"reason": reason}, {"RemoveReason": quote(reason)}
+            )
+        elif action == JobAction.Suspend:
+            if status != RUNNING:
+                return "job is not running"
+            claim = self.claims.of_job(job)
+            self._move(
+                tx,
+                job,
+                SUSPENDED,
+                source,
+                "suspend",
+                {"reason": reason},
+                {"LastSuspensionTime": str(int(self.clock()))},
+            )
+            job.set("TotalSuspensions", str(int_of(job.get("TotalSuspensions")) + 1))
+            if claim is not None:
+                self.claims.command(claim, PilotCommand.SUSPEND, reason)
+                tx.after_commit.append(lambda: self.on_claim_news(claim.claim_id))
+        elif action == JobAction.Continue:
+            if status != SUSPENDED:
+                return "job is not suspended"
+            claim = self.claims.of_job(job)
+            self._move(tx, job, RUNNING, source, "continue", {"reason": reason})
+            if claim is not None:
+                self.claims.command(claim, PilotCommand.CONTINUE, reason)
+                tx.after_commit.append(lambda: self.on_claim_news(claim.claim_id))
+        elif action in (JobAction.Vacate, JobAction.VacateFast):
+            if status not in CLAIMED:
+                return "job is not running"
+            self._end_claim(tx, job, reason)
+            self._move(tx, job, IDLE, source, "evict", {"reason": reason}, self._off_slot_attrs(job))
+        return ""
+
+    def hold(self, tx: Tx, job: Job, reason: str, code: int, subcode: int, source: str) -> None:
+        self._end_claim(tx, job, reason)
+        attrs = {
+            "HoldReason": quote(reason),
+            "HoldReasonCode": str(int(code)),
+            "HoldReasonSubCode": str(int(subcode)),
+            "NumHolds": str(int_of(job.get("NumHolds")) + 1),
+        }
+        if code not in (HoldCode.UserRequest, HoldCode.SubmittedOnHold):
+            attrs["NumSystemHolds"] = str(int_of(job.get("NumSystemHolds")) + 1)
+        if job.status in CLAIMED:
+            attrs.update(self._off_slot_attrs(job))
+        self._move(
+            tx,
+            job,
+            HELD,
+            source,
+            "hold",
+            {"reason": reason, "code": int(code), "subcode": int(subcode)},
+            attrs,
+        )
+
+    def release(self, tx: Tx, job: Job, reason: str, source: str) -> None:
+        attrs: dict[str, str | None] = {
+            "LastHoldReason": job.get("HoldReason"),
+            "LastHoldReasonCode": job.get("HoldReasonCode"),
+            "LastHoldReasonSubCode": job.get("HoldReasonSubCode"),
+            "ReleaseReason": quote(reason),
+            "HoldReason": None,
+            "HoldReasonCode": None,
+            "HoldReasonSubCode": None,
+        }
+        self._move(tx, job, IDLE, source, "release", {"reason": reason}, attrs)
+
+    def _end_claim(self, tx: Tx, job: Job, reason: str) -> None:
+        """The job stops running under its claim: the pilot is told to kill it."""
+        claim = self.claims.of_job(job)
+        if claim is None:
+            return
+        self.claims.end(claim, reason, revoke=True)
+        self.accountant.charge(claim.submitter, -claim.cpus)
+        tx.batch.add("DELETE FROM claims WHERE claim_id = ?", (claim.claim_id,))
+        tx.after_commit.append(lambda: self.on_claim_news(claim.claim_id))
+
+    def _off_slot_attrs(self, job: Job) -> dict[str, str | None]:
+        now = int(self.clock())
+        attrs: dict[str, str | None] = {"RemoteHost": None, "LastVacateTime": str(now)}
+        if job.get("RemoteHost") is not None:
+            attrs["LastRemoteHost"] = job.get("RemoteHost")
+        started = int_of(job.get("JobCurrentStartDate"), now)
+        attrs["RemoteWallClockTime"] = repr(float_of(job.get("RemoteWallClockTime")) + max(0, now - started))
+        return attrs
+
+    # =========================================================================================
+    # Edits (condor_qedit; the frontend's overflow)
+    # =========================================================================================
+    def edit(self, identity: Identity, request: EditRequest) -> tuple[ActResult, Tx]:
+        attrs = self._check_ad(request.attrs, "edit")
+        if not attrs:
+            raise BadRequest("edit needs at least one attribute")
+        for name in attrs:
+            if name in PROTECTED or name in SYNTHESIZED:
+                raise Forbidden(f"{name} is maintained by the pool and cannot be edited")
+        frontend_only = (
+            not identity.is_admin and identity.has(Scope.FRONTEND) and not identity.has(Scope.USER)
+        )
+        if frontend_only:
+            allowed = {classads.canonical(n) for n in self.config.frontend_editable}
+            refused = sorted(set(attrs) - allowed)
+            if refused:
+                raise Forbidden(
+                    f"a frontend may edit only {', '.join(sorted(allowed))}; not {', '.join(refused)}"
+                )
+        elif not identity.has(Scope.USER):
+            raise Forbidden(f"{identity.name} may not edit jobs")
+        jobs, missing = self.queue.by_ids(request.ids)
+        result = ActResult(done=[], not_found=missing)
+        tx = Tx()
+        by_cluster: dict[int, list[Job]] = {}
+        for job in jobs:
+            if not frontend_only and job.owner != identity.subject and not identity.is_admin:
+                result.refused[job.job_id] = f"not owner (job belongs to {job.owner})"
+                continue
+            if job.status in TERMINAL:
+                result.unchanged[job.job_id] = "job is leaving the queue"
+                continue
+            by_cluster.setdefault(job.cluster.cluster_id, []).append(job)
+        for cluster_id, members in by_cluster.items():
+            cluster = self.queue.clusters[cluster_id]
+            if len(members) == len(cluster.jobs) and len(members) > 1:
+                cluster.ad.update(attrs)  # the whole cluster: one change to the cluster ad
+                for job in members:
+                    for name in attrs:
+                        if job.overrides and name in job.overrides:
+                            job.set(name, None)
+                            self._touch(tx, job)
+                tx.batch.add(
+                    "UPDATE clusters SET ad = ? WHERE cluster_id = ?", (dumps_json(cluster.ad), cluster_id)
+                )
+                self.index.forget_cluster(cluster)
+            else:
+                for job in members:
+                    for name, text in attrs.items():
+                        job.set(name, text)
+                    self._touch(tx, job)
+            for job in members:
+                self.index.rekey(job)
+                result.done.append(job.job_id)
+            self.events.record(
+                tx, identity.name, cluster_id, members[0].proc_id if len(members) == 1 else -1, "edit",
+                {"attrs": attrs, "procs": [j.proc_id for j in members] if len(members) <= 100 else len(members)},
+            )  # fmt: skip
+        if result.done:
+            tx.after_commit.append(lambda: self.on_idle(len(result.done)))
+        return result, self.finish(tx)
