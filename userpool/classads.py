@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 import classad2
@@ -64,10 +64,11 @@ def parse(text: str) -> ExprTree:
         raise ExpressionError(text, "not a valid ClassAd expression") from None
 
 
-def _semicolon_is_quoted(text: str) -> bool:
+def _outside_strings(text: str) -> Iterator[tuple[int, str]]:
+    """(index, character) of every character that is not inside a string literal."""
     in_string = False
     escaped = False
-    for char in text:
+    for index, char in enumerate(text):
         if in_string:
             if escaped:
                 escaped = False
@@ -77,9 +78,12 @@ def _semicolon_is_quoted(text: str) -> bool:
                 in_string = False
         elif char == '"':
             in_string = True
-        elif char == ";":
-            return False
-    return True
+        else:
+            yield index, char
+
+
+def _semicolon_is_quoted(text: str) -> bool:
+    return all(char != ";" for _index, char in _outside_strings(text))
 
 
 def plainly_literal(text: str) -> bool:
@@ -311,30 +315,19 @@ def split_conjunction(text: str) -> list[str]:
 def _split_top_level_and(text: str) -> list[str]:
     clauses: list[str] = []
     depth = 0
-    in_string = False
-    escaped = False
     start = 0
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "([{":
+    skip = -1
+    for index, char in _outside_strings(text):
+        if index == skip:
+            continue
+        if char in "([{":
             depth += 1
         elif char in ")]}":
             depth -= 1
-        elif char == "&" and depth == 0 and text[i : i + 2] == "&&":
-            clauses.append(text[start:i])
-            start = i + 2
-            i += 1
-        i += 1
+        elif char == "&" and depth == 0 and text[index : index + 2] == "&&":
+            clauses.append(text[start:index])
+            start = index + 2
+            skip = index + 1
     clauses.append(text[start:])
     return [_strip_parens(c.strip()) for c in clauses if c.strip()]
 

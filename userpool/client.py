@@ -277,19 +277,18 @@ class Client:
     def missing_blobs(self, digests: Sequence[str]) -> list[str]:
         return list(self.call("POST", p.BLOBS_MISSING, {"digests": list(digests)})["missing"])
 
-    def put_blob(self, digest: str, path: Path) -> int:
-        size = path.stat().st_size
-        with open(path, "rb") as handle:
+    def _put_file(self, path: str, local: Path, content_type: str) -> Any:
+        """PUT a local file as the body (streamed, with its length), return the JSON answer."""
+        size = local.stat().st_size
+        with open(local, "rb") as handle:
+            headers = {"Content-Type": content_type, "Content-Length": str(size)}
             response = self.request_raw(
-                "PUT",
-                p.BLOB.format(digest=digest),
-                handle,
-                {"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-                timeout=max(self.timeout, 600),
-                stream=True,
+                "PUT", path, handle, headers, timeout=max(self.timeout, 600), stream=True
             )
-            data = json.loads(response.read())
-        return int(data["size"])
+            return json.loads(response.read())
+
+    def put_blob(self, digest: str, path: Path) -> int:
+        return int(self._put_file(p.BLOB.format(digest=digest), path, "application/octet-stream")["size"])
 
     def get_blob(self, digest: str, destination: Path, claim_id: str | None = None) -> None:
         headers = {p.CLAIM_HEADER: claim_id} if claim_id else {}
@@ -323,17 +322,9 @@ class Client:
         return [p.SandboxFile.from_dict(f) for f in data["inputs"]]
 
     def put_output(self, claim_id: str, tar_path: Path) -> list[str]:
-        size = tar_path.stat().st_size
-        with open(tar_path, "rb") as handle:
-            response = self.request_raw(
-                "PUT",
-                p.CLAIM_OUTPUT.format(claim_id=claim_id),
-                handle,
-                {"Content-Type": "application/x-tar", "Content-Length": str(size)},
-                timeout=max(self.timeout, 600),
-                stream=True,
-            )
-            return list(json.loads(response.read())["files"])
+        return list(
+            self._put_file(p.CLAIM_OUTPUT.format(claim_id=claim_id), tar_path, "application/x-tar")["files"]
+        )
 
     def report(self, claim_id: str, report: p.ClaimReport) -> dict[str, Any]:
         return self.call("POST", p.CLAIM_REPORT.format(claim_id=claim_id), report)

@@ -95,6 +95,36 @@ def job_ids_out_of_autoformat(args: argparse.Namespace, restrictions: str = "res
     args.af = kept
 
 
+def parse_listing(
+    parser: argparse.ArgumentParser, argv: list[str] | None, restrictions: str
+) -> tuple[argparse.Namespace, str]:
+    """Parse a listing tool's command line: HTCondor's -af:FLAGS spelling, job ids after -af."""
+    raw, flags = split_autoformat(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(raw)
+    job_ids_out_of_autoformat(args, restrictions)
+    return args, flags
+
+
+def joined_constraint(tool: str, constraints: Iterable[str]) -> str:
+    """Several -constraint options mean all of them; checked before anything is sent."""
+    parts = [c for c in constraints if c.strip()]
+    joined = parts[0] if len(parts) == 1 else " && ".join(f"({c})" for c in parts)
+    return check_constraint(tool, joined)
+
+
+def print_requested_format(ads: list[dict[str, str]], args: argparse.Namespace, af_flags: str) -> bool:
+    """-af, -l or -json if the user asked for one; False means print the tool's own table."""
+    if getattr(args, "af", None):
+        print_autoformat(ads, args.af, af_flags)
+    elif getattr(args, "long", False):
+        print_long(ads)
+    elif getattr(args, "json", False):
+        print_json(json_ads(ads))
+    else:
+        return False
+    return True
+
+
 def split_autoformat(argv: Sequence[str]) -> tuple[list[str], str]:
     """Pull HTCondor's ``-af:FLAGS`` spelling apart: returns argv with a plain ``-af`` and the flags."""
     out: list[str] = []

@@ -31,21 +31,12 @@ def parser() -> argparse.ArgumentParser:
 
 @common.main_wrapper(TOOL)
 def main(argv: list[str] | None = None) -> int:
-    raw, af_flags = common.split_autoformat(sys.argv[1:] if argv is None else argv)
-    args = parser().parse_args(raw)
-    common.job_ids_out_of_autoformat(args, "restrictions")
+    args, af_flags = common.parse_listing(parser(), argv, "restrictions")
     client = common.client_from(args)
     ids, owners = split_restrictions(args.restrictions)
-    constraint = " && ".join(f"({c})" for c in args.constraint if c.strip())
-    common.check_constraint(TOOL, constraint)
+    constraint = common.joined_constraint(TOOL, args.constraint)
     ads = client.query(QueryRequest(constraint, [], ids, owners, args.limit), history=True).ads
-    if args.af:
-        common.print_autoformat(ads, args.af, af_flags)
-    elif args.long:
-        common.print_long(ads)
-    elif args.json:
-        common.print_json(common.json_ads(ads))
-    else:
+    if not common.print_requested_format(ads, args, af_flags):
         sys.stdout.write(format_history_table(ads))
     return 0
 

@@ -94,9 +94,7 @@ def status_constraint(args: argparse.Namespace) -> str:
 
 @common.main_wrapper(TOOL)
 def main(argv: list[str] | None = None) -> int:
-    raw, af_flags = common.split_autoformat(sys.argv[1:] if argv is None else argv)
-    args = parser().parse_args(raw)
-    common.job_ids_out_of_autoformat(args, "restrictions")
+    args, af_flags = common.parse_listing(parser(), argv, "restrictions")
     client = common.client_from(args)
     claims = token_claims(client.token)
     me = str(claims.get("sub", os.environ.get("USER", "")))
@@ -104,12 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     ids, owners = split_restrictions(args.restrictions)
     if not ids and not owners and not args.allusers and not superuser and me:
         owners = [me]
-    constraints = [c for c in args.constraint if c.strip()]
-    extra = status_constraint(args)
-    if extra:
-        constraints.append(extra)
-    constraint = " && ".join(f"({c})" for c in constraints)
-    common.check_constraint(TOOL, constraint)
+    constraint = common.joined_constraint(TOOL, [*args.constraint, status_constraint(args)])
 
     if args.autocluster:
         return show_autoclusters(client, args, af_flags)
@@ -132,17 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         projection = TABLE_ATTRS if (args.nobatch or args.run or args.hold) else BATCH_ATTRS
     result = client.query(QueryRequest(constraint, projection, ids, owners, args.limit, True))
     ads = result.ads
-    if args.af:
-        common.print_autoformat(ads, args.af, af_flags)
-        return 0
-    if args.formats:
+    if args.formats and not args.af:
         print_formats(ads, args.formats)
         return 0
-    if args.long:
-        common.print_long(ads)
-        return 0
-    if args.json:
-        common.print_json(common.json_ads(ads))
+    if common.print_requested_format(ads, args, af_flags):
         return 0
     everyone = client.query(QueryRequest("", [], [], [], 0, True, True)).totals or {}
     out = sys.stdout

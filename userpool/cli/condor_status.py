@@ -48,25 +48,18 @@ def parser() -> argparse.ArgumentParser:
 
 @common.main_wrapper(TOOL)
 def main(argv: list[str] | None = None) -> int:
-    raw, af_flags = common.split_autoformat(sys.argv[1:] if argv is None else argv)
-    args = parser().parse_args(raw)
-    common.job_ids_out_of_autoformat(args, "names")
+    args, af_flags = common.parse_listing(parser(), argv, "names")
     client = common.client_from(args)
     ad_type = "any" if args.any else AdType.parse(args.ad_type).value
     constraints = [c for c in args.constraint if c.strip()]
     if args.names:
         constraints.append(" || ".join(f"Name == {common.classads.quote(n)}" for n in args.names))
-    constraint = " && ".join(f"({c})" for c in constraints)
-    common.check_constraint(TOOL, constraint)
+    constraint = common.joined_constraint(TOOL, constraints)
     ads = client.query_ads(ad_type, constraint)
     ads.sort(key=lambda texts: (common.lookup(texts, "MyType") or "", common.lookup(texts, "Name") or ""))
-    if args.af:
-        common.print_autoformat(ads, args.af, af_flags)
-    elif args.long:
-        common.print_long(ads)
-    elif args.json:
-        common.print_json(common.json_ads(ads))
-    elif ad_type == AdType.Slot.value:
+    if common.print_requested_format(ads, args, af_flags):
+        return 0
+    if ad_type == AdType.Slot.value:
         print_slots(ads, args.total)
     else:
         print_generic(ads)
