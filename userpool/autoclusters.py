@@ -172,9 +172,13 @@ class AutoclusterIndex:
     def remove(self, job: Job) -> None:
         """``job`` is no longer idle; its heap entry is dropped lazily."""
         autocluster = job.autocluster
+        job.autocluster = None
         if isinstance(autocluster, Autocluster):
             autocluster.idle -= 1
-        job.autocluster = None
+            heap = autocluster.heap
+            if len(heap) > 4 * autocluster.idle + 1024:  # mostly stale: drop them so they free their jobs
+                autocluster.heap = [e for e in heap if e[3].autocluster is autocluster and e[3].status == IDLE]
+                heapq.heapify(autocluster.heap)
 
     def rekey(self, job: Job) -> None:
         """An attribute of an idle job changed: it may belong to another autocluster now."""

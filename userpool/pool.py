@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import logging
 import os
 import shutil
@@ -99,6 +100,7 @@ class Pool:
         self.blobs = BlobStore(self.config.blob_dir, self.config.max_input_file_mb << 20)
         self.spool = Spool(self.config.spool_dir, self.config.max_output_sandbox_mb << 20)
         self.history = History(self.store, self.config.history_max_jobs)
+        gc.freeze()  # the loaded queue lives long; see submit()
 
     async def start_background(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -183,7 +185,10 @@ class Pool:
             raise BadRequest(f"cluster {cluster.cluster_id} already exists")
         await self.commit(tx)
         self.stats.submits += 1
-        return self.schedd.install(cluster)
+        result = self.schedd.install(cluster)
+        if result.count >= 10000:
+            gc.freeze()  # long-lived: keep the cyclic collector from walking them on every pass
+        return result
 
     # =========================================================================================
     # Pilots
