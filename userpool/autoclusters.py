@@ -177,7 +177,9 @@ class AutoclusterIndex:
             autocluster.idle -= 1
             heap = autocluster.heap
             if len(heap) > 4 * autocluster.idle + 1024:  # mostly stale: drop them so they free their jobs
-                autocluster.heap = [e for e in heap if e[3].autocluster is autocluster and e[3].status == IDLE]
+                autocluster.heap = [
+                    e for e in heap if e[3].autocluster is autocluster and e[3].status == IDLE
+                ]
                 heapq.heapify(autocluster.heap)
 
     def rekey(self, job: Job) -> None:

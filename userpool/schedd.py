@@ -149,12 +149,27 @@ class Schedd(ActionsMixin, RunsMixin):
             )  # fmt: skip
             self.claims.add(claim)
             self.accountant.charge(claim.submitter, claim.cpus)
+        self._requeue_unclaimed()
         log.info(
             "loaded %d jobs in %d clusters, %d claims",
             len(self.queue),
             len(self.queue.clusters),
             len(self.claims.active),
         )
+
+    def _requeue_unclaimed(self) -> None:
+        """A job recorded as running with no claim on disk cannot be reached by any pilot: requeue it."""
+        orphans = [
+            job for job in self.queue.jobs() if job.status in CLAIMED and self.claims.of_job(job) is None
+        ]
+        if not orphans:
+            return
+        tx = Tx()
+        for job in orphans:
+            reason = "no claim survived the pool's restart"
+            self._move(tx, job, IDLE, "schedd", "evict", {"reason": reason}, self._off_slot_attrs(job))
+        self.store.write_now(self.finish(tx).batch)
+        log.warning("requeued %d running job(s) that had no claim", len(orphans))
 
     # =========================================================================================
     # Writing helpers
