@@ -154,6 +154,10 @@ def build_app(pool: Pool) -> FastAPI:
         return FastJSON({"ads": ads, "totals": None})
 
     # -- bookkeeping -------------------------------------------------------------------------
+    @app.post(p.EVENTS)
+    async def record_event(who: Who, body: p.EventRequest) -> p.Event:
+        return await pool.record_event(who, body)
+
     @app.get(p.EVENTS)
     async def events(
         who: Who, after: int = 0, limit: Annotated[int, Query(ge=1, le=10000)] = 1000

@@ -12,10 +12,8 @@ written by the running pool; its token: ``UPDRAFT_TOKEN`` (the token itself),
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import ssl
 import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
@@ -23,6 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from userpool import protocol as p
+from userpool.transport import PoolUnreachable, Response, make_transport
 
 try:
     from updraft.errors import UpdraftError as _Root
@@ -41,10 +40,6 @@ class ClientError(_Root):  # type: ignore[valid-type,misc]
         self.kind = kind
         self.message = message
         super().__init__(message)
-
-
-class PoolUnreachable(_Root):  # type: ignore[valid-type,misc]
-    """No answer from the pool at all (not running, wrong address, network)."""
 
 
 def default_home() -> Path:
@@ -68,6 +63,7 @@ class Client:
         token: str | None = None,
         ca_file: str | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
+        transport: str = "stdlib",
     ) -> None:
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
@@ -75,15 +71,7 @@ class Client:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
-        self._host = parsed.hostname
-        self._port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        self._https = parsed.scheme == "https"
-        self._ssl: ssl.SSLContext | None = None
-        if self._https:
-            self._ssl = (
-                ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
-            )
-        self._connection: http.client.HTTPConnection | None = None
+        self.transport = make_transport(self.url, ca_file, transport)
 
     @classmethod
     def from_environment(
@@ -93,6 +81,7 @@ class Client:
         token_file: str | None = None,
         home: Path | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
+        transport: str = "stdlib",
     ) -> Client:
         home = home or default_home()
         info: dict[str, Any] = {}
@@ -116,18 +105,11 @@ class Client:
         ca_file = os.environ.get("UPDRAFT_CA") or info.get("ca")
         if not ca_file and str(url).startswith("https") and (home / "tls" / "ca.pem").exists():
             ca_file = str(home / "tls" / "ca.pem")
-        return cls(str(url), token, ca_file, timeout)
+        return cls(str(url), token, ca_file, timeout, transport)
 
     # -- transport ---------------------------------------------------------------------------
-    def _connect(self, timeout: float) -> http.client.HTTPConnection:
-        if self._https:
-            return http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._ssl)
-        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
-
     def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        self.transport.close()
 
     def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
@@ -145,53 +127,13 @@ class Client:
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
         stream: bool = False,
-    ) -> http.client.HTTPResponse:
+    ) -> Response:
         """Send a request and return the response with a 2xx status; raise otherwise."""
         wait = timeout if timeout is not None else self.timeout
-        all_headers = self._headers(headers)
-        for attempt in (1, 2):
-            if self._connection is None or stream:
-                connection = self._connect(wait)
-                if not stream:
-                    self._connection = connection
-            else:
-                connection = self._connection
-                connection.timeout = wait
-                if connection.sock is not None:
-                    connection.sock.settimeout(wait)
-            try:
-                if hasattr(body, "read"):
-                    connection.request(
-                        method,
-                        path,
-                        body=body,
-                        headers=all_headers,
-                        encode_chunked="Content-Length" not in all_headers,
-                    )
-                else:
-                    connection.request(method, path, body=body, headers=all_headers)
-                response = connection.getresponse()
-            except (
-                http.client.RemoteDisconnected,
-                BrokenPipeError,
-                ConnectionResetError,
-                http.client.CannotSendRequest,
-            ) as exc:
-                self.close()
-                if attempt == 2 or hasattr(body, "read"):
-                    raise PoolUnreachable(f"the pool at {self.url} closed the connection: {exc}") from None
-                continue
-            except TimeoutError:
-                self.close()
-                raise PoolUnreachable(f"no answer from the pool at {self.url} within {wait:.0f} s") from None
-            except (OSError, http.client.HTTPException) as exc:
-                self.close()
-                raise PoolUnreachable(f"cannot reach the pool at {self.url}: {exc}") from None
-            if response.status >= 400:
-                raw = response.read()
-                raise self._error(response.status, raw)
-            return response
-        raise PoolUnreachable("unreachable")  # pragma: no cover
+        response = self.transport.request(method, path, body, self._headers(headers), wait, stream)
+        if response.status >= 400:
+            raise self._error(response.status, response.read())
+        return response
 
     @staticmethod
     def _error(status: int, raw: bytes) -> ClientError:
@@ -246,6 +188,9 @@ class Client:
 
     def events(self, after: int = 0, limit: int = 1000) -> list[p.Event]:
         return [p.Event.from_dict(e) for e in self.call("GET", f"{p.EVENTS}?after={after}&limit={limit}")]
+
+    def record_event(self, kind: str, details: dict[str, Any]) -> p.Event:
+        return p.Event.from_dict(self.call("POST", p.EVENTS, p.EventRequest(kind, details)))
 
     def stream_events(self, after: int = -1, timeout: float = 60.0) -> Iterator[p.Event]:
         """Follow the event stream (server-sent events) until the connection ends."""

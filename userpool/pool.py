@@ -31,6 +31,8 @@ from userpool.jobs import CLAIMED
 from userpool.protocol import (
     AdType,
     ClaimReport,
+    Event,
+    EventRequest,
     Match,
     PollRequest,
     PollResult,
@@ -319,9 +321,30 @@ class Pool:
         tx = Tx()
         self.schedd.report(tx, claim, report)
         self.schedd.finish(tx)
+        if claim.claim_id not in self.schedd.claims.active:
+            # the pilot's own long poll still lists this claim: let it return and offer the freed resources
+            tx.after_commit.append(lambda: self._claim_news(claim.claim_id))
         await self.commit(tx)
         job = claim.job
         return {"job_id": format_job_id(job.cluster.cluster_id, job.proc_id), "status": job.status}
+
+    async def record_event(self, identity: Identity, request: EventRequest) -> Event:
+        """A component's own event (a pilot that failed validation, a factory downtime...)."""
+        allowed = [
+            scope.value for scope in (Scope.PILOT, Scope.FACTORY, Scope.FRONTEND) if identity.has(scope)
+        ]
+        if not allowed:
+            raise Forbidden(f"{identity.name} may not record events")
+        if not any(request.type.startswith(prefix + "_") for prefix in allowed):
+            raise BadRequest(
+                f"event type {request.type!r} must start with one of: {', '.join(p + '_' for p in allowed)}"
+            )
+        if len(request.type) > 64 or not request.type.replace("_", "").isalnum():
+            raise BadRequest("event type must be a short word of letters, digits and underscores")
+        tx = Tx()
+        event = self.events.record(tx, identity.name, 0, -1, request.type, dict(request.details))
+        await self.commit(tx)
+        return event
 
     async def accept_output(self, identity: Identity, claim_id: str, tar_path: Path) -> list[str]:
         claim = self.claim_of(identity, claim_id)

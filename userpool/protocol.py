@@ -487,6 +487,14 @@ class Event(_Payload):
 
 
 @dataclasses.dataclass(frozen=True)
+class EventRequest(_Payload):
+    """An event a pilot, factory or frontend records about itself (cluster 0 in the event log)."""
+
+    type: str  # must start with the author's scope: pilot_, factory_, frontend_
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
 class AdvertiseRequest(_Payload):
     ad_type: str
     ads: list[dict[str, str]]
