@@ -118,6 +118,17 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- pilot ------------------------------------------------------------------------------------
+def cmd_pilot_build(args: argparse.Namespace) -> int:
+    from pilot.build import build
+
+    output = Path(args.output)
+    digest = build(output)
+    print(f"pilot bundle {output} ({output.stat().st_size} bytes)", file=sys.stderr)
+    print(f"sha256 {digest}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="updraft", description="Updraft: pilot-based workload management.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -157,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     show = verbs.add_parser("show", help="print a token's claims (not verified)")
     show.add_argument("token", nargs="?")
     show.set_defaults(func=cmd_token_show)
+
+    pilot = nouns.add_parser("pilot", help="the pilot (glidein)")
+    pilot_verbs = pilot.add_subparsers(dest="verb", required=True)
+    build = pilot_verbs.add_parser("build", help="write the pilot as one self-contained file (a zipapp)")
+    build.add_argument("-o", "--output", default="updraft-pilot.pyz")
+    build.set_defaults(func=cmd_pilot_build)
 
     info = nouns.add_parser("logging-info", help="every recorded event of a job")
     info.add_argument("job", help="CLUSTER.PROC (or CLUSTER)")

@@ -92,6 +92,17 @@ class RunningPool:
         )
         return CliResult(result.returncode, result.stdout, result.stderr)
 
+    def submit(self, text: str, user: str, cwd: Path, name: str = "job.sub") -> str:
+        """condor_submit a file with ``text`` as ``user``; returns the cluster id."""
+        (cwd / name).write_text(text)
+        result = self.run("condor_submit", name, user=user, cwd=cwd)
+        assert result.returncode == 0, result.stderr
+        return result.lines[-1].split()[-1].rstrip(".")
+
+    def job(self, job_id: str, *attrs: str, user: str = "", history: bool = False) -> str:
+        """condor_q (or condor_history) -af of one job, as one line."""
+        return self.run("condor_history" if history else "condor_q", job_id, "-af", *attrs, user=user).stdout.strip()
+
     def restart(self) -> None:
         self.process.stop()
         self.process.start()

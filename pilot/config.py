@@ -1,0 +1,207 @@
+"""The pilot's parameters: one table, read from the command line, the startup environment and pilot.json.
+
+Precedence: command line, then environment (``UPDRAFT_PILOT_<NAME>`` for every knob, plus
+the glideinWMS names a factory's startup script exports, such as ``GLIDEIN_Site``), then the
+``--config`` JSON file, then the defaults below.  Standard library only (Python >= 3.9).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional
+
+from pilot.errors import PilotConfigError
+
+DEFAULT_CHECKS = [
+    "python", "blacklist", "drain", "disk", "tmp", "resources", "software", "squid", "credential", "glexec", "custom",
+]  # fmt: skip
+
+
+def _split(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [part.strip() for part in str(value).replace(";", ",").split(",") if part.strip()]
+
+
+@dataclass
+class PilotConfig:
+    # -- where and who ---------------------------------------------------------------------
+    pool: str = ""
+    token_file: str = ""
+    site: str = ""
+    entry: str = ""
+    factory: str = ""
+    glidein_name: str = "updraft"  # GLIDEIN_Name: the factory's name for this kind of glidein
+    frontend: str = ""
+    group: str = ""
+    ca_file: str = ""
+    # -- resources -------------------------------------------------------------------------
+    cpus: str = "auto"  # auto | node | slot | N
+    memory_mb: int = 0  # 0: detect
+    disk_gb: float = 0.0  # 0: what the work directory has free
+    work_dir: str = ""
+    # -- lifetime (seconds) ----------------------------------------------------------------
+    idle_timeout_s: int = 1200  # no job at all for this long after validation: leave
+    tail_timeout_s: int = 420  # idle this long after the last job: leave
+    lifetime_s: int = 0  # hard end from start; 0: from the site limits below, else unlimited
+    max_walltime_s: int = 0  # GLIDEIN_Max_Walltime of the entry
+    max_cputime_s: int = 0  # GLIDEIN_MaxCPUTime of the entry
+    die_margin_s: int = 300  # ToDie = min(limits) - margin ...
+    die_spread_s: int = 300  # ... - a random part of this, so pilots do not all end together
+    retire_before_die_s: int = 0  # ToRetire = ToDie - this; 0: 10 % of the lifetime, at most an hour
+    vacate_grace_s: int = 30  # after SIGTERM or ToDie: how long jobs get to stop
+    # -- validation ------------------------------------------------------------------------
+    checks: list[str] = field(default_factory=lambda: list(DEFAULT_CHECKS))
+    min_python: str = "3.9"
+    min_disk_gb: float = 1.0
+    min_memory_mb: int = 0
+    min_cpus: int = 1
+    software_paths: list[str] = field(default_factory=list)  # e.g. /cvmfs/cms.cern.ch
+    software_probe: str = ""  # a command that must succeed ("CMSSW is available")
+    squid: str = "auto"  # auto | none | http://host:port
+    squid_required: bool = False
+    squid_test_url: str = ""  # fetched through the proxy; default: the pool's ping
+    credential_margin_s: int = 3600  # credentials must outlive the pilot by this much
+    blacklist: list[str] = field(default_factory=list)  # host names or fnmatch patterns refused
+    drain_file: str = ""  # if this file exists the site is draining: take no jobs
+    glexec_policy: str = "NEVER"  # NEVER | OPTIONAL | REQUIRED (the frontend group's)
+    glexec: str = "none"  # none | auto | /path/to/glexec (the entry's)
+    isolation: str = "none"  # none | auto | bwrap: bubblewrap when gLExec is not used
+    custom_checks: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # [{"path": ..., "sha256": ..., "type": ...}]
+    check_timeout_s: int = 120
+    failure_hold_s: int = 1200  # keep a broken node's batch slot busy this long before exiting
+    # -- matching and running ----------------------------------------------------------------
+    start_expr: str = "true"  # the entry's START
+    group_start_expr: str = "true"  # the frontend group's start_expr
+    rank: str = "0"
+    attributes: dict[str, Any] = field(
+        default_factory=dict
+    )  # more slot ad attributes (GLIDEIN_Supported_VOs ...)
+    poll_wait_s: float = 20.0
+    monitor_interval_s: float = 1.0
+    job_max_runtime_s: int = 0  # a ceiling for every job on this pilot; 0: none
+    memory_enforcement: bool = True  # hold jobs whose memory goes over RequestMemory ...
+    memory_floor_mb: int = 128  # ... or this much, whichever is more (the default RequestMemory is tiny)
+    black_hole_failures: int = 5  # this many jobs in a row failing fast stop the pilot taking jobs
+    black_hole_seconds: int = 60  # ... where fast means within this many seconds
+    transport: str = "auto"  # auto (requests when importable) | stdlib
+    result_file: str = ""  # where the final record goes; default <work>/pilot-result.json
+
+    @property
+    def name_hint(self) -> str:
+        return self.glidein_name
+
+
+#: environment names a factory's startup script may use instead of UPDRAFT_PILOT_<NAME>
+ENV_ALIASES: Mapping[str, list[str]] = {
+    "pool": ["UPDRAFT_POOL"],
+    "token_file": ["UPDRAFT_TOKEN_FILE"],
+    "site": ["GLIDEIN_Site"],
+    "entry": ["GLIDEIN_Entry_Name"],
+    "factory": ["GLIDEIN_Factory"],
+    "glidein_name": ["GLIDEIN_Name"],
+    "frontend": ["GLIDEIN_Client"],
+    "group": ["GLIDEIN_Client_Group"],
+    "cpus": ["GLIDEIN_CPUS"],
+    "memory_mb": ["GLIDEIN_MaxMemMBs"],
+    "max_walltime_s": ["GLIDEIN_Max_Walltime"],
+    "max_cputime_s": ["GLIDEIN_MaxCPUTime"],
+    "work_dir": ["GLIDEIN_WORK_DIR"],
+    "glexec": ["GLIDEIN_Glexec_Use_Location", "GLEXEC_BIN"],
+    "glexec_policy": ["GLIDEIN_Glexec_Use"],
+    "squid": ["GLIDEIN_Proxy_URL"],
+}
+
+_FLAGS = {
+    "token_file": "--token-file",
+    "idle_timeout_s": "--idle-timeout",
+    "lifetime_s": "--lifetime",
+    "memory_mb": "--memory",
+}
+
+
+def _convert(name: str, kind: str, value: Any) -> Any:
+    try:
+        if kind == "int":
+            return int(float(value))
+        if kind == "float":
+            return float(value)
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            return str(value).strip().lower() in ("1", "true", "yes", "on")
+        if kind.lower().startswith("list"):
+            if name == "custom_checks":
+                return value if isinstance(value, list) else json.loads(value)
+            return _split(value)
+        if kind.lower().startswith("dict"):
+            return value if isinstance(value, dict) else json.loads(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise PilotConfigError(f"{name}: cannot use {value!r} ({exc})") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="updraft-pilot", description="Validate this worker node, then pull and run jobs."
+    )
+    parser.add_argument("--config", help="pilot.json with any of the parameters below")
+    for spec in fields(PilotConfig):
+        flag = _FLAGS.get(spec.name, "--" + spec.name.replace("_", "-"))
+        parser.add_argument(
+            flag,
+            dest=spec.name,
+            default=None,
+            help=argparse.SUPPRESS if spec.name in ("attributes", "custom_checks") else None,
+        )
+    return parser
+
+
+def load_config(argv: Optional[list[str]] = None, environ: Optional[Mapping[str, str]] = None) -> PilotConfig:
+    environ = os.environ if environ is None else environ
+    args = build_parser().parse_args(argv)
+    values: dict[str, Any] = {}
+    known = {spec.name: str(spec.type) for spec in fields(PilotConfig)}
+    if args.config:
+        try:
+            with open(args.config) as handle:
+                loaded = json.load(handle)
+        except (OSError, ValueError) as exc:
+            raise PilotConfigError(f"--config {args.config}: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise PilotConfigError(f"--config {args.config}: expected a JSON object")
+        unknown = sorted(set(loaded) - set(known))
+        if unknown:
+            raise PilotConfigError(f"--config {args.config}: unknown parameter(s) {', '.join(unknown)}")
+        values.update(loaded)
+    for name in known:
+        for variable in ["UPDRAFT_PILOT_" + name.upper(), *ENV_ALIASES.get(name, [])]:
+            if environ.get(variable):
+                values[name] = environ[variable]
+                break
+        given = getattr(args, name)
+        if given is not None:
+            values[name] = given
+    converted = {name: _convert(name, known[name], value) for name, value in values.items()}
+    config = PilotConfig(**converted)
+    config.glexec_policy = config.glexec_policy.upper()
+    if config.glexec_policy not in ("NEVER", "OPTIONAL", "REQUIRED"):
+        raise PilotConfigError(
+            f"glexec_policy must be NEVER, OPTIONAL or REQUIRED, not {config.glexec_policy!r}"
+        )
+    if not config.pool:
+        raise PilotConfigError("no pool: give --pool URL (or UPDRAFT_PILOT_POOL)")
+    unknown_checks = sorted(set(config.checks) - set(DEFAULT_CHECKS))
+    if unknown_checks:
+        raise PilotConfigError(
+            f"unknown check(s) {', '.join(unknown_checks)}; known: {', '.join(DEFAULT_CHECKS)}"
+        )
+    return config

@@ -1,0 +1,495 @@
+"""One user job on this pilot, from its claim to its report, in a thread of its own.
+
+Fetch and verify the input sandbox, build the job's environment, start it (directly,
+through gLExec or in bubblewrap), watch its process tree, enforce its memory and runtime
+limits, obey kill/suspend/continue from the pool, send back its outputs and report how it
+ended.  Anything that goes wrong on the node is reported as a hold with a clear reason:
+the job never silently disappears.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import tarfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from pilot import process
+from pilot.launch import Launcher
+from userpool import protocol as p
+from userpool.client import Client, ClientError
+from userpool.submit import arglist
+from userpool.transport import PoolUnreachable
+
+INTERNAL_FILES = {".job.ad", ".machine.ad", ".glexec.proxy", "_condor_stdout", "_condor_stderr", "tmp"}
+
+
+class JobHeld(Exception):
+    """The pilot puts the job on hold: ``code`` is a HoldReasonCode."""
+
+    def __init__(self, reason: str, code: int, subcode: int = 0) -> None:
+        self.reason = reason
+        self.code = code
+        self.subcode = subcode
+        super().__init__(reason)
+
+
+@dataclass
+class RunContext:
+    """What every job on the pilot shares (set up by the main loop)."""
+
+    pool_url: str
+    token: Callable[[], str]
+    ca_file: str
+    transport: str
+    work_dir: Path
+    launcher: Launcher
+    slot_ad: dict[str, str]
+    squid: str
+    monitor_interval_s: float
+    memory_enforcement: bool
+    memory_floor_mb: int
+    job_max_runtime_s: int
+    vacate_grace_s: float
+    log: Callable[[str], None]
+    base_env: dict[str, str] = field(default_factory=dict)
+
+    def client(self) -> Client:
+        return Client(self.pool_url, self.token(), self.ca_file or None, 120.0, self.transport)
+
+
+@dataclass
+class Outcome:
+    claim_id: str
+    job_id: str
+    kind: str  # exited, held, vacated, killed, lost
+    exit_code: Optional[int] = None
+    exit_signal: Optional[int] = None
+    wall_s: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    message: str = ""
+
+
+def _text(ad: dict[str, str], name: str, default: Any = None) -> Any:
+    for key, text in ad.items():
+        if key.lower() == name.lower():
+            try:
+                return p.parse_literal(text)
+            except ValueError:
+                return default
+    return default
+
+
+class JobRun:
+    def __init__(
+        self, match: p.Match, context: RunContext, on_done: Callable[[JobRun, Outcome], None]
+    ) -> None:
+        self.match = match
+        self.context = context
+        self.on_done = on_done
+        self.commands: queue.Queue[tuple[str, str]] = queue.Queue()
+        self.scratch = context.work_dir / "execute" / f"dir_{match.job_id}_{match.claim_id[:8]}"
+        self.child: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
+        self.env: dict[str, str] = {}
+        self.started = 0.0
+        self.state = "starting"
+        self.thread = threading.Thread(target=self._run, name=f"job-{match.job_id}", daemon=True)
+
+    # -- called by the main loop -----------------------------------------------------------
+    def start(self) -> None:
+        self.thread.start()
+
+    def command(self, command: str, reason: str = "") -> None:
+        self.commands.put((command, reason))
+
+    @property
+    def lease_s(self) -> int:
+        return self.match.lease_s
+
+    # -- the thread ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        outcome = Outcome(self.match.claim_id, self.match.job_id, "lost")
+        client = self.context.client()
+        try:
+            outcome = self._execute(client, outcome)
+        except (PoolUnreachable, ClientError) as exc:
+            outcome.kind, outcome.message = "lost", f"the pool could not be told: {exc}"
+            self.context.log(f"job {self.match.job_id}: {outcome.message}")
+        except Exception as exc:  # never leave a claim without a word
+            outcome.kind, outcome.message = "lost", f"pilot error: {exc!r}"
+            self.context.log(f"job {self.match.job_id}: {outcome.message}")
+        finally:
+            self._kill()
+            client.close()
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.state = "done"
+            self.on_done(self, outcome)
+
+    def _report(self, client: Client, report: p.ClaimReport) -> None:
+        client.token = self.context.token()
+        client.report(self.match.claim_id, report)
+
+    def _execute(self, client: Client, outcome: Outcome) -> Outcome:
+        ad = self.match.job_ad
+        timings = outcome.timings
+        began = time.monotonic()
+        try:
+            self.state = "downloading"
+            self.scratch.mkdir(parents=True)
+            (self.scratch / "tmp").mkdir()
+            self.context.launcher.prepare(self.scratch)
+            self._fetch_inputs(client)
+            timings["download_s"] = round(time.monotonic() - began, 3)
+            argv, stdin_path = self._command(ad)
+            self.env = self._environment(ad)
+            launched_argv, self.env = self.context.launcher.wrap(
+                argv, self.env, self.scratch, self.env.get("X509_USER_PROXY")
+            )
+            self._start(launched_argv, stdin_path)
+        except JobHeld as held:
+            return self._hold(client, outcome, held)
+        self._report(client, p.ClaimReport(p.ClaimEvent.STARTED.value))
+        self.state = "running"
+        ended = self._watch(client)
+        outcome.wall_s = round(time.monotonic() - self.started, 3)
+        timings["run_s"] = outcome.wall_s
+        kind, detail = ended
+        if kind == "killed":
+            outcome.kind, outcome.message = "killed", detail  # removed or held in the pool: no more words
+            return outcome
+        if kind == "vacated":
+            self._report(
+                client, p.ClaimReport(p.ClaimEvent.VACATED.value, usage=self._usage(), message=detail)
+            )
+            outcome.kind, outcome.message = "vacated", detail
+            return outcome
+        if kind == "held":
+            code, reason = detail
+            return self._hold(client, outcome, JobHeld(reason, code))
+        status, rusage = detail
+        outcome.exit_signal = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        outcome.exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+        self.rusage = rusage
+        uploading = time.monotonic()
+        self.state = "uploading"
+        try:
+            self._send_outputs(client, ad)
+        except JobHeld as held:
+            return self._hold(client, outcome, held)
+        timings["upload_s"] = round(time.monotonic() - uploading, 3)
+        report = p.ClaimReport(
+            p.ClaimEvent.EXITED.value, outcome.exit_code, outcome.exit_signal, self._usage()
+        )
+        self._report(client, report)
+        outcome.kind = "exited"
+        return outcome
+
+    def _hold(self, client: Client, outcome: Outcome, held: JobHeld) -> Outcome:
+        self._kill()
+        self.context.log(f"job {self.match.job_id}: held: {held.reason}")
+        report = p.ClaimReport(
+            p.ClaimEvent.HELD.value,
+            usage=self._usage(),
+            hold_reason=held.reason,
+            hold_reason_code=held.code,
+            hold_reason_subcode=held.subcode,
+        )
+        self._report(client, report)
+        outcome.kind, outcome.message = "held", held.reason
+        return outcome
+
+    # -- sandbox -------------------------------------------------------------------------------
+    def _fetch_inputs(self, client: Client) -> None:
+        for item in self.match.inputs:
+            try:
+                relative = p.safe_relative_path(item.path)
+            except p.ProtocolError as exc:
+                raise JobHeld(f"input sandbox refused: {exc}", p.HoldCode.DownloadFileError, 1) from None
+            target = self.scratch / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                client.get_blob(item.digest, target, self.match.claim_id)
+            except (ClientError, PoolUnreachable, OSError) as exc:
+                raise JobHeld(
+                    f"failed to download input {relative}: {exc}", p.HoldCode.DownloadFileError, 2
+                ) from None
+            digest = hashlib.sha256(target.read_bytes()).hexdigest()
+            if digest != item.digest or target.stat().st_size != item.size:
+                raise JobHeld(
+                    f"input {relative} arrived corrupted (sha256 {digest[:12]}..., expected {item.digest[:12]}...)",
+                    p.HoldCode.DownloadFileError,
+                    3,
+                )
+            os.chmod(target, item.mode & 0o777)
+
+    def _command(self, ad: dict[str, str]) -> tuple[list[str], Optional[Path]]:
+        command = str(_text(ad, "Cmd", ""))
+        if not command:
+            raise JobHeld("the job has no Cmd", p.HoldCode.FailedToCreateProcess)
+        transfer = _text(ad, "TransferExecutable", True)
+        executable = command if transfer is False else str(self.scratch / os.path.basename(command))
+        arguments = _text(ad, "Arguments", "") or ""
+        try:
+            args = (
+                arglist.split_v2(arguments, "arguments")
+                if arguments
+                else str(_text(ad, "Args", "") or "").split()
+            )
+        except arglist.SyntaxProblem as exc:
+            raise JobHeld(
+                f"cannot parse the job's arguments: {exc}", p.HoldCode.FailedToCreateProcess
+            ) from None
+        stdin = str(_text(ad, "In", "/dev/null") or "/dev/null")
+        stdin_path = None if stdin == "/dev/null" else self.scratch / os.path.basename(stdin)
+        return [executable, *args], stdin_path
+
+    def _environment(self, ad: dict[str, str]) -> dict[str, str]:
+        env = dict(self.context.base_env)
+        raw = str(_text(ad, "Environment", "") or "")
+        if raw:
+            try:
+                for item in arglist.split_v2(raw, "environment"):
+                    name, _, value = item.partition("=")
+                    if name:
+                        env[name] = value
+            except arglist.SyntaxProblem as exc:
+                raise JobHeld(
+                    f"cannot parse the job's environment: {exc}", p.HoldCode.FailedToCreateProcess
+                ) from None
+        (self.scratch / ".job.ad").write_text("".join(f"{k} = {v}\n" for k, v in sorted(ad.items())))
+        (self.scratch / ".machine.ad").write_text(
+            "".join(f"{k} = {v}\n" for k, v in sorted(self.context.slot_ad.items()))
+        )
+        env.update(
+            {
+                "_CONDOR_SCRATCH_DIR": str(self.scratch),
+                "_CONDOR_JOB_AD": str(self.scratch / ".job.ad"),
+                "_CONDOR_MACHINE_AD": str(self.scratch / ".machine.ad"),
+                "_CONDOR_SLOT": str(_text(self.context.slot_ad, "Name", "slot1")),
+                "_CONDOR_JOB_IWD": str(self.scratch),
+                "TMPDIR": str(self.scratch / "tmp"),
+                "OMP_NUM_THREADS": str(max(1, self.match.request_cpus)),
+                "UPDRAFT_JOB_ID": self.match.job_id,
+            }
+        )
+        proxy = _text(ad, "x509userproxy")
+        if proxy:
+            env["X509_USER_PROXY"] = str(self.scratch / os.path.basename(str(proxy)))
+        if self.context.squid:
+            env.setdefault("http_proxy", self.context.squid)
+            env.setdefault("HTTP_PROXY", self.context.squid)
+        return env
+
+    # -- running -------------------------------------------------------------------------------
+    def _start(self, argv: list[str], stdin_path: Optional[Path]) -> None:
+        stdout = open(self.scratch / "_condor_stdout", "wb")  # noqa: SIM115 - the child keeps them
+        stderr = open(self.scratch / "_condor_stderr", "wb")  # noqa: SIM115
+        try:
+            stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL  # noqa: SIM115
+        except OSError as exc:
+            raise JobHeld(
+                f"cannot open the job's input {stdin_path}: {exc.strerror}", p.HoldCode.UnableToOpenInput
+            ) from None
+        try:
+            self.child = subprocess.Popen(
+                argv,
+                cwd=self.scratch,
+                env=self.env,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise JobHeld(
+                f"Failed to execute '{argv[0]}': {exc.strerror}", p.HoldCode.FailedToCreateProcess
+            ) from None
+        finally:
+            stdout.close()
+            stderr.close()
+            if stdin is not subprocess.DEVNULL:
+                stdin.close()  # type: ignore[union-attr]
+        self.started = time.monotonic()
+        self.peak_rss_kb = 0
+        self.last_usage = process.Usage()
+
+    def _limits(self) -> tuple[Optional[float], str, int]:
+        ad = self.match.job_ad
+        limits = []
+        for name, code in (
+            ("AllowedExecuteDuration", p.HoldCode.JobExecuteExceeded),
+            ("AllowedJobDuration", p.HoldCode.JobDurationExceeded),
+        ):
+            value = _text(ad, name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+                limits.append((float(value), name, int(code)))
+        if self.context.job_max_runtime_s > 0:
+            limits.append(
+                (
+                    float(self.context.job_max_runtime_s),
+                    "the pilot's job_max_runtime_s",
+                    int(p.HoldCode.JobExecuteExceeded),
+                )
+            )
+        return min(limits) if limits else (None, "", 0)
+
+    def _watch(self, client: Client) -> tuple[str, Any]:
+        assert self.child is not None
+        pid = self.child.pid
+        runtime_limit, limit_name, limit_code = self._limits()
+        memory_limit_mb = max(self.match.request_memory_mb, self.context.memory_floor_mb) if self.context.memory_enforcement else 0
+        next_sample = 0.0
+        suspended_at: Optional[float] = None
+        suspended_total = 0.0
+        while True:
+            try:
+                done_pid, status, rusage = os.wait4(pid, os.WNOHANG)
+            except ChildProcessError:
+                return "exited", (0, None)
+            if done_pid == pid:
+                return "exited", (status, rusage)
+            now = time.monotonic()
+            if now >= next_sample:
+                next_sample = now + self.context.monitor_interval_s
+                self.last_usage = process.usage(pid)
+                self.peak_rss_kb = max(self.peak_rss_kb, self.last_usage.rss_kb)
+                if memory_limit_mb and self.last_usage.rss_kb / 1024.0 > memory_limit_mb:
+                    used = self.last_usage.rss_kb // 1024
+                    return "held", (
+                        int(p.HoldCode.JobOutOfResources),
+                        f"Job has gone over memory limit of {memory_limit_mb} megabytes. Peak usage: {used} megabytes.",
+                    )
+                running_for = now - self.started - suspended_total
+                if runtime_limit is not None and running_for > runtime_limit:
+                    return "held", (
+                        limit_code,
+                        f"The job exceeded {limit_name} of {int(runtime_limit)} seconds",
+                    )
+            try:
+                command, reason = self.commands.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if command == p.PilotCommand.KILL.value:
+                self._kill()
+                return "killed", reason or "removed or held in the pool"
+            if command == "vacate":
+                self._vacate()
+                return "vacated", reason
+            if command == p.PilotCommand.SUSPEND.value and suspended_at is None:
+                self.context.launcher.signal(pid, pid, signal.SIGSTOP, self.env)
+                suspended_at = time.monotonic()
+                self.state = "suspended"
+                self._report(client, p.ClaimReport(p.ClaimEvent.SUSPENDED.value))
+            elif command == p.PilotCommand.CONTINUE.value and suspended_at is not None:
+                self.context.launcher.signal(pid, pid, signal.SIGCONT, self.env)
+                suspended_total += time.monotonic() - suspended_at
+                suspended_at = None
+                self.state = "running"
+                self._report(client, p.ClaimReport(p.ClaimEvent.CONTINUED.value))
+
+    def _vacate(self) -> None:
+        """SIGTERM the job, SIGKILL it after the grace period."""
+        if self.child is None or self.child.poll() is not None:
+            return
+        pid = self.child.pid
+        self.context.launcher.signal(pid, pid, signal.SIGCONT, self.env)
+        self.context.launcher.signal(pid, pid, signal.SIGTERM, self.env)
+        deadline = time.monotonic() + self.context.vacate_grace_s
+        while time.monotonic() < deadline and self.child.poll() is None:
+            time.sleep(0.05)
+        self._kill()
+
+    def _kill(self) -> None:
+        if self.child is None:
+            return
+        pid = self.child.pid
+        if self.child.poll() is None or process.tree(pid):
+            self.context.launcher.signal(pid, pid, signal.SIGKILL, self.env)
+        try:
+            self.child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def _usage(self) -> dict[str, float]:
+        usage: dict[str, float] = {
+            "RemoteWallClockTime": round(time.monotonic() - self.started, 3) if self.started else 0.0
+        }
+        rusage = getattr(self, "rusage", None)
+        if rusage is not None:
+            # ru_maxrss is not used: it counts the pilot's own image copied by fork before exec
+            usage["RemoteUserCpu"] = round(rusage.ru_utime, 3)
+            usage["RemoteSysCpu"] = round(rusage.ru_stime, 3)
+        else:
+            last = getattr(self, "last_usage", process.Usage())
+            usage["RemoteUserCpu"] = round(last.user_s, 3)
+            usage["RemoteSysCpu"] = round(last.system_s, 3)
+        peak = getattr(self, "peak_rss_kb", 0)
+        if peak:
+            usage["MemoryUsage"] = max(1, (peak + 1023) // 1024)
+        if self.scratch.exists():
+            usage["DiskUsage"] = (
+                sum(f.stat().st_size for f in self.scratch.rglob("*") if f.is_file()) // 1024 + 1
+            )
+        return usage
+
+    # -- outputs -------------------------------------------------------------------------------
+    def _output_files(self, ad: dict[str, str]) -> list[tuple[str, Path]]:
+        files = [(name, self.scratch / name) for name in ("_condor_stdout", "_condor_stderr")]
+        listed = _text(ad, "TransferOutput")
+        if isinstance(listed, str) and listed.strip():
+            for name in [n.strip() for n in listed.split(",") if n.strip()]:
+                try:
+                    relative = p.safe_relative_path(name)
+                except p.ProtocolError as exc:
+                    raise JobHeld(f"transfer_output_files: {exc}", p.HoldCode.UploadFileError, 1) from None
+                path = self.scratch / relative
+                if path.is_dir():
+                    files += [
+                        (str(f.relative_to(self.scratch)), f) for f in sorted(path.rglob("*")) if f.is_file()
+                    ]
+                elif path.is_file():
+                    files.append((relative, path))
+                else:
+                    raise JobHeld(
+                        f"Transfer output files failure: the job did not create {relative}",
+                        p.HoldCode.UploadFileError,
+                        2,
+                    )
+            return files
+        inputs = {item.path: item.digest for item in self.match.inputs}
+        for path in sorted(self.scratch.iterdir()):
+            if path.name in INTERNAL_FILES or not path.is_file():
+                continue
+            if path.name in inputs and path.stat().st_mtime <= self.started_wall():
+                continue  # an input the job did not touch
+            files.append((path.name, path))
+        return files
+
+    def started_wall(self) -> float:
+        return time.time() - (time.monotonic() - self.started)
+
+    def _send_outputs(self, client: Client, ad: dict[str, str]) -> None:
+        files = self._output_files(ad)
+        archive_path = self.scratch.parent / f"output-{self.match.claim_id[:12]}.tar"
+        try:
+            with tarfile.open(archive_path, "w") as archive:
+                for name, path in files:
+                    if path.exists():
+                        archive.add(path, arcname=name, recursive=False)
+            client.token = self.context.token()
+            client.put_output(self.match.claim_id, archive_path)
+        except ClientError as exc:
+            raise JobHeld(
+                f"the pool refused the job's output: {exc.message}", p.HoldCode.UploadFileError, 3
+            ) from None
+        finally:
+            archive_path.unlink(missing_ok=True)

@@ -1,0 +1,126 @@
+"""The pilot's state machine (a table) and the slot ad it advertises."""
+
+from __future__ import annotations
+
+import enum
+import platform
+from collections.abc import Mapping
+from typing import Any
+
+from userpool.protocol import (
+    ATTR_GLIDEIN_ENTRY,
+    ATTR_GLIDEIN_FACTORY,
+    ATTR_GLIDEIN_NAME,
+    ATTR_GLIDEIN_SITE,
+    ATTR_GLIDEIN_TO_DIE,
+    ATTR_GLIDEIN_TO_RETIRE,
+    literal,
+)
+
+try:
+    from updraft.errors import UpdraftError as _Root
+except ImportError:  # pragma: no cover
+    _Root = Exception  # type: ignore[misc,assignment]
+
+
+class PilotState(str, enum.Enum):
+    STARTING = "starting"  # reading its parameters, making its work directory
+    VALIDATING = "validating"  # running the checks; takes no job
+    FAILED = "failed"  # a check failed: reported, holding the batch slot so the node eats no more pilots
+    IDLE = "idle"  # validated, asking for work, running nothing
+    BUSY = "busy"  # running at least one job (may still ask for more with free cores)
+    RETIRING = "retiring"  # takes no new job (ToRetire, black hole, token not renewed); lets running ones end
+    VACATING = "vacating"  # ToDie, SIGTERM or the pool lost: stopping jobs and giving them back
+    DONE = "done"  # leaving: slot ad withdrawn, final record written
+
+
+S = PilotState
+ALLOWED: Mapping[PilotState, frozenset[PilotState]] = {
+    S.STARTING: frozenset({S.VALIDATING, S.FAILED, S.DONE}),
+    S.VALIDATING: frozenset({S.IDLE, S.FAILED, S.DONE}),
+    S.FAILED: frozenset({S.DONE}),
+    S.IDLE: frozenset({S.BUSY, S.RETIRING, S.VACATING, S.DONE}),
+    S.BUSY: frozenset({S.IDLE, S.RETIRING, S.VACATING}),
+    S.RETIRING: frozenset({S.VACATING, S.DONE}),
+    S.VACATING: frozenset({S.DONE}),
+    S.DONE: frozenset(),
+}
+TERMINAL = frozenset(state for state, following in ALLOWED.items() if not following)
+
+
+class IllegalTransition(_Root):  # type: ignore[valid-type,misc]
+    pass
+
+
+def advance(current: PilotState, new: PilotState) -> PilotState:
+    if new == current:
+        return current
+    if new not in ALLOWED[current]:
+        raise IllegalTransition(f"pilot cannot go from {current.value} to {new.value}")
+    return new
+
+
+def start_expression(entry_start: str, group_start: str) -> str:
+    """The slot's START: the entry's and the frontend group's, both, and not after ToRetire."""
+    parts = [
+        f"({text.strip()})" for text in (entry_start, group_start) if text and text.strip().lower() != "true"
+    ]
+    parts.append(f"(time() < {ATTR_GLIDEIN_TO_RETIRE})")
+    return " && ".join(parts)
+
+
+def base_ad(
+    name: str,
+    host: str,
+    config: Any,
+    to_retire: int,
+    to_die: int,
+    has_glexec: bool,
+    squid: str,
+    isolation: str,
+    total_cpus: int,
+    total_memory_mb: int,
+) -> dict[str, str]:
+    """The attributes that do not change while the pilot runs (free resources are added per poll)."""
+    ad = {
+        "Name": literal(name),
+        "Machine": literal(host),
+        ATTR_GLIDEIN_SITE: literal(config.site or "Unknown"),
+        ATTR_GLIDEIN_ENTRY: literal(config.entry or "Unknown"),
+        ATTR_GLIDEIN_FACTORY: literal(config.factory or "Unknown"),
+        ATTR_GLIDEIN_NAME: literal(config.glidein_name),
+        ATTR_GLIDEIN_TO_RETIRE: str(to_retire),
+        ATTR_GLIDEIN_TO_DIE: str(to_die),
+        "GLIDEIN_Client": literal(config.frontend),
+        "GLIDEIN_Client_Group": literal(config.group),
+        "Arch": literal(_arch()),
+        "OpSys": literal("LINUX"),
+        "HasGlexec": literal(has_glexec),
+        "Isolation": literal(isolation),
+        "HasFileTransfer": "true",
+        "FileSystemDomain": literal(f"{name}.updraft"),
+        "TotalCpus": str(total_cpus),
+        "TotalMemory": str(total_memory_mb),
+        "PartitionableSlot": "true",
+        "START": start_expression(config.start_expr, config.group_start_expr),
+        "Rank": config.rank or "0",
+        "GLIDEIN_Idle_Timeout": str(config.idle_timeout_s),
+        "GLIDEIN_Tail_Timeout": str(config.tail_timeout_s),
+    }
+    if squid:
+        ad["GLIDEIN_Proxy_URL"] = literal(squid)
+    for key, value in (config.attributes or {}).items():
+        ad[str(key)] = attribute_text(value)
+    return ad
+
+
+def attribute_text(value: Any) -> str:
+    """An extra slot attribute from config: "expr:<ClassAd expression>", or a plain value as a literal."""
+    if isinstance(value, str) and value.startswith("expr:"):
+        return value[len("expr:") :].strip()
+    return literal(value)
+
+
+def _arch() -> str:
+    machine = platform.machine().upper()
+    return {"AMD64": "X86_64", "AARCH64": "AARCH64"}.get(machine, machine)
