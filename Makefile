@@ -2,6 +2,7 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.bootstrapped
+TESTSTAMP := $(VENV)/.bootstrapped-test
 
 .PHONY: demo test bench lint format clean
 
@@ -12,7 +13,11 @@ $(STAMP): pyproject.toml scripts/bootstrap.sh
 demo: $(STAMP)
 	$(PY) -m updraft.demo $(DEMO_ARGS)
 
-test: $(STAMP)
+$(TESTSTAMP): $(STAMP) scripts/bootstrap.sh
+	scripts/bootstrap.sh --test
+	@touch $@
+
+test: $(TESTSTAMP)
 	$(PY) -m pytest $(TEST_ARGS)
 
 bench: $(STAMP)

@@ -30,7 +30,9 @@ EPOCH = (2020, 1, 1, 0, 0, 0)
 
 
 def sources() -> list[Path]:
-    pilot = sorted(p for p in (ROOT / "pilot").rglob("*.py") if "__pycache__" not in p.parts and p.name != "build.py")
+    pilot = sorted(
+        p for p in (ROOT / "pilot").rglob("*.py") if "__pycache__" not in p.parts and p.name != "build.py"
+    )
     return [*pilot, *(ROOT / name for name in BUNDLED)]
 
 

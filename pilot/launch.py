@@ -29,7 +29,7 @@ class Launcher:
         return argv, env
 
     def signal(self, root: int, group: int, signum: int, env: dict[str, str]) -> None:
-        process.signal_tree(root, group, signum)
+        process.signal_tree(root, group, signum, env.get(process.TAG_VARIABLE, ""))
 
     def describe(self) -> str:
         return self.kind
@@ -79,7 +79,7 @@ class GlexecLauncher(Launcher):
             )
         if signum == signal.SIGKILL:
             try:
-                process.signal_tree(root, group, signum)
+                process.signal_tree(root, group, signum, env.get(process.TAG_VARIABLE, ""))
             except PermissionError:
                 pass
 

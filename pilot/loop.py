@@ -311,8 +311,9 @@ class Pilot:
             if outcome.kind == "exited" and (outcome.exit_code or outcome.exit_signal):
                 self.jobs["failed"] += 1
             self.jobs[outcome.kind if outcome.kind in self.jobs else "lost"] += 1
-            failed_fast = outcome.kind in ("exited", "held") and (
-                outcome.exit_code or outcome.exit_signal or outcome.kind == "held"
+            failed_fast = outcome.pilot_fault or (
+                outcome.kind in ("exited", "held")
+                and bool(outcome.exit_code or outcome.exit_signal or outcome.kind == "held")
             )
             if failed_fast and outcome.wall_s < self.config.black_hole_seconds:
                 self.fast_failures += 1

@@ -93,9 +93,29 @@ def usage(root: int) -> Usage:
     return total
 
 
-def signal_tree(root: int, group: int, signum: int) -> set[int]:
-    """Send ``signum`` to the job's process group and to every descendant; returns who was sent it."""
-    members = tree(root)
+TAG_VARIABLE = "UPDRAFT_JOB_TAG"
+
+
+def tagged(tag: str) -> set[int]:
+    """Processes whose environment carries the job's tag: how HTCondor's procd finds a job's
+    processes that left its tree (setsid, double fork), since they keep the environment."""
+    marker = f"{TAG_VARIABLE}={tag}".encode()
+    found: set[int] = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                if marker in handle.read().split(b"\0"):
+                    found.add(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def signal_tree(root: int, group: int, signum: int, tag: str = "") -> set[int]:
+    """Send ``signum`` to the job's process group, every descendant, and every process with its tag."""
+    members = tree(root) | (tagged(tag) if tag else set())
     try:
         os.killpg(group, signum)
     except ProcessLookupError:
@@ -108,5 +128,5 @@ def signal_tree(root: int, group: int, signum: int) -> set[int]:
     return members
 
 
-def kill_tree(root: int, group: int) -> set[int]:
-    return signal_tree(root, group, signal.SIGKILL)
+def kill_tree(root: int, group: int, tag: str = "") -> set[int]:
+    return signal_tree(root, group, signal.SIGKILL, tag)

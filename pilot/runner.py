@@ -77,6 +77,7 @@ class Outcome:
     wall_s: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     message: str = ""
+    pilot_fault: bool = False  # the pilot, not the job, went wrong: counts toward black-hole detection
 
 
 def _text(ad: dict[str, str], name: str, default: Any = None) -> Any:
@@ -124,9 +125,14 @@ class JobRun:
         except (PoolUnreachable, ClientError) as exc:
             outcome.kind, outcome.message = "lost", f"the pool could not be told: {exc}"
             self.context.log(f"job {self.match.job_id}: {outcome.message}")
-        except Exception as exc:  # never leave a claim without a word
-            outcome.kind, outcome.message = "lost", f"pilot error: {exc!r}"
+        except Exception as exc:  # never leave a claim without a word: give the job back
+            outcome.kind, outcome.message, outcome.pilot_fault = "vacated", f"pilot error: {exc!r}", True
             self.context.log(f"job {self.match.job_id}: {outcome.message}")
+            try:
+                self._kill()
+                self._report(client, p.ClaimReport(p.ClaimEvent.VACATED.value, message=outcome.message))
+            except Exception:
+                outcome.kind = "lost"
         finally:
             self._kill()
             client.close()
@@ -151,9 +157,15 @@ class JobRun:
             timings["download_s"] = round(time.monotonic() - began, 3)
             argv, stdin_path = self._command(ad)
             self.env = self._environment(ad)
-            launched_argv, self.env = self.context.launcher.wrap(
-                argv, self.env, self.scratch, self.env.get("X509_USER_PROXY")
-            )
+            try:
+                launched_argv, self.env = self.context.launcher.wrap(
+                    argv, self.env, self.scratch, self.env.get("X509_USER_PROXY")
+                )
+            except PermissionError as exc:
+                raise JobHeld(
+                    f"cannot start the job {self.context.launcher.describe()}: {exc}",
+                    p.HoldCode.FailedToCreateProcess,
+                ) from None
             self._start(launched_argv, stdin_path)
         except JobHeld as held:
             return self._hold(client, outcome, held)
@@ -279,6 +291,7 @@ class JobRun:
                 "TMPDIR": str(self.scratch / "tmp"),
                 "OMP_NUM_THREADS": str(max(1, self.match.request_cpus)),
                 "UPDRAFT_JOB_ID": self.match.job_id,
+                process.TAG_VARIABLE: self.match.claim_id[:16],
             }
         )
         proxy = _text(ad, "x509userproxy")
@@ -346,7 +359,11 @@ class JobRun:
         assert self.child is not None
         pid = self.child.pid
         runtime_limit, limit_name, limit_code = self._limits()
-        memory_limit_mb = max(self.match.request_memory_mb, self.context.memory_floor_mb) if self.context.memory_enforcement else 0
+        memory_limit_mb = (
+            max(self.match.request_memory_mb, self.context.memory_floor_mb)
+            if self.context.memory_enforcement
+            else 0
+        )
         next_sample = 0.0
         suspended_at: Optional[float] = None
         suspended_total = 0.0

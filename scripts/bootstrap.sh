@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything Updraft needs on a fresh Debian 12 with Python 3.11: the system packages (installed
 # with apt-get when run as root), a virtual environment in .venv and the project in it.
+# With --test, also what the test suite runs for real (bubblewrap, squid, ...).
 # Safe to run again; each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,13 @@ packages=()
 "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || packages+=(python3-venv)
 "$PYTHON" -c 'import sqlite3' 2>/dev/null || packages+=(libsqlite3-0)
 command -v git >/dev/null || packages+=(git)
+if [ "${1:-}" = "--test" ]; then
+    # the tests run these for real: a pilot isolating jobs, a site squid
+    command -v bwrap >/dev/null || packages+=(bubblewrap)
+    [ -x /usr/sbin/squid ] || packages+=(squid)
+    [ -x /usr/bin/python3 ] || packages+=(python3)  # the pilot bundle is tested on the bare system interpreter
+    command -v setpriv >/dev/null || packages+=(util-linux)
+fi
 
 if ((${#packages[@]})); then
     if [ "$(id -u)" = 0 ]; then
@@ -17,6 +25,8 @@ if ((${#packages[@]})); then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
         apt-get install -y -qq "${packages[@]}" >/dev/null
+    elif [ "${1:-}" = "--test" ]; then
+        echo "bootstrap: not root: tests needing ${packages[*]} will skip with the reason" >&2
     else
         echo "bootstrap: please install (as root): apt-get install ${packages[*]}" >&2
         exit 1

@@ -85,7 +85,15 @@ class PilotLauncher:
             path.write_text(self.pool.signer().issue(name, frozenset({Scope.PILOT}), lifetime_s)[0] + "\n")
         return path
 
-    def start(self, *args: str, site: str = "TestSite", cpus: int = 1, env: dict[str, str] | None = None, token: Path | None = None, **config: Any) -> PilotProcess:
+    def start(
+        self,
+        *args: str,
+        site: str = "TestSite",
+        cpus: int = 1,
+        env: dict[str, str] | None = None,
+        token: Path | None = None,
+        **config: Any,
+    ) -> PilotProcess:
         number = len(self.started)
         work = self.root / f"wn{number}"
         work.mkdir(parents=True, exist_ok=True)
@@ -109,7 +117,11 @@ class PilotLauncher:
         config_path.write_text(json.dumps(settings))
         target = [str(bundle(self.root))] if self.use_bundle else ["-m", "pilot"]
         command = [self.python, *self.python_flags, *target]
-        environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8"}
+        environment = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/root"),
+            "LANG": "C.UTF-8",
+        }
         environment.update(env or {})
         log_path = work / "pilot.stderr"
         process = subprocess.Popen(

@@ -101,7 +101,9 @@ class RunningPool:
 
     def job(self, job_id: str, *attrs: str, user: str = "", history: bool = False) -> str:
         """condor_q (or condor_history) -af of one job, as one line."""
-        return self.run("condor_history" if history else "condor_q", job_id, "-af", *attrs, user=user).stdout.strip()
+        return self.run(
+            "condor_history" if history else "condor_q", job_id, "-af", *attrs, user=user
+        ).stdout.strip()
 
     def restart(self) -> None:
         self.process.stop()

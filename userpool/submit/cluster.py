@@ -17,7 +17,9 @@ from userpool.submit.translate import (
     run_handlers,
 )
 
-INPUT_KEYS = frozenset({"executable", "transfer_executable", "transfer_input_files", "input", "initialdir"})
+INPUT_KEYS = frozenset(
+    {"executable", "transfer_executable", "transfer_input_files", "input", "initialdir", "x509userproxy"}
+)
 
 
 @dataclass

@@ -48,6 +48,12 @@ def local_inputs(ctx: Context) -> list[LocalInput]:
         if not os.access(path, os.R_OK):
             raise ctx.error("executable", f"executable {path} is not readable")
         add(os.path.basename(path), path, "executable")
+    proxy = ctx.get("x509userproxy")
+    if proxy:  # the job's own credential travels with it, as condor_submit sends it
+        path = ctx.in_iwd(proxy)
+        if not os.path.isfile(path):
+            raise ctx.error("x509userproxy", f"proxy file {path} does not exist")
+        add(os.path.basename(path), path, "x509userproxy")
     stdin = ctx.get("input")
     if stdin and stdin != "/dev/null" and "://" not in stdin:
         path = ctx.in_iwd(stdin)

@@ -30,7 +30,19 @@ def test_a_good_node_passes_every_check(pilots: PilotLauncher, pool: RunningPool
     result = pilot.wait()
     assert result["status"] == "ok" and result["reason"] == "idle timeout (no job)"
     checks = {c["name"]: c for c in result["checks"]}
-    assert list(checks) == ["python", "blacklist", "drain", "disk", "tmp", "resources", "software", "squid", "credential", "glexec", "custom"]
+    assert list(checks) == [
+        "python",
+        "blacklist",
+        "drain",
+        "disk",
+        "tmp",
+        "resources",
+        "software",
+        "squid",
+        "credential",
+        "glexec",
+        "custom",
+    ]
     assert all(c["ok"] for c in checks.values())
     assert checks["custom"]["metrics"] == {"probe.sh.speed": "fast"}
     assert checks["resources"]["metrics"]["cpus"] == 1
@@ -41,7 +53,9 @@ def failing_cases(tmp_path: Path) -> list[tuple[str, dict[str, Any], dict[str, s
     drain = tmp_path / "DRAIN"
     drain.write_text("")
     broken = tmp_path / "broken.sh"
-    broken.write_text("#!/bin/sh\necho 'message: no scratch space for the VO'\necho 'type: WN_Resource'\necho 'metric: free=0'\nexit 3\n")
+    broken.write_text(
+        "#!/bin/sh\necho 'message: no scratch space for the VO'\necho 'type: WN_Resource'\necho 'metric: free=0'\nexit 3\n"
+    )
     broken.chmod(0o755)
     tampered = tmp_path / "tampered.sh"
     tampered.write_text("#!/bin/sh\nexit 0\n")
@@ -55,27 +69,64 @@ def failing_cases(tmp_path: Path) -> list[tuple[str, dict[str, Any], dict[str, s
         ("disk", {"min_disk_gb": 1e9}, {}, "WN_Resource", 2101, "GB free"),
         ("tmp", {}, {"TMPDIR": "/nonexistent/tmp"}, "WN_Resource", 2102, "not writable"),
         ("resources", {"min_cpus": 9999}, {}, "WN_Resource", 2103, "core(s)"),
-        ("software", {"software_paths": ["/cvmfs/nosuch.example.org"]}, {}, "VO_Config", 2201, "not available"),
+        (
+            "software",
+            {"software_paths": ["/cvmfs/nosuch.example.org"]},
+            {},
+            "VO_Config",
+            2201,
+            "not available",
+        ),
         ("software", {"software_probe": "exit 7"}, {}, "VO_Config", 2202, "exit 7"),
-        ("squid", {"squid": "http://127.0.0.1:9", "squid_required": True}, {}, "Network", 2301, "no squid proxy serves"),
-        ("credential", {"credential_margin_s": 3600, "lifetime_s": 86400}, {"X509_USER_PROXY": str(short_proxy)}, "VO_Proxy", 2401, "expires in"),
+        (
+            "squid",
+            {"squid": "http://127.0.0.1:9", "squid_required": True},
+            {},
+            "Network",
+            2301,
+            "no squid proxy serves",
+        ),
+        (
+            "credential",
+            {"credential_margin_s": 3600, "lifetime_s": 86400},
+            {"X509_USER_PROXY": str(short_proxy)},
+            "VO_Proxy",
+            2401,
+            "expires in",
+        ),
         ("glexec", {"glexec_policy": "REQUIRED", "glexec": "none"}, {}, "VO_Config", 2501, "requires gLExec"),
         ("custom", {"custom_checks": [{"path": str(broken)}]}, {}, "WN_Resource", 2801, "no scratch space"),
-        ("custom", {"custom_checks": [{"path": str(tampered), "sha256": "0" * 64}]}, {}, "Corruption", 2901, "sha256"),
+        (
+            "custom",
+            {"custom_checks": [{"path": str(tampered), "sha256": "0" * 64}]},
+            {},
+            "Corruption",
+            2901,
+            "sha256",
+        ),
     ]
 
 
 def test_each_check_can_fail(pilots: PilotLauncher, pool: RunningPool, tmp_path: Path) -> None:
     cases = failing_cases(tmp_path)
-    started = [(case, pilots.start(env=case[2], glidein_name=f"fail{i}", **case[1])) for i, case in enumerate(cases)]
+    started = [
+        (case, pilots.start(env=case[2], glidein_name=f"fail{i}", **case[1])) for i, case in enumerate(cases)
+    ]
     for (name, _config, _env, failure_type, code, words), pilot in started:
         result = pilot.wait()
         failed = result["checks"][-1]
-        assert (failed["name"], failed["ok"], failed["failure_type"], failed["code"]) == (name, False, failure_type, code), failed
+        assert (failed["name"], failed["ok"], failed["failure_type"], failed["code"]) == (
+            name,
+            False,
+            failure_type,
+            code,
+        ), failed
         assert words in failed["message"], failed["message"]
         assert result["status"] == "validation_failed" and pilot.returncode == 1
         assert result["jobs"]["started"] == 0
-    ads = pool.client().query_ads("pilotfailure", "", ["GLIDEIN_Name", "FailedCheck", "FailureType", "FailureCode"])
+    ads = pool.client().query_ads(
+        "pilotfailure", "", ["GLIDEIN_Name", "FailedCheck", "FailureType", "FailureCode"]
+    )
     reported = {(ad["FailedCheck"].strip('"'), int(ad["FailureCode"])) for ad in ads}
     for name, _c, _e, _t, code, _w in cases:
         assert (name, code) in reported
