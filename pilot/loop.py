@@ -298,7 +298,7 @@ class Pilot:
             job = running.get(command.claim_id)
             if job is not None:
                 self.log(f"job {job.match.job_id}: pool says {command.command} ({command.reason})")
-                job.command(command.command, command.reason)
+                job.command(command.command, command.reason, command.details)
         for claim_id in result.unknown_claims:
             job = running.get(claim_id)
             if job is not None and job.state not in ("uploading", "done"):
@@ -398,16 +398,21 @@ class Pilot:
         return False
 
     def _maybe_renew_token(self) -> None:
-        from pilot.checks.credentials import jwt_expiry
+        """Renew the pool token when a third of its life (at least a minute) is left."""
+        from pilot.checks.credentials import jwt_claims
 
-        expires = jwt_expiry(self.token)
-        if expires is None or expires - time.time() > 600:
+        claims = jwt_claims(self.token)
+        expires, issued = claims.get("exp"), claims.get("iat")
+        if not isinstance(expires, (int, float)):
+            return
+        lifetime = float(expires) - float(issued) if isinstance(issued, (int, float)) else 3600.0
+        if float(expires) - time.time() > max(60.0, lifetime / 3.0):
             return
         try:
             renewed = self.client.renew_token()
         except (PoolUnreachable, ClientError) as exc:
             self.log(f"could not renew the pool token: {exc}")
-            if expires - time.time() < 60 and self.state in (PilotState.IDLE, PilotState.BUSY):
+            if float(expires) - time.time() < 60 and self.state in (PilotState.IDLE, PilotState.BUSY):
                 self.state = advance(self.state, PilotState.RETIRING)
                 self.end_reason = "pool token not renewed"
             return

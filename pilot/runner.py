@@ -97,7 +97,7 @@ class JobRun:
         self.match = match
         self.context = context
         self.on_done = on_done
-        self.commands: queue.Queue[tuple[str, str]] = queue.Queue()
+        self.commands: queue.Queue[tuple[str, str, dict[str, str]]] = queue.Queue()
         self.scratch = context.work_dir / "execute" / f"dir_{match.job_id}_{match.claim_id[:8]}"
         self.child: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
         self.env: dict[str, str] = {}
@@ -109,8 +109,8 @@ class JobRun:
     def start(self) -> None:
         self.thread.start()
 
-    def command(self, command: str, reason: str = "") -> None:
-        self.commands.put((command, reason))
+    def command(self, command: str, reason: str = "", details: dict[str, str] | None = None) -> None:
+        self.commands.put((command, reason, details or {}))
 
     @property
     def lease_s(self) -> int:
@@ -392,7 +392,7 @@ class JobRun:
                         f"The job exceeded {limit_name} of {int(runtime_limit)} seconds",
                     )
             try:
-                command, reason = self.commands.get(timeout=0.05)
+                command, reason, details = self.commands.get(timeout=0.05)
             except queue.Empty:
                 continue
             if command == p.PilotCommand.KILL.value:
@@ -401,6 +401,8 @@ class JobRun:
             if command == "vacate":
                 self._vacate()
                 return "vacated", reason
+            if command == p.PilotCommand.REFRESH_CREDENTIAL.value:
+                self._refresh_credential(client, details)
             if command == p.PilotCommand.SUSPEND.value and suspended_at is None:
                 self.context.launcher.signal(pid, pid, signal.SIGSTOP, self.env)
                 suspended_at = time.monotonic()
@@ -412,6 +414,27 @@ class JobRun:
                 suspended_at = None
                 self.state = "running"
                 self._report(client, p.ClaimReport(p.ClaimEvent.CONTINUED.value))
+
+    def _refresh_credential(self, client: Client, details: dict[str, str]) -> None:
+        """The owner refreshed the job's proxy in the queue: replace it in the sandbox, atomically."""
+        try:
+            name = p.safe_relative_path(details.get("path", ""))
+            target = self.scratch / name
+            incoming = target.with_name(target.name + ".incoming")
+            client.token = self.context.token()
+            client.get_blob(details["digest"], incoming, self.match.claim_id)
+            if hashlib.sha256(incoming.read_bytes()).hexdigest() != details["digest"]:
+                raise ValueError("the refreshed proxy arrived corrupted")
+            os.chmod(incoming, 0o600)
+            os.replace(incoming, target)
+            glexec_copy = self.scratch / ".glexec.proxy"
+            if glexec_copy.exists():
+                shutil.copyfile(target, glexec_copy)
+        except (KeyError, ValueError, OSError, p.ProtocolError, ClientError, PoolUnreachable) as exc:
+            self.context.log(f"job {self.match.job_id}: could not refresh its proxy: {exc}")
+            return
+        self.context.log(f"job {self.match.job_id}: proxy {name} refreshed")
+        self._report(client, p.ClaimReport(p.ClaimEvent.CREDENTIAL_REFRESHED.value, message=name))
 
     def _vacate(self) -> None:
         """SIGTERM the job, SIGKILL it after the grace period."""

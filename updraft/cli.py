@@ -175,6 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("-o", "--output", default="updraft-pilot.pyz")
     build.set_defaults(func=cmd_pilot_build)
 
+    proxy = nouns.add_parser("proxy", help="job credentials")
+    proxy_verbs = proxy.add_subparsers(dest="verb", required=True)
+    refresh = proxy_verbs.add_parser(
+        "refresh", help="send jobs their renewed X.509 proxy (running ones get it at once)"
+    )
+    refresh.add_argument("jobs", nargs="+", help="CLUSTER or CLUSTER.PROC")
+    refresh.add_argument("--file", help="the new proxy (default: each job's x509userproxy path)")
+    refresh.add_argument("--pool")
+    refresh.set_defaults(func=lambda args: __import__("updraft.proxy", fromlist=["refresh"]).refresh(args))
+
     info = nouns.add_parser("logging-info", help="every recorded event of a job")
     info.add_argument("job", help="CLUSTER.PROC (or CLUSTER)")
     info.add_argument("--pool")

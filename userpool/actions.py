@@ -12,13 +12,17 @@ from userpool.jobs import CLAIMED, COMPLETED, HELD, IDLE, REMOVED, RUNNING, SUSP
 from userpool.protocol import (
     ActRequest,
     ActResult,
+    CredentialRequest,
     EditRequest,
     HoldCode,
     JobAction,
     JobStatus,
     PilotCommand,
+    ProtocolError,
+    SandboxFile,
     Scope,
     quote,
+    safe_relative_path,
 )
 from userpool.queue import PROTECTED, SYNTHESIZED, Job
 from userpool.store import dumps_json
@@ -240,4 +244,63 @@ class ActionsMixin(_Base):
             )  # fmt: skip
         if result.done:
             tx.after_commit.append(lambda: self.on_idle(len(result.done)))
+        return result, self.finish(tx)
+
+    # =========================================================================================
+    # Credentials (the owner refreshed the proxy the jobs carry)
+    # =========================================================================================
+    def refresh_credential(
+        self, identity: Identity, request: CredentialRequest, blob_present: bool
+    ) -> tuple[ActResult, Tx]:
+        """Point the jobs' sandbox at a new proxy and tell the pilots running them to fetch it."""
+        if not blob_present:
+            raise BadRequest(f"the new proxy ({request.digest[:12]}...) was not uploaded")
+        try:
+            name = safe_relative_path(request.path)
+        except ProtocolError as exc:
+            raise BadRequest(str(exc)) from None
+        jobs, missing = self.queue.by_ids(request.ids)
+        result = ActResult(done=[], not_found=missing)
+        tx = Tx()
+        for job in jobs:
+            if job.owner != identity.subject and not identity.is_admin:
+                result.refused[job.job_id] = f"not owner (job belongs to {job.owner})"
+                continue
+            inputs = job.cluster.inputs_of(job.proc_id)
+            if not any(item.path == name for item in inputs):
+                result.unchanged[job.job_id] = f"the job has no {name} in its sandbox"
+                continue
+            fresh = [
+                SandboxFile(name, request.digest, request.size, 0o600) if item.path == name else item
+                for item in inputs
+            ]
+            job.cluster.proc_inputs[job.proc_id] = fresh
+            if request.expiration:
+                job.set("x509UserProxyExpiration", str(int(request.expiration)))
+                self._touch(tx, job)
+            tx.batch.add(
+                "UPDATE clusters SET proc_inputs = ? WHERE cluster_id = ?",
+                (
+                    dumps_json(
+                        {str(k): [f.to_dict() for f in v] for k, v in job.cluster.proc_inputs.items()}
+                    ),
+                    job.cluster.cluster_id,
+                ),
+            )
+            claim = self.claims.of_job(job)
+            if claim is not None:
+                details = {"path": name, "digest": request.digest, "size": str(request.size)}
+                self.claims.command(
+                    claim, PilotCommand.REFRESH_CREDENTIAL, "the owner refreshed the proxy", details
+                )
+                tx.after_commit.append(lambda claim_id=claim.claim_id: self.on_claim_news(claim_id))
+            self.events.record(
+                tx,
+                identity.name,
+                job.cluster.cluster_id,
+                job.proc_id,
+                "credential_refreshed",
+                {"path": name, "running": claim is not None},
+            )
+            result.done.append(job.job_id)
         return result, self.finish(tx)

@@ -119,6 +119,12 @@ def build_app(pool: Pool) -> FastAPI:
         await pool.commit(tx)
         return result
 
+    @app.post(p.JOBS_CREDENTIAL)
+    async def refresh_credential(who: Who, body: p.CredentialRequest) -> p.ActResult:
+        result, tx = pool.schedd.refresh_credential(who, body, pool.blobs.has(body.digest))
+        await pool.commit(tx)
+        return result
+
     @app.post(p.JOBS_ANALYZE)
     async def analyze(who: Who, body: p.AnalyzeRequest) -> dict[str, Any]:
         return analyze_job(pool, body.job_id, body.constraint)
@@ -272,7 +278,7 @@ def build_app(pool: Pool) -> FastAPI:
 
     @app.post(p.TOKENS_RENEW)
     async def renew(who: Who) -> p.TokenResult:
-        lifetime = min(max(60, int(who.expires - time.time()) * 2), pool.config.max_token_lifetime_s)
+        lifetime = min(who.lifetime_s, pool.config.max_token_lifetime_s)
         token, expires = pool.tokens.issue(who.subject, who.scopes, lifetime, who.bindings)
         return p.TokenResult(token, expires, who.subject, sorted(s.value for s in who.scopes))
 

@@ -106,8 +106,10 @@ class ClaimBook:
         if revoke:
             self.revoked[claim.claim_id] = (reason, self.clock() + REVOKED_MEMORY_S)
 
-    def command(self, claim: Claim, command: PilotCommand, reason: str = "") -> None:
-        claim.commands.append(Command(claim.claim_id, command.value, reason))
+    def command(
+        self, claim: Claim, command: PilotCommand, reason: str = "", details: dict[str, str] | None = None
+    ) -> None:
+        claim.commands.append(Command(claim.claim_id, command.value, reason, details or {}))
 
     def take_commands(self, claim_ids: Iterable[str]) -> list[Command]:
         out: list[Command] = []

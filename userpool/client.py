@@ -180,6 +180,9 @@ class Client:
     def edit(self, request: p.EditRequest) -> p.ActResult:
         return p.ActResult.from_dict(self.call("POST", p.JOBS_EDIT, request))
 
+    def refresh_credential(self, request: p.CredentialRequest) -> p.ActResult:
+        return p.ActResult.from_dict(self.call("POST", p.JOBS_CREDENTIAL, request))
+
     def analyze(self, job_id: str, constraint: str = "") -> dict[str, Any]:
         return self.call("POST", p.JOBS_ANALYZE, p.AnalyzeRequest(job_id, constraint))
 

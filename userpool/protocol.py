@@ -32,6 +32,7 @@ JOBS_QUERY = "/v1/jobs/query"
 JOBS_ACT = "/v1/jobs/act"
 JOBS_ANALYZE = "/v1/jobs/analyze"
 JOBS_EDIT = "/v1/jobs/edit"
+JOBS_CREDENTIAL = "/v1/jobs/credential"  # POST: the owner refreshed the jobs' X.509 proxy
 JOB_EVENTS = "/v1/jobs/{job_id}/events"
 JOB_OUTPUT = "/v1/jobs/{job_id}/output"  # GET (owner: a tar of the spooled output)
 AUTOCLUSTERS = "/v1/autoclusters"
@@ -160,6 +161,7 @@ class ClaimEvent(str, enum.Enum):
     HELD = "held"  # the pilot put the job on hold (memory or runtime limit, bad sandbox)
     SUSPENDED = "suspended"  # acknowledges a suspend command
     CONTINUED = "continued"  # acknowledges a continue command
+    CREDENTIAL_REFRESHED = "credential_refreshed"  # the job's proxy in its sandbox was replaced
 
 
 class PilotCommand(str, enum.Enum):
@@ -468,6 +470,17 @@ class EditRequest(_Payload):
 
 
 @dataclasses.dataclass(frozen=True)
+class CredentialRequest(_Payload):
+    """A refreshed proxy for jobs (already uploaded as a blob), as condor_submit's x509userproxy names it."""
+
+    ids: list[str]
+    path: str  # the file's name in the job's sandbox
+    digest: str
+    size: int
+    expiration: int = 0  # x509UserProxyExpiration of the new proxy
+
+
+@dataclasses.dataclass(frozen=True)
 class AnalyzeRequest(_Payload):
     job_id: str
     constraint: str = ""  # which slots to analyze against
@@ -534,6 +547,9 @@ class Command(_Payload):
     claim_id: str
     command: str  # a PilotCommand value
     reason: str = ""
+    details: dict[str, str] = dataclasses.field(
+        default_factory=dict
+    )  # refresh_credential: path, digest, size
 
 
 @dataclasses.dataclass(frozen=True)

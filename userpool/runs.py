@@ -140,7 +140,7 @@ class RunsMixin(_Base):
                 tx, claim.pilot, job.cluster.cluster_id, job.proc_id, "execute", {"slot": claim.slot_name}
             )
             return
-        if event in (ClaimEvent.SUSPENDED, ClaimEvent.CONTINUED):
+        if event in (ClaimEvent.SUSPENDED, ClaimEvent.CONTINUED, ClaimEvent.CREDENTIAL_REFRESHED):
             self.events.record(
                 tx, claim.pilot, job.cluster.cluster_id, job.proc_id, event.value, {"slot": claim.slot_name}
             )

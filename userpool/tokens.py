@@ -33,6 +33,12 @@ class Identity:
     token_id: str
     expires: float
     bindings: dict[str, str] = field(default_factory=dict)
+    issued: float = 0.0
+
+    @property
+    def lifetime_s(self) -> int:
+        """How long the token was made to live (a renewal gets as long again)."""
+        return max(1, int(self.expires - self.issued)) if self.issued else 3600
 
     def has(self, scope: Scope) -> bool:
         return scope in self.scopes or Scope.ADMIN in self.scopes
@@ -138,6 +144,7 @@ class TokenSigner:
             expires = float(claims["exp"])
             token_id = str(claims["jti"])
             bindings = {str(k): str(v) for k, v in dict(claims.get("bnd", {})).items()}
+            issued = float(claims.get("iat", 0))
         except (ValueError, KeyError, TypeError, BadRequest):
             raise Unauthorized("token payload unreadable") from None
         if claims.get("iss") != ISSUER:
@@ -148,4 +155,4 @@ class TokenSigner:
             )
         if token_id in self.revoked:
             raise Unauthorized(f"token {token_id} for {subject} was revoked")
-        return Identity(subject, scopes, token_id, expires, bindings)
+        return Identity(subject, scopes, token_id, expires, bindings, issued)

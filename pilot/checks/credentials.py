@@ -26,15 +26,19 @@ def x509_expiry(path: str) -> float:
     return float(ssl.cert_time_to_seconds(decoded["notAfter"]))
 
 
-def jwt_expiry(token: str) -> Optional[float]:
+def jwt_claims(token: str) -> dict:
     parts = token.strip().split(".")
     if len(parts) != 3:
-        return None
+        return {}
     try:
         claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
     except ValueError:
-        return None
-    value = claims.get("exp")
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def jwt_expiry(token: str) -> Optional[float]:
+    value = jwt_claims(token).get("exp")
     return float(value) if isinstance(value, (int, float)) else None
 
 

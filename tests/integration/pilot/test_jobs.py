@@ -9,6 +9,8 @@ from pathlib import Path
 
 from tests.support.pilots_real import PilotLauncher, wait_until
 from tests.support.pools import RunningPool
+from tests.support.proxies import make_user_proxy
+from userpool.protocol import Scope
 
 
 def tagged(tag: str, body: str) -> str:
@@ -212,3 +214,46 @@ def test_black_hole_stops_taking_jobs(pool: RunningPool, pilots: PilotLauncher, 
     events = [e for e in pool.client().events(0, 10000) if e.type == "pilot_black_hole"]
     assert events and "failed within 30 s" in events[-1].details["message"]
     pool.run("condor_rm", "eli", user="eli")
+
+
+def test_refreshed_proxy_reaches_the_running_job(
+    pool: RunningPool, pilots: PilotLauncher, workdir: Path
+) -> None:
+    from tests.support.proxies import make_user_proxy
+
+    make_user_proxy(workdir / "user.proxy", hours=2)
+    script(
+        workdir,
+        "watch.sh",
+        'sum0=$(md5sum < "$X509_USER_PROXY")\nfor i in $(seq 200); do\n  [ "$(md5sum < "$X509_USER_PROXY")" != "$sum0" ] && echo refreshed && exit 0\n  sleep 0.1\ndone\necho stale; exit 1\n',
+    )
+    cluster = pool.submit(
+        tagged("cred", "executable = watch.sh\nx509userproxy = user.proxy\noutput = watch.out\nqueue\n"),
+        "fay2",
+        workdir,
+    )
+    pilot = pilots.start(start_expr=only("cred"), tail_timeout_s=1)
+    wait_until(lambda: pool.job(f"{cluster}.0", "JobStatus", user="fay2") == "2", what="the job to start")
+    make_user_proxy(workdir / "user.proxy", hours=24)
+    refreshed = pool.run("updraft", "proxy", "refresh", cluster, user="fay2")
+    assert refreshed.returncode == 0 and f"Job {cluster}.0: proxy refreshed" in refreshed.stdout, (
+        refreshed.stderr
+    )
+    assert pilot.wait()["jobs"]["exited"] == 1
+    assert (workdir / "watch.out").read_text().strip() == "refreshed"
+    events = pool.run("updraft", "logging-info", f"{cluster}.0", user="fay2").stdout
+    assert "credential_refreshed" in events
+
+
+def test_pilot_renews_its_short_token(pool: RunningPool, pilots: PilotLauncher) -> None:
+    token = pilots.root / "aged.token"
+    issued_long_ago = time.time() - 1000  # 100 s of 1,100 left: time to renew
+    token.write_text(pool.signer().issue("aged", frozenset({Scope.PILOT}), 1100, now=issued_long_ago)[0])
+    before = token.read_text()
+    result = pilots.start(token=token, idle_timeout_s=2).wait()
+    assert result["status"] == "ok"
+    after = token.read_text()
+    assert after != before
+    renewed = pool.signer().verify(after.strip())
+    assert renewed.expires > pool.signer().verify(before.strip()).expires
+    assert 1000 <= renewed.lifetime_s <= 1100  # as long as the original, not shrinking with each renewal
