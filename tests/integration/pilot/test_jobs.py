@@ -219,7 +219,6 @@ def test_black_hole_stops_taking_jobs(pool: RunningPool, pilots: PilotLauncher, 
 def test_refreshed_proxy_reaches_the_running_job(
     pool: RunningPool, pilots: PilotLauncher, workdir: Path
 ) -> None:
-    from tests.support.proxies import make_user_proxy
 
     make_user_proxy(workdir / "user.proxy", hours=2)
     script(
