@@ -12,6 +12,7 @@ from bench.common import Result, machine
 
 SUITES = {
     "pool": "bench.pool_bench",
+    "pilot": "bench.pilot_bench",
 }
 
 
