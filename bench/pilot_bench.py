@@ -43,7 +43,7 @@ def _pilot(pool: PoolProcess, work: Path, bundle: Path, **settings: object) -> s
         [python, str(bundle), "--config", str(work / "pilot.json")],
         stdout=subprocess.DEVNULL,
         stderr=open(work / "pilot.log", "wb"),
-    )  # noqa: SIM115
+    )
 
 
 def _submit(pool: PoolProcess, script: Path, count: int, args: str = "") -> int:
@@ -149,7 +149,7 @@ def run(quick: bool = False) -> list[Result]:
         idle.wait(timeout=60)
     latencies.sort()
     p50 = statistics.median(latencies)
-    p99 = latencies[min(len(latencies) - 1, int(round(0.99 * (len(latencies) - 1))))]
+    p99 = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]
     results.append(result("submit-to-start on an idle pilot, p50", p50, "s", "<= 0.2"))
     results.append(result("submit-to-start on an idle pilot, p99", p99, "s", "<= 1"))
     return results

@@ -9,6 +9,7 @@ the job never silently disappears.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import queue
@@ -337,15 +338,24 @@ class JobRun:
                 f"cannot open the job's input {stdin_path}: {exc.strerror}", p.HoldCode.UnableToOpenInput
             ) from None
         try:
-            self.child = subprocess.Popen(
-                argv,
-                cwd=self.scratch,
-                env=self.env,
-                stdin=stdin,
-                stdout=stdout,
-                stderr=stderr,
-                start_new_session=True,
-            )
+            for attempt in range(10):
+                try:
+                    self.child = subprocess.Popen(
+                        argv,
+                        cwd=self.scratch,
+                        env=self.env,
+                        stdin=stdin,
+                        stdout=stdout,
+                        stderr=stderr,
+                        start_new_session=True,
+                    )
+                    break
+                except OSError as exc:
+                    # ETXTBSY: another job thread forked while this executable was still open for writing;
+                    # the fork's copy of that descriptor closes at its exec, a moment later
+                    if exc.errno != errno.ETXTBSY or attempt == 9:
+                        raise
+                    time.sleep(0.02 * (attempt + 1))
         except OSError as exc:
             raise JobHeld(
                 f"Failed to execute '{argv[0]}': {exc.strerror}", p.HoldCode.FailedToCreateProcess

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from userpool import classads
+from userpool import classads, matchsub
 from userpool.collector import Collector
 from userpool.config import PoolConfig
 from userpool.errors import BadRequest, Forbidden, NotFound
@@ -251,6 +251,7 @@ class Pool:
         negotiator.prepare(slot)
         tx = Tx()
         claims = []
+        ads: list[dict[str, str]] = []
         texts = dict(slot)
         for _ in range(max(1, min(max_matches, 64))):
             picked = negotiator.match_one(texts)
@@ -259,7 +260,11 @@ class Pool:
             claim = self.schedd.start(
                 tx, picked.job, picked.autocluster, texts, picked.slot_ad, identity.name
             )
+            ad, recorded = matchsub.expand(picked.job.ad(), texts)  # $$(Attr) from this slot
+            for name, text in recorded.items():
+                picked.job.set(name, text)
             claims.append(claim)
+            ads.append(ad)
             if max_matches <= 1:
                 break
             texts = _subtract(texts, claim.cpus, claim.memory_mb, claim.disk_kb)
@@ -268,22 +273,19 @@ class Pool:
         self.schedd.finish(tx)
         await self.commit(tx)
         self.stats.matches += len(claims)
-        out = []
-        for claim in claims:
-            job = claim.job
-            out.append(
-                Match(
-                    claim.claim_id,
-                    job.job_id,
-                    job.ad(),
-                    claim.lease_s,
-                    list(job.cluster.inputs_of(job.proc_id)),
-                    claim.cpus,
-                    claim.memory_mb,
-                    claim.disk_kb,
-                )
+        return [
+            Match(
+                claim.claim_id,
+                claim.job.job_id,
+                ad,
+                claim.lease_s,
+                list(claim.job.cluster.inputs_of(claim.job.proc_id)),
+                claim.cpus,
+                claim.memory_mb,
+                claim.disk_kb,
             )
-        return out
+            for claim, ad in zip(claims, ads, strict=True)
+        ]
 
     def _jobs_became_idle(self, count: int) -> None:
         if not self._waiters or self._dispatch_pending:

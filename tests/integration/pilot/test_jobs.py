@@ -256,3 +256,15 @@ def test_pilot_renews_its_short_token(pool: RunningPool, pilots: PilotLauncher) 
     renewed = pool.signer().verify(after.strip())
     assert renewed.expires > pool.signer().verify(before.strip()).expires
     assert 1000 <= renewed.lifetime_s <= 1100  # as long as the original, not shrinking with each renewal
+
+
+def test_match_time_substitution(pool: RunningPool, pilots: PilotLauncher, workdir: Path) -> None:
+    script(workdir, "where.sh", 'echo "$1 $2"\n')
+    text = 'executable = where.sh\narguments = "$$(GLIDEIN_Site) $$(NoSuchAttr:fallback)"\n+JOB_Site = "$$(GLIDEIN_Site)"\noutput = where.out\nqueue\n'
+    cluster = pool.submit(tagged("dollar", text), "gil", workdir)
+    pilots.start(start_expr=only("dollar"), site="Nebraska", tail_timeout_s=1).wait()
+    assert (workdir / "where.out").read_text().strip() == "Nebraska fallback"
+    assert (
+        pool.job(f"{cluster}.0", "MATCH_GLIDEIN_Site", "JOB_Site", user="gil", history=True)
+        == "Nebraska $$(GLIDEIN_Site)"
+    )

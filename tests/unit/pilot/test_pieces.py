@@ -35,7 +35,7 @@ def test_resources_from_the_batch_slot(tmp_path: Path) -> None:
 
 
 def test_state_table() -> None:
-    assert TERMINAL == {PilotState.DONE}
+    assert {PilotState.DONE} == TERMINAL
     assert advance(PilotState.IDLE, PilotState.BUSY) == PilotState.BUSY
     with pytest.raises(IllegalTransition):
         advance(PilotState.FAILED, PilotState.BUSY)
