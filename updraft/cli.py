@@ -70,6 +70,18 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    from userpool.client import Client
+    from userpool.protocol import RevokeRequest
+
+    keys = Client.from_environment(pool=args.pool).revoke_tokens(
+        RevokeRequest(args.token_id or "", args.subject or "", args.binding or "")
+    )
+    for key in keys:
+        print(f"revoked {key}")
+    return 0
+
+
 def cmd_token_show(args: argparse.Namespace) -> int:
     from userpool.client import token_claims
 
@@ -165,6 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--via-pool", action="store_true", help="ask the running pool instead of signing locally"
     )
     create.set_defaults(func=cmd_token_create)
+    revoke = verbs.add_parser("revoke", help="refuse tokens from now on (renewals included)")
+    revoke.add_argument("--token-id", help="one token, by its jti")
+    revoke.add_argument("--subject", help="every token of this subject")
+    revoke.add_argument(
+        "--binding", metavar="KEY=VALUE", help="every token with this binding, e.g. frontend=fe1"
+    )
+    revoke.add_argument("--pool")
+    revoke.set_defaults(func=cmd_token_revoke)
     show = verbs.add_parser("show", help="print a token's claims (not verified)")
     show.add_argument("token", nargs="?")
     show.set_defaults(func=cmd_token_show)

@@ -282,6 +282,10 @@ def build_app(pool: Pool) -> FastAPI:
         token, expires = pool.tokens.issue(who.subject, who.scopes, lifetime, who.bindings)
         return p.TokenResult(token, expires, who.subject, sorted(s.value for s in who.scopes))
 
+    @app.post(p.TOKENS_REVOKE)
+    async def revoke(who: Who, body: p.RevokeRequest) -> dict[str, list[str]]:
+        return {"revoked": await pool.revoke(who, body)}
+
     @app.get(p.ACCOUNTANT)
     async def accountant(who: Who) -> list[dict[str, Any]]:
         return pool.schedd.accountant.report()

@@ -281,6 +281,9 @@ class Client:
     def mint_token(self, request: p.TokenRequest) -> p.TokenResult:
         return p.TokenResult.from_dict(self.call("POST", p.TOKENS, request))
 
+    def revoke_tokens(self, request: p.RevokeRequest) -> list[str]:
+        return list(self.call("POST", p.TOKENS_REVOKE, request)["revoked"])
+
     def renew_token(self) -> p.TokenResult:
         result = p.TokenResult.from_dict(self.call("POST", p.TOKENS_RENEW))
         self.token = result.token

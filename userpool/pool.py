@@ -36,6 +36,7 @@ from userpool.protocol import (
     Match,
     PollRequest,
     PollResult,
+    RevokeRequest,
     Scope,
     SubmitRequest,
     SubmitResult,
@@ -97,8 +98,8 @@ class Pool:
         self.schedd.on_completed = self._deliver_output
         self.collector = Collector(self.clock)
         self.tokens = TokenSigner.from_home(self.config.signing_key)
-        for (jti,) in self.store.read("SELECT jti FROM revoked_tokens WHERE expires > ?", (self.clock(),)):
-            self.tokens.revoked.add(jti)
+        for (key,) in self.store.read("SELECT jti FROM revoked_tokens WHERE expires > ?", (self.clock(),)):
+            self.tokens.revoked.add(key if ":" in key else f"jti:{key}")
         self.blobs = BlobStore(self.config.blob_dir, self.config.max_input_file_mb << 20)
         self.spool = Spool(self.config.spool_dir, self.config.max_output_sandbox_mb << 20)
         self.history = History(self.store, self.config.history_max_jobs)
@@ -329,6 +330,34 @@ class Pool:
         await self.commit(tx)
         job = claim.job
         return {"job_id": format_job_id(job.cluster.cluster_id, job.proc_id), "status": job.status}
+
+    async def revoke(self, identity: Identity, request: RevokeRequest) -> list[str]:
+        """Admins revoke anything; a frontend revokes the tokens bound to itself (its pilots)."""
+        keys = []
+        if request.token_id:
+            keys.append(f"jti:{request.token_id}")
+        if request.subject:
+            keys.append(f"sub:{request.subject}")
+        if request.binding:
+            if "=" not in request.binding:
+                raise BadRequest("binding must be key=value, e.g. frontend=fe1")
+            keys.append(f"bind:{request.binding}")
+        if not keys:
+            raise BadRequest("say what to revoke: token_id, subject or binding")
+        if not identity.is_admin:
+            own = f"bind:frontend={identity.subject}"
+            if not identity.has(Scope.FRONTEND) or keys != [own]:
+                raise Forbidden(f"{identity.name} may revoke only the tokens bound to itself ({own[5:]})")
+        until = request.until or self.clock() + 30 * 86400
+        tx = Tx()
+        tx.batch.add_many(
+            "INSERT OR REPLACE INTO revoked_tokens (jti, expires) VALUES (?, ?)", [(k, until) for k in keys]
+        )
+        for key in keys:
+            self.events.record(tx, identity.name, 0, -1, "token_revoked", {"what": key})
+        await self.commit(tx)
+        self.tokens.revoked.update(keys)
+        return keys
 
     async def record_event(self, identity: Identity, request: EventRequest) -> Event:
         """A component's own event (a pilot that failed validation, a factory downtime...)."""

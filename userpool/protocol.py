@@ -50,6 +50,7 @@ CLAIM_OUTPUT = "/v1/claims/{claim_id}/output"  # PUT: a tar of the job's output
 CLAIM_REPORT = "/v1/claims/{claim_id}/report"  # POST
 TOKENS = "/v1/tokens"
 TOKENS_RENEW = "/v1/tokens/renew"
+TOKENS_REVOKE = "/v1/tokens/revoke"
 ACCOUNTANT = "/v1/accountant"
 METRICS = "/metrics"
 
@@ -592,6 +593,16 @@ class TokenRequest(_Payload):
     scopes: list[str]
     lifetime_s: int = 3600
     bindings: dict[str, str] = dataclasses.field(default_factory=dict)  # e.g. frontend, group
+
+
+@dataclasses.dataclass(frozen=True)
+class RevokeRequest(_Payload):
+    """Refuse tokens from now on: one token (its id), every token of a subject, or every token with a binding."""
+
+    token_id: str = ""
+    subject: str = ""
+    binding: str = ""  # "frontend=fe1": every pilot token that frontend minted
+    until: float = 0.0  # when the revocation may be forgotten (0: in 30 days)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -88,6 +88,7 @@ class TokenSigner:
         if len(key) < 16:
             raise ValueError("signing key too short")
         self._key = key
+        #: revocations: "jti:<id>", "sub:<subject>", "bind:<key>=<value>" (e.g. every token a frontend minted)
         self.revoked: set[str] = set()
 
     @classmethod
@@ -153,6 +154,9 @@ class TokenSigner:
             raise Unauthorized(
                 f"token for {subject} expired at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(expires))}"
             )
-        if token_id in self.revoked:
-            raise Unauthorized(f"token {token_id} for {subject} was revoked")
+        if self.revoked:
+            keys = [f"jti:{token_id}", f"sub:{subject}", *(f"bind:{k}={v}" for k, v in bindings.items())]
+            hit = next((key for key in keys if key in self.revoked), None)
+            if hit is not None:
+                raise Unauthorized(f"token {token_id} for {subject} was revoked ({hit})")
         return Identity(subject, scopes, token_id, expires, bindings, issued)

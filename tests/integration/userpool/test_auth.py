@@ -10,7 +10,7 @@ import pytest
 from tests.support.pilots import ProtocolPilot, slot_ad
 from tests.support.pools import RunningPool
 from userpool.client import Client, ClientError
-from userpool.protocol import AdType, ClaimReport, Scope, SubmitRequest, TokenRequest
+from userpool.protocol import AdType, ClaimReport, RevokeRequest, Scope, SubmitRequest, TokenRequest
 from userpool.tokens import TokenSigner
 
 
@@ -137,3 +137,23 @@ def test_ad_types_and_lifetimes(pool: RunningPool) -> None:
         "not a valid"
         in refused(lambda: factory.advertise("glidefactory", [{"Name": '"bad"', "X": "(1 +"}]), 400).message
     )
+
+
+def test_revoking_a_frontend_stops_its_pilots_renewals(pool: RunningPool) -> None:
+    frontend = pool.client("fe-revoked", Scope.FRONTEND)
+    pilot_token = frontend.mint_token(TokenRequest("glidein-r", ["pilot"], 600)).token
+    pilot = Client(pool.url, pilot_token)
+    assert pilot.renew_token().subject == "glidein-r"
+    assert (
+        "may revoke only"
+        in refused(lambda: frontend.revoke_tokens(RevokeRequest(subject="someone")), 403).message
+    )
+    assert frontend.revoke_tokens(RevokeRequest(binding="frontend=fe-revoked")) == [
+        "bind:frontend=fe-revoked"
+    ]
+    assert "revoked" in refused(pilot.renew_token, 401).message
+    assert "revoked" in refused(Client(pool.url, pilot_token).reserve_cluster, 401).message
+    pool.restart()  # revocations are durable
+    assert "revoked" in refused(Client(pool.url, pilot_token).renew_token, 401).message
+    cli = pool.run("updraft", "token", "revoke", "--subject", "nobody-in-particular")
+    assert cli.returncode == 0 and "revoked sub:nobody-in-particular" in cli.stdout
