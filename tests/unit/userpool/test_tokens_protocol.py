@@ -18,7 +18,7 @@ def test_token_roundtrip_and_refusals() -> None:
         signer.verify(signer.issue("a", frozenset({p.Scope.USER}), 1, now=time.time() - 10)[0])
     with pytest.raises(Unauthorized, match="malformed"):
         signer.verify("garbage")
-    signer.revoked.add(identity.token_id)
+    signer.revoked.add(f"jti:{identity.token_id}")
     with pytest.raises(Unauthorized, match="revoked"):
         signer.verify(token)
     with pytest.raises(BadRequest):
