@@ -50,6 +50,7 @@ class PilotConfig:
     idle_timeout_s: int = 1200  # no job at all for this long after validation: leave
     tail_timeout_s: int = 420  # idle this long after the last job: leave
     lifetime_s: int = 0  # hard end from start; 0: from the site limits below, else unlimited
+    lease_until: float = 0.0  # the factory's lease (epoch s): never live past it, even if forgotten
     max_walltime_s: int = 0  # GLIDEIN_Max_Walltime of the entry
     max_cputime_s: int = 0  # GLIDEIN_MaxCPUTime of the entry
     die_margin_s: int = 300  # ToDie = min(limits) - margin ...
@@ -192,6 +193,10 @@ def load_config(argv: Optional[list[str]] = None, environ: Optional[Mapping[str,
             values[name] = given
     converted = {name: _convert(name, known[name], value) for name, value in values.items()}
     config = PilotConfig(**converted)
+    base = os.path.dirname(os.path.abspath(args.config)) if args.config else os.getcwd()
+    for check in config.custom_checks:  # relative paths: next to the config file (the glidein's work dir)
+        if isinstance(check, dict) and check.get("path") and not os.path.isabs(str(check["path"])):
+            check["path"] = os.path.join(base, str(check["path"]))
     config.glexec_policy = config.glexec_policy.upper()
     if config.glexec_policy not in ("NEVER", "OPTIONAL", "REQUIRED"):
         raise PilotConfigError(

@@ -48,6 +48,9 @@ class Pilot:
         self.end_reason = ""
         self.exit_status = EXIT_OK
         self.jobs = {"started": 0, "exited": 0, "failed": 0, "held": 0, "vacated": 0, "killed": 0, "lost": 0}
+        self.job_core_s = (
+            0.0  # what the jobs used of this pilot (wall time x cores): the factory's "used" hours
+        )
         self.fast_failures = 0
         self.black_hole = False
         self.first_match_at: Optional[float] = None
@@ -81,6 +84,8 @@ class Pilot:
         else:
             life = 10 * 365 * 86400
         self.to_die = int(self.start_wall + life)
+        if config.lease_until > 0:  # a factory that lost track of this glidein still gets it back
+            self.to_die = min(self.to_die, int(config.lease_until))
         before = config.retire_before_die_s or min(3600, int(life * 0.1))
         self.to_retire = int(self.to_die - before)
 
@@ -120,6 +125,9 @@ class Pilot:
         self._install_signals()
         self.log.stage("startup", time.monotonic() - began)
         try:
+            if self.config.lease_until > 0 and time.time() >= self.config.lease_until:
+                self.end_reason = "the factory's lease ran out before the glidein started"
+                return self.exit_status
             if not self._validate():
                 return self._fail_validation()
             self._serve()
@@ -311,6 +319,7 @@ class Pilot:
             if outcome.kind == "exited" and (outcome.exit_code or outcome.exit_signal):
                 self.jobs["failed"] += 1
             self.jobs[outcome.kind if outcome.kind in self.jobs else "lost"] += 1
+            self.job_core_s += outcome.wall_s * max(1, job.match.request_cpus)
             failed_fast = outcome.pilot_fault or (
                 outcome.kind in ("exited", "held")
                 and bool(outcome.exit_code or outcome.exit_signal or outcome.kind == "held")
@@ -465,6 +474,8 @@ class Pilot:
             "jobs": dict(self.jobs),
             "timings": self.log.stages,
             "lifetime_s": round(time.time() - self.start_wall, 1),
+            "cpus": self.resources.cpus if hasattr(self, "resources") else 0,
+            "job_core_s": round(self.job_core_s, 1),
             "to_retire": getattr(self, "to_retire", 0),
             "to_die": getattr(self, "to_die", 0),
         }

@@ -211,6 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_logging_info)
 
+    from factory.cli import add_commands as add_factory_commands
+
+    add_factory_commands(nouns)
+
     events = nouns.add_parser("events", help="the pool's event log (JSON lines)")
     events.add_argument("--pool")
     events.add_argument("--after", type=int, default=0)

@@ -8,7 +8,10 @@ of the field it is about.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import types
+import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -109,3 +112,110 @@ def dotted(path: FieldPath) -> str:
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed models from YAML: dataclasses in, ConfigError with the line of the offending field out
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Source:
+    """Where values come from, for error messages."""
+
+    path: Path | str
+    lines: LineMap
+
+    def error(self, where: FieldPath, message: str) -> ConfigError:
+        return ConfigError(self.path, self.lines.line(where), dotted(where), message)
+
+
+def _type_name(kind: Any) -> str:
+    origin = typing.get_origin(kind)
+    if origin in (list, typing.List):  # noqa: UP006
+        return f"a list of {_type_name(typing.get_args(kind)[0])}"
+    if origin in (dict, typing.Dict):  # noqa: UP006
+        return "a mapping"
+    if dataclasses.is_dataclass(kind):
+        return "a mapping"
+    return {str: "text", int: "a whole number", float: "a number", bool: "true or false"}.get(kind, str(kind))
+
+
+def build_model(cls: type, data: Any, where: FieldPath, source: Source) -> Any:
+    """Instantiate dataclass ``cls`` from YAML ``data``, checking every key and type."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise source.error(where, f"expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    values = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise source.error((*where, key), "unknown key" + suggest(str(key), fields))
+        values[key] = convert(hints[key], value, (*where, key), source)
+    missing = [
+        name for name, f in fields.items()
+        if name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]  # fmt: skip
+    if missing:
+        raise source.error(where, f"missing required key(s): {', '.join(missing)}")
+    try:
+        instance = cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise source.error(where, str(exc)) from None
+    check = getattr(instance, "check", None)
+    if callable(check):
+        problem = check()
+        if problem:
+            field_name, message = problem if isinstance(problem, tuple) else ("", problem)
+            raise source.error((*where, field_name) if field_name else where, message)
+    return instance
+
+
+def convert(kind: Any, value: Any, where: FieldPath, source: Source) -> Any:
+    origin = typing.get_origin(kind)
+    args = typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        problems = []
+        for option in options:
+            try:
+                return convert(option, value, where, source)
+            except ConfigError as exc:
+                problems.append(exc.message)
+        raise source.error(where, "; ".join(problems))
+    if kind is Any:
+        return value
+    if dataclasses.is_dataclass(kind):
+        return build_model(kind, value, where, source)
+    if origin in (list, typing.List):  # noqa: UP006
+        if isinstance(value, str) and args and args[0] is str:
+            return [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list):
+            raise source.error(where, f"expected {_type_name(kind)}, got {value!r}")
+        return [convert(args[0], item, (*where, index), source) for index, item in enumerate(value)]
+    if origin in (dict, typing.Dict):  # noqa: UP006
+        if not isinstance(value, Mapping):
+            raise source.error(where, f"expected a mapping, got {value!r}")
+        value_kind = args[1] if len(args) == 2 else Any
+        return {str(k): convert(value_kind, v, (*where, k), source) for k, v in value.items()}
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise source.error(where, f"expected true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise source.error(where, f"expected a whole number, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise source.error(where, f"expected a number, got {value!r}")
+        return float(value)
+    if kind is str:
+        if isinstance(value, (dict, list)) or value is None:
+            raise source.error(where, f"expected text, got {value!r}")
+        return str(value)
+    return value

@@ -486,33 +486,35 @@ class Pool:
         return sum(1 for job in self.schedd.queue.jobs() if job.status in CLAIMED)
 
     def metrics(self) -> str:
-        lines = [
-            "# HELP updraft_pool_jobs Jobs in the queue by JobStatus.",
-            "# TYPE updraft_pool_jobs gauge",
-        ]
-        for name, count in self.schedd.queue.totals().items():
-            if name != "total":
-                lines.append(f'updraft_pool_jobs{{status="{name}"}} {count}')
-        lines += ["# HELP updraft_pool_ads Ads in the collector by type.", "# TYPE updraft_pool_ads gauge"]
-        for kind, count in self.collector.counts().items():
-            lines.append(f'updraft_pool_ads{{type="{kind}"}} {count}')
-        counters = {
-            "updraft_pool_matches_total": self.stats.matches,
-            "updraft_pool_polls_total": self.stats.polls,
-            "updraft_pool_submits_total": self.stats.submits,
-            "updraft_pool_commits_total": self.stats.commits,
-        }
-        for name, value in counters.items():
-            lines += [f"# TYPE {name} counter", f"{name} {value}"]
-        gauges = {
-            "updraft_pool_claims": len(self.schedd.claims.active),
-            "updraft_pool_autoclusters": sum(1 for ac in self.schedd.index.ordered if ac.idle > 0),
-            "updraft_pool_waiting_pilots": len(self._waiters),
-            "updraft_pool_uptime_seconds": round(time.time() - self.stats.started, 1),
-        }
-        for name, value in gauges.items():
-            lines += [f"# TYPE {name} gauge", f"{name} {value}"]
-        return "\n".join(lines) + "\n"
+        from updraft.metrics import Exposition
+
+        totals = self.schedd.queue.totals()
+        out = Exposition()
+        out.gauge(
+            "updraft_pool_jobs",
+            "Jobs in the queue by JobStatus.",
+            [({"status": name}, count) for name, count in totals.items() if name != "total"],
+        )
+        out.gauge(
+            "updraft_pool_ads",
+            "Ads in the collector by type.",
+            [({"type": kind}, count) for kind, count in self.collector.counts().items()],
+        )
+        out.counter("updraft_pool_matches_total", "Jobs matched to pilots.", self.stats.matches)
+        out.counter("updraft_pool_polls_total", "Pilot polls answered.", self.stats.polls)
+        out.counter("updraft_pool_submits_total", "Submissions committed.", self.stats.submits)
+        out.counter("updraft_pool_commits_total", "Queue commits.", self.stats.commits)
+        out.gauge("updraft_pool_claims", "Active claims.", len(self.schedd.claims.active))
+        out.gauge(
+            "updraft_pool_autoclusters",
+            "Autoclusters with idle jobs.",
+            sum(1 for ac in self.schedd.index.ordered if ac.idle > 0),
+        )
+        out.gauge("updraft_pool_waiting_pilots", "Pilots long-polling now.", len(self._waiters))
+        out.gauge(
+            "updraft_pool_uptime_seconds", "Seconds since start.", round(time.time() - self.stats.started, 1)
+        )
+        return out.render()
 
     def not_found(self, what: str) -> NotFound:
         return NotFound(what)

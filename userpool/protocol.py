@@ -193,6 +193,36 @@ ATTR_GLIDEIN_TO_RETIRE = "GLIDEIN_ToRetire"
 ATTR_GLIDEIN_TO_DIE = "GLIDEIN_ToDie"
 ATTR_DESIRED_SITES = "DESIRED_Sites"
 
+# -- factory <-> frontend exchange (through the collector, as in glideinWMS) -----------------------
+# glidefactory ads (one per entry, Name "<entry>@<factory>")
+ATTR_FACTORY_NAME = "FactoryName"
+ATTR_ENTRY_NAME = "EntryName"
+ATTR_GRIDTYPE = "GLIDEIN_GridType"
+ATTR_GATEKEEPER = "GLIDEIN_Gatekeeper"
+ATTR_IN_DOWNTIME = "GLIDEIN_In_Downtime"
+ATTR_ALLOWED_FRONTENDS = "GLIDEIN_Allowed_Frontends"
+ATTR_PUBKEY_ID = "PubKeyID"
+ATTR_PUBKEY_TYPE = "PubKeyType"
+ATTR_PUBKEY_VALUE = "PubKeyValue"
+# glideclient ads (a frontend group's request to one entry, Name "<entry>@<factory>@<frontend>.<group>")
+ATTR_REQ_NAME = "ReqName"  # "<entry>@<factory>"
+ATTR_REQ_FACTORY = "ReqFactory"
+ATTR_REQ_ENTRY = "ReqEntry"
+ATTR_CLIENT_NAME = "ClientName"  # "<frontend>.<group>"
+ATTR_FRONTEND_NAME = "FrontendName"
+ATTR_GROUP_NAME = "GroupName"
+ATTR_REQ_IDLE = "ReqIdleGlideins"
+ATTR_REQ_MAX_RUN = "ReqMaxGlideins"
+ATTR_REQ_REMOVE_EXCESS = "ReqRemoveExcess"  # NO | WAIT | IDLE | ALL
+ATTR_REQ_REMOVE_MARGIN = "ReqRemoveExcessMargin"
+ATTR_REQ_IDLE_LIFETIME = "ReqIdleLifetime"
+ATTR_REQ_PUBKEY_ID = "ReqPubKeyID"
+ATTR_REQ_ENC_KEY = "ReqEncKeyCode"  # the request's symmetric key, sealed with the factory's public key
+ENC_PARAM_PREFIX = "GlideinEncParam"  # GlideinEncParamToken: sealed with the symmetric key
+PARAM_PREFIX = "GlideinParam"  # GlideinParamGLIDEIN_Start_Expr, GlideinParamGLIDEIN_Glexec_Use, ...
+# glidefactoryclient ads (a factory's counts for one (entry, client), Name "<entry>@<factory>@<client>")
+ATTR_MONITOR_PREFIX = "GlideinMonitor"  # GlideinMonitorStatusIdle, ...Running, ...Held, ...RequestedIdle
+
 DEFAULT_AD_LIFETIME_S = 900  # HTCondor's CLASSAD_LIFETIME
 DEFAULT_JOB_LEASE_DURATION_S = 2400  # condor_submit's default JobLeaseDuration
 

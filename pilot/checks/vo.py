@@ -125,7 +125,7 @@ def check_custom(context: CheckContext) -> Optional[str]:
             raise CheckFailed(
                 "custom",
                 2801,
-                said.get("type", VO_CONFIG),
+                said.get("type", str(spec.get("type") or VO_CONFIG)),
                 f"{name}: {message}",
                 dict(said["metrics"], exit=run.returncode),
             )

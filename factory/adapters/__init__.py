@@ -1,0 +1,10 @@
+"""Site adapters, by the gridtype names entries use (one explicit table, no dotted import paths)."""
+
+from __future__ import annotations
+
+from factory.adapters.base import SiteAdapter
+from factory.adapters.fake import FakeAdapter
+from factory.adapters.local import LocalAdapter
+from factory.adapters.slurm import SlurmAdapter
+
+ADAPTERS: dict[str, type[SiteAdapter]] = {a.kind: a for a in (LocalAdapter, SlurmAdapter, FakeAdapter)}

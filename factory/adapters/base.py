@@ -1,0 +1,212 @@
+"""One interface for every kind of site: submit, status, cancel, cleanup, fetch output.
+
+Adapters are stateless about our ids: the factory owns glidein_id, the journal and the
+state; an adapter turns glideins into site ids and reports what the site says, in the
+site's words (``native``) and in ours (``state``), through one table per adapter.  Every
+external command goes through the injected ``run`` (argv list, timeout, never a shell),
+which contract tests replace with recorded output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from factory.errors import SiteError, SiteUnavailable
+from factory.glideins import GlideinState
+
+TAG_PREFIX = "updraft"
+
+
+@dataclass(frozen=True)
+class Completed:
+    """What a command returned."""
+
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+Runner = Callable[..., Completed]
+
+
+def run_argv(
+    argv: Sequence[str],
+    timeout: float = 60.0,
+    input: str | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+) -> Completed:
+    """Run a command without a shell; a timeout or a missing program means the site is unavailable."""
+    try:
+        done = subprocess.run(
+            list(argv),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            env=dict(env) if env else None,
+            cwd=cwd,
+        )
+    except subprocess.TimeoutExpired:
+        raise SiteUnavailable(f"{argv[0]} did not answer within {timeout:.0f} s") from None
+    except FileNotFoundError:
+        raise SiteUnavailable(f"{argv[0]} is not installed here") from None
+    return Completed(list(argv), done.returncode, done.stdout, done.stderr)
+
+
+@dataclass
+class GlideinSpec:
+    """One glidein to start: everything an adapter needs, nothing it must remember."""
+
+    glidein_id: str
+    tag: str  # in the site job's name/description: how a restarted factory finds its glideins
+    startup_script: str  # the rendered startup script (text)
+    files: dict[str, bytes]  # sent with the job: the token file, never on a command line
+    environment: dict[str, str]
+    cpus: int
+    memory_mb: int
+    walltime_s: int
+    frontend: str = ""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    site_id: str
+
+
+@dataclass(frozen=True)
+class Retry:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    reason: str
+
+
+SubmitOutcome = Submitted | Retry | Refused
+
+
+@dataclass(frozen=True)
+class GlideinOutput:
+    """What the glidein printed: stdout ends with the pilot's final record; stderr has its log."""
+
+    stdout: str
+    stderr: str = ""
+
+
+@dataclass(frozen=True)
+class SiteStatus:
+    state: GlideinState
+    native: str = ""
+    reason: str = ""
+
+
+@dataclass
+class NoOptions:
+    """This gridtype takes no options."""
+
+
+class SiteAdapter(ABC):
+    kind: ClassVar[str]
+    native_states: ClassVar[Mapping[str, GlideinState]] = {}
+    options_model: ClassVar[type] = NoOptions
+
+    def __init__(self, entry: Any, factory: str, work_dir: Path, run: Runner = run_argv) -> None:
+        self.entry = entry
+        self.factory = factory
+        self.work_dir = work_dir  # the factory's own directory for this entry (scripts, outputs)
+        self.run = run
+        self.options = entry.adapter_options if entry.adapter_options is not None else self.options_model()
+
+    @classmethod
+    def check_entry(cls, entry: Any) -> tuple[str, str] | None:
+        """A (field, message) problem with an entry for this gridtype, or None."""
+        return None
+
+    # -- the four bulk verbs ---------------------------------------------------------------------
+    @abstractmethod
+    def submit(self, glideins: Sequence[GlideinSpec]) -> list[SubmitOutcome]: ...
+
+    @abstractmethod
+    def status(self, site_ids: Sequence[str]) -> dict[str, SiteStatus]:
+        """What the site says now; an id the site does not know is absent from the answer."""
+
+    @abstractmethod
+    def cancel(self, site_ids: Sequence[str]) -> dict[str, bool]: ...
+
+    def cleanup(self, site_ids: Sequence[str]) -> None:  # noqa: B027 - optional: most sites forget by themselves
+        """Forget finished glideins at the site (purge, clean); default: nothing to do."""
+
+    # -- the rest ----------------------------------------------------------------------------
+    def fetch_output(self, site_id: str, glidein_id: str) -> GlideinOutput | None:
+        """The glidein's output, if the site kept it (called once it ended, before cleanup)."""
+        return None
+
+    def find(self, tags: Sequence[str]) -> dict[str, str]:
+        """tag -> site id for glideins the site has with these tags (reconciliation after a crash)."""
+        return {}
+
+    def list_tagged(self) -> dict[str, str]:
+        """tag -> site id of every glidein of this factory at this site."""
+        return {}
+
+    def release(self, site_ids: Sequence[str]) -> dict[str, bool]:
+        """Release held glideins; sites without holds say no."""
+        return dict.fromkeys(site_ids, False)
+
+    def renew_credential(self, site_ids: Sequence[str], proxy: Path) -> dict[str, bool]:
+        """Push a renewed proxy to the CE for these glideins; sites without delegation need none."""
+        return dict.fromkeys(site_ids, True)
+
+    # -- shared helpers ----------------------------------------------------------------------
+    def tag_prefix(self) -> str:
+        return f"{TAG_PREFIX}_{self.factory}_".replace("-", "_")
+
+    def map_native(self, native: str) -> GlideinState:
+        return self.native_states.get(native, GlideinState.QUEUED)
+
+    def command_env(self) -> dict[str, str] | None:
+        """The environment site commands run with (None: the factory's own)."""
+        return None
+
+    def command(self, argv: list[str], timeout: float = 60.0) -> Completed:
+        """Run a site command through the injected runner, with this adapter's environment."""
+        env = self.command_env()
+        return (
+            self.run(argv, timeout=timeout, env=env) if env is not None else self.run(argv, timeout=timeout)
+        )
+
+    def check(self, completed: Completed) -> Completed:
+        if completed.returncode != 0:
+            raise SiteError(
+                self.entry.name, completed.argv, completed.returncode, completed.stderr or completed.stdout
+            )
+        return completed
+
+    def forget(self, glidein_id: str) -> None:
+        """Drop the factory's own files for an ended glidein (its output is saved by then)."""
+        shutil.rmtree(self.work_dir / glidein_id, ignore_errors=True)
+
+    def glidein_dir(self, glidein_id: str) -> Path:
+        path = self.work_dir / glidein_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def options_dict(options: Any) -> dict[str, Any]:
+    return dataclasses.asdict(options) if dataclasses.is_dataclass(options) else {}
+
+
+__all__ = [
+    "Completed", "GlideinOutput", "GlideinSpec", "Refused", "Retry", "Runner", "SiteAdapter", "SiteStatus", "SubmitOutcome",
+    "Submitted", "field", "run_argv",
+]  # fmt: skip

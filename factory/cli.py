@@ -1,0 +1,490 @@
+"""`updraft factory ...`: run the factory and look after it (entries, analyze, logs, downtimes, reconfig).
+
+The commands that only look (entries, analyze, logs, downtime) read the factory's journal
+and status file directly, so they work whether the factory runs or not; reconfig signals
+the running one and reports whether it took the new file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from factory.config import ConfigError, FactoryConfig, load_factory_config
+from factory.journal import Journal
+from updraft.errors import UpdraftError, UsageError
+from updraft.tables import render_table
+
+CONFIG_ENV = "UPDRAFT_FACTORY_CONFIG"
+
+
+# -- locating the factory ---------------------------------------------------------------------
+def _config_path(args: argparse.Namespace) -> Path:
+    given = getattr(args, "config", None) or os.environ.get(CONFIG_ENV)
+    if not given:
+        raise UsageError(f"say which factory: --config FILE (or set {CONFIG_ENV})")
+    return Path(given)
+
+
+def _state(args: argparse.Namespace) -> tuple[Path, FactoryConfig | None]:
+    """The factory's state directory, and its config when the file is valid (an operator may be editing it)."""
+    path = _config_path(args)
+    try:
+        config = load_factory_config(path)
+        return config.resolve(config.state_dir), config
+    except ConfigError as exc:
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            raise exc from None
+        print(f"warning: {exc}", file=sys.stderr)
+        state = Path(os.path.expanduser(str(raw.get("state_dir", "state"))))
+        return (state if state.is_absolute() else path.resolve().parent / state), None
+
+
+def _journal(state_dir: Path) -> Journal:
+    if not (state_dir / "journal.sqlite").exists():
+        raise UpdraftError(f"no factory journal in {state_dir}: has this factory ever run?")
+    return Journal(state_dir / "journal.sqlite")
+
+
+def _status(state_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((state_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _when(stamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) if stamp else "-"
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+# -- run, check, reconfig ---------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from factory.loop import Factory
+
+    config = load_factory_config(_config_path(args))
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if config.log_dir:
+        log_dir = config.resolve(config.log_dir)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_dir / "factory.log"))
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s", handlers=handlers
+    )
+    factory = Factory(config)
+    factory.start()
+    print(
+        f"factory {config.name} running (pid {os.getpid()}), staging {factory.staging_url}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        if args.once:
+            factory.cycle()
+            factory.wait_idle()
+        else:
+            factory.run_forever()
+    finally:
+        if args.drain_on_exit:
+            left = factory.drain()
+            if left:
+                print(f"{left} glidein(s) not confirmed removed: they end by their lease", file=sys.stderr)
+        factory.stop()
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = load_factory_config(Path(args.file))
+    if args.json:
+        from factory.config import config_summary
+
+        _print_json({"factory": config.name, "entries": config_summary(config)})
+        return 0
+    entries = ", ".join(f"{e.name} ({e.gridtype}{'' if e.enabled else ', disabled'})" for e in config.entries)
+    print(f"{args.file}: OK: factory {config.name}, {len(config.entries)} entries: {entries}")
+    return 0
+
+
+def cmd_reconfig(args: argparse.Namespace) -> int:
+    path = _config_path(args)
+    config = load_factory_config(path)  # refuse here first: the operator sees the error at once
+    state_dir = config.resolve(config.state_dir)
+    try:
+        pid = int((state_dir / "factory.pid").read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        raise UpdraftError(
+            f"factory {config.name} is not running (no live pid in {state_dir / 'factory.pid'})"
+        ) from None
+    before = time.time()
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        status = _status(state_dir)
+        if status.get("config_loaded", 0) > before:
+            print(f"factory {config.name} (pid {pid}) reloaded {path}: {len(config.entries)} entries")
+            return 0
+        if status.get("config_error") and status.get("config_error_at", 0) > before:
+            raise UpdraftError(f"factory {config.name} refused the new config: {status['config_error']}")
+        time.sleep(0.2)
+    raise UpdraftError(
+        f"factory {config.name} (pid {pid}) did not confirm the reload within {args.timeout:.0f} s"
+    )
+
+
+# -- entries ----------------------------------------------------------------------------------
+def entry_rows(state_dir: Path, config: FactoryConfig | None) -> list[dict[str, Any]]:
+    journal = _journal(state_dir)
+    status = _status(state_dir)
+    health = status.get("entries", {})
+    counts = journal.counts()
+    downtimes = {
+        d.target if d.scope != "factory" else "*": d for d in journal.downtimes() if d.active(time.time())
+    }
+    names = sorted(
+        {e for e, _ in counts} | set(health) | {e.name for e in (config.entries if config else [])}
+    )
+    rows = []
+    for name in names:
+        entry = config.entry(name) if config else None
+        known = health.get(name, {})
+        if entry is not None and not entry.enabled:
+            state = "disabled"
+        elif known.get("retired") or (config is not None and entry is None):
+            state = "retired"
+        elif name in downtimes or "*" in downtimes:
+            state = "downtime"
+        elif known.get("last_error"):
+            state = "error"
+        else:
+            state = "ok" if known else "unknown"
+        clients = sorted(c for e, c in counts if e == name) or [""]
+        for client in clients:
+            states = counts.get((name, client), {})
+            rows.append(
+                {
+                    "entry": name,
+                    "site": entry.site if entry else "",
+                    "gridtype": entry.gridtype if entry else "",
+                    "state": state,
+                    "client": client,
+                    "idle": states.get("queued", 0) + states.get("unsubmitted", 0),
+                    "running": states.get("running", 0),
+                    "held": states.get("held", 0),
+                    "removing": states.get("removing", 0),
+                    "limits": (
+                        f"{entry.limits.max_glideins or '-'}/{entry.limits.max_idle or '-'}/{entry.limits.max_held or '-'}"
+                        if entry
+                        else ""
+                    ),
+                    "error": known.get("last_error", ""),
+                    "why": "; ".join(known.get("reasons", {}).get(client, [])),
+                }
+            )
+    journal.close()
+    return rows
+
+
+def cmd_entries(args: argparse.Namespace) -> int:
+    state_dir, config = _state(args)
+    rows = entry_rows(state_dir, config)
+    if args.json:
+        _print_json(rows)
+        return 0
+    headers = [
+        "ENTRY",
+        "SITE",
+        "TYPE",
+        "STATE",
+        "FRONTEND",
+        "IDLE",
+        "RUNNING",
+        "HELD",
+        "REMOVING",
+        "LIMITS(tot/idle/held)",
+        "NOTES",
+    ]
+    table = [
+        [r["entry"], r["site"], r["gridtype"], r["state"], r["client"] or "-", r["idle"], r["running"], r["held"], r["removing"], r["limits"], r["error"] or r["why"]]
+        for r in rows
+    ]  # fmt: skip
+    print(render_table(headers, table, right=(5, 6, 7, 8)))
+    return 0
+
+
+# -- analyze, logs ------------------------------------------------------------------------------
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from factory.analysis import analyze
+
+    state_dir, config = _state(args)
+    journal = _journal(state_dir)
+    glideins = journal.recent(time.time() - args.hours * 3600, args.entry)
+    cpus = {e.name: e.cpus for e in config.entries} if config else {}
+    results = [r.to_dict() for r in analyze(glideins, cpus)]
+    if args.json:
+        _print_json(results)
+        return 0
+    if not results:
+        print(
+            f"no glideins in the last {args.hours:g} hours"
+            + (f" at entry {args.entry}" if args.entry else "")
+        )
+        return 0
+    headers = [
+        "ENTRY",
+        "SUBMITTED",
+        "STARTED",
+        "VALIDATION FAILED",
+        "CORE-H",
+        "USED",
+        "WASTED",
+        "EFFIC",
+        "JOBS",
+        "JOBS/PILOT",
+        "NO JOBS",
+        "ENDED",
+    ]
+    table = []
+    for r in results:
+        failures = ", ".join(f"{k} {v}" for k, v in sorted(r["validation_failures"].items())) or "0"
+        ended = ", ".join(f"{k} {v}" for k, v in sorted(r["ended"].items())) or "-"
+        effic = f"{r['efficiency'] * 100:.0f}%" if r["efficiency"] is not None else "-"
+        table.append(
+            [r["entry"], r["submitted"], r["started"], failures, f"{r['core_hours']:.2f}", f"{r['used_core_hours']:.2f}",
+             f"{r['wasted_core_hours']:.2f}", effic, r["jobs"], r["jobs_per_pilot_mean"], r["pilots_without_jobs"], ended]
+        )  # fmt: skip
+    print(f"glideins of the last {args.hours:g} hours")
+    print(render_table(headers, table, right=(1, 2, 4, 5, 6, 7, 8, 9, 10)))
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    state_dir, config = _state(args)
+    journal = _journal(state_dir)
+    glidein = journal.find(args.glidein)
+    if glidein is None:
+        raise UpdraftError(f"no glidein {args.glidein!r} in the journal (give its id, tag or site id)")
+    outputs = state_dir / "outputs"
+    stdout_path, stderr_path = outputs / f"{glidein.glidein_id}.out", outputs / f"{glidein.glidein_id}.err"
+    stdout = stdout_path.read_text() if stdout_path.exists() else ""
+    stderr = stderr_path.read_text() if stderr_path.exists() else ""
+    if not stdout and not stderr and config is not None and config.entry(glidein.entry) and glidein.site_id:
+        stdout, stderr = _live_output(config, state_dir, glidein.entry, glidein.site_id, glidein.glidein_id)
+    if args.json:
+        _print_json(
+            {"glidein": glidein.__dict__ | {"state": glidein.state.value}, "stdout": stdout, "stderr": stderr}
+        )
+        return 0
+    print(f"glidein {glidein.glidein_id} ({glidein.tag})")
+    facts = [
+        ("entry", glidein.entry), ("frontend", glidein.client or "-"), ("site id", glidein.site_id or "-"),
+        ("state", f"{glidein.state.value} ({glidein.native or '-'})"), ("reason", glidein.reason or "-"),
+        ("created", _when(glidein.created)), ("submitted", _when(glidein.submitted)), ("started", _when(glidein.started)),
+        ("ended", _when(glidein.ended)), ("releases", glidein.releases), ("lease until", _when(glidein.lease_until)),
+    ]  # fmt: skip
+    for name, value in facts:
+        print(f"  {name:<12} {value}")
+    record = glidein.record
+    if record:
+        print(
+            f"\npilot result: {record.get('status')} (exit {record.get('exit_status')}): {record.get('reason') or '-'}"
+        )
+        for check in record.get("checks") or []:
+            mark = "ok  " if check.get("ok") else "FAIL"
+            detail = (
+                ""
+                if check.get("ok")
+                else f" {check.get('failure_type')} {check.get('code')}: {check.get('message')}"
+            )
+            print(f"  {mark} {check.get('name'):<14} {check.get('seconds', 0):>7.2f} s{detail}")
+        jobs = record.get("jobs") or {}
+        print(f"  jobs: {', '.join(f'{k} {v}' for k, v in jobs.items() if v) or 'none'}")
+    print("\n--- stdout ---\n" + (stdout or "(none collected)"))
+    print("--- stderr ---\n" + (stderr or "(none collected)"))
+    return 0
+
+
+def _live_output(
+    config: FactoryConfig, state_dir: Path, entry_name: str, site_id: str, glidein_id: str
+) -> tuple[str, str]:
+    from factory.adapters import ADAPTERS
+
+    entry = config.entry(entry_name)
+    assert entry is not None
+    adapter = ADAPTERS[entry.gridtype](entry, config.name, state_dir / "entries" / entry.name)
+    try:
+        output = adapter.fetch_output(site_id, glidein_id)
+    except Exception:
+        return "", ""
+    return (output.stdout, output.stderr) if output else ("", "")
+
+
+# -- downtimes --------------------------------------------------------------------------------
+def _parse_time(text: str | None, default: float | None) -> float | None:
+    if not text:
+        return default
+    if text == "now":
+        return time.time()
+    if text.startswith("+"):
+        return time.time() + _seconds(text[1:])
+    for pattern in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d"):
+        try:
+            return time.mktime(time.strptime(text, pattern))
+        except ValueError:
+            continue
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(
+            f"cannot read the time {text!r}: use now, +2h, 2026-12-01 08:00 or epoch seconds"
+        ) from None
+
+
+def _seconds(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except (ValueError, IndexError):
+        raise UsageError(f"cannot read the duration {text!r}: use e.g. 90m, 2h, 1d") from None
+
+
+def cmd_downtime_add(args: argparse.Namespace) -> int:
+    state_dir, config = _state(args)
+    scopes = [(s, t) for s, t in (("entry", args.entry), ("frontend", args.frontend)) if t]
+    if args.all_entries:
+        scopes.append(("factory", "*"))
+    if len(scopes) != 1:
+        raise UsageError("say what is down: one of --entry E, --frontend F, --all-entries")
+    scope, target = scopes[0]
+    if scope == "entry" and config is not None and config.entry(target) is None:
+        from updraft.configfile import suggest
+
+        raise UsageError(
+            f"no entry {target!r} in the factory's config{suggest(target, [e.name for e in config.entries])}"
+        )
+    start = _parse_time(args.start, time.time())
+    end = (
+        _parse_time(args.end, None)
+        if args.end
+        else (start + _seconds(args.duration) if args.duration else None)
+    )  # type: ignore[operator]
+    if end is not None and start is not None and end <= start:
+        raise UsageError("the downtime ends before it starts")
+    journal = Journal(state_dir / "journal.sqlite")
+    downtime_id = journal.add_downtime(scope, target, start or time.time(), end, args.comment)
+    journal.close()
+    print(
+        f"downtime {downtime_id}: {scope} {target} from {_when(start)} until {_when(end) if end else 'ended by hand'}"
+    )
+    return 0
+
+
+def cmd_downtime_list(args: argparse.Namespace) -> int:
+    state_dir, _ = _state(args)
+    journal = _journal(state_dir)
+    now = time.time()
+    downtimes = journal.downtimes(include_past=args.all, now=now)
+    journal.close()
+    if args.json:
+        _print_json([d.__dict__ | {"active": d.active(now)} for d in downtimes])
+        return 0
+    if not downtimes:
+        print("no downtimes")
+        return 0
+    rows = [
+        [
+            d.id,
+            d.scope,
+            d.target,
+            _when(d.start),
+            _when(d.end) if d.end else "-",
+            "yes" if d.active(now) else "no",
+            d.comment,
+        ]
+        for d in downtimes
+    ]
+    print(render_table(["ID", "SCOPE", "TARGET", "START", "END", "ACTIVE", "COMMENT"], rows, right=(0,)))
+    return 0
+
+
+def cmd_downtime_end(args: argparse.Namespace) -> int:
+    state_dir, _ = _state(args)
+    journal = _journal(state_dir)
+    ended = journal.end_downtime(args.id)
+    journal.close()
+    if not ended:
+        raise UpdraftError(f"no current downtime {args.id} (see 'updraft factory downtime list')")
+    print(f"downtime {args.id} ended")
+    return 0
+
+
+# -- the parser -------------------------------------------------------------------------------
+def add_commands(nouns: Any) -> None:
+    factory = nouns.add_parser("factory", help="the glidein factory")
+    verbs = factory.add_subparsers(dest="verb", required=True)
+
+    def verb(name: str, func: Any, help_text: str, config: bool = True) -> argparse.ArgumentParser:
+        parser = verbs.add_parser(name, help=help_text)
+        if config:
+            parser.add_argument("--config", "-c", help=f"the factory's YAML config (default ${CONFIG_ENV})")
+        parser.set_defaults(func=func)
+        return parser
+
+    run = verb("run", cmd_run, "run the factory in the foreground")
+    run.add_argument("--once", action="store_true", help="one cycle, then stop (glideins keep running)")
+    run.add_argument("--drain-on-exit", action="store_true", help="remove every glidein when stopping")
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    check = verb("check", cmd_check, "validate a config file (file:line errors)", config=False)
+    check.add_argument("file")
+    check.add_argument("--json", action="store_true", help="print the config as the factory reads it")
+    reconfig = verb("reconfig", cmd_reconfig, "make the running factory reload its config (like SIGHUP)")
+    reconfig.add_argument("--timeout", type=float, default=60.0)
+    entries = verb("entries", cmd_entries, "entries with their state, glideins per frontend and limits")
+    entries.add_argument("--json", action="store_true")
+    analyze = verb(
+        "analyze", cmd_analyze, "what the glideins did: starts, validation failures, hours used and wasted"
+    )
+    analyze.add_argument("--entry")
+    analyze.add_argument("--hours", type=float, default=24.0)
+    analyze.add_argument("--json", action="store_true")
+    logs = verb("logs", cmd_logs, "a glidein's output and its validation result")
+    logs.add_argument("glidein", help="glidein id, tag or site job id")
+    logs.add_argument("--json", action="store_true")
+
+    downtime = verbs.add_parser("downtime", help="stop new submissions for a while")
+    downtime_verbs = downtime.add_subparsers(dest="action", required=True)
+    add = downtime_verbs.add_parser("add", help="declare a downtime")
+    add.add_argument("--config", "-c")
+    add.add_argument("--entry", help="one entry")
+    add.add_argument("--frontend", help="every request of one frontend")
+    add.add_argument("--all-entries", action="store_true", help="the whole factory")
+    add.add_argument("--start", help="now (default), +1h, '2026-12-01 08:00' or epoch seconds")
+    add.add_argument("--end", help="when it ends (default: until 'downtime end')")
+    add.add_argument("--duration", help="instead of --end: 90m, 2h, 1d")
+    add.add_argument("--comment", default="")
+    add.set_defaults(func=cmd_downtime_add)
+    listing = downtime_verbs.add_parser("list", help="current and future downtimes")
+    listing.add_argument("--config", "-c")
+    listing.add_argument("--all", action="store_true", help="past ones too")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_downtime_list)
+    end = downtime_verbs.add_parser("end", help="end a downtime now")
+    end.add_argument("--config", "-c")
+    end.add_argument("id", type=int)
+    end.set_defaults(func=cmd_downtime_end)

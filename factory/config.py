@@ -1,0 +1,237 @@
+"""The factory's YAML config: one typed model per section, validated with file:line errors.
+
+``load_factory_config(path)`` returns a FactoryConfig or raises ConfigError naming the
+file, the line and the field, with "did you mean" for misspelled keys.  Each entry's
+``options:`` is checked against the options model of its ``gridtype`` (one per adapter).
+Knobs carry their unit in their name; the defaults are glideinWMS's where it has one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from updraft.configfile import ConfigError, Source, build_model, load_yaml, suggest
+
+REMOVE_POLICIES = ("NO", "WAIT", "IDLE", "ALL")
+
+
+@dataclass
+class Limits:
+    """How many glideins may exist at once (0: no limit)."""
+
+    max_glideins: int = 0  # queued + running + held
+    max_idle: int = 0  # queued at the site
+    max_held: int = 0
+
+    def check(self) -> str | None:
+        for name in ("max_glideins", "max_idle", "max_held"):
+            if getattr(self, name) < 0:
+                return f"{name} cannot be negative"
+        return None
+
+
+@dataclass
+class Pacing:
+    cluster_size: int = 10  # glideins per submission call to the site
+    max_per_cycle: int = 50  # glideins submitted per entry per cycle
+
+    def check(self) -> str | None:
+        if self.cluster_size < 1 or self.max_per_cycle < 1:
+            return "cluster_size and max_per_cycle must be at least 1"
+        return None
+
+
+@dataclass
+class StaleAges:
+    """Glideins older than these in a state are removed (0: never)."""
+
+    unsubmitted_s: int = 900
+    queued_s: int = 2 * 86400
+    held_s: int = 2 * 3600
+    running_s: int = 0  # 0: the pilot's own lifetime (GLIDEIN_Max_Walltime) plus an hour
+    missing_s: int = 120  # absent from the site's answers this long: ended (its output says how) or lost
+
+
+@dataclass
+class HeldPolicy:
+    max_releases: int = 3
+    release_backoff_s: int = 60  # doubles after every release of the same glidein
+    unrecoverable: list[str] = field(
+        default_factory=lambda: ["unrecoverable", "invalid", "not authorized", "no such"]
+    )
+
+
+@dataclass
+class CustomCheck:
+    """A validation script staged for the pilots of this entry (or of every entry)."""
+
+    path: str
+    type: str = "VO_Config"
+
+
+@dataclass
+class EntryConfig:
+    name: str
+    gridtype: str
+    enabled: bool = True
+    gatekeeper: str = ""  # CE contact, URL or partition, per gridtype
+    attributes: dict[str, Any] = field(default_factory=dict)  # published: GLIDEIN_Site, GLIDEIN_CPUS, ...
+    glexec: str = "none"  # none | auto | /path/to/glexec
+    software_paths: list[str] = field(default_factory=list)
+    squid: str = "auto"
+    start_expr: str = "true"
+    submit_extras: str = ""  # jinja2 over the entry's attributes: RSL, xRSL, JDL or sbatch options
+    allowed_frontends: list[str] = field(default_factory=list)  # frontend names, or "*"
+    limits: Limits = field(default_factory=Limits)
+    frontend_limits: dict[str, Limits] = field(default_factory=dict)  # per frontend name, or "default"
+    pacing: Pacing = field(default_factory=Pacing)
+    stale: StaleAges = field(default_factory=StaleAges)
+    held: HeldPolicy = field(default_factory=HeldPolicy)
+    pilot: dict[str, Any] = field(default_factory=dict)  # extra pilot.json parameters
+    custom_checks: list[CustomCheck] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)  # the adapter's own settings, see its options model
+    adapter_options: Any = field(default=None, init=False)
+
+    @property
+    def site(self) -> str:
+        return str(self.attributes.get("GLIDEIN_Site", self.name))
+
+    @property
+    def cpus(self) -> int:
+        value = self.attributes.get("GLIDEIN_CPUS", 1)
+        return int(value) if str(value).isdigit() else 1
+
+    @property
+    def walltime_s(self) -> int:
+        return int(self.attributes.get("GLIDEIN_Max_Walltime", 0) or 0)
+
+    def allows(self, frontend: str) -> bool:
+        return "*" in self.allowed_frontends or frontend in self.allowed_frontends
+
+    def limits_for(self, frontend: str, factory_defaults: dict[str, Limits]) -> Limits:
+        for table in (self.frontend_limits, factory_defaults):
+            if frontend in table:
+                return table[frontend]
+        return self.frontend_limits.get("default") or factory_defaults.get("default") or Limits()
+
+
+@dataclass
+class PoolSettings:
+    url: str = ""  # default: UPDRAFT_POOL or the local pool's pool.json
+    pilot_url: str = ""  # the pool as glideins reach it (default: url)
+    token_file: str = ""  # a token with scope factory
+    ca_file: str = ""
+
+
+@dataclass
+class StagingSettings:
+    dir: str = "staging"  # pilot bundle and checks, served over HTTP to the glideins
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: any free port
+    url: str = ""  # what glideins use, when they reach the server under another name
+
+
+@dataclass
+class CredentialSettings:
+    """The factory's own credential at the sites (X.509 proxy), renewed at the CEs before it expires."""
+
+    proxy: str = ""
+    renew_before_s: int = 6 * 3600
+
+
+@dataclass
+class FactoryConfig:
+    name: str
+    entries: list[EntryConfig]
+    pool: PoolSettings = field(default_factory=PoolSettings)
+    state_dir: str = "state"
+    log_dir: str = ""
+    staging: StagingSettings = field(default_factory=StagingSettings)
+    cycle_s: float = 60.0
+    status_timeout_s: float = 60.0
+    status_concurrency: int = 4
+    advertise_lifetime_s: int = 0  # 0: five cycles
+    frontend_limits: dict[str, Limits] = field(default_factory=dict)  # per frontend name, or "default"
+    unknown_glideins: str = "adopt"  # adopt | cancel: glideins at a site that the journal does not know
+    submit_grace_s: float = (
+        60.0  # a submission in doubt (crash, timeout) may take this long to show at the site
+    )
+    glidein_lifetime_s: int = 86400  # a glidein's life when its entry sets no GLIDEIN_Max_Walltime
+    keep_ended_days: float = 7.0  # ended glideins stay in the journal (and `factory analyze`) this long
+    credential: CredentialSettings = field(default_factory=CredentialSettings)
+    pilot: dict[str, Any] = field(default_factory=dict)  # pilot.json parameters for every entry
+    custom_checks: list[CustomCheck] = field(default_factory=list)
+    path: str = field(default="", init=False)
+
+    def check(self) -> tuple[str, str] | None:
+        if self.unknown_glideins not in ("adopt", "cancel"):
+            return "unknown_glideins", "must be adopt or cancel"
+        if self.cycle_s <= 0:
+            return "cycle_s", "must be positive"
+        return None
+
+    def entry(self, name: str) -> EntryConfig | None:
+        return next((e for e in self.entries if e.name == name), None)
+
+    def resolve(self, value: str) -> Path:
+        """A path from the config, relative to the config file's directory."""
+        path = Path(os.path.expanduser(value))
+        return path if path.is_absolute() else Path(self.path).parent / path
+
+
+def load_factory_config(path: Path | str) -> FactoryConfig:
+    from factory.adapters import ADAPTERS
+
+    path = Path(path)
+    data, lines = load_yaml(path)
+    source = Source(path, lines)
+    config: FactoryConfig = build_model(FactoryConfig, data, (), source)
+    config.path = str(path.resolve())
+    seen: set[str] = set()
+    for index, entry in enumerate(config.entries):
+        where = ("entries", index)
+        if entry.name in seen:
+            raise source.error((*where, "name"), f"entry {entry.name!r} is defined twice")
+        seen.add(entry.name)
+        adapter = ADAPTERS.get(entry.gridtype)
+        if adapter is None:
+            raise source.error(
+                (*where, "gridtype"),
+                f"unknown gridtype {entry.gridtype!r}{suggest(entry.gridtype, ADAPTERS)} (known: {', '.join(ADAPTERS)})",
+            )
+        entry.adapter_options = build_model(adapter.options_model, entry.options, (*where, "options"), source)
+        problem = adapter.check_entry(entry)
+        if problem:
+            raise source.error((*where, problem[0]), problem[1])
+        if not entry.allowed_frontends:
+            raise source.error(
+                (*where, "allowed_frontends"), "name the frontends that may use this entry (or '*')"
+            )
+        if entry.glexec not in ("none", "auto") and not entry.glexec.startswith("/"):
+            raise source.error((*where, "glexec"), "must be none, auto or an absolute path")
+        for key in ("GLIDEIN_CPUS", "GLIDEIN_MaxMemMBs", "GLIDEIN_Max_Walltime", "GLIDEIN_MaxCPUTime"):
+            value = entry.attributes.get(key)
+            if value is not None and not (isinstance(value, int) and value >= 0):
+                raise source.error((*where, "attributes", key), f"expected a whole number, got {value!r}")
+        if entry.submit_extras:
+            from jinja2 import Environment, StrictUndefined, TemplateSyntaxError
+
+            try:
+                Environment(undefined=StrictUndefined).from_string(entry.submit_extras)
+            except TemplateSyntaxError as exc:
+                raise source.error((*where, "submit_extras"), f"template error: {exc.message}") from None
+    return config
+
+
+def config_summary(config: FactoryConfig) -> list[dict[str, Any]]:
+    return [
+        dataclasses.asdict(entry) | {"adapter_options": dataclasses.asdict(entry.adapter_options)}
+        for entry in config.entries
+    ]
+
+
+__all__ = ["ConfigError", "EntryConfig", "FactoryConfig", "Limits", "load_factory_config"]

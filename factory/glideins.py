@@ -1,0 +1,59 @@
+"""The glidein state machine: the only place its transitions are written.
+
+States are ordered (unsubmitted < queued < running < the ends); a status report that would
+move a glidein backwards is stale and is ignored, never applied (RADICAL-Pilot's ordered
+states).  Held is a side state a glidein can enter from queued or running and leave again.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+
+from factory.errors import IllegalTransition
+
+
+class GlideinState(enum.StrEnum):
+    UNSUBMITTED = "unsubmitted"  # in the journal before the site was asked: it may or may not be there
+    QUEUED = "queued"  # the site has it and has not started it (idle at the site)
+    RUNNING = "running"  # the batch job runs: the pilot validates or serves
+    HELD = "held"  # the site holds it (recoverable or not, per the native reason)
+    COMPLETED = "completed"  # ended at the site by itself
+    FAILED = "failed"  # the site refused or failed it; or it never reached the site
+    REMOVED = "removed"  # we cancelled it and the site confirmed
+    LOST = "lost"  # the site no longer knows it and the journal cannot say how it ended
+
+
+S = GlideinState
+ALLOWED: Mapping[GlideinState, frozenset[GlideinState]] = {
+    S.UNSUBMITTED: frozenset({S.QUEUED, S.RUNNING, S.HELD, S.COMPLETED, S.FAILED, S.REMOVED, S.LOST}),
+    S.QUEUED: frozenset({S.RUNNING, S.HELD, S.COMPLETED, S.FAILED, S.REMOVED, S.LOST}),
+    S.RUNNING: frozenset({S.HELD, S.COMPLETED, S.FAILED, S.REMOVED, S.LOST}),
+    S.HELD: frozenset({S.QUEUED, S.RUNNING, S.COMPLETED, S.FAILED, S.REMOVED, S.LOST}),
+    S.COMPLETED: frozenset(),
+    S.FAILED: frozenset(),
+    S.REMOVED: frozenset(),
+    S.LOST: frozenset(),
+}
+TERMINAL = frozenset(state for state, following in ALLOWED.items() if not following)
+LIVE = frozenset(GlideinState) - TERMINAL
+_ORDER = {S.UNSUBMITTED: 0, S.QUEUED: 1, S.HELD: 1, S.RUNNING: 2}
+
+
+def allowed(current: GlideinState, new: GlideinState) -> bool:
+    return new in ALLOWED[current]
+
+
+def is_stale(current: GlideinState, new: GlideinState) -> bool:
+    """A report that would go backwards (running -> queued): ignore it, the site answered late."""
+    if new == S.HELD or current == S.HELD:
+        return False
+    return new in _ORDER and current in _ORDER and _ORDER[new] < _ORDER[current]
+
+
+def advance(current: GlideinState, new: GlideinState, glidein_id: str) -> GlideinState:
+    if new == current:
+        return current
+    if new not in ALLOWED[current]:
+        raise IllegalTransition(f"glidein {glidein_id}: cannot go from {current.value} to {new.value}")
+    return new

@@ -1,0 +1,630 @@
+"""The factory process: one cycle every ``cycle_s``, each entry in a worker of its own.
+
+A cycle reads the frontends' requests from the pool, runs one step per entry in a thread
+pool (reconcile, poll, finish, held, stale, credentials, then the plan: remove, submit),
+waits a bounded time for them, and advertises what it has.  An entry whose site hangs
+keeps its worker busy and is skipped by the next cycles until it comes back; the others
+go on.  SIGHUP reloads the config (refused if invalid), SIGTERM stops after the cycle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from factory.adapters import ADAPTERS
+from factory.adapters.base import Runner, SiteAdapter, run_argv
+from factory.config import ConfigError, EntryConfig, FactoryConfig, load_factory_config
+from factory.errors import FactoryError
+from factory.journal import Journal
+from factory.limits import Counts, Request, plan
+from factory.requests import Rejected, client_ad, factory_ad, read_requests
+from factory.staging import StagingServer, digest, stage_file, stage_pilot
+from factory.startup import StagedFile
+from factory.submission import Staged, remove_excess, submit
+from factory.tracking import (
+    EntryContext,
+    expire_stale,
+    finish,
+    handle_held,
+    poll,
+    reconcile,
+    renew_credentials,
+)
+from updraft.configfile import Source, build_model
+from updraft.metrics import Exposition
+from userpool import protocol as p
+from userpool.client import Client, ClientError, PoolUnreachable, token_claims
+from userpool.sealed import KeyPair
+
+log = logging.getLogger("updraft.factory")
+STATUS_FILE = "status.json"
+PID_FILE = "factory.pid"
+SUBMIT_BACKOFF_MAX_S = 600.0
+
+
+@dataclass
+class EntryHealth:
+    """What the factory learned about an entry's site, between cycles."""
+
+    reconciled: bool = False
+    last_ok: float = 0.0
+    last_error: str = ""
+    errors_in_row: int = 0
+    backoff_s: float = 0.0
+    backoff_until: float = 0.0
+    submit_problem: str = ""
+    retired: bool = False  # removed from the config: tracked until its glideins end
+    reasons: dict[str, list[str]] = field(default_factory=dict)  # client -> why it got fewer than asked
+    credential_failures: list[dict[str, Any]] = field(default_factory=list)
+
+    def failed_submission(self, problem: str, now: float, cycle_s: float) -> None:
+        self.submit_problem = problem
+        self.backoff_s = min(SUBMIT_BACKOFF_MAX_S, max(cycle_s, self.backoff_s * 2))
+        self.backoff_until = now + self.backoff_s
+
+    def good_submission(self) -> None:
+        self.submit_problem, self.backoff_s, self.backoff_until = "", 0.0, 0.0
+
+
+def pool_client(config: FactoryConfig) -> Client:
+    token_file = str(config.resolve(config.pool.token_file)) if config.pool.token_file else None
+    client = Client.from_environment(pool=config.pool.url or None, token_file=token_file)
+    if config.pool.ca_file:
+        client = Client(client.url, client.token, str(config.resolve(config.pool.ca_file)))
+    scopes = str(token_claims(client.token).get("scope", "")).split()
+    if "factory" not in scopes and "admin" not in scopes:
+        raise FactoryError(
+            "the factory's pool token needs scope factory: make one with "
+            f"'updraft token create --user {config.name} --scope factory -o factory.token' "
+            "and name it in pool.token_file"
+        )
+    return client
+
+
+class Factory:
+    def __init__(self, config: FactoryConfig, run: Runner = run_argv, client: Client | None = None) -> None:
+        self.config = config
+        self.state_dir = config.resolve(config.state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.journal = Journal(self.state_dir / "journal.sqlite")
+        self.keys = KeyPair.load_or_create(self.state_dir / "factory.key")
+        self.outputs = self.state_dir / "outputs"
+        self.run = run
+        self.client = client or pool_client(config)
+        self.entries: dict[str, EntryConfig] = {}
+        self.adapters: dict[str, SiteAdapter] = {}
+        self.health: dict[str, EntryHealth] = {}
+        self.checks: dict[str, tuple[StagedFile, ...]] = {}
+        self.workers: dict[str, Future[None]] = {}
+        self.executor = ThreadPoolExecutor(
+            max_workers=max(1, config.status_concurrency), thread_name_prefix="entry"
+        )
+        self.lock = threading.RLock()
+        self.requests: dict[tuple[str, str], Request] | None = None
+        self.rejected: list[Rejected] = []
+        self.pool_error = ""
+        self.staging: StagingServer | None = None
+        self.pilot: StagedFile | None = None
+        self.advertised: dict[str, set[str]] = {
+            p.AdType.GlideFactory.value: set(),
+            p.AdType.GlideFactoryClient.value: set(),
+        }
+        self.totals: Counter[tuple[str, str]] = Counter()  # (entry, what) -> count since start
+        self.cycles = 0
+        self.last_cycle_s = 0.0
+        self.config_loaded = time.time()
+        self.config_error = ""
+        self.config_error_at = 0.0
+        self.wake = threading.Event()
+        self.stopping = False
+        self.draining = False
+        self.reload_requested = False
+
+    # =========================================================================================
+    # Start, reconfig, stop
+    # =========================================================================================
+    def start(self) -> None:
+        staging = self.config.resolve(self.config.staging.dir)
+        self.pilot = stage_pilot(staging)
+        self.staging = StagingServer(
+            staging, self.config.staging.host, self.config.staging.port, self.metrics
+        )
+        self.staging.start()
+        self._apply(self.config)
+        self._adopt_retired()
+        (self.state_dir / PID_FILE).write_text(str(os.getpid()))
+        log.info(
+            "factory %s: %d entries, staging at %s",
+            self.config.name,
+            len(self.config.entries),
+            self.staging_url,
+        )
+        self._event(
+            "factory_started", {"factory": self.config.name, "entries": [e.name for e in self.config.entries]}
+        )
+
+    @property
+    def staging_url(self) -> str:
+        if self.config.staging.url:
+            return self.config.staging.url
+        return self.staging.url if self.staging else ""
+
+    def _apply(self, config: FactoryConfig) -> None:
+        """Take a (validated) config: new adapters for every entry, old entries kept while they have glideins."""
+        staging = config.resolve(config.staging.dir)
+        checks: dict[str, tuple[StagedFile, ...]] = {}
+        for entry in config.entries:
+            staged = []
+            for check in [*config.custom_checks, *entry.custom_checks]:
+                source = config.resolve(check.path)
+                file = stage_file(staging, source)
+                staged.append(StagedFile(file.name, file.sha256, check.type))
+            checks[entry.name] = tuple(staged)
+        with self.lock:
+            old_names = set(self.entries)
+            self.config = config
+            self.checks = checks
+            for entry in config.entries:
+                self.entries[entry.name] = entry
+                self.adapters[entry.name] = self._adapter(entry)
+                health = self.health.setdefault(entry.name, EntryHealth())
+                health.retired = False
+                self.journal.set_meta(f"entry:{entry.name}", _snapshot(entry))
+            for name in old_names - {e.name for e in config.entries}:
+                self.health[name].retired = True
+                log.info("entry %s left the config: its glideins are tracked until they end", name)
+
+    def _adapter(self, entry: EntryConfig) -> SiteAdapter:
+        work_dir = self.state_dir / "entries" / entry.name
+        work_dir.mkdir(parents=True, exist_ok=True)
+        return ADAPTERS[entry.gridtype](entry, self.config.name, work_dir, self.run)
+
+    def _adopt_retired(self) -> None:
+        """Entries no longer in the config whose glideins live on: rebuilt from the journal's snapshot."""
+        configured = {e.name for e in self.config.entries}
+        pending = {g.entry for g in self.journal.live()} | {g.entry for g in self.journal.uncleaned()}
+        for name in sorted(pending - configured):
+            snapshot = self.journal.get_meta(f"entry:{name}")
+            if snapshot is None:
+                log.error(
+                    "glideins of entry %s are in the journal but its config is unknown: cannot track them",
+                    name,
+                )
+                continue
+            entry = _entry_from_snapshot(snapshot)
+            self.entries[name] = entry
+            self.adapters[name] = self._adapter(entry)
+            self.health[name] = EntryHealth(retired=True)
+            log.info("entry %s is not in the config: tracking its glideins until they end", name)
+
+    def reconfig(self) -> bool:
+        """Reload the config file; an invalid one is refused and the running config stays."""
+        try:
+            config = load_factory_config(self.config.path)
+            if config.name != self.config.name:
+                raise ConfigError(
+                    self.config.path, None, "name", "the factory's name cannot change while it runs"
+                )
+            if config.resolve(config.state_dir) != self.state_dir:
+                raise ConfigError(
+                    self.config.path,
+                    None,
+                    "state_dir",
+                    "the state directory cannot change while the factory runs",
+                )
+            self._apply(config)
+        except (ConfigError, OSError) as exc:
+            self.config_error, self.config_error_at = str(exc), time.time()
+            log.error("reconfig refused, the running config stays: %s", exc)
+            self._write_status()
+            return False
+        self.config_error = ""
+        self.config_loaded = time.time()
+        log.info("reconfig: %d entries", len(config.entries))
+        self._event("factory_reconfig", {"factory": config.name, "entries": [e.name for e in config.entries]})
+        self._write_status()
+        return True
+
+    def stop(self, deadline_s: float = 30.0) -> None:
+        self.stopping = True
+        self.wake.set()
+        _, pending = wait(list(self.workers.values()), timeout=deadline_s)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        for ad_type, names in self.advertised.items():
+            if names:
+                try:
+                    self.client.invalidate(ad_type, sorted(names))
+                except (PoolUnreachable, ClientError) as exc:
+                    log.warning("could not withdraw the factory's ads: %s", exc)
+        if self.staging:
+            self.staging.stop()
+        if not pending:
+            self.journal.close()
+        (self.state_dir / PID_FILE).unlink(missing_ok=True)
+
+    def drain(self, timeout: float = 60.0) -> int:
+        """Remove every live glidein and wait until the sites confirm; returns how many are left."""
+        from factory.tracking import cancel
+
+        self.draining = True
+        self.wait_idle(timeout)
+        now = time.time()
+        with self.lock:
+            contexts = [
+                EntryContext(self.config, self.entries[n], a, self.journal, self.outputs)
+                for n, a in self.adapters.items()
+            ]
+        for ctx in contexts:
+            live = [g for g in self.journal.live(ctx.name) if not g.remove_requested]
+            if live:
+                try:
+                    cancel(ctx, live, "the factory is draining", now)
+                except Exception as exc:  # an unreachable site: its glideins end by their lease
+                    log.warning("%s: cannot remove glideins while draining: %s", ctx.name, exc)
+        deadline = time.monotonic() + timeout
+        while self.journal.live() and time.monotonic() < deadline:
+            self.cycle()
+            self.wait_idle(max(1.0, deadline - time.monotonic()))
+            time.sleep(0.2)
+        return len(self.journal.live())
+
+    def run_forever(self) -> None:
+        def on_hup(_signum: int, _frame: Any) -> None:
+            self.reload_requested = True
+            self.wake.set()
+
+        def on_term(_signum: int, _frame: Any) -> None:
+            self.stopping = True
+            self.wake.set()
+
+        signal.signal(signal.SIGHUP, on_hup)
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_term)
+        while not self.stopping:
+            if self.reload_requested:
+                self.reload_requested = False
+                self.reconfig()
+            began = time.monotonic()
+            try:
+                self.cycle()
+            except Exception:  # a bug in one cycle must not stop the glideins from being tracked
+                log.exception("cycle failed")
+            self.wake.wait(max(0.0, self.config.cycle_s - (time.monotonic() - began)))
+            self.wake.clear()
+
+    # =========================================================================================
+    # The cycle
+    # =========================================================================================
+    def cycle(self) -> None:
+        began = time.monotonic()
+        self._renew_token()
+        self._read_requests()
+        with self.lock:
+            names = sorted(self.entries)
+        started: list[Future[None]] = []
+        for name in names:
+            running = self.workers.get(name)
+            if running is not None and not running.done():
+                self.health[name].last_error = "the previous cycle's step is still running (the site is slow)"
+                continue
+            future = self.executor.submit(self._entry_step, name)
+            self.workers[name] = future
+            started.append(future)
+        wait(started, timeout=self.config.status_timeout_s)
+        self._advertise()
+        self._forget_retired()
+        if self.cycles % 60 == 0:
+            self.journal.prune(time.time() - self.config.keep_ended_days * 86400)
+        self.cycles += 1
+        self.last_cycle_s = time.monotonic() - began
+        self._write_status()
+
+    def wait_idle(self, timeout: float = 60.0) -> None:
+        """Wait for every entry's step to finish (tests and --once)."""
+        wait(list(self.workers.values()), timeout=timeout)
+
+    def _read_requests(self) -> None:
+        try:
+            ads = self.client.query_ads(
+                p.AdType.GlideClient.value, f'{p.ATTR_REQ_FACTORY} == "{self.config.name}"'
+            )
+        except (PoolUnreachable, ClientError) as exc:
+            # no data is not "no demand": keep nothing, submit nothing, remove nothing
+            self.requests, self.pool_error = None, f"cannot read the requests: {exc}"
+            log.warning("%s", self.pool_error)
+            return
+        self.pool_error = ""
+        with self.lock:
+            config = self.config
+        requests, rejected = read_requests(ads, config, self.keys)
+        known = {(r.name, r.why) for r in self.rejected}
+        for item in rejected:
+            if (item.name, item.why) not in known:
+                log.warning("request %s refused: %s", item.name, item.why)
+        self.requests, self.rejected = requests, rejected
+
+    def _entry_step(self, name: str) -> None:
+        with self.lock:
+            entry, adapter, health = self.entries[name], self.adapters[name], self.health[name]
+            config = self.config
+            checks = self.checks.get(name, ())
+            requests = self.requests
+        ctx = EntryContext(config, entry, adapter, self.journal, self.outputs)
+        now = time.time()
+        idle_lifetimes = {c: r.idle_lifetime_s for (e, c), r in (requests or {}).items() if e == name}
+        try:
+            reconcile(ctx, now, None if health.reconciled else config.unknown_glideins == "adopt")
+            health.reconciled = True
+            poll(ctx, now)
+            finish(ctx)
+            handle_held(ctx, now)
+            expire_stale(ctx, now, idle_lifetimes)
+            proxy, proxy_id = self._proxy(config)
+            health.credential_failures = renew_credentials(ctx, proxy, proxy_id)
+        except Exception as exc:  # the site cannot tell us now: act on nothing, try again next cycle
+            health.last_error = f"{type(exc).__name__}: {exc}"
+            health.errors_in_row += 1
+            log.warning("%s: %s", name, health.last_error)
+            self._count(ctx)
+            return
+        health.last_ok, health.last_error, health.errors_in_row = now, "", 0
+        if not health.retired and self.pilot is not None:
+            self._carry_out_plans(ctx, health, requests, checks, proxy_id, now)
+        self._count(ctx)
+
+    def _carry_out_plans(
+        self, ctx: EntryContext, health: EntryHealth, requests: dict[tuple[str, str], Request] | None,
+        checks: tuple[StagedFile, ...], proxy_id: str, now: float,
+    ) -> None:  # fmt: skip
+        entry, config = ctx.entry, ctx.config
+        counts = self.journal.counts(entry.name)
+        entry_counts = Counts()
+        for states in counts.values():
+            entry_counts = entry_counts.add(Counts.from_states(states))
+        clients = {client for (_, client) in counts} | {c for (e, c) in (requests or {}) if e == entry.name}
+        budget = entry.pacing.max_per_cycle
+        staged = Staged(self.pilot, checks, self.staging_url, config.pool.pilot_url or self.client.url)  # type: ignore[arg-type]
+        for client in sorted(clients):
+            request = requests.get((entry.name, client)) if requests is not None else None
+            frontend = request.frontend if request else client.split(".", 1)[0]
+            held_back = self._held_back(entry, client, now, health)
+            client_counts = Counts.from_states(counts.get((entry.name, client), {}))
+            decided = plan(
+                request,
+                client_counts,
+                entry_counts,
+                entry.limits,
+                entry.limits_for(frontend, config.frontend_limits),
+                budget,
+                held_back,
+            )
+            health.reasons[client] = decided.reasons
+            if decided.removals:
+                remove_excess(ctx, client, decided, now)
+            if decided.submit and request is not None:
+                result = submit(ctx, request, decided.submit, staged, proxy_id)
+                budget -= result.submitted + result.in_doubt
+                entry_counts.unsubmitted += result.submitted + result.in_doubt
+                if result.problem:
+                    health.failed_submission(result.problem, now, config.cycle_s)
+                    decided.reasons.append(result.problem)
+                elif result.submitted:
+                    health.good_submission()
+
+    def _held_back(self, entry: EntryConfig, client: str, now: float, health: EntryHealth) -> str | None:
+        """Why no glidein may be submitted now (downtime, disabled, back-off), or None."""
+        if self.draining:
+            return "the factory is draining"
+        if not entry.enabled:
+            return "the entry is disabled"
+        downtime = self.journal.in_downtime(entry.name, client, now)
+        if downtime is not None:
+            target = "" if downtime.scope == "factory" else f" {downtime.target}"
+            return f"{downtime.scope}{target} in downtime" + (
+                f" ({downtime.comment})" if downtime.comment else ""
+            )
+        if health.backoff_until > now:
+            return f"backing off for {health.backoff_until - now:.0f} s after: {health.submit_problem}"
+        return None
+
+    def _count(self, ctx: EntryContext) -> None:
+        with self.lock:
+            for what, n in ctx.happened.items():
+                self.totals[(ctx.name, what)] += n
+        interesting = {k: v for k, v in ctx.happened.items() if k != "credential_renewed"}
+        if interesting:
+            self._event("factory_entry_activity", {"entry": ctx.name, "site": ctx.entry.site, **interesting})
+
+    def _proxy(self, config: FactoryConfig) -> tuple[Path | None, str]:
+        if not config.credential.proxy:
+            return None, ""
+        path = config.resolve(config.credential.proxy)
+        try:
+            return path, digest(path)[:16]
+        except OSError:
+            return None, ""
+
+    def _forget_retired(self) -> None:
+        with self.lock:
+            for name, health in list(self.health.items()):
+                if not health.retired or (name in self.workers and not self.workers[name].done()):
+                    continue
+                if self.journal.live(name) or any(g.entry == name for g in self.journal.uncleaned()):
+                    continue
+                log.info("entry %s: its last glidein ended; no longer tracked", name)
+                for table in (self.entries, self.adapters, self.health, self.workers):
+                    table.pop(name, None)  # type: ignore[attr-defined]
+
+    def _renew_token(self) -> None:
+        claims = token_claims(self.client.token)
+        expires, issued = claims.get("exp"), claims.get("iat")
+        if not isinstance(expires, (int, float)) or not isinstance(issued, (int, float)):
+            return
+        if expires - time.time() > (expires - issued) / 3:
+            return
+        try:
+            self.client.renew_token()
+        except (PoolUnreachable, ClientError) as exc:
+            log.warning("could not renew the factory's pool token: %s", exc)
+            return
+        if self.config.pool.token_file:
+            path = self.config.resolve(self.config.pool.token_file)
+            path.write_text(str(self.client.token) + "\n")
+        log.info("the factory's pool token was renewed")
+
+    # =========================================================================================
+    # Advertising, status, metrics
+    # =========================================================================================
+    def _advertise(self) -> None:
+        with self.lock:
+            config = self.config
+            entries = [e for e in config.entries if e.enabled]
+            health = dict(self.health)
+        lifetime = config.advertise_lifetime_s or int(max(60, 5 * config.cycle_s))
+        counts = self.journal.counts()
+        factory_ads, client_ads = [], []
+        for entry in entries:
+            total = Counts()
+            for (entry_name, _), states in counts.items():
+                if entry_name == entry.name:
+                    total = total.add(Counts.from_states(states))
+            downtime = self.journal.in_downtime(entry.name)
+            comment = (downtime.comment or f"{downtime.scope} downtime") if downtime else None
+            factory_ads.append(factory_ad(config, entry, self.keys, total, comment, lifetime))
+            clients = {c for (e, c) in counts if e == entry.name} | {
+                c for (e, c) in (self.requests or {}) if e == entry.name
+            }
+            for client in sorted(clients):
+                request = (self.requests or {}).get((entry.name, client))
+                reasons = health[entry.name].reasons.get(client, []) if entry.name in health else []
+                client_ads.append(
+                    client_ad(
+                        config,
+                        entry,
+                        client,
+                        Counts.from_states(counts.get((entry.name, client), {})),
+                        request,
+                        reasons,
+                        lifetime,
+                    )
+                )
+        for ad_type, ads in (
+            (p.AdType.GlideFactory.value, factory_ads),
+            (p.AdType.GlideFactoryClient.value, client_ads),
+        ):
+            names = {str(p.parse_literal(ad[p.ATTR_NAME])) for ad in ads}
+            try:
+                if ads:
+                    self.client.advertise(ad_type, ads, lifetime)
+                gone = self.advertised[ad_type] - names
+                if gone:
+                    self.client.invalidate(ad_type, sorted(gone))
+                self.advertised[ad_type] = names
+            except (PoolUnreachable, ClientError) as exc:
+                self.pool_error = f"cannot advertise: {exc}"
+                log.warning("%s", self.pool_error)
+
+    def _event(self, kind: str, details: dict[str, Any]) -> None:
+        try:
+            self.client.record_event(kind, details)
+        except (PoolUnreachable, ClientError) as exc:
+            log.debug("event %s not recorded: %s", kind, exc)
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "factory": self.config.name,
+                "pid": os.getpid(),
+                "config": self.config.path,
+                "config_loaded": self.config_loaded,
+                "config_error": self.config_error,
+                "config_error_at": self.config_error_at,
+                "staging_url": self.staging_url,
+                "cycles": self.cycles,
+                "written": time.time(),
+                "last_cycle_s": round(self.last_cycle_s, 3),
+                "pool_error": self.pool_error,
+                "requests": sorted(f"{e}/{c}" for e, c in (self.requests or {})),
+                "rejected": [dataclasses.asdict(r) for r in self.rejected],
+                "entries": {name: dataclasses.asdict(h) for name, h in self.health.items()},
+            }
+
+    def _write_status(self) -> None:
+        path = self.state_dir / STATUS_FILE
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(self.status(), indent=1, default=str))
+        temporary.replace(path)
+
+    def metrics(self) -> str:
+        out = Exposition()
+        samples = []
+        for (entry, client), states in self.journal.counts().items():
+            for state, n in states.items():
+                samples.append(({"entry": entry, "client": client, "state": state}, n))
+        out.gauge("updraft_factory_glideins", "Live glideins by entry, client and state.", samples)
+        with self.lock:
+            totals = sorted(self.totals.items())
+            health = dict(self.health)
+        out.counter(
+            "updraft_factory_events_total",
+            "Things that happened to glideins since start (submitted, ended, removed, released, lost...).",
+            [({"entry": entry, "what": what}, n) for (entry, what), n in totals],
+        )
+        out.gauge(
+            "updraft_factory_entry_up",
+            "1 if the entry's site answered in the last step.",
+            [({"entry": name}, 0 if h.last_error else 1) for name, h in health.items()],
+        )
+        out.gauge(
+            "updraft_factory_requests", "Requests accepted in the last cycle.", len(self.requests or {})
+        )
+        out.gauge(
+            "updraft_factory_requests_rejected", "Requests refused in the last cycle.", len(self.rejected)
+        )
+        out.gauge("updraft_factory_cycle_seconds", "Duration of the last cycle.", round(self.last_cycle_s, 3))
+        out.counter("updraft_factory_cycles_total", "Cycles since start.", self.cycles)
+        return out.render()
+
+
+# -- entry snapshots: how a restarted factory tracks glideins of an entry no longer configured -------
+def _snapshot(entry: EntryConfig) -> dict[str, Any]:
+    data = dataclasses.asdict(entry)
+    data.pop("adapter_options", None)
+    return data
+
+
+def _entry_from_snapshot(data: dict[str, Any]) -> EntryConfig:
+    from updraft.configfile import LineMap
+
+    source = Source("<journal snapshot>", LineMap(None))
+    entry: EntryConfig = build_model(EntryConfig, data, (), source)
+    adapter = ADAPTERS[entry.gridtype]
+    entry.adapter_options = build_model(adapter.options_model, entry.options, ("options",), source)
+    return entry
+
+
+def run_factory(config_path: Path, once: bool = False) -> int:
+    config = load_factory_config(config_path)
+    factory = Factory(config)
+    factory.start()
+    try:
+        if once:
+            factory.cycle()
+            factory.wait_idle()
+            factory.cycle()
+        else:
+            factory.run_forever()
+    finally:
+        factory.stop()
+    return 0

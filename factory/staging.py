@@ -1,0 +1,86 @@
+"""The staging area: the pilot bundle and check scripts, served read-only over HTTP to glideins.
+
+Files are named by their content (``updraft-pilot-<sha12>.pyz``), so a glidein always
+fetches exactly the bytes its startup script expects, even across a reconfig.  The same
+server answers ``/metrics`` for Prometheus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import shutil
+import threading
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+from factory.startup import StagedFile
+from pilot.build import build
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def stage_pilot(directory: Path) -> StagedFile:
+    directory.mkdir(parents=True, exist_ok=True)
+    temporary = directory / ".pilot-build.pyz"
+    sha = build(temporary)
+    name = f"updraft-pilot-{sha[:12]}.pyz"
+    temporary.replace(directory / name)
+    return StagedFile(name, sha)
+
+
+def stage_file(directory: Path, source: Path) -> StagedFile:
+    sha = digest(source)
+    name = f"{source.stem}-{sha[:12]}{source.suffix}"
+    target = directory / name
+    if not target.exists():
+        shutil.copyfile(source, target)
+    return StagedFile(name, sha)
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    metrics: Callable[[], str] = staticmethod(lambda: "")  # type: ignore[assignment]
+
+    def do_GET(self) -> None:
+        if self.path == "/metrics":
+            body = self.metrics().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        super().do_GET()
+
+    def list_directory(self, path: str):  # type: ignore[no-untyped-def]
+        self.send_error(403, "no listing")
+        return None
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class StagingServer:
+    def __init__(self, directory: Path, host: str, port: int, metrics: Callable[[], str]) -> None:
+        handler = type("StagingHandler", (_Handler,), {"metrics": staticmethod(metrics)})
+        self.server = http.server.ThreadingHTTPServer(
+            (host, port), partial(handler, directory=str(directory))
+        )
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, name="staging", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> str:
+        self.thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,134 @@
+"""Carrying out a plan for one (entry, client): submit new glideins, remove excess ones.
+
+Submission is write-ahead: the glideins go into the journal (UNSUBMITTED, with their tags)
+in one transaction before the site is asked, and get their site ids after.  A crash in
+between leaves rows in doubt that ``tracking.reconcile`` settles by tag, so a glidein is
+never sent twice and never forgotten.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from factory.adapters.base import GlideinSpec, Refused, Retry, Submitted
+from factory.glideins import GlideinState
+from factory.limits import Plan, Request
+from factory.startup import StagedFile, render
+from factory.tracking import EntryContext, cancel
+from updraft.failpoints import failpoint
+
+S = GlideinState
+log = logging.getLogger("updraft.factory")
+TOKEN_FILE = "pilot.token"  # the name the startup script looks for next to itself
+
+
+@dataclass(frozen=True)
+class Staged:
+    """Where glideins get their pilot and checks, and which pool they serve."""
+
+    pilot: StagedFile
+    checks: tuple[StagedFile, ...]
+    staging_url: str
+    pool_url: str
+
+
+@dataclass
+class SubmitResult:
+    submitted: int = 0
+    in_doubt: int = 0  # the site did not answer clearly: reconcile will tell
+    refused: int = 0
+    problem: str = ""
+
+
+def lease_for(ctx: EntryContext, now: float) -> float:
+    """A glidein's end of life: it may wait queued, then live its lifetime; never longer."""
+    lifetime = ctx.entry.walltime_s or ctx.config.glidein_lifetime_s
+    return now + ctx.entry.stale.queued_s + lifetime
+
+
+def submit(
+    ctx: EntryContext, request: Request, count: int, staged: Staged, credential_id: str = ""
+) -> SubmitResult:
+    result = SubmitResult()
+    if count <= 0:
+        return result
+    if not request.token:
+        result.problem = "the request carries no pilot token: nothing submitted"
+        return result
+    pace = ctx.entry.pacing
+    remaining = count
+    while remaining > 0:
+        now = time.time()
+        lease = lease_for(ctx, now)
+        rows = ctx.journal.new_glideins(
+            ctx.config.name,
+            ctx.name,
+            request.client,
+            min(pace.cluster_size, remaining),
+            now,
+            lease,
+            credential_id,
+        )
+        remaining -= len(rows)
+        specs = [
+            GlideinSpec(
+                glidein_id=row.glidein_id,
+                tag=row.tag,
+                startup_script=_script(ctx, row.glidein_id, request, staged, lease),
+                files={TOKEN_FILE: (request.token + "\n").encode()},
+                environment={"GLIDEIN_Factory": ctx.config.name, "GLIDEIN_Entry_Name": ctx.name},
+                cpus=ctx.entry.cpus,
+                memory_mb=int(ctx.entry.attributes.get("GLIDEIN_MaxMemMBs", 0) or 0),
+                walltime_s=ctx.entry.walltime_s,
+                frontend=request.frontend,
+            )
+            for row in rows
+        ]
+        failpoint("factory.before_site_submit")
+        try:
+            outcomes = ctx.adapter.submit(specs)
+        except Exception as exc:  # the rows stay in doubt; reconcile asks the site by tag
+            log.warning("%s: submission of %d glidein(s) failed: %s", ctx.name, len(rows), exc)
+            outcomes = [Retry(str(exc))] * len(rows)
+        failpoint("factory.after_site_submit")
+        for row, outcome in zip(rows, outcomes, strict=True):
+            if isinstance(outcome, Submitted):
+                ctx.journal.submitted(row, outcome.site_id)
+                result.submitted += 1
+            elif isinstance(outcome, Refused):
+                ctx.journal.move(row, S.FAILED, reason=f"refused by the site: {outcome.reason}")
+                result.refused += 1
+                result.problem = f"the site refused: {outcome.reason}"
+            else:
+                ctx.journal.set(row.glidein_id, reason=f"submission in doubt: {outcome.reason}")
+                result.in_doubt += 1
+                result.problem = f"submission failed: {outcome.reason}"
+        if result.refused or result.in_doubt:
+            break  # the site is unwell: no more this cycle
+    ctx.count("submitted", result.submitted)
+    if result.submitted:
+        log.info("%s: submitted %d glidein(s) for %s", ctx.name, result.submitted, request.client)
+    return result
+
+
+def _script(ctx: EntryContext, glidein_id: str, request: Request, staged: Staged, lease: float) -> str:
+    return render(
+        ctx.config, ctx.entry, glidein_id, request.client, request.params, staged.pool_url, staged.staging_url,
+        staged.pilot, list(staged.checks), lease,
+    )  # fmt: skip
+
+
+def remove_excess(ctx: EntryContext, client: str, plan: Plan, now: float) -> None:
+    """Unsubmitted first, then idle at the site, then running: newest first in each."""
+    live = [g for g in ctx.journal.live(ctx.name) if g.client == client and not g.remove_requested]
+    live.sort(key=lambda g: g.created, reverse=True)
+    for states, wanted in (
+        ((S.UNSUBMITTED,), plan.remove_unsubmitted),
+        ((S.QUEUED,), plan.remove_idle),
+        ((S.RUNNING, S.HELD), plan.remove_running),
+    ):
+        chosen = [g for g in live if g.state in states][:wanted]
+        if chosen:
+            cancel(ctx, chosen, f"excess: the frontend asked for fewer ({client})", now)

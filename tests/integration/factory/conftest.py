@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from factory.adapters import fake
+from tests.support.factories import FactorySetup
+from tests.support.pools import RunningPool
+
+
+@pytest.fixture
+def setup(pool: RunningPool, tmp_path: Path) -> Iterator[FactorySetup]:
+    """A factory directory; each test gets its own factory name so that ads never mix."""
+    name = "fac-" + tmp_path.name.replace("_", "-")[-24:]
+    made = FactorySetup(pool, tmp_path / "factory", name=name)
+    yield made
+    made.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fake_sites() -> Iterator[None]:
+    fake.SITES.clear()
+    yield
+    fake.SITES.clear()

@@ -1,0 +1,199 @@
+"""A real factory against a real pool for tests, with a frontend's requests made the frontend's way.
+
+The requests are glideclient ads written with a frontend-scope token through
+``frontend.glideclient`` (the frontend's own code), so the factory reads exactly what it
+will read in production.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from factory.config import load_factory_config
+from factory.journal import Journal
+from factory.loop import Factory
+from frontend.glideclient import PilotRequest, glideclient_ad
+from tests.support.pools import RunningPool
+from userpool import protocol as p
+from userpool.protocol import Scope
+
+BIN = Path(sys.executable).parent
+
+#: pilot settings that keep test glideins short-lived and light
+QUICK_PILOT = {
+    "idle_timeout_s": 10,
+    "tail_timeout_s": 3,
+    "min_disk_gb": 0.05,
+    "poll_wait_s": 2.0,
+    "failure_hold_s": 0,
+}
+
+
+def local_entry(name: str, site: str | None = None, **overrides: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "name": name,
+        "gridtype": "local",
+        "attributes": {"GLIDEIN_Site": site or name, "GLIDEIN_CPUS": 1, "GLIDEIN_Max_Walltime": 600},
+        "allowed_frontends": ["fe1"],
+        "pilot": dict(QUICK_PILOT),
+    }
+    entry.update(overrides)
+    return entry
+
+
+@dataclass
+class FactorySetup:
+    """A factory config in a directory, the tokens it needs, and a frontend to ask it for glideins."""
+
+    pool: RunningPool
+    directory: Path
+    name: str = "fac1"
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    factories: list[Factory] = field(default_factory=list)
+    processes: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    @property
+    def config_path(self) -> Path:
+        return self.directory / "factory.yaml"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.directory / "state"
+
+    def write(self, **changes: Any) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / "factory.token").write_text(
+            self.pool.token(self.name, Scope.FACTORY, lifetime_s=86400)
+        )
+        config = {
+            "name": self.name,
+            "pool": {"url": self.pool.url, "token_file": "factory.token"},
+            "state_dir": "state",
+            "cycle_s": 1,
+            "status_timeout_s": 20,
+            "submit_grace_s": 2,
+            "entries": self.entries,
+            **self.extra,
+            **changes,
+        }
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return self.config_path
+
+    def factory(self, **changes: Any) -> Factory:
+        self.write(**changes)
+        factory = Factory(load_factory_config(self.config_path))
+        factory.start()
+        self.factories.append(factory)
+        return factory
+
+    # -- the factory as its own process (for kill -9 and signals) ---------------------------------
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({"PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "UPDRAFT_HOME": str(self.pool.home)})
+        env.pop("UPDRAFT_TOKEN", None)
+        env.update(extra)
+        return env
+
+    def spawn(self, **env: str) -> subprocess.Popen[str]:
+        log = open(self.directory / "factory.log", "a")  # noqa: SIM115 - lives with the process
+        process = subprocess.Popen(
+            [str(BIN / "updraft"), "factory", "run", "--config", str(self.config_path)],
+            env=self.env(**env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def cli(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "updraft"), "factory", *argv],
+            env=self.env(UPDRAFT_FACTORY_CONFIG=str(self.config_path)),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def log(self) -> str:
+        try:
+            return (self.directory / "factory.log").read_text()
+        except OSError:
+            return ""
+
+    # -- the frontend's side -------------------------------------------------------------------------
+    def request(
+        self, entry: str, idle: int, max_glideins: int, frontend: str = "fe1", group: str = "main",
+        token: str | None = None, author: str | None = None, **more: Any,
+    ) -> None:  # fmt: skip
+        """Advertise a glideclient ad as frontend ``author`` (default: the frontend it names)."""
+        author = author or frontend
+        client = self.pool.client(author, Scope.FRONTEND)
+        ads = client.query_ads(p.AdType.GlideFactory.value, f'Name == "{entry}@{self.name}"')
+        assert ads, f"the factory does not advertise entry {entry} (yet)"
+        pilot_token = (
+            token
+            if token is not None
+            else self.pool.token(author, Scope.PILOT, bindings={"frontend": author})
+        )
+        ad = glideclient_ad(ads[0], frontend, group, PilotRequest(idle, max_glideins, **more), pilot_token)
+        client.advertise(p.AdType.GlideClient.value, [ad])
+
+    def journal(self) -> Journal:
+        return Journal(self.state_dir / "journal.sqlite")
+
+    def stop(self) -> None:
+        for factory in self.factories:
+            factory.drain(30)
+            factory.stop()
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        # glideins the factory processes left at local sites
+        for node in self.state_dir.glob("entries/*/updraft_*"):
+            pid_file = node / "pid"
+            if pid_file.exists():
+                try:
+                    os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+                except (ProcessLookupError, ValueError, PermissionError):
+                    pass
+
+
+def cycle_until(
+    factory: Factory, condition: Callable[[], Any], timeout: float = 60.0, pause: float = 0.3
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        factory.cycle()
+        factory.wait_idle()
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s; status: {factory.status()}")
+        time.sleep(pause)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 60.0, pause: float = 0.2, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(pause)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
