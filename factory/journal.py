@@ -248,7 +248,7 @@ class Journal:
                 with self.db:
                     self.db.execute(
                         "UPDATE glideins SET native = ?, reason = ?, missing_since = NULL WHERE glidein_id = ?",
-                        (native, reason, glidein.glidein_id),
+                        (native, reason or glidein.reason, glidein.glidein_id),
                     )
             elif glidein.missing_since is not None:
                 with self.db:

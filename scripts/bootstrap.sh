@@ -17,6 +17,9 @@ if [ "${1:-}" = "--test" ]; then
     [ -x /usr/sbin/squid ] || packages+=(squid)
     [ -x /usr/bin/python3 ] || packages+=(python3)  # the pilot bundle is tested on the bare system interpreter
     command -v setpriv >/dev/null || packages+=(util-linux)
+    # the factory's real sites (scripts/sites/*.sh start them; the tests skip them when not root)
+    command -v slurmctld >/dev/null || packages+=(slurm-wlm)
+    command -v munged >/dev/null || packages+=(munge)
 fi
 
 if ((${#packages[@]})); then

@@ -152,12 +152,17 @@ class SiteAdapter(ABC):
         return None
 
     def find(self, tags: Sequence[str]) -> dict[str, str]:
-        """tag -> site id for glideins the site has with these tags (reconciliation after a crash)."""
-        return {}
+        """tag -> site id for glideins the site has with these tags (reconciliation after a crash).
 
+        A site that cannot answer raises SiteUnavailable: an empty answer means "not there",
+        and the factory then fails those glideins.
+        """
+        wanted = set(tags)
+        return {tag: site_id for tag, site_id in self.list_tagged().items() if tag in wanted}
+
+    @abstractmethod
     def list_tagged(self) -> dict[str, str]:
-        """tag -> site id of every glidein of this factory at this site."""
-        return {}
+        """tag -> site id of every glidein of this factory the site knows (raises if it cannot answer)."""
 
     def release(self, site_ids: Sequence[str]) -> dict[str, bool]:
         """Release held glideins; sites without holds say no."""

@@ -129,11 +129,8 @@ class FakeAdapter(SiteAdapter):
         return out
 
     def list_tagged(self) -> dict[str, str]:
+        self._available()
         return {job.tag: site_id for site_id, job in self.site.jobs.items()}
-
-    def find(self, tags: Sequence[str]) -> dict[str, str]:
-        wanted = set(tags)
-        return {job.tag: site_id for site_id, job in self.site.jobs.items() if job.tag in wanted}
 
     # -- for tests: make the site do things ----------------------------------------------------
     def set_state(self, site_id: str, native: str, reason: str = "", output: str = "") -> None:

@@ -125,10 +125,9 @@ class SlurmAdapter(BatchAdapter):
         return dict.fromkeys(site_ids, done.returncode == 0)
 
     def list_tagged(self) -> dict[str, str]:
-        try:
-            done = self.command([self.options.squeue, "-h", "--states=all", "-o", "%i|%j"])
-        except SiteUnavailable:
-            return {}
+        done = self.command([self.options.squeue, "-h", "--states=all", "-o", "%i|%j"])
+        if done.returncode != 0:  # "not found" must never be read from a site that did not answer
+            raise SiteUnavailable(f"squeue failed: {(done.stderr or done.stdout).strip()[-300:]}")
         prefix = self.tag_prefix()
         found = {}
         for line in done.stdout.splitlines():
@@ -136,10 +135,6 @@ class SlurmAdapter(BatchAdapter):
             if name.startswith(prefix):
                 found[name] = site_id
         return found
-
-    def find(self, tags: Sequence[str]) -> dict[str, str]:
-        wanted = set(tags)
-        return {tag: site_id for tag, site_id in self.list_tagged().items() if tag in wanted}
 
 
 def render_extras(entry: object, glidein: GlideinSpec) -> str:

@@ -7,6 +7,7 @@ will read in production.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -116,6 +117,18 @@ class FactorySetup:
         )
         self.processes.append(process)
         return process
+
+    def wait_started(self, timeout: float = 60.0) -> None:
+        """Until the spawned factory has finished a cycle (it has advertised its entries)."""
+
+        def cycled() -> bool:
+            try:
+                status = json.loads((self.state_dir / "status.json").read_text())
+            except (OSError, ValueError):
+                return False
+            return status.get("cycles", 0) >= 1 and status.get("pid") == self.processes[-1].pid
+
+        wait_for(cycled, timeout, what=f"the factory's first cycle; log:\n{self.log()}")
 
     def cli(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -24,3 +24,14 @@ def _fresh_fake_sites() -> Iterator[None]:
     fake.SITES.clear()
     yield
     fake.SITES.clear()
+
+
+@pytest.fixture(scope="session")
+def slurm_site() -> Iterator[dict[str, str]]:
+    """A real single-node Slurm cluster (scripts/sites/slurm.sh)."""
+    from tests.support.sites import require_root, run_site_script
+
+    require_root("Slurm")
+    values = run_site_script("slurm", "start")
+    yield values
+    run_site_script("slurm", "stop")

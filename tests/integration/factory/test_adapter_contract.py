@@ -1,0 +1,120 @@
+"""One contract, every real site type: submit, find by tag, status, output, cancel, cleanup.
+
+The same tests run on each adapter against its real site (local processes, a real Slurm
+cluster, ...).  A site that cannot run here skips with the reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from factory.adapters.base import GlideinSpec, SiteAdapter, SiteStatus, Submitted
+from factory.glideins import TERMINAL, GlideinState
+from tests.support.sites import make_adapter, make_entry
+
+S = GlideinState
+
+SCRIPT = """#!/bin/sh
+echo "glidein {glidein_id} starting in $(pwd)"
+echo "token: $(cat pilot.token)"
+sleep {sleep_s}
+echo 'UPDRAFT_PILOT_RESULT {{"status": "ok", "exit_status": 0, "glidein": "{glidein_id}", "jobs": {{"started": 0}}}}'
+"""
+
+
+def spec(glidein_id: str, sleep_s: float = 0.5) -> GlideinSpec:
+    return GlideinSpec(
+        glidein_id=glidein_id,
+        tag=f"updraft_contract_{glidein_id}",
+        startup_script=SCRIPT.format(glidein_id=glidein_id, sleep_s=sleep_s),
+        files={"pilot.token": f"token-of-{glidein_id}\n".encode()},
+        environment={"GLIDEIN_Entry_Name": "contract"},
+        cpus=1,
+        memory_mb=100,
+        walltime_s=300,
+    )
+
+
+def until(
+    adapter: SiteAdapter,
+    site_ids: list[str],
+    done: Callable[[dict[str, SiteStatus]], bool],
+    timeout: float = 60,
+) -> dict[str, SiteStatus]:
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = adapter.status(site_ids)
+        if done(answer):
+            return answer
+        if time.monotonic() > deadline:
+            raise AssertionError(f"site answered {answer} after {timeout} s")
+        time.sleep(0.3)
+
+
+@pytest.fixture(params=["local", "slurm"])
+def adapter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SiteAdapter]:
+    kind = request.param
+    if kind == "local":
+        entry = make_entry("contract", "local")
+    else:
+        values = request.getfixturevalue(f"{kind}_site")
+        entry = make_entry("contract", "slurm", {"slurm_conf": values["SLURM_CONF"]}, gatekeeper="debug")
+    made = make_adapter(entry, tmp_path / "entry")
+    yield made
+    leftovers = list(made.list_tagged().values())
+    if leftovers:
+        made.cancel(leftovers)
+
+
+def test_submit_find_run_output_cleanup(adapter: SiteAdapter) -> None:
+    outcomes = adapter.submit([spec("g1"), spec("g2")])
+    assert all(isinstance(o, Submitted) for o in outcomes), outcomes
+    site_ids = [o.site_id for o in outcomes]  # type: ignore[union-attr]
+    assert len(set(site_ids)) == 2
+    # a restarted factory finds its glideins by tag, and only those asked for
+    assert adapter.find(["updraft_contract_g1", "updraft_contract_nope"]) == {
+        "updraft_contract_g1": site_ids[0]
+    }
+    assert {"updraft_contract_g1", "updraft_contract_g2"} <= set(adapter.list_tagged())
+    first = adapter.status(site_ids)
+    assert set(first) == set(site_ids) and all(
+        s.state in (S.QUEUED, S.RUNNING, S.COMPLETED) for s in first.values()
+    )
+    assert all(s.native for s in first.values())  # the site's own words, for operators
+    final = until(adapter, site_ids, lambda a: all(a.get(i) and a[i].state in TERMINAL for i in site_ids))
+    assert all(s.state == S.COMPLETED for s in final.values()), final
+    for glidein_id, site_id in zip(("g1", "g2"), site_ids, strict=True):
+        output = adapter.fetch_output(site_id, glidein_id)
+        assert output is not None and f"token: token-of-{glidein_id}" in output.stdout
+        assert output.stdout.rstrip().endswith("}") and "UPDRAFT_PILOT_RESULT" in output.stdout
+    adapter.cleanup(site_ids)
+    for glidein_id in ("g1", "g2"):
+        adapter.forget(glidein_id)
+
+
+def test_cancel_a_running_glidein(adapter: SiteAdapter) -> None:
+    (outcome,) = adapter.submit([spec("long", sleep_s=120)])
+    assert isinstance(outcome, Submitted)
+    until(
+        adapter,
+        [outcome.site_id],
+        lambda a: a.get(outcome.site_id) is not None and a[outcome.site_id].state == S.RUNNING,
+    )
+    assert adapter.cancel([outcome.site_id]) == {outcome.site_id: True}
+    final = until(
+        adapter,
+        [outcome.site_id],
+        lambda a: outcome.site_id not in a or a[outcome.site_id].state in TERMINAL,
+        timeout=30,
+    )
+    if outcome.site_id in final:
+        assert final[outcome.site_id].state == S.REMOVED, final
+
+
+def test_unknown_ids_are_absent_not_errors(adapter: SiteAdapter) -> None:
+    assert adapter.status(["999999"]) == {}
+    assert adapter.find(["updraft_contract_never"]) == {}

@@ -1,0 +1,65 @@
+"""Real sites for the factory's tests, started by the project's own scripts (scripts/sites/*.sh).
+
+Each fixture skips with the reason when the site cannot run here (not root: the daemons
+need it), and is started once per test session.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from factory.adapters import ADAPTERS
+from factory.adapters.base import SiteAdapter
+from factory.config import EntryConfig
+from updraft.configfile import LineMap, Source, build_model
+
+REPO = Path(__file__).parents[2]
+SCRIPTS = REPO / "scripts" / "sites"
+
+
+def require_root(what: str) -> None:
+    if os.geteuid() != 0:
+        pytest.skip(f"{what} needs root to run its daemons (CI runs as root)")
+
+
+def run_site_script(name: str, *argv: str, timeout: float = 900) -> dict[str, str]:
+    """Run scripts/sites/<name>.sh and return the KEY=VALUE lines it prints on stdout."""
+    done = subprocess.run(
+        [str(SCRIPTS / f"{name}.sh"), *argv], capture_output=True, text=True, timeout=timeout
+    )
+    if done.returncode == 77:
+        pytest.skip(done.stderr.strip())
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{name}.sh {' '.join(argv)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+        )
+    values = {}
+    for line in done.stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.isidentifier():
+            values[key] = value
+    return values
+
+
+def make_entry(name: str, gridtype: str, options: dict[str, Any] | None = None, **fields: Any) -> EntryConfig:
+    source = Source("<test>", LineMap(None))
+    data = {
+        "name": name,
+        "gridtype": gridtype,
+        "allowed_frontends": ["*"],
+        "options": options or {},
+        **fields,
+    }
+    entry: EntryConfig = build_model(EntryConfig, data, (), source)
+    entry.adapter_options = build_model(ADAPTERS[gridtype].options_model, entry.options, ("options",), source)
+    return entry
+
+
+def make_adapter(entry: EntryConfig, work_dir: Path, factory: str = "contract") -> SiteAdapter:
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return ADAPTERS[entry.gridtype](entry, factory, work_dir)
