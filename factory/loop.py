@@ -34,6 +34,7 @@ from factory.startup import StagedFile
 from factory.submission import Staged, remove_excess, submit
 from factory.tracking import (
     EntryContext,
+    expire_leases,
     expire_stale,
     finish,
     handle_held,
@@ -376,6 +377,7 @@ class Factory:
             health.last_error = f"{type(exc).__name__}: {exc}"
             health.errors_in_row += 1
             log.warning("%s: %s", name, health.last_error)
+            expire_leases(ctx, now)
             self._count(ctx)
             return
         health.last_ok, health.last_error, health.errors_in_row = now, "", 0

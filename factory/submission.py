@@ -93,9 +93,11 @@ def submit(
             log.warning("%s: submission of %d glidein(s) failed: %s", ctx.name, len(rows), exc)
             outcomes = [Retry(str(exc))] * len(rows)
         failpoint("factory.after_site_submit")
+        recorded = []
         for row, outcome in zip(rows, outcomes, strict=True):
             if isinstance(outcome, Submitted):
                 ctx.journal.submitted(row, outcome.site_id)
+                recorded.append(outcome.site_id)
                 result.submitted += 1
             elif isinstance(outcome, Refused):
                 ctx.journal.move(row, S.FAILED, reason=f"refused by the site: {outcome.reason}")
@@ -105,6 +107,12 @@ def submit(
                 ctx.journal.set(row.glidein_id, reason=f"submission in doubt: {outcome.reason}")
                 result.in_doubt += 1
                 result.problem = f"submission failed: {outcome.reason}"
+        if recorded:
+            failpoint("factory.before_commit")
+            try:
+                ctx.adapter.commit(recorded)  # two-phase sites run only what the journal holds
+            except Exception as exc:  # the site commits at the next status poll, or the request expires
+                log.warning("%s: commit of %d glidein(s) failed: %s", ctx.name, len(recorded), exc)
         if result.refused or result.in_doubt:
             break  # the site is unwell: no more this cycle
     ctx.count("submitted", result.submitted)

@@ -222,6 +222,15 @@ def expire_stale(ctx: EntryContext, now: float, idle_lifetimes: dict[str, int]) 
             ctx.count("stale")
 
 
+def expire_leases(ctx: EntryContext, now: float, grace_s: float = 600.0) -> None:
+    """A site that cannot answer: glideins past their lease have ended by themselves (the pilot sees to it)."""
+    for glidein in ctx.journal.live(ctx.name):
+        if glidein.lease_until and now > glidein.lease_until + grace_s:
+            reason = "its lease ran out while the site could not be asked; the pilot ended itself"
+            ctx.journal.move(glidein, S.LOST, "lease expired", reason, now)
+            ctx.count("lease_expired")
+
+
 # -- removal ----------------------------------------------------------------------------------
 def cancel(ctx: EntryContext, glideins: Sequence[Glidein], why: str, now: float) -> None:
     """Ask the site to remove glideins; the journal marks them and the site's answer ends them."""

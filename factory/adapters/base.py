@@ -10,6 +10,7 @@ which contract tests replace with recorded output.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import subprocess
 from abc import ABC, abstractmethod
@@ -119,6 +120,9 @@ class SiteAdapter(ABC):
     kind: ClassVar[str]
     native_states: ClassVar[Mapping[str, GlideinState]] = {}
     options_model: ClassVar[type] = NoOptions
+    #: True: the site lists our glideins by tag (reconcile asks it); False: the site runs only
+    #: what was committed after the journal recorded it (two-phase), so there is nothing to find
+    finds_by_tag: ClassVar[bool] = True
 
     def __init__(self, entry: Any, factory: str, work_dir: Path, run: Runner = run_argv) -> None:
         self.entry = entry
@@ -142,6 +146,9 @@ class SiteAdapter(ABC):
 
     @abstractmethod
     def cancel(self, site_ids: Sequence[str]) -> dict[str, bool]: ...
+
+    def commit(self, site_ids: Sequence[str]) -> None:  # noqa: B027 - optional: only two-phase sites need it
+        """Let submitted glideins run, now that the journal has their site ids (GRAM's two-phase commit)."""
 
     def cleanup(self, site_ids: Sequence[str]) -> None:  # noqa: B027 - optional: most sites forget by themselves
         """Forget finished glideins at the site (purge, clean); default: nothing to do."""
@@ -197,6 +204,19 @@ class SiteAdapter(ABC):
             )
         return completed
 
+    def stage(self, glidein: GlideinSpec) -> Path:
+        """Put the startup script and the job's files in the glidein's directory; returns the script.
+
+        Sites that transfer files (GRAM, ARC, CREAM) send them from here; batch systems on a
+        shared file system read them in place.
+        """
+        directory = self.glidein_dir(glidein.glidein_id)
+        for name, data in glidein.files.items():
+            write_private(directory / name, data)
+        script = directory / "glidein_startup.sh"
+        write_private(script, glidein.startup_script.encode(), 0o755)
+        return script
+
     def forget(self, glidein_id: str) -> None:
         """Drop the factory's own files for an ended glidein (its output is saved by then)."""
         shutil.rmtree(self.work_dir / glidein_id, ignore_errors=True)
@@ -205,6 +225,35 @@ class SiteAdapter(ABC):
         path = self.work_dir / glidein_id
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+def render_extras(entry: object, glidein: GlideinSpec) -> str:
+    """The entry's submit_extras template, rendered with its attributes and this glidein."""
+    from jinja2 import Environment, StrictUndefined
+
+    template = Environment(undefined=StrictUndefined).from_string(getattr(entry, "submit_extras", ""))
+    attributes = dict(getattr(entry, "attributes", {}))
+    return template.render(entry=entry, attributes=attributes, glidein=glidein, **attributes)
+
+
+def read_output(directory: Path) -> GlideinOutput | None:
+    """stdout and stderr files a site (or its file transfer) left in a glidein's directory."""
+    try:
+        stdout = (directory / "stdout").read_text(errors="replace")
+    except OSError:
+        return None
+    try:
+        stderr = (directory / "stderr").read_text(errors="replace")
+    except OSError:
+        stderr = ""
+    return GlideinOutput(stdout, stderr)
+
+
+def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.chmod(path, mode)
 
 
 def options_dict(options: Any) -> dict[str, Any]:

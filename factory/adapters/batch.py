@@ -6,7 +6,6 @@ methods: ``submit_argv``, ``parse_site_id`` and ``status_argv``/``parse_status``
 
 from __future__ import annotations
 
-import os
 from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,40 +18,13 @@ from factory.adapters.base import (
     SiteAdapter,
     SubmitOutcome,
     Submitted,
+    read_output,
 )
 from factory.errors import SiteError, SiteUnavailable
 
 
-def read_output(directory: Path) -> GlideinOutput | None:
-    try:
-        stdout = (directory / "stdout").read_text(errors="replace")
-    except OSError:
-        return None
-    try:
-        stderr = (directory / "stderr").read_text(errors="replace")
-    except OSError:
-        stderr = ""
-    return GlideinOutput(stdout, stderr)
-
-
-def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(path, mode)
-
-
 class BatchAdapter(SiteAdapter):
     submit_timeout_s = 60.0
-
-    def stage(self, glidein: GlideinSpec) -> Path:
-        """Put the startup script and the job's files in the glidein's directory; returns the script."""
-        directory = self.glidein_dir(glidein.glidein_id)
-        for name, data in glidein.files.items():
-            write_private(directory / name, data)
-        script = directory / "glidein_startup.sh"
-        write_private(script, glidein.startup_script.encode(), 0o755)
-        return script
 
     @abstractmethod
     def submit_argv(self, glidein: GlideinSpec, script: Path) -> list[str]: ...

@@ -23,8 +23,9 @@ from factory.adapters.base import (
     SiteStatus,
     SubmitOutcome,
     Submitted,
+    read_output,
+    write_private,
 )
-from factory.adapters.batch import read_output, write_private
 from factory.glideins import GlideinState
 
 S = GlideinState

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from factory.adapters.base import GlideinSpec, SiteStatus
+from factory.adapters.base import GlideinSpec, SiteStatus, render_extras
 from factory.adapters.batch import BatchAdapter
 from factory.errors import SiteError, SiteUnavailable
 from factory.glideins import GlideinState
@@ -135,12 +135,3 @@ class SlurmAdapter(BatchAdapter):
             if name.startswith(prefix):
                 found[name] = site_id
         return found
-
-
-def render_extras(entry: object, glidein: GlideinSpec) -> str:
-    """The entry's submit_extras template, rendered with its attributes and this glidein."""
-    from jinja2 import Environment, StrictUndefined
-
-    template = Environment(undefined=StrictUndefined).from_string(getattr(entry, "submit_extras", ""))
-    attributes = dict(getattr(entry, "attributes", {}))
-    return template.render(entry=entry, attributes=attributes, glidein=glidein, **attributes)

@@ -35,3 +35,14 @@ def slurm_site() -> Iterator[dict[str, str]]:
     values = run_site_script("slurm", "start")
     yield values
     run_site_script("slurm", "stop")
+
+
+@pytest.fixture(scope="session")
+def gram_site() -> Iterator[dict[str, str]]:
+    """A real GRAM5 gatekeeper with the fork job manager (scripts/sites/gram.sh)."""
+    from tests.support.sites import require_root, run_site_script
+
+    require_root("GRAM5")
+    values = run_site_script("gram", "start")
+    yield values
+    run_site_script("gram", "stop")

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from tests.support.factories import QUICK_PILOT, FactorySetup, cycle_until
+import pytest
+
+from factory.adapters.gram import stop_gass_servers
+from tests.support.factories import QUICK_PILOT, FactorySetup, cycle_until, wait_for
 from tests.support.pools import RunningPool
+from tests.support.sites import run_site_script
 
 
 def run_one_job_through(
@@ -53,3 +58,123 @@ def test_slurm_entry_runs_a_users_job(
         "options": {"slurm_conf": slurm_site["SLURM_CONF"]},
     }
     run_one_job_through(setup, pool, workdir, entry, site)
+
+
+def gram_entry(site: str, values: dict[str, str], **overrides: object) -> dict[str, object]:
+    entry: dict[str, object] = {
+        "name": "GRAM_fork",
+        "gridtype": "gram",
+        "gatekeeper": values["GRAM_CONTACT"],
+        "attributes": {"GLIDEIN_Site": site, "GLIDEIN_CPUS": 1, "GLIDEIN_Max_Walltime": 600},
+        "allowed_frontends": ["fe1"],
+        "pilot": dict(QUICK_PILOT),
+        "options": {
+            "proxy": values["X509_USER_PROXY"],
+            "cert_dir": values["X509_CERT_DIR"],
+            "port_range": values["GLOBUS_TCP_PORT_RANGE"],
+        },
+    }
+    entry.update(overrides)
+    return entry
+
+
+def test_gram_entry_runs_a_users_job(
+    setup: FactorySetup, pool: RunningPool, workdir: Path, gram_site: dict[str, str]
+) -> None:
+    site = f"{setup.name}-GRAM"
+    try:
+        run_one_job_through(setup, pool, workdir, gram_entry(site, gram_site), site)
+    finally:
+        stop_gass_servers(setup.state_dir.glob("entries/*"))
+
+
+def test_gram_proxy_renewal_reaches_the_job_manager(
+    setup: FactorySetup, pool: RunningPool, gram_site: dict[str, str]
+) -> None:
+    import shutil
+
+    proxy = setup.directory / "factory-proxy.pem"
+    setup.directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(gram_site["X509_USER_PROXY"], proxy)
+    site = f"{setup.name}-GRAMcred"
+    pilot = dict(QUICK_PILOT, idle_timeout_s=120)
+    setup.entries = [
+        gram_entry(
+            site,
+            gram_site,
+            pilot=pilot,
+            options={**gram_entry(site, gram_site)["options"], "proxy": str(proxy)},
+        )
+    ]  # type: ignore[dict-item]
+    factory = setup.factory(credential={"proxy": str(proxy)})
+    try:
+        factory.cycle()
+        setup.request("GRAM_fork", idle=1, max_glideins=1)
+        glidein = cycle_until(
+            factory,
+            lambda: next((g for g in factory.journal.live("GRAM_fork") if g.state.value == "running"), None),
+            timeout=60,
+        )
+        first = glidein.credential
+        assert first  # the proxy it was submitted with
+        renewed = run_site_script("gram", "proxy", "24:00")
+        shutil.copy(renewed["X509_USER_PROXY"], proxy)
+        cycle_until(
+            factory, lambda: factory.journal.get(glidein.glidein_id).credential not in ("", first), timeout=60
+        )  # type: ignore[union-attr]
+        assert factory.totals[("GRAM_fork", "credential_renewed")] >= 1
+        assert not factory.health["GRAM_fork"].credential_failures
+    finally:
+        factory.drain(60)
+        stop_gass_servers(setup.state_dir.glob("entries/*"))
+
+
+@pytest.mark.parametrize("point", ["factory.after_site_submit", "factory.before_commit"])
+def test_gram_two_phase_commit_survives_a_crash(
+    setup: FactorySetup, pool: RunningPool, gram_site: dict[str, str], point: str
+) -> None:
+    """Crash after GRAM took the request but before the journal had it: the request is never committed
+    and expires.  Crash after the journal had it but before the commit: the restarted factory commits it."""
+    site = f"{setup.name}-GRAM2pc"
+    entry = gram_entry(site, gram_site, pacing={"cluster_size": 1, "max_per_cycle": 1})
+    entry["options"] = {**entry["options"], "two_phase_s": 6}  # type: ignore[dict-item]
+    setup.entries = [entry]
+    setup.write()
+    try:
+        crashing = setup.spawn(UPDRAFT_FAILPOINTS=f"{point}=exit@1")
+        setup.wait_started()
+        setup.request("GRAM_fork", idle=1, max_glideins=1)
+        assert crashing.wait(timeout=60) == 137, setup.log()
+        journal = setup.journal()
+        (row,) = journal.recent(0, "GRAM_fork")
+        journal.close()
+        if point == "factory.after_site_submit":
+            assert row.state.value == "unsubmitted" and row.site_id is None
+            time.sleep(7)  # the job manager drops the uncommitted request
+        else:
+            assert row.state.value == "queued" and row.site_id
+        setup.spawn()
+
+        def ended_rows() -> list:
+            journal = setup.journal()
+            try:
+                rows = journal.recent(0, "GRAM_fork")
+                return rows if any(g.record for g in rows) else []
+            finally:
+                journal.close()
+
+        rows = wait_for(ended_rows, timeout=120, what="a glidein to run and end")
+        ran = [g for g in rows if g.record]
+        assert len(ran) == 1
+        if point == "factory.after_site_submit":  # the uncommitted request never ran; a new glidein did
+            first = next(g for g in rows if g.glidein_id == row.glidein_id)
+            assert first.state.value == "failed" and "never reached the site" in first.reason
+            assert (
+                not (setup.state_dir / "entries" / "GRAM_fork" / row.glidein_id / "stdout").exists()
+                or first.record is None
+            )
+            assert ran[0].glidein_id != row.glidein_id
+        else:  # the very glidein of the crash ran, committed by the restarted factory
+            assert ran[0].glidein_id == row.glidein_id and len(rows) == 1
+    finally:
+        stop_gass_servers(setup.state_dir.glob("entries/*"))
