@@ -93,11 +93,11 @@ def submit(
             log.warning("%s: submission of %d glidein(s) failed: %s", ctx.name, len(rows), exc)
             outcomes = [Retry(str(exc))] * len(rows)
         failpoint("factory.after_site_submit")
-        recorded = []
+        recorded: dict[str, str] = {}
         for row, outcome in zip(rows, outcomes, strict=True):
             if isinstance(outcome, Submitted):
                 ctx.journal.submitted(row, outcome.site_id)
-                recorded.append(outcome.site_id)
+                recorded[outcome.site_id] = row.glidein_id
                 result.submitted += 1
             elif isinstance(outcome, Refused):
                 ctx.journal.move(row, S.FAILED, reason=f"refused by the site: {outcome.reason}")

@@ -59,6 +59,7 @@ def reconcile(ctx: EntryContext, now: float, adopt_unknown: bool | None) -> None
             site_id = found.get(glidein.tag)
             if site_id:
                 ctx.journal.submitted(glidein, site_id, now)
+                ctx.adapter.commit({site_id: glidein.glidein_id})
                 log.info(
                     "%s: glidein %s was submitted after all (site id %s)",
                     ctx.name,
@@ -82,6 +83,12 @@ def reconcile(ctx: EntryContext, now: float, adopt_unknown: bool | None) -> None
                     ctx.count("never_submitted")
     if adopt_unknown is None:
         return
+    # after a restart: a glidein recorded just before the crash may still wait for its commit
+    waiting = {
+        g.site_id: g.glidein_id for g in ctx.journal.live(ctx.name) if g.state == S.QUEUED and g.site_id
+    }
+    if waiting:
+        ctx.adapter.commit(waiting)
     for tag, site_id in ctx.adapter.list_tagged().items():
         if ctx.journal.by_tag(tag) is not None:
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from factory.adapters.arc import ArcAdapter
 from factory.adapters.base import SiteAdapter
 from factory.adapters.fake import FakeAdapter
 from factory.adapters.gram import GramAdapter
@@ -9,5 +10,5 @@ from factory.adapters.local import LocalAdapter
 from factory.adapters.slurm import SlurmAdapter
 
 ADAPTERS: dict[str, type[SiteAdapter]] = {
-    a.kind: a for a in (LocalAdapter, SlurmAdapter, GramAdapter, FakeAdapter)
+    a.kind: a for a in (LocalAdapter, SlurmAdapter, GramAdapter, ArcAdapter, FakeAdapter)
 }

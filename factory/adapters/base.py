@@ -147,8 +147,12 @@ class SiteAdapter(ABC):
     @abstractmethod
     def cancel(self, site_ids: Sequence[str]) -> dict[str, bool]: ...
 
-    def commit(self, site_ids: Sequence[str]) -> None:  # noqa: B027 - optional: only two-phase sites need it
-        """Let submitted glideins run, now that the journal has their site ids (GRAM's two-phase commit)."""
+    def commit(self, glideins: Mapping[str, str]) -> None:  # noqa: B027 - optional: only some sites need it
+        """Let submitted glideins run, now that the journal has their site ids (site id -> glidein id).
+
+        GRAM's two-phase commit, ARC's input upload.  Must be safe to repeat: a restarted
+        factory commits again every glidein that may still be waiting for it.
+        """
 
     def cleanup(self, site_ids: Sequence[str]) -> None:  # noqa: B027 - optional: most sites forget by themselves
         """Forget finished glideins at the site (purge, clean); default: nothing to do."""

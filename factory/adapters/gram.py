@@ -26,7 +26,7 @@ import queue
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,7 +241,8 @@ class GramAdapter(SiteAdapter):
                 outcomes.append(Refused(f"GRAM error {answer['rc']}: {answer.get('error', '')}"))
         return outcomes
 
-    def commit(self, site_ids: Sequence[str]) -> None:
+    def commit(self, glideins: Mapping[str, str]) -> None:
+        site_ids = list(glideins)
         self._map(
             "signal", site_ids, lambda contact: {"contact": contact, "signal": gc.SIGNAL_COMMIT_REQUEST}
         )
@@ -274,7 +275,7 @@ class GramAdapter(SiteAdapter):
                     reason = f"GRAM failure code {failure}"
             out[contact] = SiteStatus(state, native if not failure else f"{native} ({failure})", reason)
         if uncommitted:
-            self.commit(uncommitted)
+            self.commit(dict.fromkeys(uncommitted, ""))
         return out
 
     def cancel(self, site_ids: Sequence[str]) -> dict[str, bool]:

@@ -46,3 +46,14 @@ def gram_site() -> Iterator[dict[str, str]]:
     values = run_site_script("gram", "start")
     yield values
     run_site_script("gram", "stop")
+
+
+@pytest.fixture(scope="session")
+def arc_site(slurm_site: dict[str, str]) -> Iterator[dict[str, str]]:
+    """A real ARC CE (A-REX, REST) over the project's Slurm (scripts/sites/arc.sh)."""
+    from tests.support.sites import require_root, run_site_script
+
+    require_root("ARC CE")
+    values = run_site_script("arc", "start")
+    yield values
+    run_site_script("arc", "stop")

@@ -56,7 +56,7 @@ def until(
         time.sleep(0.3)
 
 
-@pytest.fixture(params=["local", "slurm", "gram"])
+@pytest.fixture(params=["local", "slurm", "gram", "arc"])
 def adapter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SiteAdapter]:
     kind = request.param
     if kind == "local":
@@ -93,6 +93,9 @@ def site_settings(kind: str, values: dict[str, str]) -> dict[str, object]:
             "port_range": values["GLOBUS_TCP_PORT_RANGE"],
         }
         return {"options": options, "gatekeeper": values["GRAM_CONTACT"]}
+    if kind == "arc":
+        options = {"proxy": values["X509_USER_PROXY"], "ca": values["ARC_CA"], "queue": values["ARC_QUEUE"]}
+        return {"options": options, "gatekeeper": values["ARC_URL"]}
     raise ValueError(kind)
 
 
@@ -109,7 +112,8 @@ def test_submit_find_run_output_cleanup(adapter: SiteAdapter) -> None:
     else:  # two-phase: nothing runs before the commit that follows the journal's record
         time.sleep(1)
         assert all(s.state == S.QUEUED for s in adapter.status(site_ids).values())
-        adapter.commit(site_ids)
+    adapter.commit(dict(zip(site_ids, ("g1", "g2"), strict=True)))
+    adapter.commit(dict(zip(site_ids, ("g1", "g2"), strict=True)))  # committing twice is harmless
     first = adapter.status(site_ids)
     assert set(first) == set(site_ids) and all(
         s.state in (S.QUEUED, S.RUNNING, S.COMPLETED) for s in first.values()
@@ -129,7 +133,7 @@ def test_submit_find_run_output_cleanup(adapter: SiteAdapter) -> None:
 def test_cancel_a_running_glidein(adapter: SiteAdapter) -> None:
     (outcome,) = adapter.submit([spec("long", sleep_s=120)])
     assert isinstance(outcome, Submitted)
-    adapter.commit([outcome.site_id])
+    adapter.commit({outcome.site_id: "long"})
     until(
         adapter,
         [outcome.site_id],
@@ -152,7 +156,7 @@ def unknown_id(adapter: SiteAdapter) -> str:
         return "999999"
     (outcome,) = adapter.submit([spec("known", sleep_s=0)])  # a live job manager, then a job it never had
     assert isinstance(outcome, Submitted)
-    adapter.commit([outcome.site_id])
+    adapter.commit({outcome.site_id: "known"})
     head, job, tail = outcome.site_id.rstrip("/").rsplit("/", 2)[0], "1234567890", ""
     return f"{head}/{job}/{outcome.site_id.rstrip('/').rsplit('/', 1)[1]}/{tail}"
 

@@ -178,3 +178,66 @@ def test_gram_two_phase_commit_survives_a_crash(
             assert ran[0].glidein_id == row.glidein_id and len(rows) == 1
     finally:
         stop_gass_servers(setup.state_dir.glob("entries/*"))
+
+
+def arc_entry(
+    site: str, values: dict[str, str], proxy: str | None = None, **overrides: object
+) -> dict[str, object]:
+    entry: dict[str, object] = {
+        "name": "ARC_slurm",
+        "gridtype": "arc",
+        "gatekeeper": values["ARC_URL"],
+        "attributes": {"GLIDEIN_Site": site, "GLIDEIN_CPUS": 1, "GLIDEIN_Max_Walltime": 600},
+        "allowed_frontends": ["fe1"],
+        "pilot": dict(QUICK_PILOT),
+        "options": {
+            "proxy": proxy or values["X509_USER_PROXY"],
+            "ca": values["ARC_CA"],
+            "queue": values["ARC_QUEUE"],
+        },
+    }
+    entry.update(overrides)
+    return entry
+
+
+def test_arc_entry_runs_a_users_job(
+    setup: FactorySetup, pool: RunningPool, workdir: Path, arc_site: dict[str, str]
+) -> None:
+    site = f"{setup.name}-ARC"
+    run_one_job_through(setup, pool, workdir, arc_entry(site, arc_site), site)
+
+
+def test_arc_delegation_is_renewed_with_the_proxy(
+    setup: FactorySetup, pool: RunningPool, arc_site: dict[str, str]
+) -> None:
+    import shutil
+
+    setup.directory.mkdir(parents=True, exist_ok=True)
+    proxy = setup.directory / "factory-proxy.pem"
+    shutil.copy(arc_site["X509_USER_PROXY"], proxy)
+    site = f"{setup.name}-ARCcred"
+    setup.entries = [arc_entry(site, arc_site, str(proxy), pilot=dict(QUICK_PILOT, idle_timeout_s=120))]
+    factory = setup.factory(credential={"proxy": str(proxy)})
+    try:
+        factory.cycle()
+        setup.request("ARC_slurm", idle=1, max_glideins=1)
+        glidein = cycle_until(
+            factory,
+            lambda: next((g for g in factory.journal.live("ARC_slurm") if g.state.value == "running"), None),
+            timeout=90,
+        )
+        adapter = factory.adapters["ARC_slurm"]
+        delegation_id = adapter.delegation()  # type: ignore[attr-defined]
+        before = adapter.request("POST", f"/delegations/{delegation_id}", params={"action": "get"}).text  # type: ignore[attr-defined]
+        renewed = run_site_script("arc", "proxy", "24h")
+        shutil.copy(renewed["X509_USER_PROXY"], proxy)
+        cycle_until(
+            factory,
+            lambda: factory.journal.get(glidein.glidein_id).credential != glidein.credential,
+            timeout=60,
+        )  # type: ignore[union-attr]
+        after = adapter.request("POST", f"/delegations/{delegation_id}", params={"action": "get"}).text  # type: ignore[attr-defined]
+        assert before != after  # the CE holds a new delegated proxy for the running glidein
+        assert not factory.health["ARC_slurm"].credential_failures
+    finally:
+        factory.drain(60)

@@ -1,0 +1,332 @@
+"""The ARC CE REST interface (A-REX, API 1.0) with requests: bulk xRSL, fresh states, delegation.
+
+- Submission is one POST of a multi-xRSL for a whole cluster.  Each job waits in PREPARING
+  for its input files, which ``commit`` uploads once the journal holds the job ids; a job
+  the factory never recorded never gets its files and is found by its name (our tag).
+- States come from ``GET /jobs?state=...`` (read from A-REX's status files on every call);
+  ``action=status`` and ``arcstat`` lag by up to a minute.  WIPED is transient (A-REX moves
+  the status file): treated as "look again".  A killed job ends FAILED with "canceled by
+  external request", which is our REMOVED.
+- One delegation per proxy, referenced by every job and renewed in place.
+- ``verify=`` goes on every request: requests ignores ``Session.verify`` when
+  REQUESTS_CA_BUNDLE is set.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from factory.adapters.base import (
+    GlideinOutput,
+    GlideinSpec,
+    Refused,
+    Retry,
+    SiteAdapter,
+    SiteStatus,
+    SubmitOutcome,
+    Submitted,
+    render_extras,
+)
+from factory.errors import SiteUnavailable
+from factory.glideins import GlideinState
+from factory.proxies import ProxyError, delegate
+
+S = GlideinState
+ALL_STATES = (
+    "ACCEPTING,ACCEPTED,PREPARING,PREPARED,SUBMITTING,QUEUING,RUNNING,HELD,EXITINGLRMS,OTHER,EXECUTED,"
+    "FINISHING,KILLING,FINISHED,FAILED,KILLED,WIPED"
+)
+WAITING_FOR_INPUT = {"ACCEPTING", "ACCEPTED", "PREPARING"}
+CANCELLED = "canceled by external request"
+
+
+@dataclass
+class ArcOptions:
+    proxy: str = ""  # the factory's X.509 proxy: client certificate and the credential delegated to jobs
+    token_file: str = ""  # or a bearer token (JWT) instead of the certificate
+    ca: str = ""  # CA file or hashed directory that signs the CE's certificate
+    queue: str = ""  # the CE's queue (default: its default)
+    timeout_s: float = 60.0
+    delegate: bool = True  # give jobs a delegated proxy, renewed by the factory
+
+
+def _as_list(value: Any) -> list[Any]:
+    """A-REX renders one element as an object, several as a list, none as nothing."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _xrsl(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"'
+
+
+class ArcAdapter(SiteAdapter):
+    kind = "arc"
+    options_model = ArcOptions
+    native_states = {
+        "ACCEPTING": S.QUEUED,
+        "ACCEPTED": S.QUEUED,
+        "PREPARING": S.QUEUED,
+        "PREPARED": S.QUEUED,
+        "SUBMITTING": S.QUEUED,
+        "QUEUING": S.QUEUED,
+        "HELD": S.HELD,
+        "RUNNING": S.RUNNING,
+        "EXITINGLRMS": S.RUNNING,
+        "EXECUTED": S.RUNNING,
+        "FINISHING": S.RUNNING,
+        "KILLING": S.RUNNING,
+        "OTHER": S.QUEUED,
+        "FINISHED": S.COMPLETED,
+        "FAILED": S.FAILED,
+        "KILLED": S.REMOVED,
+    }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.local = threading.local()
+        self.proxy = self.options.proxy
+        self.lock = threading.Lock()
+
+    @classmethod
+    def check_entry(cls, entry: Any) -> tuple[str, str] | None:
+        if not entry.gatekeeper.startswith("https://"):
+            return "gatekeeper", "give the CE's URL, e.g. https://ce.example.org:443/arex"
+        options = entry.adapter_options
+        if options is not None and not options.proxy and not options.token_file:
+            return "options", "give a proxy (X.509) or a token_file to authenticate to the CE"
+        return None
+
+    # -- HTTP -------------------------------------------------------------------------------------
+    @property
+    def base(self) -> str:
+        return self.entry.gatekeeper.rstrip("/") + "/rest/1.0"
+
+    def session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self.local, "session", None)
+        if session is None or getattr(self.local, "proxy", None) != self.proxy:
+            session = requests.Session()
+            session.headers["Accept"] = "application/json"
+            if self.options.token_file:
+                session.headers["Authorization"] = (
+                    "Bearer " + Path(self.options.token_file).read_text().strip()
+                )
+            elif self.proxy:
+                session.cert = self.proxy  # the proxy file holds certificate, key and chain
+            self.local.session, self.local.proxy = session, self.proxy
+        return session
+
+    def request(
+        self, method: str, path: str, expect: Sequence[int] = (200, 201, 202), **kwargs: Any
+    ) -> requests.Response:
+        verify: str | bool = self.options.ca or True
+        try:
+            response = self.session().request(
+                method, self.base + path, timeout=self.options.timeout_s, verify=verify, **kwargs
+            )
+        except (requests.RequestException, OSError) as exc:
+            raise SiteUnavailable(f"{self.entry.name}: {method} {path}: {exc}") from None
+        if response.status_code not in expect:
+            raise SiteUnavailable(
+                f"{self.entry.name}: {method} {path}: HTTP {response.status_code} {response.text.strip()[:300]}"
+            )
+        return response
+
+    def jobs_action(self, action: str, site_ids: Sequence[str]) -> list[dict[str, Any]]:
+        body = json.dumps({"job": [{"id": site_id} for site_id in site_ids]})
+        # Content-Type must be exactly application/json: A-REX compares the string
+        response = self.request(
+            "POST",
+            "/jobs",
+            params={"action": action},
+            data=body,
+            headers={"Content-Type": "application/json"},
+            expect=(201,),
+        )
+        return _as_list(response.json().get("job")) if response.content.strip() else []
+
+    # -- delegation -------------------------------------------------------------------------------
+    def delegation(self) -> str:
+        """The delegation every job of this entry references (created once, renewed in place)."""
+        record = self.work_dir / "delegation.json"
+        with self.lock:
+            try:
+                return str(json.loads(record.read_text())["id"])
+            except (OSError, ValueError, KeyError):
+                pass
+            response = self.request("POST", "/delegations", params={"action": "new"}, expect=(201,))
+            delegation_id = response.headers.get("Location", "").rstrip("/").rsplit("/", 1)[-1]
+            if not delegation_id:
+                raise SiteUnavailable(f"{self.entry.name}: the CE gave no delegation id")
+            self._put_delegation(delegation_id, response.content)
+            record.write_text(json.dumps({"id": delegation_id}))
+            return delegation_id
+
+    def _put_delegation(self, delegation_id: str, request_pem: bytes) -> None:
+        try:
+            answer = delegate(Path(self.proxy).read_bytes(), request_pem)
+        except (OSError, ProxyError) as exc:
+            raise SiteUnavailable(
+                f"{self.entry.name}: cannot delegate the proxy {self.proxy}: {exc}"
+            ) from None
+        self.request("PUT", f"/delegations/{delegation_id}", data=answer, expect=(200, 201))
+
+    # -- the verbs --------------------------------------------------------------------------------
+    def xrsl(self, glidein: GlideinSpec, delegation_id: str) -> str:
+        inputs = ["glidein_startup.sh", *sorted(glidein.files)]
+        parts = [
+            '(executable="glidein_startup.sh")',
+            "(inputfiles=" + "".join(f'({_xrsl(name)} "")' for name in inputs) + ")",
+            '(stdout="stdout")(stderr="stderr")(outputfiles=("stdout" "")("stderr" ""))',
+            f"(jobname={_xrsl(glidein.tag)})",
+            f"(count={glidein.cpus})" if glidein.cpus > 1 else "",
+            f"(memory={glidein.memory_mb})" if glidein.memory_mb else "",
+            f'(walltime="{max(1, (glidein.walltime_s + 59) // 60)} minutes")' if glidein.walltime_s else "",
+            f"(queue={_xrsl(self.options.queue)})" if self.options.queue else "",
+            f"(delegationid={_xrsl(delegation_id)})" if delegation_id else "",
+        ]
+        if glidein.environment:
+            parts.append(
+                "(environment="
+                + "".join(f"({_xrsl(k)} {_xrsl(v)})" for k, v in sorted(glidein.environment.items()))
+                + ")"
+            )
+        if self.entry.submit_extras:
+            parts.append(render_extras(self.entry, glidein))
+        return "&" + "".join(parts)
+
+    def submit(self, glideins: Sequence[GlideinSpec]) -> list[SubmitOutcome]:
+        try:
+            for glidein in glideins:
+                self.stage(glidein)
+            delegation_id = self.delegation() if self.options.delegate and self.proxy else ""
+            body = "+" + "".join(f"({self.xrsl(g, delegation_id)})" for g in glideins)
+            response = self.request(
+                "POST",
+                "/jobs",
+                params={"action": "new"},
+                data=body.encode(),
+                headers={"Content-Type": "application/rsl"},
+                expect=(201,),
+            )
+        except SiteUnavailable as exc:
+            return [Retry(str(exc))] * len(glideins)
+        except OSError as exc:
+            return [Retry(f"cannot stage the glideins: {exc.strerror}")] * len(glideins)
+        answers = _as_list(response.json().get("job")) if response.content.strip() else []
+        if len(answers) != len(glideins):
+            return [
+                Retry(f"the CE answered {len(answers)} jobs for {len(glideins)}: {response.text[:200]}")
+            ] * len(glideins)
+        outcomes: list[SubmitOutcome] = []
+        for answer in answers:
+            if str(answer.get("status-code")) == "201" and answer.get("id"):
+                outcomes.append(Submitted(str(answer["id"])))
+            else:
+                outcomes.append(Refused(f"{answer.get('status-code')} {answer.get('reason', '')}".strip()))
+        return outcomes
+
+    def commit(self, glideins: Mapping[str, str]) -> None:
+        """Upload the startup script and the job's files: the job starts once they are there.
+
+        A job not listed yet (A-REX is moving its status file) still gets them; one already
+        past its input stage is left alone, so committing twice is harmless.
+        """
+        if not glideins:
+            return
+        states = self._states()
+        for site_id, glidein_id in glideins.items():
+            if states.get(site_id, "ACCEPTING") not in WAITING_FOR_INPUT | {"WIPED"}:
+                continue
+            directory = self.work_dir / glidein_id
+            for path in sorted(directory.iterdir()):
+                if path.name in ("stdout", "stderr"):
+                    continue
+                answer = self.request(
+                    "PUT",
+                    f"/jobs/{site_id}/session/{path.name}",
+                    data=path.read_bytes(),
+                    expect=(200, 201, 204, 404),
+                )
+                if answer.status_code == 404:
+                    break  # the job is gone: nothing to run
+
+    def _states(self) -> dict[str, str]:
+        response = self.request("GET", "/jobs", params={"state": ALL_STATES})
+        jobs = _as_list(response.json().get("job")) if response.content.strip() else []
+        return {str(job["id"]): str(job.get("state", "")) for job in jobs if "id" in job}
+
+    def status(self, site_ids: Sequence[str]) -> dict[str, SiteStatus]:
+        states = self._states()
+        out: dict[str, SiteStatus] = {}
+        for site_id in site_ids:
+            native = states.get(site_id)
+            if native is None or native == "WIPED":
+                continue  # gone, or between two status files: the factory looks again
+            state, reason = self.map_native(native), ""
+            if native == "FAILED":
+                reason = self.request(
+                    "GET", f"/jobs/{site_id}/diagnose/failed", expect=(200, 404)
+                ).text.strip()
+                if CANCELLED in reason:
+                    state = S.REMOVED
+            out[site_id] = SiteStatus(state, native, reason)
+        return out
+
+    def cancel(self, site_ids: Sequence[str]) -> dict[str, bool]:
+        if not site_ids:
+            return {}
+        answers = {str(a.get("id")): str(a.get("status-code")) for a in self.jobs_action("kill", site_ids)}
+        return {site_id: answers.get(site_id) in ("202", "200", "404") for site_id in site_ids}
+
+    def cleanup(self, site_ids: Sequence[str]) -> None:
+        if site_ids:
+            self.jobs_action("clean", site_ids)
+
+    def fetch_output(self, site_id: str, glidein_id: str) -> GlideinOutput | None:
+        stdout = self.request("GET", f"/jobs/{site_id}/session/stdout", expect=(200, 404))
+        if stdout.status_code == 404:
+            return None
+        stderr = self.request("GET", f"/jobs/{site_id}/session/stderr", expect=(200, 404))
+        return GlideinOutput(stdout.text, stderr.text if stderr.status_code == 200 else "")
+
+    def list_tagged(self) -> dict[str, str]:
+        """Our glideins at the CE, by the jobname each was submitted with."""
+        prefix = self.tag_prefix()
+        found = {}
+        for site_id in self._states():
+            description = self.request("GET", f"/jobs/{site_id}/diagnose/description", expect=(200, 404)).text
+            match = re.search(r'\(\s*jobname\s*=\s*"([^"]+)"\s*\)', description)
+            if match and match.group(1).startswith(prefix):
+                found[match.group(1)] = site_id
+        return found
+
+    def renew_credential(self, site_ids: Sequence[str], proxy: Path) -> dict[str, bool]:
+        """Renew the shared delegation with the new proxy: every job referencing it gets it."""
+        self.proxy = str(proxy)
+        delegation_id = self.delegation()
+        try:
+            response = self.request(
+                "POST", f"/delegations/{delegation_id}", params={"action": "renew"}, expect=(200, 201)
+            )
+            self._put_delegation(delegation_id, response.content)
+        except SiteUnavailable:
+            return dict.fromkeys(site_ids, False)
+        uses = (
+            {
+                str(a.get("id")): str(a.get("delegation_id", ""))
+                for a in self.jobs_action("delegations", site_ids)
+            }
+            if site_ids
+            else {}
+        )
+        return {site_id: uses.get(site_id, delegation_id) == delegation_id for site_id in site_ids}
