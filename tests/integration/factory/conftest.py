@@ -57,3 +57,13 @@ def arc_site(slurm_site: dict[str, str]) -> Iterator[dict[str, str]]:
     values = run_site_script("arc", "start")
     yield values
     run_site_script("arc", "stop")
+
+
+@pytest.fixture(scope="session")
+def cream_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The CREAM CE stand-in (tests/support/cream_standin.py): no CREAM CE exists any more."""
+    from tests.support.cream_standin import start_standin
+
+    running = start_standin(tmp_path_factory.mktemp("cream"))
+    yield running.values
+    running.stop()

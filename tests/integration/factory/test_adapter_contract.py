@@ -56,7 +56,7 @@ def until(
         time.sleep(0.3)
 
 
-@pytest.fixture(params=["local", "slurm", "gram", "arc"])
+@pytest.fixture(params=["local", "slurm", "gram", "arc", "cream"])
 def adapter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SiteAdapter]:
     kind = request.param
     if kind == "local":
@@ -96,6 +96,9 @@ def site_settings(kind: str, values: dict[str, str]) -> dict[str, object]:
     if kind == "arc":
         options = {"proxy": values["X509_USER_PROXY"], "ca": values["ARC_CA"], "queue": values["ARC_QUEUE"]}
         return {"options": options, "gatekeeper": values["ARC_URL"]}
+    if kind == "cream":
+        options = {"proxy": values["X509_USER_PROXY"], "ca": values["CREAM_CA"], "lease_s": 600}
+        return {"options": options, "gatekeeper": values["CREAM_URL"]}
     raise ValueError(kind)
 
 
@@ -152,6 +155,8 @@ def test_cancel_a_running_glidein(adapter: SiteAdapter) -> None:
 
 def unknown_id(adapter: SiteAdapter) -> str:
     """An id the site has never issued, in the site's own format."""
+    if adapter.kind == "cream":
+        return "CREAM0000000000"
     if adapter.kind != "gram":
         return "999999"
     (outcome,) = adapter.submit([spec("known", sleep_s=0)])  # a live job manager, then a job it never had

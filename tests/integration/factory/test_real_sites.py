@@ -241,3 +241,95 @@ def test_arc_delegation_is_renewed_with_the_proxy(
         assert not factory.health["ARC_slurm"].credential_failures
     finally:
         factory.drain(60)
+
+
+def cream_entry(
+    site: str, values: dict[str, str], proxy: str | None = None, **overrides: object
+) -> dict[str, object]:
+    entry: dict[str, object] = {
+        "name": "CREAM_standin",
+        "gridtype": "cream",
+        "gatekeeper": values["CREAM_URL"],
+        "attributes": {"GLIDEIN_Site": site, "GLIDEIN_CPUS": 1, "GLIDEIN_Max_Walltime": 600},
+        "submit_extras": 'VirtualOrganisation = "{{ GLIDEIN_Site }}"',
+        "allowed_frontends": ["fe1"],
+        "pilot": dict(QUICK_PILOT),
+        "options": {"proxy": proxy or values["X509_USER_PROXY"], "ca": values["CREAM_CA"]},
+    }
+    entry.update(overrides)
+    return entry
+
+
+def test_cream_entry_runs_a_users_job(
+    setup: FactorySetup, pool: RunningPool, workdir: Path, cream_site: dict[str, str]
+) -> None:
+    site = f"{setup.name}-CREAM"
+    run_one_job_through(setup, pool, workdir, cream_entry(site, cream_site), site)
+
+
+def test_cream_lease_expiry_removes_the_jobs_of_a_silent_factory(
+    setup: FactorySetup, pool: RunningPool, cream_site: dict[str, str]
+) -> None:
+    site = f"{setup.name}-CREAMlease"
+    entry = cream_entry(site, cream_site, pilot=dict(QUICK_PILOT, idle_timeout_s=300))
+    entry["options"] = {**entry["options"], "lease_s": 4}  # type: ignore[dict-item]
+    entry["stale"] = {"missing_s": 0}
+    setup.entries = [entry]
+    factory = setup.factory()
+    factory.cycle()
+    setup.request("CREAM_standin", idle=1, max_glideins=1)
+    glidein = cycle_until(
+        factory,
+        lambda: next((g for g in factory.journal.live("CREAM_standin") if g.state.value == "running"), None),
+        timeout=60,
+    )
+    setup.request("CREAM_standin", idle=0, max_glideins=0)
+    time.sleep(6)  # the factory is silent: nobody renews the lease, the CE cancels and purges the job
+    adapter = factory.adapters["CREAM_standin"]
+    assert adapter.status([glidein.site_id]) == {}  # type: ignore[list-item]
+    cycle_until(factory, lambda: factory.journal.get(glidein.glidein_id).state.value == "lost", timeout=30)  # type: ignore[union-attr]
+
+
+def test_cream_held_glideins_are_resumed_and_proxies_renewed(
+    setup: FactorySetup, pool: RunningPool, cream_site: dict[str, str]
+) -> None:
+    import shutil
+
+    from tests.support.proxies import GridCredentials
+
+    setup.directory.mkdir(parents=True, exist_ok=True)
+    proxy = setup.directory / "factory-proxy.pem"
+    shutil.copy(cream_site["X509_USER_PROXY"], proxy)
+    site = f"{setup.name}-CREAMheld"
+    setup.entries = [
+        cream_entry(
+            site,
+            cream_site,
+            str(proxy),
+            pilot=dict(QUICK_PILOT, idle_timeout_s=120),
+            held={"release_backoff_s": 0},
+        )
+    ]
+    factory = setup.factory(credential={"proxy": str(proxy)})
+    try:
+        factory.cycle()
+        setup.request("CREAM_standin", idle=1, max_glideins=1)
+        glidein = cycle_until(
+            factory,
+            lambda: next(
+                (g for g in factory.journal.live("CREAM_standin") if g.native == "REALLY-RUNNING"), None
+            ),
+            timeout=60,
+        )
+        adapter = factory.adapters["CREAM_standin"]
+        adapter.jobs("JobSuspend", [glidein.site_id])  # type: ignore[attr-defined]  # the site's admin holds it
+        cycle_until(factory, lambda: factory.journal.get(glidein.glidein_id).releases == 1, timeout=30)  # type: ignore[union-attr]
+        assert adapter.status([glidein.site_id])[glidein.site_id].native == "REALLY-RUNNING"  # type: ignore[index]
+        # the factory's proxy is renewed: the CE replaces the running job's delegated proxy
+        job_proxy = next(Path(cream_site["GRID_DIR"]).parent.glob(f"ce/jobs/{glidein.site_id}/user.proxy"))
+        before = job_proxy.read_bytes()
+        GridCredentials(Path(cream_site["GRID_DIR"]), "").new_proxy(24, proxy)
+        cycle_until(factory, lambda: job_proxy.read_bytes() != before, timeout=30)
+        assert not factory.health["CREAM_standin"].credential_failures
+    finally:
+        factory.drain(60)
