@@ -13,6 +13,7 @@ from bench.common import Result, machine
 SUITES = {
     "pool": "bench.pool_bench",
     "pilot": "bench.pilot_bench",
+    "factory": "bench.factory_bench",
 }
 
 

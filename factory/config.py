@@ -184,8 +184,6 @@ class FactoryConfig:
 
 
 def load_factory_config(path: Path | str) -> FactoryConfig:
-    from factory.adapters import ADAPTERS
-
     path = Path(path)
     data, lines = load_yaml(path)
     source = Source(path, lines)
@@ -197,34 +195,52 @@ def load_factory_config(path: Path | str) -> FactoryConfig:
         if entry.name in seen:
             raise source.error((*where, "name"), f"entry {entry.name!r} is defined twice")
         seen.add(entry.name)
-        adapter = ADAPTERS.get(entry.gridtype)
-        if adapter is None:
-            raise source.error(
-                (*where, "gridtype"),
-                f"unknown gridtype {entry.gridtype!r}{suggest(entry.gridtype, ADAPTERS)} (known: {', '.join(ADAPTERS)})",
-            )
-        entry.adapter_options = build_model(adapter.options_model, entry.options, (*where, "options"), source)
-        problem = adapter.check_entry(entry)
-        if problem:
-            raise source.error((*where, problem[0]), problem[1])
-        if not entry.allowed_frontends:
-            raise source.error(
-                (*where, "allowed_frontends"), "name the frontends that may use this entry (or '*')"
-            )
-        if entry.glexec not in ("none", "auto") and not entry.glexec.startswith("/"):
-            raise source.error((*where, "glexec"), "must be none, auto or an absolute path")
-        for key in ("GLIDEIN_CPUS", "GLIDEIN_MaxMemMBs", "GLIDEIN_Max_Walltime", "GLIDEIN_MaxCPUTime"):
-            value = entry.attributes.get(key)
-            if value is not None and not (isinstance(value, int) and value >= 0):
-                raise source.error((*where, "attributes", key), f"expected a whole number, got {value!r}")
-        if entry.submit_extras:
-            from jinja2 import Environment, StrictUndefined, TemplateSyntaxError
-
-            try:
-                Environment(undefined=StrictUndefined).from_string(entry.submit_extras)
-            except TemplateSyntaxError as exc:
-                raise source.error((*where, "submit_extras"), f"template error: {exc.message}") from None
+        validate_entry(entry, where, source)
     return config
+
+
+def build_entry(data: dict[str, Any], source: Source | None = None) -> EntryConfig:
+    """One entry from its mapping (a journal snapshot, a test), checked as the config file's are."""
+    from updraft.configfile import LineMap
+
+    source = source or Source("<entry>", LineMap(None))
+    entry: EntryConfig = build_model(EntryConfig, data, (), source)
+    return validate_entry(entry, (), source)
+
+
+def validate_entry(entry: EntryConfig, where: tuple[Any, ...], source: Source) -> EntryConfig:
+    """What the field types cannot say: the gridtype and its options, frontends, attributes, templates."""
+    from factory.adapters import ADAPTERS
+
+    adapter = ADAPTERS.get(entry.gridtype)
+    if adapter is None:
+        known = ", ".join(ADAPTERS)
+        raise source.error(
+            (*where, "gridtype"),
+            f"unknown gridtype {entry.gridtype!r}{suggest(entry.gridtype, ADAPTERS)} (known: {known})",
+        )
+    entry.adapter_options = build_model(adapter.options_model, entry.options, (*where, "options"), source)
+    problem = adapter.check_entry(entry)
+    if problem:
+        raise source.error((*where, problem[0]), problem[1])
+    if not entry.allowed_frontends:
+        raise source.error(
+            (*where, "allowed_frontends"), "name the frontends that may use this entry (or '*')"
+        )
+    if entry.glexec not in ("none", "auto") and not entry.glexec.startswith("/"):
+        raise source.error((*where, "glexec"), "must be none, auto or an absolute path")
+    for key in ("GLIDEIN_CPUS", "GLIDEIN_MaxMemMBs", "GLIDEIN_Max_Walltime", "GLIDEIN_MaxCPUTime"):
+        value = entry.attributes.get(key)
+        if value is not None and not (isinstance(value, int) and value >= 0):
+            raise source.error((*where, "attributes", key), f"expected a whole number, got {value!r}")
+    if entry.submit_extras:
+        from jinja2 import Environment, StrictUndefined, TemplateSyntaxError
+
+        try:
+            Environment(undefined=StrictUndefined).from_string(entry.submit_extras)
+        except TemplateSyntaxError as exc:
+            raise source.error((*where, "submit_extras"), f"template error: {exc.message}") from None
+    return entry
 
 
 def config_summary(config: FactoryConfig) -> list[dict[str, Any]]:

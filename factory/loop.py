@@ -24,7 +24,7 @@ from typing import Any
 
 from factory.adapters import ADAPTERS
 from factory.adapters.base import Runner, SiteAdapter, run_argv
-from factory.config import ConfigError, EntryConfig, FactoryConfig, load_factory_config
+from factory.config import ConfigError, EntryConfig, FactoryConfig, build_entry, load_factory_config
 from factory.errors import FactoryError
 from factory.journal import Journal
 from factory.limits import Counts, Request, plan
@@ -42,7 +42,6 @@ from factory.tracking import (
     reconcile,
     renew_credentials,
 )
-from updraft.configfile import Source, build_model
 from updraft.metrics import Exposition
 from userpool import protocol as p
 from userpool.client import Client, ClientError, PoolUnreachable, token_claims
@@ -203,7 +202,7 @@ class Factory:
                     name,
                 )
                 continue
-            entry = _entry_from_snapshot(snapshot)
+            entry = build_entry(snapshot)
             self.entries[name] = entry
             self.adapters[name] = self._adapter(entry)
             self.health[name] = EntryHealth(retired=True)
@@ -604,29 +603,3 @@ def _snapshot(entry: EntryConfig) -> dict[str, Any]:
     data = dataclasses.asdict(entry)
     data.pop("adapter_options", None)
     return data
-
-
-def _entry_from_snapshot(data: dict[str, Any]) -> EntryConfig:
-    from updraft.configfile import LineMap
-
-    source = Source("<journal snapshot>", LineMap(None))
-    entry: EntryConfig = build_model(EntryConfig, data, (), source)
-    adapter = ADAPTERS[entry.gridtype]
-    entry.adapter_options = build_model(adapter.options_model, entry.options, ("options",), source)
-    return entry
-
-
-def run_factory(config_path: Path, once: bool = False) -> int:
-    config = load_factory_config(config_path)
-    factory = Factory(config)
-    factory.start()
-    try:
-        if once:
-            factory.cycle()
-            factory.wait_idle()
-            factory.cycle()
-        else:
-            factory.run_forever()
-    finally:
-        factory.stop()
-    return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from factory.adapters.base import (
@@ -25,6 +26,7 @@ from factory.errors import SiteError, SiteUnavailable
 
 class BatchAdapter(SiteAdapter):
     submit_timeout_s = 60.0
+    parallel_submits = 4  # submit commands in flight at once (each is a client process and a round trip)
 
     @abstractmethod
     def submit_argv(self, glidein: GlideinSpec, script: Path) -> list[str]: ...
@@ -37,26 +39,27 @@ class BatchAdapter(SiteAdapter):
         return False
 
     def submit(self, glideins: Sequence[GlideinSpec]) -> list[SubmitOutcome]:
-        outcomes: list[SubmitOutcome] = []
-        for glidein in glideins:
-            try:
-                script = self.stage(glidein)
-                done = self.command(self.submit_argv(glidein, script), timeout=self.submit_timeout_s)
-            except SiteUnavailable as exc:
-                outcomes.append(Retry(str(exc)))
-                continue
-            except OSError as exc:
-                outcomes.append(Retry(f"cannot stage the glidein: {exc.strerror}"))
-                continue
-            if done.returncode != 0:
-                message = (done.stderr or done.stdout).strip()[-500:]
-                outcomes.append(Refused(message) if self.refused(message) else Retry(message))
-                continue
-            try:
-                outcomes.append(Submitted(self.parse_site_id(done.stdout)))
-            except (ValueError, IndexError) as exc:
-                outcomes.append(Retry(f"cannot read the site's answer {done.stdout.strip()[:200]!r}: {exc}"))
-        return outcomes
+        """One submit command per glidein, a few at a time (a cluster's worth in flight)."""
+        if len(glideins) <= 1 or self.parallel_submits <= 1:
+            return [self._submit_one(g) for g in glideins]
+        with ThreadPoolExecutor(max_workers=min(self.parallel_submits, len(glideins))) as pool:
+            return list(pool.map(self._submit_one, glideins))
+
+    def _submit_one(self, glidein: GlideinSpec) -> SubmitOutcome:
+        try:
+            script = self.stage(glidein)
+            done = self.command(self.submit_argv(glidein, script), timeout=self.submit_timeout_s)
+        except SiteUnavailable as exc:
+            return Retry(str(exc))
+        except OSError as exc:
+            return Retry(f"cannot stage the glidein: {exc.strerror}")
+        if done.returncode != 0:
+            message = (done.stderr or done.stdout).strip()[-500:]
+            return Refused(message) if self.refused(message) else Retry(message)
+        try:
+            return Submitted(self.parse_site_id(done.stdout))
+        except (ValueError, IndexError) as exc:
+            return Retry(f"cannot read the site's answer {done.stdout.strip()[:200]!r}: {exc}")
 
     def fetch_output(self, site_id: str, glidein_id: str) -> GlideinOutput | None:
         """The batch system wrote stdout/stderr into the glidein's directory (a shared file system)."""

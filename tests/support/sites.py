@@ -15,8 +15,7 @@ import pytest
 
 from factory.adapters import ADAPTERS
 from factory.adapters.base import SiteAdapter
-from factory.config import EntryConfig
-from updraft.configfile import LineMap, Source, build_model
+from factory.config import EntryConfig, build_entry
 
 REPO = Path(__file__).parents[2]
 SCRIPTS = REPO / "scripts" / "sites"
@@ -47,17 +46,9 @@ def run_site_script(name: str, *argv: str, timeout: float = 900) -> dict[str, st
 
 
 def make_entry(name: str, gridtype: str, options: dict[str, Any] | None = None, **fields: Any) -> EntryConfig:
-    source = Source("<test>", LineMap(None))
-    data = {
-        "name": name,
-        "gridtype": gridtype,
-        "allowed_frontends": ["*"],
-        "options": options or {},
-        **fields,
-    }
-    entry: EntryConfig = build_model(EntryConfig, data, (), source)
-    entry.adapter_options = build_model(ADAPTERS[gridtype].options_model, entry.options, ("options",), source)
-    return entry
+    return build_entry(
+        {"name": name, "gridtype": gridtype, "allowed_frontends": ["*"], "options": options or {}, **fields}
+    )
 
 
 def make_adapter(entry: EntryConfig, work_dir: Path, factory: str = "contract") -> SiteAdapter:
