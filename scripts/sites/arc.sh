@@ -13,6 +13,7 @@
 # dhparam.pem makes it fork `openssl dhparam 4096`; jobs inherit A-REX's environment, so it
 # starts under env -i.  Slurm, not fork: a fork kill leaves the payload running.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 HERE=$(cd "$(dirname "$0")" && pwd)
 G=${UPDRAFT_ARC_DIR:-/var/lib/updraft-arc}
 PORT=${UPDRAFT_ARC_PORT:-8443}
@@ -24,26 +25,6 @@ USER_DN="/O=UpdraftTest/OU=People/CN=Updraft Factory"
 CERTS=$G/certificates
 PROXY=$G/client/x509up
 PACKAGES="nordugrid-arc-arex nordugrid-arc-plugins-arcrest nordugrid-arc-plugins-needed nordugrid-arc-client openssl procps iproute2"
-
-need_root() {
-    if [ "$(id -u)" != 0 ]; then
-        echo "arc.sh: A-REX needs root (it runs jobs as the mapped account)" >&2
-        exit 77
-    fi
-}
-
-alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
-
-install_packages() {
-    local missing="" p
-    for p in $PACKAGES; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"; done
-    [ -z "$missing" ] && return
-    echo "arc.sh: installing$missing" >&2
-    if ! apt-cache policy nordugrid-arc-arex 2>/dev/null | grep -q 'Candidate: [0-9]'; then
-        apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends $missing >/dev/null
-}
 
 sign() {  # dn key cert extensions
     openssl req -newkey rsa:2048 -nodes -keyout "$2" -out "$2.csr" -subj "$1" 2>/dev/null
@@ -181,8 +162,8 @@ stop() {
 }
 
 start() {
-    need_root
-    install_packages
+    need_root "A-REX (it runs jobs as the mapped account)"
+    install_missing nordugrid-arc-arex $PACKAGES
     local slurm_conf
     slurm_conf=$("$HERE/slurm.sh" env | sed -n 's/^SLURM_CONF=//p')
     if ! SLURM_CONF=$slurm_conf sinfo -h >/dev/null 2>&1; then
@@ -223,6 +204,6 @@ case "${1:-}" in
     start) start ;;
     stop) stop ;;
     env) env_lines ;;
-    proxy) need_root; make_proxy "${2:-48h}"; env_lines ;;
+    proxy) need_root "a new proxy"; make_proxy "${2:-48h}"; env_lines ;;
     *) echo "usage: $0 start|stop|env|proxy [VALIDITY]" >&2; exit 2 ;;
 esac

@@ -13,6 +13,7 @@
 # GLOBUS_HOSTNAME set; the job manager outlives the gatekeeper and must be stopped by its own
 # pid file; -conf cannot be combined with other options.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 G=${UPDRAFT_GRAM_DIR:-/var/lib/updraft-gram}
 PORT=${UPDRAFT_GRAM_PORT:-12119}
 ACCOUNT=${UPDRAFT_GRAM_USER:-glidein}
@@ -27,26 +28,6 @@ PACKAGES="globus-gatekeeper globus-gram-job-manager globus-gram-job-manager-fork
           globus-gram-job-manager-fork-setup-poll globus-gram-client-tools globus-proxy-utils
           globus-gsi-cert-utils-progs globus-gass-server-ez-progs globus-common-progs
           globus-gss-assist-progs openssl iproute2 procps"
-
-need_root() {
-    if [ "$(id -u)" != 0 ]; then
-        echo "gram.sh: the gatekeeper needs root (it switches to the mapped account)" >&2
-        exit 77
-    fi
-}
-
-alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
-
-install_packages() {
-    local missing="" p
-    for p in $PACKAGES; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"; done
-    [ -z "$missing" ] && return
-    echo "gram.sh: installing$missing" >&2
-    if ! apt-cache policy globus-gatekeeper 2>/dev/null | grep -q 'Candidate: [0-9]'; then
-        apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends $missing >/dev/null
-}
 
 make_proxy() {
     X509_CERT_DIR=$CERTS grid-proxy-init -q -cert "$G/user/usercert.pem" -key "$G/user/userkey.pem" -out "$PROXY" -valid "${1:-48:00}"
@@ -119,8 +100,8 @@ stop() {
 }
 
 start() {
-    need_root
-    install_packages
+    need_root "the gatekeeper (it switches to the mapped account)"
+    install_missing globus-gatekeeper $PACKAGES
     certificates
     configure
     stop
@@ -155,6 +136,6 @@ case "${1:-}" in
     start) start ;;
     stop) stop ;;
     env) env_lines ;;
-    proxy) need_root; make_proxy "${2:-48:00}"; env_lines ;;
+    proxy) need_root "a new proxy"; make_proxy "${2:-48:00}"; env_lines ;;
     *) echo "usage: $0 start|stop|env|proxy [HOURS:MINUTES]" >&2; exit 2 ;;
 esac

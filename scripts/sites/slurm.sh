@@ -11,22 +11,13 @@
 # run as root, so it runs as the munge user.  batch_sched_delay=0, or every sbatch waits
 # for the next scheduling pass (about 3 s).  See ../shared/sites for how this was found.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 BASE=${UPDRAFT_SLURM_DIR:-/tmp/updraft-slurm}
 CONF=$BASE/slurm.conf
 MUNGE_RUN=/run/munge
 
-need_root() {
-    if [ "$(id -u)" != 0 ]; then
-        echo "slurm.sh: the Slurm daemons need root (slurmd starts jobs as their users)" >&2
-        exit 77
-    fi
-}
-
 install_packages() {
-    if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
-        echo "slurm.sh: installing slurm-wlm and munge" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge >/dev/null
-    fi
+    install_missing slurm-wlm slurm-wlm munge
     if [ ! -s /etc/munge/munge.key ]; then
         mkdir -p /etc/munge
         if command -v mungekey >/dev/null; then mungekey --create --force; else dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key 2>/dev/null; fi
@@ -92,7 +83,7 @@ stop() {
 }
 
 start() {
-    need_root
+    need_root "Slurm (slurmd starts jobs as their users)"
     install_packages
     stop
     write_config

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,14 @@ def run_site_script(name: str, *argv: str, timeout: float = 900) -> dict[str, st
         if sep and key.isidentifier():
             values[key] = value
     return values
+
+
+def running_site(name: str, what: str) -> Iterator[dict[str, str]]:
+    """Start scripts/sites/<name>.sh for a test session (root only) and stop it after."""
+    require_root(what)
+    values = run_site_script(name, "start")
+    yield values
+    run_site_script(name, "stop")
 
 
 def make_entry(name: str, gridtype: str, options: dict[str, Any] | None = None, **fields: Any) -> EntryConfig:

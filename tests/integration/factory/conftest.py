@@ -8,6 +8,7 @@ import pytest
 from factory.adapters import fake
 from tests.support.factories import FactorySetup
 from tests.support.pools import RunningPool
+from tests.support.sites import running_site
 
 
 @pytest.fixture
@@ -29,34 +30,19 @@ def _fresh_fake_sites() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def slurm_site() -> Iterator[dict[str, str]]:
     """A real single-node Slurm cluster (scripts/sites/slurm.sh)."""
-    from tests.support.sites import require_root, run_site_script
-
-    require_root("Slurm")
-    values = run_site_script("slurm", "start")
-    yield values
-    run_site_script("slurm", "stop")
+    yield from running_site("slurm", "Slurm")
 
 
 @pytest.fixture(scope="session")
 def gram_site() -> Iterator[dict[str, str]]:
     """A real GRAM5 gatekeeper with the fork job manager (scripts/sites/gram.sh)."""
-    from tests.support.sites import require_root, run_site_script
-
-    require_root("GRAM5")
-    values = run_site_script("gram", "start")
-    yield values
-    run_site_script("gram", "stop")
+    yield from running_site("gram", "GRAM5")
 
 
 @pytest.fixture(scope="session")
 def arc_site(slurm_site: dict[str, str]) -> Iterator[dict[str, str]]:
     """A real ARC CE (A-REX, REST) over the project's Slurm (scripts/sites/arc.sh)."""
-    from tests.support.sites import require_root, run_site_script
-
-    require_root("ARC CE")
-    values = run_site_script("arc", "start")
-    yield values
-    run_site_script("arc", "stop")
+    yield from running_site("arc", "ARC CE")
 
 
 @pytest.fixture(scope="session")

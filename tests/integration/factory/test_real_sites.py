@@ -13,6 +13,28 @@ from tests.support.pools import RunningPool
 from tests.support.sites import run_site_script
 
 
+def site_entry(
+    name: str, gridtype: str, gatekeeper: str, site: str, options: dict[str, object], **overrides: object
+) -> dict[str, object]:
+    """An entry at a real site for fe1, with quick pilots."""
+    entry: dict[str, object] = {
+        "name": name,
+        "gridtype": gridtype,
+        "gatekeeper": gatekeeper,
+        "attributes": {
+            "GLIDEIN_Site": site,
+            "GLIDEIN_CPUS": 1,
+            "GLIDEIN_MaxMemMBs": 500,
+            "GLIDEIN_Max_Walltime": 600,
+        },
+        "allowed_frontends": ["fe1"],
+        "pilot": dict(QUICK_PILOT),
+        "options": options,
+    }
+    entry.update(overrides)
+    return entry
+
+
 def run_one_job_through(
     setup: FactorySetup, pool: RunningPool, workdir: Path, entry: dict[str, object], site: str
 ) -> None:
@@ -42,40 +64,22 @@ def test_slurm_entry_runs_a_users_job(
     setup: FactorySetup, pool: RunningPool, workdir: Path, slurm_site: dict[str, str]
 ) -> None:
     site = f"{setup.name}-Slurm"
-    entry = {
-        "name": "Slurm_debug",
-        "gridtype": "slurm",
-        "gatekeeper": "debug",
-        "attributes": {
-            "GLIDEIN_Site": site,
-            "GLIDEIN_CPUS": 1,
-            "GLIDEIN_MaxMemMBs": 500,
-            "GLIDEIN_Max_Walltime": 600,
-        },
-        "submit_extras": "--comment=updraft-{{ GLIDEIN_Site }}",
-        "allowed_frontends": ["fe1"],
-        "pilot": dict(QUICK_PILOT),
-        "options": {"slurm_conf": slurm_site["SLURM_CONF"]},
-    }
+    entry = site_entry(
+        "Slurm_debug", "slurm", "debug", site, {"slurm_conf": slurm_site["SLURM_CONF"]},
+        submit_extras="--comment=updraft-{{ GLIDEIN_Site }}",
+    )  # fmt: skip
     run_one_job_through(setup, pool, workdir, entry, site)
 
 
-def gram_entry(site: str, values: dict[str, str], **overrides: object) -> dict[str, object]:
-    entry: dict[str, object] = {
-        "name": "GRAM_fork",
-        "gridtype": "gram",
-        "gatekeeper": values["GRAM_CONTACT"],
-        "attributes": {"GLIDEIN_Site": site, "GLIDEIN_CPUS": 1, "GLIDEIN_Max_Walltime": 600},
-        "allowed_frontends": ["fe1"],
-        "pilot": dict(QUICK_PILOT),
-        "options": {
-            "proxy": values["X509_USER_PROXY"],
-            "cert_dir": values["X509_CERT_DIR"],
-            "port_range": values["GLOBUS_TCP_PORT_RANGE"],
-        },
+def gram_entry(
+    site: str, values: dict[str, str], proxy: str | None = None, **overrides: object
+) -> dict[str, object]:
+    options = {
+        "proxy": proxy or values["X509_USER_PROXY"],
+        "cert_dir": values["X509_CERT_DIR"],
+        "port_range": values["GLOBUS_TCP_PORT_RANGE"],
     }
-    entry.update(overrides)
-    return entry
+    return site_entry("GRAM_fork", "gram", values["GRAM_CONTACT"], site, options, **overrides)
 
 
 def test_gram_entry_runs_a_users_job(
@@ -98,14 +102,7 @@ def test_gram_proxy_renewal_reaches_the_job_manager(
     shutil.copy(gram_site["X509_USER_PROXY"], proxy)
     site = f"{setup.name}-GRAMcred"
     pilot = dict(QUICK_PILOT, idle_timeout_s=120)
-    setup.entries = [
-        gram_entry(
-            site,
-            gram_site,
-            pilot=pilot,
-            options={**gram_entry(site, gram_site)["options"], "proxy": str(proxy)},
-        )
-    ]  # type: ignore[dict-item]
+    setup.entries = [gram_entry(site, gram_site, str(proxy), pilot=pilot)]
     factory = setup.factory(credential={"proxy": str(proxy)})
     try:
         factory.cycle()
@@ -183,21 +180,12 @@ def test_gram_two_phase_commit_survives_a_crash(
 def arc_entry(
     site: str, values: dict[str, str], proxy: str | None = None, **overrides: object
 ) -> dict[str, object]:
-    entry: dict[str, object] = {
-        "name": "ARC_slurm",
-        "gridtype": "arc",
-        "gatekeeper": values["ARC_URL"],
-        "attributes": {"GLIDEIN_Site": site, "GLIDEIN_CPUS": 1, "GLIDEIN_Max_Walltime": 600},
-        "allowed_frontends": ["fe1"],
-        "pilot": dict(QUICK_PILOT),
-        "options": {
-            "proxy": proxy or values["X509_USER_PROXY"],
-            "ca": values["ARC_CA"],
-            "queue": values["ARC_QUEUE"],
-        },
+    options = {
+        "proxy": proxy or values["X509_USER_PROXY"],
+        "ca": values["ARC_CA"],
+        "queue": values["ARC_QUEUE"],
     }
-    entry.update(overrides)
-    return entry
+    return site_entry("ARC_slurm", "arc", values["ARC_URL"], site, options, **overrides)
 
 
 def test_arc_entry_runs_a_users_job(
@@ -246,18 +234,9 @@ def test_arc_delegation_is_renewed_with_the_proxy(
 def cream_entry(
     site: str, values: dict[str, str], proxy: str | None = None, **overrides: object
 ) -> dict[str, object]:
-    entry: dict[str, object] = {
-        "name": "CREAM_standin",
-        "gridtype": "cream",
-        "gatekeeper": values["CREAM_URL"],
-        "attributes": {"GLIDEIN_Site": site, "GLIDEIN_CPUS": 1, "GLIDEIN_Max_Walltime": 600},
-        "submit_extras": 'VirtualOrganisation = "{{ GLIDEIN_Site }}"',
-        "allowed_frontends": ["fe1"],
-        "pilot": dict(QUICK_PILOT),
-        "options": {"proxy": proxy or values["X509_USER_PROXY"], "ca": values["CREAM_CA"]},
-    }
-    entry.update(overrides)
-    return entry
+    options = {"proxy": proxy or values["X509_USER_PROXY"], "ca": values["CREAM_CA"]}
+    overrides.setdefault("submit_extras", 'VirtualOrganisation = "{{ GLIDEIN_Site }}"')
+    return site_entry("CREAM_standin", "cream", values["CREAM_URL"], site, options, **overrides)
 
 
 def test_cream_entry_runs_a_users_job(
