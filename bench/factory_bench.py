@@ -54,7 +54,15 @@ def _adapter(
 
 def against(name: str, ours: float, raw: float, label: str, count: int) -> Result:
     """Our rate, with the raw client's rate from the same run as the anchor; target >= 0.9x."""
-    return result(name, ours, "jobs/s", f">= {0.9 * raw:.2f}", anchor=round(raw, 3), anchor_label=label, notes={"ratio": round(ours / raw, 3), "jobs": count})
+    return result(
+        name,
+        ours,
+        "jobs/s",
+        f">= {0.9 * raw:.2f}",
+        anchor=round(raw, 3),
+        anchor_label=label,
+        notes={"ratio": round(ours / raw, 3), "jobs": count},
+    )
 
 
 def _specs(count: int, prefix: str) -> list[GlideinSpec]:
@@ -112,7 +120,15 @@ def gram(count: int, work: Path) -> list[Result]:
     finally:
         adapter.close()  # type: ignore[attr-defined]
         stop_gass_servers([work / "gram"])
-    return [against("factory gram submissions (adapter, 2-phase)", ours, raw_rate, "raw globusrun -b, 4 parallel", count)]
+    return [
+        against(
+            "factory gram submissions (adapter, 2-phase)",
+            ours,
+            raw_rate,
+            "raw globusrun -b, 4 parallel",
+            count,
+        )
+    ]
 
 
 def slurm(count: int, work: Path) -> list[Result]:

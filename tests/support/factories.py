@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -162,6 +163,29 @@ class FactorySetup:
         )
         ad = glideclient_ad(ads[0], frontend, group, PilotRequest(idle, max_glideins, **more), pilot_token)
         client.advertise(p.AdType.GlideClient.value, [ad])
+
+    def copy_proxy(self, source: str) -> Path:
+        """The factory's own copy of a site's proxy (renewal tests replace it)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        proxy = self.directory / "factory-proxy.pem"
+        shutil.copy(source, proxy)
+        return proxy
+
+    def one_running(self, factory: Factory, entry: str, native: str = "", timeout: float = 90) -> Any:
+        """Ask for one glidein at ``entry`` and cycle until it runs (or shows ``native``)."""
+        self.request(entry, idle=1, max_glideins=1)
+
+        def running() -> Any:
+            return next(
+                (
+                    g
+                    for g in factory.journal.live(entry)
+                    if (g.native == native if native else g.state.value == "running")
+                ),
+                None,
+            )
+
+        return cycle_until(factory, running, timeout=timeout)
 
     def journal(self) -> Journal:
         return Journal(self.state_dir / "journal.sqlite")

@@ -95,27 +95,18 @@ def test_gram_entry_runs_a_users_job(
 def test_gram_proxy_renewal_reaches_the_job_manager(
     setup: FactorySetup, pool: RunningPool, gram_site: dict[str, str]
 ) -> None:
-    import shutil
-
-    proxy = setup.directory / "factory-proxy.pem"
-    setup.directory.mkdir(parents=True, exist_ok=True)
-    shutil.copy(gram_site["X509_USER_PROXY"], proxy)
+    proxy = setup.copy_proxy(gram_site["X509_USER_PROXY"])
     site = f"{setup.name}-GRAMcred"
     pilot = dict(QUICK_PILOT, idle_timeout_s=120)
     setup.entries = [gram_entry(site, gram_site, str(proxy), pilot=pilot)]
     factory = setup.factory(credential={"proxy": str(proxy)})
     try:
         factory.cycle()
-        setup.request("GRAM_fork", idle=1, max_glideins=1)
-        glidein = cycle_until(
-            factory,
-            lambda: next((g for g in factory.journal.live("GRAM_fork") if g.state.value == "running"), None),
-            timeout=60,
-        )
+        glidein = setup.one_running(factory, "GRAM_fork")
         first = glidein.credential
         assert first  # the proxy it was submitted with
         renewed = run_site_script("gram", "proxy", "24:00")
-        shutil.copy(renewed["X509_USER_PROXY"], proxy)
+        proxy.write_bytes(Path(renewed["X509_USER_PROXY"]).read_bytes())
         cycle_until(
             factory, lambda: factory.journal.get(glidein.glidein_id).credential not in ("", first), timeout=60
         )  # type: ignore[union-attr]
@@ -198,27 +189,18 @@ def test_arc_entry_runs_a_users_job(
 def test_arc_delegation_is_renewed_with_the_proxy(
     setup: FactorySetup, pool: RunningPool, arc_site: dict[str, str]
 ) -> None:
-    import shutil
-
-    setup.directory.mkdir(parents=True, exist_ok=True)
-    proxy = setup.directory / "factory-proxy.pem"
-    shutil.copy(arc_site["X509_USER_PROXY"], proxy)
+    proxy = setup.copy_proxy(arc_site["X509_USER_PROXY"])
     site = f"{setup.name}-ARCcred"
     setup.entries = [arc_entry(site, arc_site, str(proxy), pilot=dict(QUICK_PILOT, idle_timeout_s=120))]
     factory = setup.factory(credential={"proxy": str(proxy)})
     try:
         factory.cycle()
-        setup.request("ARC_slurm", idle=1, max_glideins=1)
-        glidein = cycle_until(
-            factory,
-            lambda: next((g for g in factory.journal.live("ARC_slurm") if g.state.value == "running"), None),
-            timeout=90,
-        )
+        glidein = setup.one_running(factory, "ARC_slurm")
         adapter = factory.adapters["ARC_slurm"]
         delegation_id = adapter.delegation()  # type: ignore[attr-defined]
         before = adapter.request("POST", f"/delegations/{delegation_id}", params={"action": "get"}).text  # type: ignore[attr-defined]
         renewed = run_site_script("arc", "proxy", "24h")
-        shutil.copy(renewed["X509_USER_PROXY"], proxy)
+        proxy.write_bytes(Path(renewed["X509_USER_PROXY"]).read_bytes())
         cycle_until(
             factory,
             lambda: factory.journal.get(glidein.glidein_id).credential != glidein.credential,
@@ -256,12 +238,7 @@ def test_cream_lease_expiry_removes_the_jobs_of_a_silent_factory(
     setup.entries = [entry]
     factory = setup.factory()
     factory.cycle()
-    setup.request("CREAM_standin", idle=1, max_glideins=1)
-    glidein = cycle_until(
-        factory,
-        lambda: next((g for g in factory.journal.live("CREAM_standin") if g.state.value == "running"), None),
-        timeout=60,
-    )
+    glidein = setup.one_running(factory, "CREAM_standin")
     setup.request("CREAM_standin", idle=0, max_glideins=0)
     time.sleep(6)  # the factory is silent: nobody renews the lease, the CE cancels and purges the job
     adapter = factory.adapters["CREAM_standin"]
@@ -272,13 +249,9 @@ def test_cream_lease_expiry_removes_the_jobs_of_a_silent_factory(
 def test_cream_held_glideins_are_resumed_and_proxies_renewed(
     setup: FactorySetup, pool: RunningPool, cream_site: dict[str, str]
 ) -> None:
-    import shutil
-
     from tests.support.proxies import GridCredentials
 
-    setup.directory.mkdir(parents=True, exist_ok=True)
-    proxy = setup.directory / "factory-proxy.pem"
-    shutil.copy(cream_site["X509_USER_PROXY"], proxy)
+    proxy = setup.copy_proxy(cream_site["X509_USER_PROXY"])
     site = f"{setup.name}-CREAMheld"
     setup.entries = [
         cream_entry(
@@ -292,14 +265,7 @@ def test_cream_held_glideins_are_resumed_and_proxies_renewed(
     factory = setup.factory(credential={"proxy": str(proxy)})
     try:
         factory.cycle()
-        setup.request("CREAM_standin", idle=1, max_glideins=1)
-        glidein = cycle_until(
-            factory,
-            lambda: next(
-                (g for g in factory.journal.live("CREAM_standin") if g.native == "REALLY-RUNNING"), None
-            ),
-            timeout=60,
-        )
+        glidein = setup.one_running(factory, "CREAM_standin", native="REALLY-RUNNING")
         adapter = factory.adapters["CREAM_standin"]
         adapter.jobs("JobSuspend", [glidein.site_id])  # type: ignore[attr-defined]  # the site's admin holds it
         cycle_until(factory, lambda: factory.journal.get(glidein.glidein_id).releases == 1, timeout=30)  # type: ignore[union-attr]
