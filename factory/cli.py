@@ -11,7 +11,6 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import yaml
 from factory.config import ConfigError, FactoryConfig, load_factory_config
 from factory.journal import Journal
 from updraft.errors import UpdraftError, UsageError
+from updraft.service import read_json, signal_reload
 from updraft.tables import render_table
 
 CONFIG_ENV = "UPDRAFT_FACTORY_CONFIG"
@@ -58,10 +58,7 @@ def _journal(state_dir: Path) -> Journal:
 
 
 def _status(state_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((state_dir / "status.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    return read_json(state_dir / "status.json")
 
 
 def _when(stamp: float | None) -> str:
@@ -122,28 +119,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_reconfig(args: argparse.Namespace) -> int:
     path = _config_path(args)
     config = load_factory_config(path)  # refuse here first: the operator sees the error at once
-    state_dir = config.resolve(config.state_dir)
-    try:
-        pid = int((state_dir / "factory.pid").read_text())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        raise UpdraftError(
-            f"factory {config.name} is not running (no live pid in {state_dir / 'factory.pid'})"
-        ) from None
-    before = time.time()
-    os.kill(pid, signal.SIGHUP)
-    deadline = time.monotonic() + args.timeout
-    while time.monotonic() < deadline:
-        status = _status(state_dir)
-        if status.get("config_loaded", 0) > before:
-            print(f"factory {config.name} (pid {pid}) reloaded {path}: {len(config.entries)} entries")
-            return 0
-        if status.get("config_error") and status.get("config_error_at", 0) > before:
-            raise UpdraftError(f"factory {config.name} refused the new config: {status['config_error']}")
-        time.sleep(0.2)
-    raise UpdraftError(
-        f"factory {config.name} (pid {pid}) did not confirm the reload within {args.timeout:.0f} s"
+    message = signal_reload(
+        config.resolve(config.state_dir), "factory.pid", "status.json", f"factory {config.name}", args.timeout
     )
+    print(f"{message} from {path}: {len(config.entries)} entries")
+    return 0
 
 
 # -- entries ----------------------------------------------------------------------------------

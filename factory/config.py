@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from updraft.configfile import ConfigError, Source, build_model, load_yaml, suggest
+from updraft.service import PoolSettings as ServicePoolSettings
 
 REMOVE_POLICIES = ("NO", "WAIT", "IDLE", "ALL")
 
@@ -120,11 +121,8 @@ class EntryConfig:
 
 
 @dataclass
-class PoolSettings:
-    url: str = ""  # default: UPDRAFT_POOL or the local pool's pool.json
+class PoolSettings(ServicePoolSettings):
     pilot_url: str = ""  # the pool as glideins reach it (default: url)
-    token_file: str = ""  # a token with scope factory
-    ca_file: str = ""
 
 
 @dataclass

@@ -10,10 +10,8 @@ go on.  SIGHUP reloads the config (refused if invalid), SIGTERM stops after the 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
-import signal
 import threading
 import time
 from collections import Counter
@@ -25,7 +23,6 @@ from typing import Any
 from factory.adapters import ADAPTERS
 from factory.adapters.base import Runner, SiteAdapter, run_argv
 from factory.config import ConfigError, EntryConfig, FactoryConfig, build_entry, load_factory_config
-from factory.errors import FactoryError
 from factory.journal import Journal
 from factory.limits import Counts, Request, plan
 from factory.requests import Rejected, client_ad, factory_ad, read_requests
@@ -43,8 +40,9 @@ from factory.tracking import (
     renew_credentials,
 )
 from updraft.metrics import Exposition
+from updraft.service import ServiceLoop, renew_token, service_client, write_json_atomically
 from userpool import protocol as p
-from userpool.client import Client, ClientError, PoolUnreachable, token_claims
+from userpool.client import Client, ClientError, PoolUnreachable
 from userpool.sealed import KeyPair
 
 log = logging.getLogger("updraft.factory")
@@ -78,22 +76,12 @@ class EntryHealth:
 
 
 def pool_client(config: FactoryConfig) -> Client:
-    token_file = str(config.resolve(config.pool.token_file)) if config.pool.token_file else None
-    client = Client.from_environment(pool=config.pool.url or None, token_file=token_file)
-    if config.pool.ca_file:
-        client = Client(client.url, client.token, str(config.resolve(config.pool.ca_file)))
-    scopes = str(token_claims(client.token).get("scope", "")).split()
-    if "factory" not in scopes and "admin" not in scopes:
-        raise FactoryError(
-            "the factory's pool token needs scope factory: make one with "
-            f"'updraft token create --user {config.name} --scope factory -o factory.token' "
-            "and name it in pool.token_file"
-        )
-    return client
+    return service_client(config.pool, config.resolve, "factory", config.name)
 
 
-class Factory:
+class Factory(ServiceLoop):
     def __init__(self, config: FactoryConfig, run: Runner = run_argv, client: Client | None = None) -> None:
+        super().__init__()
         self.config = config
         self.state_dir = config.resolve(config.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -126,10 +114,7 @@ class Factory:
         self.config_loaded = time.time()
         self.config_error = ""
         self.config_error_at = 0.0
-        self.wake = threading.Event()
-        self.stopping = False
         self.draining = False
-        self.reload_requested = False
 
     # =========================================================================================
     # Start, reconfig, stop
@@ -279,29 +264,8 @@ class Factory:
             time.sleep(0.2)
         return len(self.journal.live())
 
-    def run_forever(self) -> None:
-        def on_hup(_signum: int, _frame: Any) -> None:
-            self.reload_requested = True
-            self.wake.set()
-
-        def on_term(_signum: int, _frame: Any) -> None:
-            self.stopping = True
-            self.wake.set()
-
-        signal.signal(signal.SIGHUP, on_hup)
-        signal.signal(signal.SIGTERM, on_term)
-        signal.signal(signal.SIGINT, on_term)
-        while not self.stopping:
-            if self.reload_requested:
-                self.reload_requested = False
-                self.reconfig()
-            began = time.monotonic()
-            try:
-                self.cycle()
-            except Exception:  # a bug in one cycle must not stop the glideins from being tracked
-                log.exception("cycle failed")
-            self.wake.wait(max(0.0, self.config.cycle_s - (time.monotonic() - began)))
-            self.wake.clear()
+    def cycle_seconds(self) -> float:
+        return self.config.cycle_s
 
     # =========================================================================================
     # The cycle
@@ -468,21 +432,8 @@ class Factory:
                     table.pop(name, None)  # type: ignore[attr-defined]
 
     def _renew_token(self) -> None:
-        claims = token_claims(self.client.token)
-        expires, issued = claims.get("exp"), claims.get("iat")
-        if not isinstance(expires, (int, float)) or not isinstance(issued, (int, float)):
-            return
-        if expires - time.time() > (expires - issued) / 3:
-            return
-        try:
-            self.client.renew_token()
-        except (PoolUnreachable, ClientError) as exc:
-            log.warning("could not renew the factory's pool token: %s", exc)
-            return
-        if self.config.pool.token_file:
-            path = self.config.resolve(self.config.pool.token_file)
-            path.write_text(str(self.client.token) + "\n")
-        log.info("the factory's pool token was renewed")
+        token_file = self.config.resolve(self.config.pool.token_file) if self.config.pool.token_file else None
+        renew_token(self.client, token_file, "factory")
 
     # =========================================================================================
     # Advertising, status, metrics
@@ -562,10 +513,7 @@ class Factory:
             }
 
     def _write_status(self) -> None:
-        path = self.state_dir / STATUS_FILE
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(self.status(), indent=1, default=str))
-        temporary.replace(path)
+        write_json_atomically(self.state_dir / STATUS_FILE, self.status())
 
     def metrics(self) -> str:
         out = Exposition()

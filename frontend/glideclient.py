@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from userpool import protocol as p
 from userpool.sealed import new_request_key, seal
@@ -53,4 +54,37 @@ def glideclient_ad(
         ad[p.ATTR_REQ_PUBKEY_ID] = factory_ad[p.ATTR_PUBKEY_ID]
         ad[p.ATTR_REQ_ENC_KEY] = p.literal(sealed_key)
         ad[p.ENC_PARAM_PREFIX + "Token"] = p.literal(seal(key, token))
+    return ad
+
+
+def glideresource_ad(
+    factory_ad: Mapping[str, str], frontend: str, group: str, counts: Any, decision: Any
+) -> dict[str, str]:
+    """The frontend's view of one (entry, group) for monitoring: the numbers and what limited the request."""
+    entry = str(p.parse_literal(factory_ad[p.ATTR_ENTRY_NAME]))
+    factory = str(p.parse_literal(factory_ad[p.ATTR_FACTORY_NAME]))
+    prefix = "GlideClientMonitor"
+    ad = {
+        p.ATTR_NAME: p.literal(f"{entry}@{factory}@{frontend}.{group}"),
+        p.ATTR_REQ_ENTRY: p.literal(entry),
+        p.ATTR_REQ_FACTORY: p.literal(factory),
+        p.ATTR_CLIENT_NAME: p.literal(f"{frontend}.{group}"),
+        p.ATTR_FRONTEND_NAME: p.literal(frontend),
+        p.ATTR_GROUP_NAME: p.literal(group),
+        p.ATTR_GLIDEIN_SITE: factory_ad.get(p.ATTR_GLIDEIN_SITE, p.literal("")),
+        f"{prefix}JobsIdle": p.literal(round(float(counts.idle_jobs), 3)),
+        f"{prefix}JobsOldIdle": p.literal(round(float(counts.old_idle_jobs), 3)),
+        f"{prefix}JobsRunning": p.literal(round(float(counts.running_jobs), 3)),
+        f"{prefix}GlideinsQueued": p.literal(int(counts.glideins_queued)),
+        f"{prefix}GlideinsRunning": p.literal(int(counts.glideins_running)),
+        f"{prefix}GlideinsHeld": p.literal(int(counts.glideins_held)),
+        f"{prefix}PilotsIdle": p.literal(int(counts.idle_slots)),
+        f"{prefix}PilotsBusy": p.literal(int(counts.busy_slots)),
+        f"{prefix}PilotsFailed": p.literal(int(counts.failed_pilots)),
+        f"{prefix}RequestedIdle": p.literal(int(decision.idle)),
+        f"{prefix}RequestedMaxRun": p.literal(int(decision.max_run)),
+        f"{prefix}RemoveExcess": p.literal(decision.remove),
+        f"{prefix}LimitsTriggered": p.literal(", ".join(f"{k} ({v})" for k, v in decision.limits.items())),
+        f"{prefix}CurbsTriggered": p.literal(", ".join(f"{k} ({v})" for k, v in decision.curbs.items())),
+    }
     return ad

@@ -174,7 +174,8 @@ class Pilot:
             p.ATTR_GLIDEIN_ENTRY: p.literal(self.config.entry),
             p.ATTR_GLIDEIN_FACTORY: p.literal(self.config.factory),
             p.ATTR_GLIDEIN_NAME: p.literal(self.config.glidein_name),
-            "GLIDEIN_Client": p.literal(self.config.frontend),
+            p.ATTR_GLIDEIN_CLIENT: p.literal(self.config.frontend),
+            p.ATTR_GLIDEIN_CLIENT_GROUP: p.literal(self.config.group),
             "Machine": p.literal(self.host),
             "FailedCheck": p.literal(failed.name),
             "FailureType": p.literal(failed.failure_type),
@@ -268,7 +269,7 @@ class Pilot:
                 "Activity": p.literal("Busy" if claims else "Idle"),
                 "JobsRunning": str(len(claims)),
                 "TotalJobStarts": str(self.jobs["started"]),
-                "PilotState": p.literal(self.state.value),
+                p.ATTR_PILOT_STATE: p.literal(self.state.value),
             }
         )
         accepting = self._accepting() and free["cpus"] > 0

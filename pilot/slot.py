@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from userpool.protocol import (
+    ATTR_GLIDEIN_CLIENT,
+    ATTR_GLIDEIN_CLIENT_GROUP,
     ATTR_GLIDEIN_ENTRY,
     ATTR_GLIDEIN_FACTORY,
     ATTR_GLIDEIN_NAME,
@@ -91,8 +93,8 @@ def base_ad(
         ATTR_GLIDEIN_NAME: literal(config.glidein_name),
         ATTR_GLIDEIN_TO_RETIRE: str(to_retire),
         ATTR_GLIDEIN_TO_DIE: str(to_die),
-        "GLIDEIN_Client": literal(config.frontend),
-        "GLIDEIN_Client_Group": literal(config.group),
+        ATTR_GLIDEIN_CLIENT: literal(config.frontend),
+        ATTR_GLIDEIN_CLIENT_GROUP: literal(config.group),
         "Arch": literal(_arch()),
         "OpSys": literal("LINUX"),
         "HasGlexec": literal(has_glexec),

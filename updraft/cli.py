@@ -214,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     from factory.cli import add_commands as add_factory_commands
 
     add_factory_commands(nouns)
+    from frontend.cli import add_commands as add_frontend_commands
+
+    add_frontend_commands(nouns)
 
     events = nouns.add_parser("events", help="the pool's event log (JSON lines)")
     events.add_argument("--pool")

@@ -26,6 +26,7 @@ from userpool.errors import BadRequest, Forbidden, NotFound, PoolError, TooLarge
 from userpool.pool import Pool
 from userpool.protocol import AdType, Scope
 from userpool.sandbox import check_digest
+from userpool.summary import summarize
 from userpool.tokens import Identity, parse_scopes
 
 MAX_JSON_BODY = 512 << 20
@@ -106,6 +107,11 @@ def build_app(pool: Pool) -> FastAPI:
     @app.post(p.JOBS_QUERY)
     async def query(who: Who, body: p.QueryRequest) -> Response:
         return FastJSON(pool_query(pool, body))
+
+    @app.post(p.JOBS_SUMMARY)
+    async def summary(who: Who, body: p.SummaryRequest) -> Response:
+        result = summarize(pool.schedd.queue, body)
+        return FastJSON(result.to_dict())
 
     @app.post(p.JOBS_ACT)
     async def act(who: Who, body: p.ActRequest) -> p.ActResult:

@@ -70,6 +70,7 @@ class Client:
             raise PoolUnreachable(f"pool address {url!r} is not an http(s) URL")
         self.url = url.rstrip("/")
         self.token = token
+        self.ca_file = ca_file
         self.timeout = timeout
         self.transport = make_transport(self.url, ca_file, transport)
 
@@ -173,6 +174,9 @@ class Client:
     def query(self, request: p.QueryRequest, history: bool = False) -> p.QueryResult:
         data = self.call("POST", p.HISTORY_QUERY if history else p.JOBS_QUERY, request)
         return p.QueryResult(data["ads"], data.get("totals"))
+
+    def summary(self, request: p.SummaryRequest, timeout: float | None = None) -> p.SummaryResult:
+        return p.SummaryResult.from_dict(self.call("POST", p.JOBS_SUMMARY, request, timeout=timeout))
 
     def act(self, request: p.ActRequest) -> p.ActResult:
         return p.ActResult.from_dict(self.call("POST", p.JOBS_ACT, request))

@@ -29,6 +29,7 @@ PING = "/v1/ping"
 CLUSTERS = "/v1/clusters"  # POST: reserve the next cluster id (condor_submit needs it for $(Cluster))
 JOBS = "/v1/jobs"  # POST: submit one cluster
 JOBS_QUERY = "/v1/jobs/query"
+JOBS_SUMMARY = "/v1/jobs/summary"  # POST: counts by status grouped by attribute texts (the frontend's view)
 JOBS_ACT = "/v1/jobs/act"
 JOBS_ANALYZE = "/v1/jobs/analyze"
 JOBS_EDIT = "/v1/jobs/edit"
@@ -192,6 +193,19 @@ ATTR_GLIDEIN_NAME = "GLIDEIN_Name"
 ATTR_GLIDEIN_TO_RETIRE = "GLIDEIN_ToRetire"
 ATTR_GLIDEIN_TO_DIE = "GLIDEIN_ToDie"
 ATTR_DESIRED_SITES = "DESIRED_Sites"
+ATTR_GLIDEIN_CLIENT = "GLIDEIN_Client"  # the frontend a pilot serves
+ATTR_GLIDEIN_CLIENT_GROUP = "GLIDEIN_Client_Group"  # ... and its group
+ATTR_PILOT_STATE = "PilotState"  # the pilot's own state (validating, idle, busy, retiring...)
+# the frontend's overflow (the only job attributes a frontend may edit, see pool.yaml frontend_editable)
+ATTR_DESIRED_SITES_ORIG = "DESIRED_Sites_Orig"
+ATTR_OVERFLOWED = "Overflowed"
+ATTR_OVERFLOW_TIME = "OverflowTime"
+ATTR_OVERFLOW_HOME_SITES = "OverflowHomeSites"
+ATTR_ALLOW_OVERFLOW = "AllowOverflow"  # a job that says false is never overflowed
+# where a running job's pilot came from (recorded by the pool at match time)
+ATTR_MATCH_ENTRY = "MATCH_EXP_JOB_GLIDEIN_Entry_Name"
+ATTR_MATCH_FACTORY = "MATCH_EXP_JOB_GLIDEIN_Factory"
+ATTR_MATCH_SITE = "MATCH_EXP_JOB_GLIDEIN_Site"
 
 # -- factory <-> frontend exchange (through the collector, as in glideinWMS) -----------------------
 # glidefactory ads (one per entry, Name "<entry>@<factory>")
@@ -468,6 +482,36 @@ class QueryRequest(_Payload):
 
 
 @dataclasses.dataclass(frozen=True)
+class SummaryRequest(_Payload):
+    """Jobs counted, not listed: grouped by the texts of ``group_by``, per status.
+
+    Idle jobs that entered their status more than ``old_idle_s`` seconds ago are also
+    counted as old idle.  A frontend with a million idle jobs reads a few hundred rows.
+    """
+
+    constraint: str = ""
+    group_by: list[str] = dataclasses.field(default_factory=list)
+    old_idle_s: float = 600.0
+
+
+@dataclasses.dataclass(frozen=True)
+class SummaryRow(_Payload):
+    key: list[Any]  # the attribute texts, in group_by order (None: undefined)
+    idle: int = 0
+    old_idle: int = 0
+    running: int = 0
+    held: int = 0
+    other: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class SummaryResult(_Payload):
+    rows: list[SummaryRow]
+    jobs: int = 0
+    time: float = 0.0  # the pool's clock when it counted
+
+
+@dataclasses.dataclass(frozen=True)
 class QueryResult(_Payload):
     ads: list[dict[str, str]]
     totals: dict[str, int] | None = None
@@ -648,6 +692,7 @@ _NESTED: dict[tuple[str, str], Any] = {
     ("Match", "inputs"): SandboxFile,
     ("PollResult", "matches"): Match,
     ("PollResult", "commands"): Command,
+    ("SummaryResult", "rows"): SummaryRow,
 }
 
 

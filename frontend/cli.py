@@ -1,0 +1,327 @@
+"""`updraft frontend ...`: run it, check a config, reload it, and see why it asked for what it asked."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from frontend.config import FrontendConfig, GroupConfig, load_frontend_config
+from updraft.errors import UpdraftError, UsageError
+from updraft.service import signal_reload
+from updraft.tables import render_table
+from userpool import classads
+from userpool import protocol as p
+
+CONFIG_ENV = "UPDRAFT_FRONTEND_CONFIG"
+
+
+def _config(args: argparse.Namespace) -> FrontendConfig:
+    given = getattr(args, "config", None) or os.environ.get(CONFIG_ENV)
+    if not given:
+        raise UsageError(f"say which frontend: --config FILE (or set {CONFIG_ENV})")
+    return load_frontend_config(Path(given))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from frontend.loop import Frontend
+
+    config = _config(args)
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if config.log_dir:
+        log_dir = config.resolve(config.log_dir)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_dir / "frontend.log"))
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s", handlers=handlers
+    )
+    frontend = Frontend(config)
+    frontend.start()
+    print(
+        f"frontend {config.name} running (pid {os.getpid()}), {len(config.groups)} group(s)",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        if args.once:
+            frontend.cycle()
+        else:
+            frontend.run_forever()
+    finally:
+        frontend.stop()
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = load_frontend_config(Path(args.file))
+    if args.json:
+        import dataclasses
+
+        print(json.dumps(dataclasses.asdict(config), indent=2, default=str))
+        return 0
+    groups = ", ".join(f"{g.name} (matches on {', '.join(g.job_refs) or 'nothing'})" for g in config.groups)
+    print(f"{args.file}: OK: frontend {config.name}, {len(config.groups)} group(s): {groups}")
+    return 0
+
+
+def cmd_reconfig(args: argparse.Namespace) -> int:
+    config = _config(args)  # refused here first, with the line
+    print(
+        signal_reload(
+            config.resolve(config.state_dir),
+            "frontend.pid",
+            "status.json",
+            f"frontend {config.name}",
+            args.timeout,
+        )
+    )
+    return 0
+
+
+# -- explain ------------------------------------------------------------------------------------
+def _records(args: argparse.Namespace, config: FrontendConfig) -> dict[str, Any]:
+    from frontend.loop import Frontend, explain_data, load_explain
+
+    if args.dry_run:
+        frontend = Frontend(config)
+        return explain_data(frontend.cycle(advertise=False), time.time())
+    data = load_explain(config.resolve(config.state_dir))
+    if not data:
+        raise UpdraftError(
+            "no cycle recorded yet: is the frontend running? (or use --dry-run to compute one now)"
+        )
+    return data
+
+
+def _limits_text(decision: dict[str, Any]) -> str:
+    parts = [f"limit {k}" for k in decision["limits"]] + [f"curb {k}" for k in decision["curbs"]]
+    if decision["remove"] != "NO":
+        parts.append(f"remove {decision['remove']}")
+    return ", ".join(parts)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if args.job:
+        return explain_job(config, args.job, args.group)
+    data = _records(args, config)
+    groups = data["groups"]
+    if args.group:
+        if args.group not in groups:
+            raise UsageError(f"no group {args.group!r} (groups: {', '.join(groups)})")
+        groups = {args.group: groups[args.group]}
+    if args.json:
+        print(json.dumps({"time": data["time"], "groups": groups}, indent=2, default=str))
+        return 0
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(data["time"]))
+    print(f"frontend {config.name}, cycle of {stamp}")
+    for name, group in groups.items():
+        entries = group["entries"]
+        if args.entry:
+            entries = {k: v for k, v in entries.items() if k == args.entry or k.split("@")[0] == args.entry}
+            if not entries:
+                raise UsageError(
+                    f"group {name} has no entry {args.entry!r} (entries: {', '.join(group['entries'])})"
+                )
+        state = (
+            "data complete"
+            if group["complete"]
+            else "INCOMPLETE data, last requests kept: " + "; ".join(group["errors"].values())
+        )
+        unmatched = group.get("unmatched") or {}
+        print(
+            f"\ngroup {name}: {state}; idle jobs matching no usable entry: {unmatched.get('idle', 0)} (only entries in downtime: {unmatched.get('down_only', 0)})"
+        )
+        overflow = group.get("overflow")
+        if overflow and (overflow["widened"] or overflow["held_back"] or overflow["overflowing"]):
+            print(
+                f"  overflow: widened now {overflow['widened']}; overflowing per home site {overflow['overflowing']}; held back {overflow['held_back']}"
+            )
+        rows = []
+        for entry_name, record in entries.items():
+            counts, decision = record["counts"], record["decision"]
+            rows.append([
+                entry_name + (" (down)" if record["down"] else ""), record["site"], f"{counts['idle_jobs']:g}", f"{counts['old_idle_jobs']:g}",
+                f"{counts['running_jobs']:g}", counts["glideins_queued"] + counts["idle_slots"], counts["glideins_running"],
+                counts["failed_pilots"], decision["idle"], decision["max_run"], record["quiet_cycles"], _limits_text(decision),
+            ])  # fmt: skip
+        headers = [
+            "ENTRY",
+            "SITE",
+            "IDLE JOBS",
+            "OLD IDLE",
+            "RUNNING",
+            "IDLE PILOTS",
+            "GLIDEINS RUN",
+            "FAILED",
+            "REQ IDLE",
+            "MAX RUN",
+            "QUIET",
+            "LIMITS / CURBS",
+        ]
+        print(render_table(headers, rows, right=tuple(range(2, 11))))
+        if args.entry:
+            for entry_name, record in entries.items():
+                decision = record["decision"]
+                print(f"\n  {entry_name}:")
+                for step in decision["steps"]:
+                    print(f"    {step}")
+                print("    headroom: " + ", ".join(f"{k} {v}" for k, v in decision["headroom"].items()))
+                for kind, table in (("limit", decision["limits"]), ("curb", decision["curbs"])):
+                    for key, value in table.items():
+                        print(f"    {kind} {key}: {value}")
+    return 0
+
+
+def explain_job(config: FrontendConfig, job_id: str, only_group: str | None) -> int:
+    """Which entries one job matches, and for each other entry the clause that said no."""
+    from frontend.matching import entries_from_ads
+    from updraft.service import service_client
+
+    client = service_client(config.pool, config.resolve, "frontend", config.name, config.query_timeout_s)
+    p.parse_job_id(job_id)
+    ads = client.query(p.QueryRequest("", [], [job_id])).ads
+    if not ads:
+        raise UpdraftError(f"job {job_id} is not in the queue")
+    job = ads[0]
+    entries = entries_from_ads(client.query_ads(p.AdType.GlideFactory.value), config)
+    job_ad = classads.build(job)
+    cpus = classads.int_of(job.get("RequestCpus"), 1)
+    groups = [g for g in config.groups if g.enabled and (not only_group or g.name == only_group)]
+    print(
+        f"job {job_id}: status {p.JobStatus(int(job.get('JobStatus', '1'))).name}, {cpus} core(s), DESIRED_Sites {job.get(p.ATTR_DESIRED_SITES, 'undefined')}"
+    )
+    for group in groups:
+        if not classads.is_true(classads.evaluate(group.job_constraint, job_ad)):
+            print(
+                f"\ngroup {group.name}: not for this group (job_constraint {group.job_constraint} is not true)"
+            )
+            continue
+        matched, refused = [], []
+        for entry in entries:
+            why = _why_not(group, entry, job_ad, cpus)
+            (refused if why else matched).append((entry, why))
+        usable = [e for e, _ in matched if not e.down]
+        print(
+            f"\ngroup {group.name}: matches {len(matched)} entr{'y' if len(matched) == 1 else 'ies'}"
+            + (f", counts 1/{len(usable)} to each of those up" if usable else "")
+        )
+        for entry, _ in matched:
+            print(
+                f"  yes  {entry.name} ({entry.site})"
+                + ("  -- in downtime: no pilots asked" if entry.down else "")
+            )
+        for entry, why in refused:
+            print(f"  no   {entry.name} ({entry.site}): {why}")
+    return 0
+
+
+def _why_not(group: GroupConfig, entry: Any, job_ad: Any, cpus: int) -> str:
+    if group.factory_constraint.strip().lower() not in ("", "true") and not classads.is_true(
+        classads.evaluate(group.factory_constraint, entry.ad)
+    ):
+        return f"the group's factory_constraint excludes it ({group.factory_constraint})"
+    if entry.cpus and cpus > entry.cpus:
+        return f"the job needs {cpus} cores, the entry's pilots have {entry.cpus}"
+    if classads.is_true(classads.evaluate(group.match_expr, job_ad, entry.ad)):
+        return ""
+    for clause in classads.split_conjunction(group.match_expr):
+        if not classads.is_true(classads.evaluate(clause, job_ad, entry.ad)):
+            own, target = classads.references(clause)
+            values = [f"MY.{n} = {classads.format_value(classads.evaluate(n, job_ad))}" for n in sorted(own)]
+            values += [
+                f"TARGET.{n} = {classads.format_value(classads.evaluate(n, entry.ad))}"
+                for n in sorted(target)
+            ]
+            return f"{clause} is not true  [{', '.join(values)}]"
+    return f"match_expr is not true ({group.match_expr})"
+
+
+# -- simulate -----------------------------------------------------------------------------------
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from frontend.simulate import compare, load_sites, load_workload, print_report, simulate
+
+    config = load_frontend_config(Path(args.config))
+    sites = load_sites(Path(args.sites))
+    workload = load_workload(Path(args.workload))
+    report = simulate(
+        config, sites, workload, hours=args.hours, cycle_s=args.cycle, seed=args.seed, progress=not args.json
+    )
+    other = None
+    if args.compare:
+        other = simulate(
+            load_frontend_config(Path(args.compare)),
+            sites,
+            workload,
+            hours=args.hours,
+            cycle_s=args.cycle,
+            seed=args.seed,
+            progress=not args.json,
+        )
+    if args.json:
+        print(
+            json.dumps(
+                {"config": report.to_dict(), **({"compare": other.to_dict()} if other else {})}, indent=2
+            )
+        )
+    elif other is not None:
+        compare(report, other, Path(args.config).name, Path(args.compare).name)
+    else:
+        print_report(report)
+    return 0
+
+
+def add_commands(nouns: Any) -> None:
+    frontend = nouns.add_parser("frontend", help="the VO frontend: pilot requests from the queue")
+    verbs = frontend.add_subparsers(dest="verb", required=True)
+
+    def verb(name: str, func: Any, help_text: str, config: bool = True) -> argparse.ArgumentParser:
+        parser = verbs.add_parser(name, help=help_text)
+        if config:
+            parser.add_argument("--config", "-c", help=f"the frontend's YAML config (default ${CONFIG_ENV})")
+        parser.set_defaults(func=func)
+        return parser
+
+    run = verb("run", cmd_run, "run the frontend in the foreground (SIGHUP reloads the config)")
+    run.add_argument("--once", action="store_true", help="one cycle, then stop")
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    check = verb("check", cmd_check, "validate a config file (file:line errors)", config=False)
+    check.add_argument("file")
+    check.add_argument("--json", action="store_true")
+    reconfig = verb("reconfig", cmd_reconfig, "make the running frontend reload its config (like SIGHUP)")
+    reconfig.add_argument("--timeout", type=float, default=60.0)
+    explain = verb(
+        "explain", cmd_explain, "the numbers behind each request, or why a job matches where it does"
+    )
+    explain.add_argument("--group")
+    explain.add_argument("--entry", help="an entry's name (entry or entry@factory): its steps and headroom")
+    explain.add_argument("--job", help="CLUSTER.PROC: which entries it matches, and why not the others")
+    explain.add_argument(
+        "--dry-run", action="store_true", help="compute a cycle now instead of reading the last one"
+    )
+    explain.add_argument("--json", action="store_true")
+    simulate = verbs.add_parser(
+        "simulate", help="run the request policy against simulated sites on a virtual clock"
+    )
+    simulate.add_argument("--config", "-c", required=True)
+    simulate.add_argument(
+        "--sites", required=True, help="YAML: sites with their entries, slots, queue waits, failure rates"
+    )
+    simulate.add_argument(
+        "--workload",
+        required=True,
+        help="YAML: batches of jobs (count, cores, runtime, desired sites, arrival)",
+    )
+    simulate.add_argument("--hours", type=float, default=24.0)
+    simulate.add_argument(
+        "--cycle", type=float, default=60.0, help="simulated seconds between frontend cycles"
+    )
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--compare", help="another frontend config to run on the same workload")
+    simulate.add_argument("--json", action="store_true")
+    simulate.set_defaults(func=cmd_simulate)

@@ -1,0 +1,245 @@
+"""The frontend's YAML config: groups, their matching, limits, removal and overflow.
+
+Every number glideinWMS hard-codes is a knob here, with glideinWMS's default as ours
+(frontend.xml: idle_glideins_per_entry max 100 reserve 5; idle_vms_per_entry max 100 curb
+5; idle_vms_total max 1000 curb 200; running_glideins_per_entry max 10000 min 0
+relative_to_queue 1.15; running_glideins_total max 100000 curb 90000; the same two
+totals over all groups; ramp_up_attenuation 3; old idle after 10 minutes).  One
+exception, on purpose: removal waits ``wait_cycles: 3`` cycles without demand (glideinWMS:
+0), because removing on one bad reading once drained a whole pool.
+
+Expressions are ClassAd text, checked here; nothing in the file is evaluated as Python.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from updraft.configfile import ConfigError, Source, build_model, load_yaml, suggest
+from userpool import classads
+
+REMOVAL_POLICIES = ("NO", "WAIT", "IDLE", "ALL")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_s(value: int | float | str) -> float:
+    """Seconds from 90, "90s", "30m", "6h" or "1d"."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if match is None:
+        raise ValueError(f"{value!r} is not a duration (use seconds, or 30m, 6h, 1d)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+@dataclass
+class MaxCurb:
+    max: int
+    curb: int
+
+    def check(self) -> str | None:
+        if self.max < 0 or self.curb < 0:
+            return "max and curb cannot be negative"
+        return None
+
+
+@dataclass
+class IdleGlideinsPerEntry:
+    """The idle glideins a group asks one entry for."""
+
+    max: int = 100  # the request never asks for more
+    reserve: int = 5  # extra asked for when jobs have been idle a long time (at most old idle / 3)
+    curb: int = 0  # halve the request when this many of our glideins wait in the site's queue (0: never)
+
+
+@dataclass
+class RunningGlideinsPerEntry:
+    max: int = 10000  # our glideins at the entry, queued or running: no more requests beyond this
+    min: int = 0  # the running maximum never goes below this, even with an empty queue
+    relative_to_queue: float = 1.15  # max running = (idle jobs - idle pilots + running jobs) x this + 1
+
+
+@dataclass
+class GroupLimits:
+    idle_glideins_per_entry: IdleGlideinsPerEntry = field(default_factory=IdleGlideinsPerEntry)
+    idle_slots_per_entry: MaxCurb = field(
+        default_factory=lambda: MaxCurb(100, 5)
+    )  # idle pilots: queued + idle in the pool
+    idle_slots_total: MaxCurb = field(default_factory=lambda: MaxCurb(1000, 200))
+    running_glideins_per_entry: RunningGlideinsPerEntry = field(default_factory=RunningGlideinsPerEntry)
+    running_glideins_total: MaxCurb = field(default_factory=lambda: MaxCurb(100000, 90000))
+
+
+@dataclass
+class GlobalLimits:
+    """Over every group of this frontend."""
+
+    idle_slots_total: MaxCurb = field(default_factory=lambda: MaxCurb(1000, 200))
+    running_glideins_total: MaxCurb = field(default_factory=lambda: MaxCurb(100000, 90000))
+
+
+@dataclass
+class Removal:
+    policy: str = "NO"  # NO | WAIT (unsubmitted) | IDLE (also queued at the site) | ALL (also running)
+    wait_cycles: int = 3  # consecutive cycles without demand, with complete data, before asking
+    margin: int = 0  # glideins kept on top of what the queue needs
+
+    def check(self) -> tuple[str, str] | None:
+        self.policy = self.policy.upper()
+        if self.policy not in REMOVAL_POLICIES:
+            return (
+                "policy",
+                f"must be one of {', '.join(REMOVAL_POLICIES)}{suggest(self.policy, REMOVAL_POLICIES)}",
+            )
+        if self.policy != "NO" and self.wait_cycles < 1:
+            return (
+                "wait_cycles",
+                "removal needs at least one cycle without demand (missing data never counts)",
+            )
+        if self.margin < 0:
+            return "margin", "cannot be negative"
+        return None
+
+
+@dataclass
+class Overflow:
+    """Jobs idle longer than ``after`` at their home sites may also run at these sites."""
+
+    after: Any = "6h"  # seconds or 30m / 6h / 1d
+    sites: Any = "any"  # {HomeSite: [OtherSite, ...]} or "any"
+    max_per_home_site: int = 0  # overflowed jobs reading from one home site at once (0: no bound)
+    after_s: float = field(default=0.0, init=False)
+
+    def check(self) -> tuple[str, str] | None:
+        try:
+            self.after_s = duration_s(self.after)
+        except ValueError as exc:
+            return "after", str(exc)
+        if self.sites != "any":
+            if not isinstance(self.sites, dict):
+                return "sites", 'expected a mapping {HomeSite: [OtherSite, ...]} or "any"'
+            for home, others in self.sites.items():
+                if not isinstance(others, list) or not all(isinstance(o, str) for o in others):
+                    return "sites", f"{home}: expected a list of site names"
+        if self.max_per_home_site < 0:
+            return "max_per_home_site", "cannot be negative"
+        return None
+
+    def targets(self, home: str, known_sites: set[str]) -> list[str]:
+        if self.sites == "any":
+            return sorted(known_sites - {home})
+        return list(self.sites.get(home, []))
+
+    def covers(self, home: str) -> bool:
+        return self.sites == "any" or home in self.sites
+
+
+@dataclass
+class PilotTokens:
+    lifetime_s: int = 6 * 3600  # the pilot renews it at a third of its life
+    renew_after_s: int = 0  # mint a new one after this (0: half the lifetime)
+
+
+@dataclass
+class GroupConfig:
+    name: str
+    enabled: bool = True
+    job_constraint: str = "true"  # which jobs of the queue this group provisions for
+    factory_constraint: str = "true"  # which entries it may use (evaluated on the glidefactory ad)
+    match_expr: str = "true"  # MY: the job, TARGET: the entry's glidefactory ad
+    start_expr: str = "true"  # added to the pilot's START (MY: the slot, TARGET: the job)
+    match_attrs: list[str] = field(
+        default_factory=list
+    )  # job attributes to group by (default: what match_expr reads)
+    limits: GroupLimits = field(default_factory=GroupLimits)
+    ramp_up_attenuation: float = 3.0
+    old_idle_s: float = 600.0
+    removal: Removal = field(default_factory=Removal)
+    idle_lifetime_s: int = (
+        0  # glideins idle in the site queue longer than this are removed by the factory (0: its own)
+    )
+    pilot_tokens: PilotTokens = field(default_factory=PilotTokens)
+    params: dict[str, str] = field(
+        default_factory=dict
+    )  # GlideinParam<Name>: GLIDEIN_Glexec_Use, GLIDEIN_Idle_Timeout...
+    overflow: Overflow | None = None
+    job_refs: list[str] = field(default_factory=list, init=False)  # the attributes the group reads from jobs
+
+    def check(self) -> tuple[str, str] | None:
+        for name in ("job_constraint", "factory_constraint", "match_expr", "start_expr"):
+            try:
+                classads.check(getattr(self, name), name)
+            except Exception as exc:
+                return name, f"not a ClassAd expression: {getattr(exc, 'message', exc)}"
+        for name in self.match_attrs:
+            if not classads.is_valid_attribute_name(name):
+                return "match_attrs", f"{name!r} is not an attribute name"
+        if self.ramp_up_attenuation < 1:
+            return "ramp_up_attenuation", "must be at least 1"
+        own, _target = classads.references(self.match_expr)
+        self.job_refs = (
+            sorted(set(self.match_attrs) | own) if not self.match_attrs else list(self.match_attrs)
+        )
+        return None
+
+
+@dataclass
+class PoolSettings:
+    url: str = ""  # default: UPDRAFT_POOL or the local pool's pool.json
+    token_file: str = ""  # a token with scope frontend, subject = this frontend's name
+    ca_file: str = ""
+
+
+@dataclass
+class FrontendConfig:
+    name: str
+    groups: list[GroupConfig]
+    pool: PoolSettings = field(default_factory=PoolSettings)
+    state_dir: str = "state"
+    log_dir: str = ""
+    cycle_s: float = 60.0
+    query_timeout_s: float = 30.0
+    advertise_lifetime_s: int = 0  # 0: five cycles
+    factories: list[str] = field(default_factory=list)  # factory names to use (empty: any that allows us)
+    limits: GlobalLimits = field(default_factory=GlobalLimits)
+    path: str = field(default="", init=False)
+
+    def check(self) -> tuple[str, str] | None:
+        if self.cycle_s <= 0:
+            return "cycle_s", "must be positive"
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
+            return "name", "letters, digits, '.', '_' and '-' only"
+        return None
+
+    def group(self, name: str) -> GroupConfig | None:
+        return next((g for g in self.groups if g.name == name), None)
+
+    def resolve(self, value: str) -> Path:
+        path = Path(os.path.expanduser(value))
+        return path if path.is_absolute() else Path(self.path).parent / path
+
+
+def load_frontend_config(path: Path | str) -> FrontendConfig:
+    path = Path(path)
+    data, lines = load_yaml(path)
+    source = Source(path, lines)
+    config: FrontendConfig = build_model(FrontendConfig, data, (), source)
+    config.path = str(path.resolve())
+    seen: set[str] = set()
+    for index, group in enumerate(config.groups):
+        if group.name in seen:
+            raise source.error(("groups", index, "name"), f"group {group.name!r} is defined twice")
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", group.name):
+            raise source.error(("groups", index, "name"), "letters, digits, '_' and '-' only")
+        seen.add(group.name)
+    if not config.groups:
+        raise source.error(("groups",), "a frontend needs at least one group")
+    return config
+
+
+__all__ = ["ConfigError", "FrontendConfig", "GroupConfig", "load_frontend_config"]

@@ -1,0 +1,413 @@
+"""The frontend process: each cycle, look at the queue, the pilots and the entries, and ask.
+
+A cycle:
+
+1. reads the entries (glidefactory ads) the factories offer this frontend;
+2. widens the DESIRED_Sites of jobs that waited too long (overflow), before counting;
+3. reads, in parallel and each with a bounded timeout: per group the idle jobs (grouped
+   by the match attributes) and the running jobs (by the entry they run at), the pilots in
+   the pool, the pilots that failed validation, and the factories' glidein counts;
+4. per (group, entry): the request (policy.decide), with removal only after several
+   cycles without demand; a group whose data is incomplete re-advertises its last requests
+   and asks nothing new — missing data is never "no demand";
+5. advertises one glideclient ad per (entry, group), with a short-lived pilot token sealed
+   to the entry's factory, and one glideresource ad with the numbers, and records them for
+   ``updraft frontend explain``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import Any
+
+from frontend.config import ConfigError, FrontendConfig, GroupConfig, load_frontend_config
+from frontend.glideclient import PilotRequest, glideclient_ad, glideresource_ad
+from frontend.matching import entries_from_ads, kinds_from_summary
+from frontend.overflow import OverflowReport, overflow
+from frontend.planner import GroupData, GroupRecord, Observation, Planner
+from updraft.metrics import Exposition
+from updraft.service import ServiceLoop, renew_token, service_client, write_json_atomically
+from userpool import classads
+from userpool import protocol as p
+from userpool.client import Client, ClientError, PoolUnreachable
+
+log = logging.getLogger("updraft.frontend")
+STATUS_FILE = "status.json"
+EXPLAIN_FILE = "explain.json"
+PID_FILE = "frontend.pid"
+
+
+class Frontend(ServiceLoop):
+    def __init__(self, config: FrontendConfig, client: Client | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.state_dir = config.resolve(config.state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.client = client or service_client(
+            config.pool, config.resolve, "frontend", config.name, config.query_timeout_s
+        )
+        self.local = threading.local()
+        self.executor = ThreadPoolExecutor(max_workers=6, thread_name_prefix="query")
+        self.planner = Planner()
+        self.tokens: dict[str, tuple[str, float]] = {}  # group -> (pilot token, when to mint a new one)
+        self.last_ads: dict[str, list[dict[str, str]]] = {}  # group -> its glideclient ads last cycle
+        self.advertised: dict[str, set[str]] = {
+            p.AdType.GlideClient.value: set(),
+            p.AdType.GlideResource.value: set(),
+        }
+        self.records: dict[str, GroupRecord] = {}
+        self.cycles = 0
+        self.last_cycle_s = 0.0
+        self.config_loaded = time.time()
+        self.config_error = ""
+        self.config_error_at = 0.0
+        self.totals: Counter[str] = Counter()
+
+    # -- service -----------------------------------------------------------------------------------
+    def cycle_seconds(self) -> float:
+        return self.config.cycle_s
+
+    def start(self) -> None:
+        (self.state_dir / PID_FILE).write_text(str(os.getpid()))
+        log.info("frontend %s: %d group(s)", self.config.name, len(self.config.groups))
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.wake.set()
+        for ad_type, names in self.advertised.items():
+            if names:
+                try:
+                    self.client.invalidate(ad_type, sorted(names))
+                except (PoolUnreachable, ClientError) as exc:
+                    log.warning("could not withdraw the frontend's ads: %s", exc)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        (self.state_dir / PID_FILE).unlink(missing_ok=True)
+
+    def reconfig(self) -> bool:
+        try:
+            config = load_frontend_config(self.config.path)
+            if config.name != self.config.name:
+                raise ConfigError(
+                    self.config.path, None, "name", "the frontend's name cannot change while it runs"
+                )
+        except (ConfigError, OSError) as exc:
+            self.config_error, self.config_error_at = str(exc), time.time()
+            log.error("reconfig refused, the running config stays: %s", exc)
+            self._write_status()
+            return False
+        self.config, self.config_error = config, ""
+        self.config_loaded = time.time()
+        log.info("reconfig: %d group(s)", len(config.groups))
+        self._write_status()
+        return True
+
+    def _client(self) -> Client:
+        """One client per worker thread: a client keeps one connection and is not shared."""
+        client: Client | None = getattr(self.local, "client", None)
+        if client is None or client.token != self.client.token:
+            client = Client(
+                self.client.url, self.client.token, self.client.ca_file, self.config.query_timeout_s
+            )
+            self.local.client = client
+        return client
+
+    # -- the cycle ---------------------------------------------------------------------------------
+    def cycle(self, advertise: bool = True) -> dict[str, GroupRecord]:
+        began = time.monotonic()
+        renew_token(
+            self.client,
+            self.config.resolve(self.config.pool.token_file) if self.config.pool.token_file else None,
+            "frontend",
+        )
+        config = self.config
+        groups = [g for g in config.groups if g.enabled]
+        observation = Observation()
+        try:
+            observation.entries = entries_from_ads(self.client.query_ads(p.AdType.GlideFactory.value), config)
+        except (PoolUnreachable, ClientError) as exc:
+            observation.errors["entries"] = f"cannot read the factories' entries: {exc}"
+        reports: dict[str, OverflowReport] = {}
+        if observation.entries is not None and advertise:
+            sites = {e.site for e in observation.entries if e.site}
+            for group in groups:
+                if group.overflow is not None:
+                    try:
+                        reports[group.name] = overflow(self.client, group, sites)
+                    except (PoolUnreachable, ClientError) as exc:
+                        observation.errors[f"overflow:{group.name}"] = f"overflow skipped: {exc}"
+        self._observe(observation, groups)
+        records = self.planner.plan(observation, groups, self.config.limits, reports)
+        if advertise:
+            self._advertise(records, observation, groups)
+            self.records = records
+            self.cycles += 1
+            self.last_cycle_s = time.monotonic() - began
+            write_json_atomically(self.state_dir / EXPLAIN_FILE, explain_data(records, time.time()))
+            self._write_status()
+        return records
+
+    def _observe(self, observation: Observation, groups: list[GroupConfig]) -> None:
+        """Every query in parallel, each bounded by query_timeout_s; a failed one leaves None and an error."""
+        fe = p.quote(self.config.name)
+        jobs: dict[str, tuple[Future[Any], Future[Any]]] = {}
+        for group in groups:
+            attrs = [*group.job_refs, "RequestCpus"]
+            idle = self.executor.submit(
+                self._summary, f"({group.job_constraint}) && JobStatus == 1", attrs, group.old_idle_s
+            )
+            running = self.executor.submit(
+                self._summary,
+                f"({group.job_constraint}) && JobStatus == 2",
+                [p.ATTR_MATCH_FACTORY, p.ATTR_MATCH_ENTRY, "RequestCpus"],
+                0,
+            )
+            jobs[group.name] = (idle, running)
+        glideins = self.executor.submit(self._ads, p.AdType.GlideFactoryClient.value, "")
+        slots = self.executor.submit(
+            self._ads, p.AdType.Slot.value, f"{p.ATTR_GLIDEIN_CLIENT} == {fe}",
+            [p.ATTR_GLIDEIN_ENTRY, p.ATTR_GLIDEIN_FACTORY, p.ATTR_GLIDEIN_CLIENT_GROUP, "State", p.ATTR_PILOT_STATE],
+        )  # fmt: skip
+        failures = self.executor.submit(
+            self._ads, p.AdType.PilotFailure.value, f"{p.ATTR_GLIDEIN_CLIENT} == {fe}",
+            [p.ATTR_GLIDEIN_ENTRY, p.ATTR_GLIDEIN_FACTORY, p.ATTR_GLIDEIN_CLIENT_GROUP],
+        )  # fmt: skip
+        deadline = time.monotonic() + self.config.query_timeout_s + 5
+        entry_cpus = {e.name: e.cpus for e in observation.entries or []}
+        prefix = self.config.name + "."
+        ads = self._wait(glideins, deadline, observation, "glideins")
+        if ads is not None:
+            observation.glideins = {}
+            for texts in ads:
+                client_name = str(_value(texts, p.ATTR_CLIENT_NAME, ""))
+                if not client_name.startswith(prefix):
+                    continue
+                entry = f"{_value(texts, p.ATTR_REQ_ENTRY, '')}@{_value(texts, p.ATTR_REQ_FACTORY, '')}"
+                observation.glideins[(entry, client_name[len(prefix) :])] = {
+                    key[len(p.ATTR_MONITOR_PREFIX) :]: int(_value(texts, key, 0) or 0)
+                    for key in texts
+                    if key.startswith(p.ATTR_MONITOR_PREFIX + "Status")
+                }
+        slot_ads, failure_ads = (
+            self._wait(slots, deadline, observation, "pilots"),
+            self._wait(failures, deadline, observation, "failures"),
+        )
+        if slot_ads is not None and failure_ads is not None:
+            observation.pilots = {}
+            for texts in slot_ads:
+                key = (
+                    f"{_value(texts, p.ATTR_GLIDEIN_ENTRY, '')}@{_value(texts, p.ATTR_GLIDEIN_FACTORY, '')}",
+                    str(_value(texts, p.ATTR_GLIDEIN_CLIENT_GROUP, "")),
+                )
+                state = str(_value(texts, p.ATTR_PILOT_STATE, ""))
+                busy = _value(texts, "State", "") == "Claimed"
+                observation.pilots.setdefault(key, Counter())[
+                    "busy" if busy else ("idle" if state in ("idle", "") else "other")
+                ] += 1
+            for texts in failure_ads:
+                key = (
+                    f"{_value(texts, p.ATTR_GLIDEIN_ENTRY, '')}@{_value(texts, p.ATTR_GLIDEIN_FACTORY, '')}",
+                    str(_value(texts, p.ATTR_GLIDEIN_CLIENT_GROUP, "")),
+                )
+                observation.pilots.setdefault(key, Counter())["failed"] += 1
+        for group in groups:
+            idle, running = jobs[group.name]
+            data = GroupData()
+            summary = self._wait(idle, deadline, observation, f"idle jobs of {group.name}")
+            if summary is not None:
+                data.kinds = kinds_from_summary(summary.rows, group.job_refs)
+            summary = self._wait(running, deadline, observation, f"running jobs of {group.name}")
+            if summary is not None:
+                data.running = {}
+                for row in summary.rows:
+                    factory, entry = _literal(row.key[0]), _literal(row.key[1])
+                    name = f"{entry}@{factory}"
+                    pilot_cpus = entry_cpus.get(name, 0)
+                    share = (classads.int_of(row.key[2], 1) / pilot_cpus) if pilot_cpus else 1.0
+                    data.running[name] = data.running.get(name, 0.0) + row.running * share
+            observation.groups[group.name] = data
+
+    def _summary(self, constraint: str, attrs: list[str], old_idle_s: float) -> p.SummaryResult:
+        return self._client().summary(p.SummaryRequest(constraint, attrs, old_idle_s))
+
+    def _ads(
+        self, ad_type: str, constraint: str, projection: list[str] | None = None
+    ) -> list[dict[str, str]]:
+        return self._client().query_ads(ad_type, constraint, projection or [])
+
+    @staticmethod
+    def _wait(future: Future[Any], deadline: float, observation: Observation, what: str) -> Any:
+        try:
+            return future.result(timeout=max(0.1, deadline - time.monotonic()))
+        except FutureTimeout:
+            observation.errors[what] = "no answer within the query timeout"
+        except (PoolUnreachable, ClientError) as exc:
+            observation.errors[what] = str(exc)
+        return None
+
+    # -- advertising ---------------------------------------------------------------------------------
+    def _token(self, group: GroupConfig) -> str:
+        token, renew_at = self.tokens.get(group.name, ("", 0.0))
+        if token and time.time() < renew_at:
+            return token
+        settings = group.pilot_tokens
+        result = self.client.mint_token(
+            p.TokenRequest(
+                f"{self.config.name}.{group.name}", ["pilot"], settings.lifetime_s, {"group": group.name}
+            )
+        )
+        renew_after = settings.renew_after_s or settings.lifetime_s / 2
+        self.tokens[group.name] = (result.token, time.time() + renew_after)
+        return result.token
+
+    def _advertise(
+        self, records: dict[str, GroupRecord], observation: Observation, groups: list[GroupConfig]
+    ) -> None:
+        lifetime = self.config.advertise_lifetime_s or int(max(60, 5 * self.config.cycle_s))
+        clients: list[dict[str, str]] = []
+        resources: list[dict[str, str]] = []
+        entries = {e.name: e for e in observation.entries or []}
+        for group in groups:
+            record = records[group.name]
+            if not record.complete:
+                held = [
+                    {**ad, p.ATTR_REQ_REMOVE_EXCESS: p.literal("NO")}
+                    for ad in self.last_ads.get(group.name, [])
+                ]
+                clients += held
+                log.warning(
+                    "group %s: incomplete data (%s): re-advertising its last %d request(s), asking nothing new",
+                    group.name,
+                    "; ".join(record.errors.values()),
+                    len(held),
+                )
+                continue
+            try:
+                token = self._token(group)
+            except (PoolUnreachable, ClientError) as exc:
+                record.errors["token"] = f"cannot mint a pilot token: {exc}"
+                clients += self.last_ads.get(group.name, [])
+                continue
+            params = dict(group.params)
+            if group.start_expr.strip().lower() != "true":
+                params["GLIDEIN_Start_Expr"] = group.start_expr
+            group_ads = []
+            for name, entry_record in record.entries.items():
+                decision = entry_record.decision
+                request = PilotRequest(
+                    decision.idle,
+                    decision.max_run,
+                    decision.remove,
+                    decision.margin,
+                    group.idle_lifetime_s,
+                    params,
+                )
+                group_ads.append(
+                    glideclient_ad(entries[name].texts, self.config.name, group.name, request, token)
+                )
+                resources.append(
+                    glideresource_ad(
+                        entries[name].texts, self.config.name, group.name, entry_record.counts, decision
+                    )
+                )
+            self.last_ads[group.name] = group_ads
+            clients += group_ads
+            self.totals["requested_idle"] += sum(r.decision.idle for r in record.entries.values())
+        for ad_type, ads in (
+            (p.AdType.GlideClient.value, clients),
+            (p.AdType.GlideResource.value, resources),
+        ):
+            names = {str(p.parse_literal(ad[p.ATTR_NAME])) for ad in ads}
+            try:
+                for start in range(0, len(ads), 5000):
+                    self.client.advertise(ad_type, ads[start : start + 5000], lifetime)
+                gone = self.advertised[ad_type] - names
+                if gone:
+                    self.client.invalidate(ad_type, sorted(gone))
+                self.advertised[ad_type] = names
+            except (PoolUnreachable, ClientError) as exc:
+                log.warning("cannot advertise %s ads: %s", ad_type, exc)
+                observation.errors[f"advertise {ad_type}"] = str(exc)
+
+    # -- status and metrics --------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        return {
+            "frontend": self.config.name,
+            "pid": os.getpid(),
+            "config": self.config.path,
+            "config_loaded": self.config_loaded,
+            "config_error": self.config_error,
+            "config_error_at": self.config_error_at,
+            "cycles": self.cycles,
+            "last_cycle_s": round(self.last_cycle_s, 3),
+            "written": time.time(),
+            "groups": {
+                name: {"complete": r.complete, "errors": r.errors} for name, r in self.records.items()
+            },
+        }
+
+    def _write_status(self) -> None:
+        write_json_atomically(self.state_dir / STATUS_FILE, self.status())
+
+    def metrics(self) -> str:
+        out = Exposition()
+        requested, running, idle_jobs = [], [], []
+        for group, record in self.records.items():
+            for name, entry in record.entries.items():
+                labels = {"group": group, "entry": name}
+                requested.append((labels, entry.decision.idle))
+                running.append((labels, entry.decision.max_run))
+                idle_jobs.append((labels, round(entry.counts.idle_jobs, 3)))
+        out.gauge(
+            "updraft_frontend_requested_idle", "Idle glideins asked for, per group and entry.", requested
+        )
+        out.gauge("updraft_frontend_max_running", "Running glideins allowed, per group and entry.", running)
+        out.gauge(
+            "updraft_frontend_matching_idle_jobs", "Idle jobs matching each entry (proportional).", idle_jobs
+        )
+        out.gauge(
+            "updraft_frontend_data_complete",
+            "1 if every query of the group answered.",
+            [({"group": g}, r.complete) for g, r in self.records.items()],
+        )
+        out.gauge(
+            "updraft_frontend_cycle_seconds", "Duration of the last cycle.", round(self.last_cycle_s, 3)
+        )
+        out.counter("updraft_frontend_cycles_total", "Cycles since start.", self.cycles)
+        return out.render()
+
+
+def _value(texts: dict[str, str], name: str, default: Any = None) -> Any:
+    text = texts.get(name)
+    if text is None:
+        return default
+    try:
+        return p.parse_literal(text)
+    except ValueError:
+        return default
+
+
+def _literal(text: str | None) -> Any:
+    if text is None:
+        return ""
+    try:
+        return p.parse_literal(text)
+    except ValueError:
+        return text
+
+
+def explain_data(records: dict[str, GroupRecord], now: float) -> dict[str, Any]:
+    return {"time": now, "groups": {name: dataclasses.asdict(record) for name, record in records.items()}}
+
+
+def load_explain(state_dir: Path) -> dict[str, Any]:
+    from updraft.service import read_json
+
+    return read_json(state_dir / EXPLAIN_FILE)

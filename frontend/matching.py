@@ -1,0 +1,142 @@
+"""Which entries each kind of job can use, and how much demand that puts on each entry.
+
+Jobs arrive already grouped by the texts of the group's match attributes (the pool's
+job summary), so ``match_expr`` is evaluated once per (kind of job, entry), never per job.
+A job that matches k entries counts 1/k to each; a job of c cores counts c/p at an entry
+whose pilots have p cores, and never at an entry whose pilots are too small for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from frontend.config import FrontendConfig, GroupConfig
+from frontend.policy import EntryCounts
+from userpool import classads
+from userpool import protocol as p
+
+
+@dataclass
+class Entry:
+    """A factory entry as the frontend uses it (from its glidefactory ad)."""
+
+    name: str  # "<entry>@<factory>"
+    entry: str
+    factory: str
+    site: str
+    cpus: int  # 0: the pilot decides on the node
+    down: bool
+    texts: dict[str, str] = field(repr=False, default_factory=dict)
+    ad: Any = field(repr=False, default=None)
+
+
+def _value(texts: Mapping[str, str], name: str, default: Any = None) -> Any:
+    text = texts.get(name)
+    if text is None:
+        return default
+    try:
+        return p.parse_literal(text)
+    except ValueError:
+        return default
+
+
+def entries_from_ads(ads: Iterable[dict[str, str]], config: FrontendConfig) -> list[Entry]:
+    """The entries that let this frontend in (and belong to a factory it uses)."""
+    out = []
+    for texts in ads:
+        factory = str(_value(texts, p.ATTR_FACTORY_NAME, ""))
+        if config.factories and factory not in config.factories:
+            continue
+        allowed = [
+            a.strip() for a in str(_value(texts, p.ATTR_ALLOWED_FRONTENDS, "")).split(",") if a.strip()
+        ]
+        if "*" not in allowed and config.name not in allowed:
+            continue
+        cpus = _value(texts, "GLIDEIN_CPUS", 0)
+        out.append(
+            Entry(
+                name=str(_value(texts, p.ATTR_NAME, "")), entry=str(_value(texts, p.ATTR_ENTRY_NAME, "")), factory=factory,
+                site=str(_value(texts, p.ATTR_GLIDEIN_SITE, "")), cpus=cpus if isinstance(cpus, int) else 0,
+                down=_value(texts, p.ATTR_IN_DOWNTIME, False) is True, texts=texts, ad=classads.build(texts),
+            )
+        )  # fmt: skip
+    return sorted(out, key=lambda e: e.name)
+
+
+@dataclass
+class Kind:
+    """Jobs that look the same to the group: the texts of its match attributes, and their cores."""
+
+    key: tuple[str | None, ...]
+    cpus: int
+    idle: int = 0
+    old_idle: int = 0
+
+
+class Matcher:
+    """match_expr of one group over its entries, cached by the texts that decide it."""
+
+    def __init__(self, group: GroupConfig, entries: Sequence[Entry]) -> None:
+        self.group = group
+        self.entries = [e for e in entries if self._usable(e)]
+        self.attrs = group.job_refs
+        self.cache: dict[tuple[str | None, ...], list[int]] = {}
+        self.evaluations = 0
+
+    def _usable(self, entry: Entry) -> bool:
+        if self.group.factory_constraint.strip().lower() in ("", "true"):
+            return True
+        return classads.is_true(classads.evaluate(self.group.factory_constraint, entry.ad))
+
+    def matches(self, key: tuple[str | None, ...], cpus: int) -> list[int]:
+        """Indexes of the entries a job of this kind may use (entries in downtime included)."""
+        cache_key = (*key, str(cpus))
+        found = self.cache.get(cache_key)
+        if found is None:
+            job = classads.build(
+                [(name, text) for name, text in zip(self.attrs, key, strict=True) if text is not None]
+                + [("RequestCpus", str(cpus))]
+            )
+            found = []
+            for index, entry in enumerate(self.entries):
+                if entry.cpus and cpus > entry.cpus:
+                    continue
+                self.evaluations += 1
+                if classads.is_true(classads.evaluate(self.group.match_expr, job, entry.ad)):
+                    found.append(index)
+            self.cache[cache_key] = found
+        return found
+
+
+def demand(matcher: Matcher, kinds: Iterable[Kind]) -> tuple[dict[str, EntryCounts], dict[str, int]]:
+    """Idle and old idle jobs per entry name (proportional, in pilots), and jobs that match nothing usable."""
+    counts: dict[str, EntryCounts] = {e.name: EntryCounts() for e in matcher.entries}
+    unmatched = {"idle": 0, "down_only": 0}
+    for kind in kinds:
+        if not kind.idle:
+            continue
+        matched = matcher.matches(kind.key, kind.cpus)
+        up = [i for i in matched if not matcher.entries[i].down]
+        if not up:
+            unmatched["down_only" if matched else "idle"] += kind.idle
+            continue
+        share = 1.0 / len(up)
+        for index in up:
+            entry = matcher.entries[index]
+            pilots = kind.cpus / entry.cpus if entry.cpus else 1.0
+            target = counts[entry.name]
+            target.idle_jobs += kind.idle * share * pilots
+            target.old_idle_jobs += kind.old_idle * share * pilots
+    return counts, unmatched
+
+
+def kinds_from_summary(rows: Iterable[p.SummaryRow], attrs: Sequence[str]) -> list[Kind]:
+    """Summary rows (keyed by the match attributes, then RequestCpus) as kinds of jobs."""
+    out = []
+    for row in rows:
+        key = tuple(row.key[: len(attrs)])
+        cpus = classads.int_of(row.key[len(attrs)], 1) if len(row.key) > len(attrs) else 1
+        out.append(Kind(key, max(1, cpus), row.idle, row.old_idle))
+    return out

@@ -1,0 +1,151 @@
+"""Overflow after a timeout: jobs idle too long for their home sites may also run elsewhere.
+
+A job idle longer than ``after`` whose DESIRED_Sites are all home sites of the group's
+overflow map gets its DESIRED_Sites widened with those sites' overflow sites, keeping
+DESIRED_Sites_Orig, the time and its home sites; the ordinary matching then asks for
+pilots there.  Jobs with ``AllowOverflow = false`` are left alone.  ``max_per_home_site``
+bounds the overflowed jobs (idle or running) per home site: they read their input from
+the home site's storage, and that storage is the scarce resource.
+
+Jobs are counted per DESIRED_Sites value with the pool's job summary and edited in
+batches, so a queue of a million long-idle jobs costs a handful of calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from frontend.config import GroupConfig
+from userpool import protocol as p
+from userpool.client import Client
+
+log = logging.getLogger("updraft.frontend")
+
+
+@dataclass
+class OverflowReport:
+    widened: dict[str, int] = field(default_factory=dict)  # new DESIRED_Sites -> jobs widened now
+    held_back: dict[str, int] = field(default_factory=dict)  # home site -> jobs that wait for room
+    overflowing: dict[str, int] = field(default_factory=dict)  # home site -> overflowed jobs in the queue
+
+
+def sites_of(text: str | None) -> list[str]:
+    """The sites of a DESIRED_Sites text: a ClassAd string holding a comma/space list."""
+    if text is None:
+        return []
+    try:
+        value = p.parse_literal(text)
+    except ValueError:
+        return []
+    if not isinstance(value, str):
+        return []
+    return [s for s in value.replace(",", " ").split() if s]
+
+
+def overflow(
+    client: Client,
+    group: GroupConfig,
+    known_sites: set[str],
+    now: float | None = None,
+    limit_per_cycle: int = 10000,
+) -> OverflowReport:
+    settings = group.overflow
+    report = OverflowReport()
+    if settings is None:
+        return report
+    now = time.time() if now is None else now
+    base = f"({group.job_constraint})"
+    overflowing = client.summary(
+        p.SummaryRequest(
+            f"{base} && {p.ATTR_OVERFLOWED} =?= true && (JobStatus == 1 || JobStatus == 2)",
+            [p.ATTR_OVERFLOW_HOME_SITES],
+            0,
+        )
+    )
+    current: Counter[str] = Counter()
+    for row in overflowing.rows:
+        for home in sites_of(row.key[0]):
+            current[home] += row.idle + row.running
+    report.overflowing = dict(current)
+    waiting = client.summary(
+        p.SummaryRequest(
+            f"{base} && JobStatus == 1 && {p.ATTR_OVERFLOWED} =!= true && {p.ATTR_ALLOW_OVERFLOW} =!= false"
+            f" && {p.ATTR_DESIRED_SITES} isnt undefined",
+            [p.ATTR_DESIRED_SITES],
+            settings.after_s,
+        )
+    )
+    budget = limit_per_cycle
+    for row in sorted(waiting.rows, key=lambda r: -r.old_idle):
+        homes = sites_of(row.key[0])
+        if not row.old_idle or not homes or not all(settings.covers(h) for h in homes):
+            continue
+        targets = [t for h in homes for t in settings.targets(h, known_sites) if t not in homes]
+        targets = list(dict.fromkeys(targets))
+        if not targets:
+            continue
+        room = min(row.old_idle, budget)
+        if settings.max_per_home_site:
+            room = min(room, *(max(0, settings.max_per_home_site - current[h]) for h in homes))
+        if room < row.old_idle:
+            for home in homes:
+                report.held_back[home] = report.held_back.get(home, 0) + row.old_idle - room
+        if room <= 0:
+            continue
+        ids = [
+            f"{ad['ClusterId']}.{ad['ProcId']}"
+            for ad in client.query(
+                p.QueryRequest(
+                    f"{base} && JobStatus == 1 && {p.ATTR_OVERFLOWED} =!= true && {p.ATTR_ALLOW_OVERFLOW} =!= false"
+                    f" && {p.ATTR_DESIRED_SITES} =?= {row.key[0]} && EnteredCurrentStatus < {now - settings.after_s:.0f}",
+                    ["ClusterId", "ProcId"],
+                    limit=room,
+                )
+            ).ads
+        ]
+        if not ids:
+            continue
+        widened = ",".join([*homes, *targets])
+        attrs = {
+            p.ATTR_DESIRED_SITES: p.literal(widened),
+            p.ATTR_DESIRED_SITES_ORIG: row.key[0],
+            p.ATTR_OVERFLOW_TIME: str(int(now)),
+            p.ATTR_OVERFLOWED: "true",
+            p.ATTR_OVERFLOW_HOME_SITES: p.literal(",".join(homes)),
+        }
+        result = client.edit(p.EditRequest(ids, attrs))
+        done = len(result.done)
+        if not done:
+            continue
+        budget -= done
+        report.widened[widened] = report.widened.get(widened, 0) + done
+        for home in homes:
+            current[home] += done
+        log.info(
+            "group %s: %d job(s) idle over %.0f s at %s may now also run at %s",
+            group.name,
+            done,
+            settings.after_s,
+            ",".join(homes),
+            ",".join(targets),
+        )
+        try:
+            client.record_event(
+                "frontend_overflow",
+                {
+                    "group": group.name,
+                    "jobs": done,
+                    "home": ",".join(homes),
+                    "to": ",".join(targets),
+                    "ids": ids[:20],
+                },
+            )
+        except Exception as exc:  # the edit is what matters; the event is for people
+            log.debug("overflow event not recorded: %s", exc)
+        if budget <= 0:
+            break
+    report.overflowing = dict(current)
+    return report

@@ -1,0 +1,159 @@
+"""From what the frontend saw to what it asks for: the part of a cycle without any I/O.
+
+The live frontend fills an Observation from the pool each cycle; the simulator fills one
+from its simulated sites.  Both then call ``Planner.plan`` — the same matching, the same
+request math, the same removal hysteresis.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from frontend.config import GlobalLimits, GroupConfig
+from frontend.matching import Entry, Matcher, demand
+from frontend.overflow import OverflowReport
+from frontend.policy import Decision, EntryCounts, Hysteresis, Totals, decide
+from userpool import classads
+
+
+@dataclass
+class GroupData:
+    """What one group saw this cycle (None: the query failed)."""
+
+    kinds: list[Any] | None = None
+    running: dict[str, float] | None = None  # entry name -> running jobs in pilot units
+
+
+@dataclass
+class Observation:
+    entries: list[Entry] | None = None
+    glideins: dict[tuple[str, str], dict[str, int]] | None = None  # (entry name, group) -> factory counts
+    pilots: dict[tuple[str, str], Counter[str]] | None = None  # (entry name, group) -> idle/busy/failed
+    groups: dict[str, GroupData] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def complete(self, group: str) -> bool:
+        data = self.groups.get(group)
+        return (
+            self.entries is not None and self.glideins is not None and self.pilots is not None
+            and data is not None and data.kinds is not None and data.running is not None
+        )  # fmt: skip
+
+
+@dataclass
+class EntryRecord:
+    entry: str
+    site: str
+    factory: str
+    down: bool
+    counts: EntryCounts
+    decision: Decision
+    quiet_cycles: int
+
+
+@dataclass
+class GroupRecord:
+    name: str
+    complete: bool
+    errors: dict[str, str]
+    unmatched: dict[str, int] = field(default_factory=dict)
+    overflow: OverflowReport | None = None
+    entries: dict[str, EntryRecord] = field(default_factory=dict)
+    match_evaluations: int = 0
+
+
+class Planner:
+    def __init__(self) -> None:
+        self.hysteresis = Hysteresis()
+        self._matchers: dict[str, tuple[tuple[Any, ...], Matcher]] = {}
+
+    def matcher(self, group: GroupConfig, entries: list[Entry]) -> Matcher:
+        """The group's matcher, kept (with its cache) while nothing it reads has changed."""
+        own, target = classads.references(group.match_expr)
+        refs = sorted(own | target | classads.references(group.factory_constraint)[0])
+        fingerprint = (
+            group.match_expr, group.factory_constraint, tuple(group.job_refs),
+            tuple((e.name, e.cpus, tuple(e.texts.get(r) for r in refs)) for e in entries),
+        )  # fmt: skip
+        known = self._matchers.get(group.name)
+        if known is not None and known[0] == fingerprint:
+            down = {e.name: e.down for e in entries}
+            for entry in known[1].entries:
+                entry.down = down.get(entry.name, entry.down)
+            return known[1]
+        matcher = Matcher(group, entries)
+        self._matchers[group.name] = (fingerprint, matcher)
+        return matcher
+
+    def plan(
+        self, observation: Observation, groups: list[GroupConfig], global_limits: GlobalLimits,
+        reports: dict[str, OverflowReport] | None = None,
+    ) -> dict[str, GroupRecord]:  # fmt: skip
+        """The requests of every (group, entry) from what was observed; the hysteresis remembers."""
+        reports = reports or {}
+        records: dict[str, GroupRecord] = {}
+        per_group: dict[str, dict[str, EntryCounts]] = {}
+        matchers: dict[str, Matcher] = {}
+        for group in groups:
+            record = records[group.name] = GroupRecord(
+                group.name,
+                observation.complete(group.name),
+                dict(observation.errors),
+                overflow=reports.get(group.name),
+            )
+            if observation.entries is None:
+                continue
+            matcher = matchers[group.name] = self.matcher(group, observation.entries)
+            data = observation.groups.get(group.name, GroupData())
+            counts, record.unmatched = demand(matcher, data.kinds or [])
+            for entry in matcher.entries:
+                entry_counts = counts[entry.name]
+                entry_counts.running_jobs = (data.running or {}).get(entry.name, 0.0)
+                factory = (observation.glideins or {}).get((entry.name, group.name), {})
+                entry_counts.glideins_queued = factory.get("StatusIdle", 0) + factory.get(
+                    "StatusUnsubmitted", 0
+                )
+                entry_counts.glideins_running = factory.get("StatusRunning", 0)
+                entry_counts.glideins_held = factory.get("StatusHeld", 0)
+                pilots = (observation.pilots or {}).get((entry.name, group.name), Counter())
+                entry_counts.idle_slots, entry_counts.busy_slots, entry_counts.failed_pilots = (
+                    pilots["idle"],
+                    pilots["busy"],
+                    pilots["failed"],
+                )
+            per_group[group.name] = counts
+            record.match_evaluations = matcher.evaluations
+        global_totals = Totals()
+        group_totals: dict[str, Totals] = {}
+        for name, counts in per_group.items():
+            totals = group_totals[name] = Totals(
+                sum(c.glideins for c in counts.values()), sum(c.idle_pilots for c in counts.values())
+            )
+            global_totals.glideins += totals.glideins
+            global_totals.idle_pilots += totals.idle_pilots
+        for group in groups:
+            record = records[group.name]
+            matcher = matchers.get(group.name)
+            if matcher is None:
+                continue
+            for entry in matcher.entries:
+                counts = per_group[group.name][entry.name]
+                key = (entry.name, group.name)
+                quiet = (
+                    self.hysteresis.observe(key, counts.idle_jobs > 0, record.complete)
+                    if not entry.down
+                    else 0
+                )
+                remove = record.complete and self.hysteresis.ready(key, group.removal.wait_cycles)
+                decision = decide(
+                    counts, group_totals[group.name], global_totals, group, global_limits, remove
+                )
+                if entry.down:
+                    decision.idle = 0
+                    decision.steps.append("the entry is in downtime: nothing asked")
+                record.entries[entry.name] = EntryRecord(
+                    entry.name, entry.site, entry.factory, entry.down, counts, decision, quiet
+                )
+        return records

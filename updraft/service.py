@@ -1,0 +1,141 @@
+"""What the factory and the frontend share as long-running services of the pool.
+
+A pool client with the right scope, its token renewed before it expires; a loop of
+cycles that reloads its config on SIGHUP and stops on SIGTERM; a status file written
+atomically for the operator commands; a pid file for `reconfig`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from updraft.errors import UpdraftError
+from userpool.client import Client, ClientError, PoolUnreachable, token_claims
+
+log = logging.getLogger("updraft.service")
+
+
+@dataclass
+class PoolSettings:
+    url: str = ""  # default: UPDRAFT_POOL or the local pool's pool.json
+    token_file: str = ""  # a token with the service's scope
+    ca_file: str = ""
+
+
+def service_client(
+    pool: PoolSettings, resolve: Callable[[str], Path], scope: str, name: str, timeout: float = 60.0
+) -> Client:
+    """A pool client for a factory or frontend; refuses a token without the scope it needs."""
+    token_file = str(resolve(pool.token_file)) if pool.token_file else None
+    client = Client.from_environment(pool=pool.url or None, token_file=token_file, timeout=timeout)
+    if pool.ca_file:
+        client = Client(client.url, client.token, str(resolve(pool.ca_file)), timeout)
+    scopes = str(token_claims(client.token).get("scope", "")).split()
+    if scope not in scopes and "admin" not in scopes:
+        raise UpdraftError(
+            f"the {scope}'s pool token needs scope {scope}: make one with "
+            f"'updraft token create --user {name} --scope {scope} -o {scope}.token' and name it in pool.token_file"
+        )
+    return client
+
+
+def renew_token(client: Client, token_file: Path | None, what: str) -> None:
+    """Renew the client's token once two thirds of its life have passed (and keep the file current)."""
+    claims = token_claims(client.token)
+    expires, issued = claims.get("exp"), claims.get("iat")
+    if not isinstance(expires, (int, float)) or not isinstance(issued, (int, float)):
+        return
+    if expires - time.time() > (expires - issued) / 3:
+        return
+    try:
+        client.renew_token()
+    except (PoolUnreachable, ClientError) as exc:
+        log.warning("could not renew the %s's pool token: %s", what, exc)
+        return
+    if token_file is not None:
+        token_file.write_text(str(client.token) + "\n")
+    log.info("the %s's pool token was renewed", what)
+
+
+def write_json_atomically(path: Path, data: Any) -> None:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps(data, indent=1, default=str))
+    temporary.replace(path)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+class ServiceLoop:
+    """Cycles every ``cycle_s``; SIGHUP asks for a reconfig, SIGTERM/SIGINT for a stop."""
+
+    def __init__(self) -> None:
+        self.wake = threading.Event()
+        self.stopping = False
+        self.reload_requested = False
+
+    def cycle(self) -> None:
+        raise NotImplementedError
+
+    def reconfig(self) -> bool:
+        raise NotImplementedError
+
+    def cycle_seconds(self) -> float:
+        raise NotImplementedError
+
+    def run_forever(self) -> None:
+        def on_hup(_signum: int, _frame: Any) -> None:
+            self.reload_requested = True
+            self.wake.set()
+
+        def on_term(_signum: int, _frame: Any) -> None:
+            self.stopping = True
+            self.wake.set()
+
+        signal.signal(signal.SIGHUP, on_hup)
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_term)
+        while not self.stopping:
+            if self.reload_requested:
+                self.reload_requested = False
+                self.reconfig()
+            began = time.monotonic()
+            try:
+                self.cycle()
+            except Exception:  # a bug in one cycle must not stop the service
+                log.exception("cycle failed")
+            self.wake.wait(max(0.0, self.cycle_seconds() - (time.monotonic() - began)))
+            self.wake.clear()
+
+
+def signal_reload(state_dir: Path, pid_file: str, status_file: str, what: str, timeout: float) -> str:
+    """SIGHUP the running service and wait until its status file says it took (or refused) the config."""
+    try:
+        pid = int((state_dir / pid_file).read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        raise UpdraftError(f"{what} is not running (no live pid in {state_dir / pid_file})") from None
+    before = time.time()
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = read_json(state_dir / status_file)
+        if status.get("config_loaded", 0) > before:
+            return f"{what} (pid {pid}) reloaded its config"
+        if status.get("config_error") and status.get("config_error_at", 0) > before:
+            raise UpdraftError(f"{what} refused the new config: {status['config_error']}")
+        time.sleep(0.2)
+    raise UpdraftError(f"{what} (pid {pid}) did not confirm the reload within {timeout:.0f} s")
