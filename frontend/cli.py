@@ -194,7 +194,7 @@ def explain_job(config: FrontendConfig, job_id: str, only_group: str | None) -> 
     cpus = classads.int_of(job.get("RequestCpus"), 1)
     groups = [g for g in config.groups if g.enabled and (not only_group or g.name == only_group)]
     print(
-        f"job {job_id}: status {p.JobStatus(int(job.get('JobStatus', '1'))).name}, {cpus} core(s), DESIRED_Sites {job.get(p.ATTR_DESIRED_SITES, 'undefined')}"
+        f"job {job_id}: status {p.JobStatus(int(job.get('JobStatus', '1'))).name.capitalize()}, {cpus} core(s), DESIRED_Sites {job.get(p.ATTR_DESIRED_SITES, 'undefined')}"
     )
     for group in groups:
         if not classads.is_true(classads.evaluate(group.job_constraint, job_ad)):
@@ -233,9 +233,9 @@ def _why_not(group: GroupConfig, entry: Any, job_ad: Any, cpus: int) -> str:
     for clause in classads.split_conjunction(group.match_expr):
         if not classads.is_true(classads.evaluate(clause, job_ad, entry.ad)):
             own, target = classads.references(clause)
-            values = [f"MY.{n} = {classads.format_value(classads.evaluate(n, job_ad))}" for n in sorted(own)]
+            values = [f"MY.{n} = {classads.literal_text(classads.evaluate(n, job_ad))}" for n in sorted(own)]
             values += [
-                f"TARGET.{n} = {classads.format_value(classads.evaluate(n, entry.ad))}"
+                f"TARGET.{n} = {classads.literal_text(classads.evaluate(n, entry.ad))}"
                 for n in sorted(target)
             ]
             return f"{clause} is not true  [{', '.join(values)}]"

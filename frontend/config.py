@@ -56,12 +56,26 @@ class IdleGlideinsPerEntry:
     reserve: int = 5  # extra asked for when jobs have been idle a long time (at most old idle / 3)
     curb: int = 0  # halve the request when this many of our glideins wait in the site's queue (0: never)
 
+    def check(self) -> str | None:
+        if min(self.max, self.reserve, self.curb) < 0:
+            return "max, reserve and curb cannot be negative"
+        return None
+
 
 @dataclass
 class RunningGlideinsPerEntry:
     max: int = 10000  # our glideins at the entry, queued or running: no more requests beyond this
     min: int = 0  # the running maximum never goes below this, even with an empty queue
     relative_to_queue: float = 1.15  # max running = (idle jobs - idle pilots + running jobs) x this + 1
+
+    def check(self) -> tuple[str, str] | None:
+        if self.max < 0 or self.min < 0:
+            return "max" if self.max < 0 else "min", "cannot be negative"
+        if self.min > self.max:
+            return "min", f"{self.min} is above max ({self.max})"
+        if self.relative_to_queue <= 0:
+            return "relative_to_queue", "must be positive"
+        return None
 
 
 @dataclass

@@ -285,7 +285,7 @@ class Frontend(ServiceLoop):
                 log.warning(
                     "group %s: incomplete data (%s): re-advertising its last %d request(s), asking nothing new",
                     group.name,
-                    "; ".join(record.errors.values()),
+                    "; ".join(dict.fromkeys(record.errors.values())),
                     len(held),
                 )
                 continue

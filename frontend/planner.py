@@ -68,6 +68,7 @@ class Planner:
     def __init__(self) -> None:
         self.hysteresis = Hysteresis()
         self._matchers: dict[str, tuple[tuple[Any, ...], Matcher]] = {}
+        self.last_entries: list[Entry] = []  # what to show when the factories' ads could not be read
 
     def matcher(self, group: GroupConfig, entries: list[Entry]) -> Matcher:
         """The group's matcher, kept (with its cache) while nothing it reads has changed."""
@@ -103,9 +104,10 @@ class Planner:
                 dict(observation.errors),
                 overflow=reports.get(group.name),
             )
-            if observation.entries is None:
+            entries = observation.entries if observation.entries is not None else self.last_entries
+            if not entries:
                 continue
-            matcher = matchers[group.name] = self.matcher(group, observation.entries)
+            matcher = matchers[group.name] = self.matcher(group, entries)
             data = observation.groups.get(group.name, GroupData())
             counts, record.unmatched = demand(matcher, data.kinds or [])
             for entry in matcher.entries:
@@ -125,6 +127,8 @@ class Planner:
                 )
             per_group[group.name] = counts
             record.match_evaluations = matcher.evaluations
+        if observation.entries is not None:
+            self.last_entries = observation.entries
         global_totals = Totals()
         group_totals: dict[str, Totals] = {}
         for name, counts in per_group.items():

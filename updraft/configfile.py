@@ -180,6 +180,8 @@ def convert(kind: Any, value: Any, where: FieldPath, source: Source) -> Any:
         if value is None and type(None) in args:
             return None
         options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # X | None: X's own error, with its own field and line
+            return convert(options[0], value, where, source)
         problems = []
         for option in options:
             try:

@@ -25,6 +25,11 @@ class PoolProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
 
+    @property
+    def port(self) -> int:
+        """0 (any free port) the first time; a restart comes back where the clients know it."""
+        return int(self.url.rsplit(":", 1)[1].split("/")[0]) if self.url else 0
+
     def start(self, timeout: float = 30.0) -> PoolProcess:
         self.home.mkdir(parents=True, exist_ok=True)
         pool_file = self.home / "pool.json"
@@ -41,7 +46,7 @@ class PoolProcess:
                 "--home",
                 str(self.home),
                 "--port",
-                "0",
+                str(self.port),
                 *self.extra_args,
             ],
             stdout=log,
