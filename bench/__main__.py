@@ -14,6 +14,7 @@ SUITES = {
     "pool": "bench.pool_bench",
     "pilot": "bench.pilot_bench",
     "factory": "bench.factory_bench",
+    "frontend": "bench.frontend_bench",
 }
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from factory.startup import StagedFile
 from pilot.build import build
+from updraft.metrics import send_metrics
 
 
 def digest(path: Path) -> str:
@@ -45,13 +46,8 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     metrics: Callable[[], str] = staticmethod(lambda: "")  # type: ignore[assignment]
 
     def do_GET(self) -> None:
-        if self.path == "/metrics":
-            body = self.metrics().encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+        if self.path.split("?", 1)[0] == "/metrics":
+            send_metrics(self, self.metrics())
             return
         super().do_GET()
 

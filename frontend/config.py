@@ -220,6 +220,8 @@ class FrontendConfig:
     query_timeout_s: float = 30.0
     advertise_lifetime_s: int = 0  # 0: five cycles
     factories: list[str] = field(default_factory=list)  # factory names to use (empty: any that allows us)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = -1  # GET /metrics for Prometheus on this port (0: any free port, -1: off)
     limits: GlobalLimits = field(default_factory=GlobalLimits)
     path: str = field(default="", init=False)
 

@@ -33,7 +33,7 @@ from frontend.glideclient import PilotRequest, glideclient_ad, glideresource_ad
 from frontend.matching import entries_from_ads, kinds_from_summary
 from frontend.overflow import OverflowReport, overflow
 from frontend.planner import GroupData, GroupRecord, Observation, Planner
-from updraft.metrics import Exposition
+from updraft.metrics import Exposition, MetricsServer
 from updraft.service import ServiceLoop, renew_token, service_client, write_json_atomically
 from userpool import classads
 from userpool import protocol as p
@@ -70,6 +70,7 @@ class Frontend(ServiceLoop):
         self.config_error = ""
         self.config_error_at = 0.0
         self.totals: Counter[str] = Counter()
+        self.metrics_server: MetricsServer | None = None
 
     # -- service -----------------------------------------------------------------------------------
     def cycle_seconds(self) -> float:
@@ -77,6 +78,11 @@ class Frontend(ServiceLoop):
 
     def start(self) -> None:
         (self.state_dir / PID_FILE).write_text(str(os.getpid()))
+        if self.config.metrics_port >= 0 and self.metrics_server is None:
+            self.metrics_server = MetricsServer(
+                self.config.metrics_host, self.config.metrics_port, self.metrics
+            )
+            log.info("metrics at %s", self.metrics_server.start())
         log.info("frontend %s: %d group(s)", self.config.name, len(self.config.groups))
 
     def stop(self) -> None:
@@ -89,6 +95,9 @@ class Frontend(ServiceLoop):
                 except (PoolUnreachable, ClientError) as exc:
                     log.warning("could not withdraw the frontend's ads: %s", exc)
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+            self.metrics_server = None
         (self.state_dir / PID_FILE).unlink(missing_ok=True)
 
     def reconfig(self) -> bool:
@@ -145,6 +154,7 @@ class Frontend(ServiceLoop):
                         observation.errors[f"overflow:{group.name}"] = f"overflow skipped: {exc}"
         self._observe(observation, groups)
         records = self.planner.plan(observation, groups, self.config.limits, reports)
+        self.totals["overflowed"] += sum(sum(r.widened.values()) for r in reports.values())
         if advertise:
             self._advertise(records, observation, groups)
             self.records = records
@@ -347,6 +357,7 @@ class Frontend(ServiceLoop):
             "config_error_at": self.config_error_at,
             "cycles": self.cycles,
             "last_cycle_s": round(self.last_cycle_s, 3),
+            "metrics_url": self.metrics_server.url if self.metrics_server else "",
             "written": time.time(),
             "groups": {
                 name: {"complete": r.complete, "errors": r.errors} for name, r in self.records.items()
@@ -358,13 +369,18 @@ class Frontend(ServiceLoop):
 
     def metrics(self) -> str:
         out = Exposition()
-        requested, running, idle_jobs = [], [], []
+        requested, running, idle_jobs, idle_pilots, glideins, limits = [], [], [], [], [], []
         for group, record in self.records.items():
             for name, entry in record.entries.items():
-                labels = {"group": group, "entry": name}
+                labels = {"group": group, "entry": name, "site": entry.site}
                 requested.append((labels, entry.decision.idle))
                 running.append((labels, entry.decision.max_run))
                 idle_jobs.append((labels, round(entry.counts.idle_jobs, 3)))
+                idle_pilots.append((labels, entry.counts.idle_pilots))
+                glideins.append((labels, entry.counts.glideins))
+                limits += [
+                    ({**labels, "limit": k}, 1) for k in (*entry.decision.limits, *entry.decision.curbs)
+                ]
         out.gauge(
             "updraft_frontend_requested_idle", "Idle glideins asked for, per group and entry.", requested
         )
@@ -372,6 +388,17 @@ class Frontend(ServiceLoop):
         out.gauge(
             "updraft_frontend_matching_idle_jobs", "Idle jobs matching each entry (proportional).", idle_jobs
         )
+        out.gauge(
+            "updraft_frontend_idle_pilots", "Glideins queued at the site plus idle pilots.", idle_pilots
+        )
+        out.gauge("updraft_frontend_glideins", "The factory's glideins for the group at the entry.", glideins)
+        out.gauge(
+            "updraft_frontend_limit_triggered", "1 for each limit or curb that fired this cycle.", limits
+        )
+        out.counter(
+            "updraft_frontend_overflowed_jobs_total", "Jobs widened to overflow sites since start.",
+            self.totals["overflowed"],
+        )  # fmt: skip
         out.gauge(
             "updraft_frontend_data_complete",
             "1 if every query of the group answered.",

@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from frontend.config import GroupConfig
+from frontend.config import GroupConfig, Overflow
 from userpool import protocol as p
 from userpool.client import Client
 
@@ -78,52 +79,31 @@ def overflow(
             settings.after_s,
         )
     )
-    budget = limit_per_cycle
-    for row in sorted(waiting.rows, key=lambda r: -r.old_idle):
-        homes = sites_of(row.key[0])
-        if not row.old_idle or not homes or not all(settings.covers(h) for h in homes):
-            continue
-        targets = [t for h in homes for t in settings.targets(h, known_sites) if t not in homes]
-        targets = list(dict.fromkeys(targets))
-        if not targets:
-            continue
-        room = min(row.old_idle, budget)
-        if settings.max_per_home_site:
-            room = min(room, *(max(0, settings.max_per_home_site - current[h]) for h in homes))
-        if room < row.old_idle:
-            for home in homes:
-                report.held_back[home] = report.held_back.get(home, 0) + row.old_idle - room
-        if room <= 0:
-            continue
+    rows = [(row.key[0], row.old_idle) for row in waiting.rows]
+    for move in plan_overflow(settings, rows, current, known_sites, limit_per_cycle, report):
+        homes, targets = move.homes, move.targets
         ids = [
             f"{ad['ClusterId']}.{ad['ProcId']}"
             for ad in client.query(
                 p.QueryRequest(
                     f"{base} && JobStatus == 1 && {p.ATTR_OVERFLOWED} =!= true && {p.ATTR_ALLOW_OVERFLOW} =!= false"
-                    f" && {p.ATTR_DESIRED_SITES} =?= {row.key[0]} && EnteredCurrentStatus < {now - settings.after_s:.0f}",
+                    f" && {p.ATTR_DESIRED_SITES} =?= {move.desired} && EnteredCurrentStatus < {now - settings.after_s:.0f}",
                     ["ClusterId", "ProcId"],
-                    limit=room,
+                    limit=move.count,
                 )
             ).ads
         ]
-        if not ids:
-            continue
         widened = ",".join([*homes, *targets])
-        attrs = {
-            p.ATTR_DESIRED_SITES: p.literal(widened),
-            p.ATTR_DESIRED_SITES_ORIG: row.key[0],
-            p.ATTR_OVERFLOW_TIME: str(int(now)),
-            p.ATTR_OVERFLOWED: "true",
-            p.ATTR_OVERFLOW_HOME_SITES: p.literal(",".join(homes)),
-        }
-        result = client.edit(p.EditRequest(ids, attrs))
-        done = len(result.done)
+        done = (
+            len(client.edit(p.EditRequest(ids, overflow_attrs(move.desired, homes, widened, now))).done)
+            if ids
+            else 0
+        )
+        for home in homes:  # the plan counted every job it chose; fewer were widened
+            current[home] -= move.count - done
         if not done:
             continue
-        budget -= done
         report.widened[widened] = report.widened.get(widened, 0) + done
-        for home in homes:
-            current[home] += done
         log.info(
             "group %s: %d job(s) idle over %.0f s at %s may now also run at %s",
             group.name,
@@ -145,7 +125,65 @@ def overflow(
             )
         except Exception as exc:  # the edit is what matters; the event is for people
             log.debug("overflow event not recorded: %s", exc)
-        if budget <= 0:
-            break
     report.overflowing = dict(current)
     return report
+
+
+@dataclass
+class Move:
+    """Widen ``count`` of the jobs whose DESIRED_Sites text is ``desired``."""
+
+    desired: str
+    homes: list[str]
+    targets: list[str]
+    count: int
+
+
+def plan_overflow(
+    settings: Overflow,
+    rows: Iterable[tuple[str | None, int]],
+    current: Counter[str],
+    known_sites: set[str],
+    budget: int,
+    report: OverflowReport,
+) -> Iterator[Move]:
+    """Which waiting jobs to widen, oldest kinds first, within max_per_home_site and the budget.
+
+    ``rows`` are (DESIRED_Sites text, jobs idle past ``after``); ``current`` counts the
+    overflowed jobs per home site and is updated as if every move succeeds.  The live
+    frontend and the simulator both decide here.
+    """
+    for desired, old_idle in sorted(rows, key=lambda r: -r[1]):
+        homes = sites_of(desired)
+        if desired is None or not old_idle or not homes or not all(settings.covers(h) for h in homes):
+            continue
+        targets = list(
+            dict.fromkeys(t for h in homes for t in settings.targets(h, known_sites) if t not in homes)
+        )
+        if not targets:
+            continue
+        room = min(old_idle, budget)
+        if settings.max_per_home_site:
+            room = min(room, *(max(0, settings.max_per_home_site - current[h]) for h in homes))
+        if room < old_idle:
+            for home in homes:
+                report.held_back[home] = report.held_back.get(home, 0) + old_idle - room
+        if room <= 0:
+            continue
+        budget -= room
+        for home in homes:
+            current[home] += room
+        yield Move(desired, homes, targets, room)
+        if budget <= 0:
+            return
+
+
+def overflow_attrs(desired: str, homes: list[str], widened: str, now: float) -> dict[str, str]:
+    """The job attributes an overflow sets (ClassAd texts)."""
+    return {
+        p.ATTR_DESIRED_SITES: p.literal(widened),
+        p.ATTR_DESIRED_SITES_ORIG: desired,
+        p.ATTR_OVERFLOW_TIME: str(int(now)),
+        p.ATTR_OVERFLOWED: "true",
+        p.ATTR_OVERFLOW_HOME_SITES: p.literal(",".join(homes)),
+    }

@@ -6,7 +6,9 @@ No client library, so that every component can serve /metrics with what it has.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import http.server
+import threading
+from collections.abc import Callable, Mapping
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 Labels = Mapping[str, str]
@@ -45,3 +47,45 @@ class Exposition:
 
     def render(self) -> str:
         return "\n".join(self.lines) + "\n"
+
+
+def send_metrics(handler: http.server.BaseHTTPRequestHandler, body: str) -> None:
+    """Answer one GET /metrics."""
+    data = body.encode()
+    handler.send_response(200)
+    handler.send_header("Content-Type", CONTENT_TYPE)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+class MetricsServer:
+    """GET /metrics on its own port, for a component that has no other HTTP server (the frontend)."""
+
+    def __init__(self, host: str, port: int, render: Callable[[], str]) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?", 1)[0] != "/metrics":
+                    self.send_error(404, "only /metrics here")
+                    return
+                send_metrics(self, render())
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, name="metrics", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}/metrics"
+
+    def start(self) -> str:
+        self.thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

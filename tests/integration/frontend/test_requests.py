@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import urllib.request
 from pathlib import Path
 
 from factory.glideins import GlideinState
@@ -40,7 +41,7 @@ def test_requests_go_where_the_jobs_want_to_run_and_the_jobs_run(
     sites(factory_setup, frontend_setup.name, "A", "B")
     factory = factory_setup.factory()
     factory.cycle()
-    frontend = frontend_setup.frontend()
+    frontend = frontend_setup.frontend(metrics_port=0)
     site_a = f"{factory_setup.name}-A"
     cluster = pool.submit(job_file(workdir, site_a, 3), "uma", workdir)
     records = frontend.cycle()["main"]
@@ -74,6 +75,15 @@ def test_requests_go_where_the_jobs_want_to_run_and_the_jobs_run(
         "glideresource", f'ReqEntry == "A_local" && FrontendName == "{frontend_setup.name}"'
     )
     assert "GlideClientMonitorRequestedIdle" in resource and "GlideClientMonitorLimitsTriggered" in resource
+    # and for Prometheus
+    assert frontend.metrics_server is not None
+    with urllib.request.urlopen(frontend.metrics_server.url, timeout=10) as answer:
+        text = answer.read().decode()
+    assert (
+        f'updraft_frontend_requested_idle{{group="main",entry="A_local@{factory_setup.name}",site="{site_a}"}}'
+        in text
+    )
+    assert "updraft_frontend_cycles_total" in text
 
 
 def test_limits_from_the_config_cap_the_request_and_say_so(
