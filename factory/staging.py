@@ -10,14 +10,13 @@ from __future__ import annotations
 import hashlib
 import http.server
 import shutil
-import threading
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 from factory.startup import StagedFile
 from pilot.build import build
-from updraft.metrics import send_metrics
+from updraft.metrics import BackgroundServer, send_metrics
 
 
 def digest(path: Path) -> str:
@@ -59,24 +58,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-class StagingServer:
+class StagingServer(BackgroundServer):
     def __init__(self, directory: Path, host: str, port: int, metrics: Callable[[], str]) -> None:
         handler = type("StagingHandler", (_Handler,), {"metrics": staticmethod(metrics)})
-        self.server = http.server.ThreadingHTTPServer(
-            (host, port), partial(handler, directory=str(directory))
-        )
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name="staging", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> str:
-        self.thread.start()
-        return self.url
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(host, port, partial(handler, directory=str(directory)), "staging")

@@ -77,18 +77,12 @@ class SiteModel:
 
 @dataclass
 class GeneratedSites:
-    """Many sites at once: sizes spread evenly between the bounds, the same other settings."""
+    """Many sites at once: sizes spread evenly between the bounds, every other setting from ``like``."""
 
     count: int
     prefix: str = "Site"
     cores: list[int] = field(default_factory=lambda: [1000, 9000])  # [smallest, largest]
-    pilot_cores: int = 8
-    queue_wait_s: Any = "10m"
-    startup_s: Any = 60
-    validation_failure_rate: float = 0.01
-    walltime_s: Any = "24h"
-    idle_timeout_s: Any = "5m"
-    attributes: dict[str, Any] = field(default_factory=dict)
+    like: dict[str, Any] = field(default_factory=dict)  # any other SiteModel setting
 
 
 @dataclass
@@ -159,18 +153,11 @@ def load_sites(path: Path) -> list[SiteModel]:
     sites = list(made.sites)
     if made.generate is not None:
         g = made.generate
-        low, high = (g.cores + g.cores)[:2] if len(g.cores) == 1 else g.cores[:2]
+        low, high = (g.cores * 2)[:2]
         for index in range(g.count):
             cores = low + (high - low) * index // max(1, g.count - 1)
-            site = SiteModel(
-                f"{g.prefix}{index:03d}", cores, g.pilot_cores, g.queue_wait_s, g.startup_s,
-                g.validation_failure_rate, walltime_s=g.walltime_s, idle_timeout_s=g.idle_timeout_s,
-                attributes=dict(g.attributes),
-            )  # fmt: skip
-            problem = site.check()
-            if problem:
-                raise source.error(("generate", problem[0]), problem[1])
-            sites.append(site)
+            values = {**g.like, "name": f"{g.prefix}{index:03d}", "cores": cores}
+            sites.append(build_model(SiteModel, values, ("generate", "like"), source))
     names = [s.name for s in sites]
     if not sites:
         raise source.error((), "no sites: give sites: [...] or generate: {count: N}")

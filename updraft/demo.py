@@ -1,8 +1,12 @@
-"""`make demo`: the whole system on one machine.
+"""`make demo`: the whole system on one machine, from condor_submit to a summary.
 
-Today: a pool, pilots at three local "sites" started directly (the factory and frontend
-will start them once they land), and a sample workload submitted with condor_submit.  It
-shows live progress, a summary, and stops everything it started (``--keep`` leaves it up).
+A pool; a factory with three local entries acting as sites (UCSD, Nebraska, Wisconsin, each
+with its own worker-node directories, cores and wall-clock limit); a frontend with a
+sensible policy and a short overflow timeout; and a workload submitted with condor_submit:
+jobs for any site, more jobs for UCSD than UCSD can run (they overflow to the other sites
+and read their input from UCSD's storage through a local xrootd server), a few jobs that
+fail, and one worker node that fails validation.  Live progress while it runs, a summary at
+the end, and every process it started is stopped (``--keep`` leaves them up).
 """
 
 from __future__ import annotations
@@ -10,160 +14,393 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
+from collections import Counter
 from pathlib import Path
 
-from pilot.build import build
+import yaml
+
+from updraft.tables import render_table
+from userpool import protocol as p
+from userpool.client import Client
 from userpool.process import PoolProcess
 from userpool.protocol import QueryRequest, Scope
 from userpool.tokens import TokenSigner
 
-SITES = {"UCSD": 2, "Nebraska": 2, "Wisconsin": 1}
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+XROOTD_PORT = 11095
+SITES = {  # name: (cores per pilot, pilots at once, wall-clock limit)
+    "UCSD": (2, 2, 1800),
+    "Nebraska": (2, 2, 1800),
+    "Wisconsin": (1, 2, 900),
+}
 
-SAMPLE = """\
-# ten short analysis jobs that may run at any of the three sites
-executable     = analyze.sh
-arguments      = --dataset $(Item) --chunk $(Process) --site $$(GLIDEIN_Site)
-output         = out/$(Cluster).$(Process).out
-error          = out/$(Cluster).$(Process).err
-log            = demo.log
-request_cpus   = 1
-request_memory = 256 MB
-+DESIRED_Sites = "UCSD,Nebraska,Wisconsin"
-requirements   = stringListMember(TARGET.GLIDEIN_Site, DESIRED_Sites)
-batch_name     = demo
-queue Item in (higgs, top, susy, qcd, ewk, bphys, heavyion, forward, lumi, trigger)
+ANY_SITE = """\
+# analysis jobs that may run at any site
+executable   = analyze.sh
+arguments    = $(Item) $$(GLIDEIN_Site)
+output       = out/any.$(Process).out
+error        = out/any.$(Process).err
+log          = demo.log
+batch_name   = any-site
+queue Item in (higgs, top, susy, qcd, ewk, bphys, forward, lumi, trigger)
 """
+UCSD_ONLY = """\
+# more work for UCSD than UCSD can run: after the overflow timeout it may also run at
+# Nebraska and Wisconsin, reading its input from UCSD's storage over xrootd
+executable   = reco.sh
+arguments    = $(Process) $$(GLIDEIN_Site)
+environment  = "XRD_INPUT={xrd} LOCAL_INPUT={local}"
+output       = out/ucsd.$(Process).out
+error        = out/ucsd.$(Process).err
+log          = demo.log
++DESIRED_Sites = "UCSD"
+requirements = stringListMember(TARGET.GLIDEIN_Site, DESIRED_Sites)
+batch_name   = ucsd-reco
+queue 16
+"""
+FAILING = """\
+# jobs that fail (exit code 3)
+executable   = broken.sh
+output       = out/broken.$(Process).out
+error        = out/broken.$(Process).err
+log          = demo.log
++DESIRED_Sites = "Nebraska,Wisconsin"
+requirements = stringListMember(TARGET.GLIDEIN_Site, DESIRED_Sites)
+batch_name   = broken
+queue 3
+"""
+SCRIPTS = {
+    "analyze.sh": '#!/bin/sh\necho "analyzing $1 at $2"\nsleep 3\n',
+    "reco.sh": (
+        "#!/bin/sh\n# $1: chunk, $2: the site it runs at\n"
+        'if [ "$2" = "UCSD" ] || [ -z "$XRD_INPUT" ]; then cp "$LOCAL_INPUT" input.dat && how="local disk";\n'
+        'else xrdcp -s -f "$XRD_INPUT" input.dat && how="$XRD_INPUT"; fi\n'
+        'echo "chunk $1 at $2 read \\"$(cat input.dat)\\" from $how"\nsleep 6\n'
+    ),
+    "broken.sh": '#!/bin/sh\necho "segmentation violation (not really)" >&2\nexit 3\n',
+    # a factory validation script: the first worker node at Wisconsin is broken
+    "broken-node-check.sh": (
+        '#!/bin/sh\ncase "$GLIDEIN_Site" in Wisconsin) ;; *) exit 0 ;; esac\n'
+        'if mkdir "{claim}" 2>/dev/null; then\n'
+        '  echo "message: the node\'s scratch disk is read-only"\n  echo "metric: free_scratch_gb=0"\n  exit 1\nfi\nexit 0\n'
+    ),
+}
 
 
-def run(command: list[str], env: dict[str, str], cwd: Path) -> None:
-    print(f"\n$ {' '.join(command)}", flush=True)
-    subprocess.run(command, env=env, cwd=cwd, check=True)
+def say(text: str) -> None:
+    print(text, flush=True)
 
 
-def start_pilots(pool: PoolProcess, work: Path) -> list[subprocess.Popen[bytes]]:
-    bundle = work / "updraft-pilot.pyz"
-    build(bundle)
-    token = work / "pilot.token"
-    signer = TokenSigner((pool.home / "keys" / "signing.key").read_bytes())
-    token.write_text(signer.issue("demo-pilots", frozenset({Scope.PILOT}), 86400)[0])
-    pilots = []
-    for site, cpus in SITES.items():
-        node = work / "sites" / site
-        node.mkdir(parents=True)
+class Demo:
+    def __init__(self, work: Path, timeout: float) -> None:
+        self.work = work
+        self.timeout = timeout
+        self.pool = PoolProcess(work / "home")
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.xrootd = False
+        self.env: dict[str, str] = {}
+        self.began = time.monotonic()
+
+    # -- setting up -------------------------------------------------------------------------------
+    def start(self) -> None:
+        for name, text in SCRIPTS.items():
+            path = self.work / name
+            path.write_text(text.replace("{claim}", str(self.work / "broken-node-claimed")))
+            path.chmod(0o755)
+        (self.work / "out").mkdir()
+        say(f"Work directory: {self.work}")
+        say("Starting the pool ...")
+        self.pool.start()
+        self.env = {**self.pool.environment(), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+        say(f"  pool at {self.pool.url} (monitor: {self.pool.url}/monitor)")
+        self._storage()
+        signer = TokenSigner((self.pool.home / "keys" / "signing.key").read_bytes())
+        for name, scope in (("demo-factory", Scope.FACTORY), ("demo-frontend", Scope.FRONTEND)):
+            (self.work / f"{name}.token").write_text(signer.issue(name, frozenset({scope}), 86400)[0])
+        self._factory_config()
+        self._frontend_config()
+        for component in ("factory", "frontend"):
+            say(f"Starting the {component} ...")
+            log = open(self.work / f"{component}.log", "ab")  # noqa: SIM115 - lives with the process
+            self.processes[component] = subprocess.Popen(
+                [str(BIN / "updraft"), component, "run", "--config", str(self.work / f"{component}.yaml")],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def _storage(self) -> None:
+        """UCSD's storage: a real xrootd server when this machine can run one."""
+        store = self.work / "xrootd"
+        script = ROOT / "scripts" / "sites" / "xrootd.sh"
+        if os.geteuid() == 0:
+            env = {**os.environ, "UPDRAFT_XROOTD_DIR": str(store), "UPDRAFT_XROOTD_PORT": str(XROOTD_PORT)}
+            store.mkdir(parents=True, exist_ok=True)
+            store.chmod(0o755)
+            self.work.chmod(0o755)
+            result = subprocess.run([str(script), "start"], env=env, capture_output=True, text=True)
+            self.xrootd = result.returncode == 0
+            if not self.xrootd:
+                say(
+                    f"  (xrootd did not start, overflowed jobs will copy their input locally: {result.stderr.strip()})"
+                )
+        else:
+            say("  (not root: no xrootd server; overflowed jobs copy their input locally)")
+        data = store / "data" / "store" / "demo"
+        data.mkdir(parents=True, exist_ok=True)
+        (data / "input.dat").write_text("2.1 fb^-1 of UCSD's finest\n")
+        for path in (store, store / "data", store / "data" / "store", data):
+            path.chmod(0o755)
+        (data / "input.dat").chmod(0o644)
+        xrd = f"root://localhost:{XROOTD_PORT}//store/demo/input.dat" if self.xrootd else ""
+        if self.xrootd:
+            say(f"  UCSD's storage: xrootd at root://localhost:{XROOTD_PORT}//store")
+        (self.work / "ucsd.sub").write_text(UCSD_ONLY.format(xrd=xrd, local=data / "input.dat"))
+        (self.work / "any.sub").write_text(ANY_SITE)
+        (self.work / "broken.sub").write_text(FAILING)
+
+    def _factory_config(self) -> None:
+        entries = []
+        for site, (cores, pilots, walltime) in SITES.items():
+            entries.append({
+                "name": f"{site}_local", "gridtype": "local",
+                "attributes": {"GLIDEIN_Site": site, "GLIDEIN_CPUS": cores, "GLIDEIN_Max_Walltime": walltime,
+                               "GLIDEIN_Supported_VOs": "CMS,OSG"},
+                "allowed_frontends": ["demo-frontend"],
+                "limits": {"max_glideins": pilots + 1, "max_idle": 2, "max_held": 2},
+                "options": {"max_running": pilots},
+            })  # fmt: skip
         config = {
-            "pool": pool.url, "token_file": str(token), "site": site, "entry": f"{site}_local", "factory": "demo",
-            "cpus": str(cpus), "work_dir": str(node), "tail_timeout_s": 5, "idle_timeout_s": 120, "lifetime_s": 3600,
+            "name": "demo-factory",
+            "pool": {"url": self.pool.url, "token_file": str(self.work / "demo-factory.token")},
+            "state_dir": str(self.work / "factory"),
+            "staging": {"dir": str(self.work / "factory" / "staging"), "host": "127.0.0.1", "port": 0},
+            "cycle_s": 2,
+            "pilot": {"idle_timeout_s": 8, "tail_timeout_s": 5, "min_disk_gb": 0.05, "poll_wait_s": 2.0, "failure_hold_s": 10},
+            "custom_checks": [{"path": str(self.work / "broken-node-check.sh"), "type": "WN_Resource"}],
+            "entries": entries,
         }  # fmt: skip
-        (node / "pilot.json").write_text(json.dumps(config))
-        log = open(node / "pilot.log", "wb")  # noqa: SIM115 - lives with the pilot
-        pilots.append(
-            subprocess.Popen(
-                [sys.executable, str(bundle), "--config", str(node / "pilot.json")], stdout=log, stderr=log
+        (self.work / "factory.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def _frontend_config(self) -> None:
+        config = {
+            "name": "demo-frontend",
+            "pool": {"url": self.pool.url, "token_file": str(self.work / "demo-frontend.token")},
+            "state_dir": str(self.work / "frontend"),
+            "cycle_s": 3,
+            "metrics_port": 0,
+            "groups": [
+                {
+                    "name": "cms", "job_constraint": "DESIRED_Sites isnt undefined",
+                    "match_expr": "stringListMember(TARGET.GLIDEIN_Site, MY.DESIRED_Sites)",
+                    "ramp_up_attenuation": 1, "removal": {"policy": "IDLE", "wait_cycles": 3},
+                    "overflow": {"after": 20, "sites": {"UCSD": ["Nebraska", "Wisconsin"]}, "max_per_home_site": 6},
+                },
+                {
+                    "name": "anywhere", "job_constraint": "DESIRED_Sites is undefined", "match_expr": "true",
+                    "ramp_up_attenuation": 1, "removal": {"policy": "IDLE", "wait_cycles": 3},
+                },
+            ],
+        }  # fmt: skip
+        (self.work / "frontend.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    # -- running ----------------------------------------------------------------------------------
+    def submit(self) -> int:
+        total = 0
+        for name in ("any.sub", "ucsd.sub", "broken.sub"):
+            say(f"\n$ condor_submit {name}")
+            out = subprocess.run(
+                [str(BIN / "condor_submit"), name],
+                env=self.env,
+                cwd=self.work,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            say(out.stdout.strip())
+            total += int(out.stdout.split(" job(s) submitted")[0].split()[-1])
+        return total
+
+    def client(self) -> Client:
+        return self.pool.client()
+
+    def watch(self, total: int) -> bool:
+        client = self.client()
+        say("\n  time | pilots per site (running/failed validation) | jobs idle/running/done | overflowed")
+        last = ""
+        while time.monotonic() - self.began < self.timeout:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise SystemExit(
+                        f"the {name} exited with {process.returncode}; see {self.work / (name + '.log')}"
+                    )
+            queue = client.query(QueryRequest("", [], [], [], 0, True, True)).totals or {}
+            finished = len(client.query(QueryRequest("", ["ProcId"]), history=True).ads)
+            slots = Counter(
+                _site(ad) for ad in client.query_ads(p.AdType.Slot.value, "", [p.ATTR_GLIDEIN_SITE])
+            )
+            failed = Counter(
+                _site(ad) for ad in client.query_ads(p.AdType.PilotFailure.value, "", [p.ATTR_GLIDEIN_SITE])
+            )
+            overflowed = len(client.query(QueryRequest("Overflowed =?= true", ["ProcId"])).ads) + len(
+                client.query(QueryRequest("Overflowed =?= true", ["ProcId"]), history=True).ads
+            )
+            pilots = "  ".join(f"{site} {slots[site]}/{failed[site]}" for site in SITES)
+            line = f"{pilots} | {queue.get('idle', 0):>2}/{queue.get('running', 0):>2}/{finished:>2} | {overflowed}"
+            if line != last:
+                say(f"{time.monotonic() - self.began:5.0f}s | {line}")
+                last = line
+            if finished >= total:
+                return True
+            time.sleep(1.0)
+        say(f"the demo's {self.timeout:.0f} s are up before every job finished")
+        return False
+
+    def wait_for_pilots(self, timeout: float = 60.0) -> None:
+        """Pilots leave by themselves once idle; their final records reach the factory as they end."""
+        say("\nAll jobs are done; waiting for the pilots to leave when idle ...")
+        client = self.client()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and client.query_ads(
+            p.AdType.Slot.value, "", [p.ATTR_GLIDEIN_SITE]
+        ):
+            time.sleep(1.0)
+        time.sleep(5.0)  # a factory cycle or two to collect what they printed
+
+    # -- the end ------------------------------------------------------------------------------------
+    def summary(self, total: int) -> None:
+        client = self.client()
+        history = client.query(
+            QueryRequest("", ["ClusterId", "ProcId", "JobBatchName", p.ATTR_MATCH_SITE, "ExitCode", "Overflowed", p.ATTR_DESIRED_SITES_ORIG]),
+            history=True,
+        ).ads  # fmt: skip
+        per_site: dict[str, Counter[str]] = {}
+        for ad in history:
+            site = str(p.parse_literal(ad.get(p.ATTR_MATCH_SITE, '"?"')))
+            batch = str(p.parse_literal(ad.get("JobBatchName", '"?"')))
+            row = per_site.setdefault(site, Counter())
+            row[batch] += 1
+            row["failed"] += 1 if ad.get("ExitCode", "0") not in ("0", "undefined") else 0
+            row["overflowed"] += 1 if ad.get("Overflowed") == "true" else 0
+        batches = ["any-site", "ucsd-reco", "broken"]
+        rows = [[site, *(per_site.get(site, Counter())[b] for b in batches), per_site.get(site, Counter())["overflowed"], per_site.get(site, Counter())["failed"]] for site in SITES]  # fmt: skip
+        say("\nJobs per site")
+        say(render_table(["SITE", *batches, "OVERFLOWED", "EXIT != 0"], rows, right=(1, 2, 3, 4, 5)))
+        analysis = subprocess.run(
+            [str(BIN / "updraft"), "factory", "analyze", "--json", "--config", str(self.work / "factory.yaml")],
+            env=self.env, capture_output=True, text=True,
+        )  # fmt: skip
+        say("\nPilots per entry (from the factory's journal and the pilots' final records)")
+        try:
+            entries = json.loads(analysis.stdout)
+        except ValueError:
+            entries = []
+            say(f"  (updraft factory analyze failed: {analysis.stderr.strip()})")
+        rows = []
+        core_hours = used = 0.0
+        failures = 0
+        for entry in entries:
+            core_hours += entry["core_hours"]
+            used += entry["used_core_hours"]
+            failures += sum(entry["validation_failures"].values())
+            efficiency = f"{entry['efficiency']:.0%}" if entry["efficiency"] is not None else "-"
+            rows.append(
+                [
+                    entry["entry"],
+                    entry["submitted"],
+                    entry["jobs"],
+                    ", ".join(f"{k} {v}" for k, v in entry["validation_failures"].items()) or "-",
+                    efficiency,
+                ]
+            )
+        say(
+            render_table(
+                ["ENTRY", "GLIDEINS", "JOBS", "VALIDATION FAILURES", "EFFICIENCY"], rows, right=(1, 2, 4)
             )
         )
-    return pilots
-
-
-def progress(pool: PoolProcess, until_done: float = 180.0) -> None:
-    client = pool.client()
-    started = time.monotonic()
-    last = ""
-    while time.monotonic() - started < until_done:
-        totals = client.query(QueryRequest("", [], [], [], 0, True, True)).totals or {}
-        slots = client.query_ads("Machine", "", ["GLIDEIN_Site", "JobsRunning"])
-        per_site: dict[str, int] = {}
-        for ad in slots:
-            per_site[ad.get("GLIDEIN_Site", '"?"').strip('"')] = (
-                per_site.get(ad.get("GLIDEIN_Site", '"?"').strip('"'), 0) + 1
-            )
-        line = (
-            f"  {time.monotonic() - started:5.1f} s  idle {totals.get('idle', 0):>2}  running {totals.get('running', 0):>2}"
-            f"  held {totals.get('held', 0):>2}  pilots: "
-            + ", ".join(f"{site} {n}" for site, n in sorted(per_site.items()))
+        overflowed = sum(1 for ad in history if ad.get("Overflowed") == "true")
+        say(
+            f"\n{len(history)}/{total} jobs done, {overflowed} overflowed from UCSD, {failures} node(s) failed validation, "
+            f"pilot efficiency {used / core_hours:.0%} "
+            if core_hours
+            else f"\n{len(history)}/{total} jobs done "
         )
-        if line.split("s ", 1)[1] != last:
-            print(line, flush=True)
-            last = line.split("s ", 1)[1]
-        if totals.get("idle", 0) + totals.get("running", 0) + totals.get("suspended", 0) == 0:
-            return
-        time.sleep(0.5)
+        say(f"wall time {time.monotonic() - self.began:.0f} s; monitor: {self.pool.url}/monitor")
+        outputs = sorted((self.work / "out").glob("ucsd.*.out"), key=lambda f: "root://" not in f.read_text())
+        for path in outputs[:2]:
+            say(f"  {path.name}: {path.read_text().strip()}")
+
+    def stop(self) -> None:
+        for name in ("frontend", "factory"):  # the factory drains: it removes its glideins at the sites
+            process = self.processes.get(name)
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        self.pool.stop()
+        if self.xrootd:
+            env = {
+                **os.environ,
+                "UPDRAFT_XROOTD_DIR": str(self.work / "xrootd"),
+                "UPDRAFT_XROOTD_PORT": str(XROOTD_PORT),
+            }
+            subprocess.run(
+                [str(ROOT / "scripts" / "sites" / "xrootd.sh"), "stop"], env=env, capture_output=True
+            )
+
+
+def _site(ad: dict[str, str]) -> str:
+    try:
+        return str(p.parse_literal(ad.get(p.ATTR_GLIDEIN_SITE, '"?"')))
+    except ValueError:
+        return "?"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="updraft demo", description=__doc__)
-    parser.add_argument("--keep", action="store_true", help="leave the pool running for exploration")
+    parser = argparse.ArgumentParser(prog="python -m updraft.demo", description=__doc__)
+    parser.add_argument(
+        "--keep", action="store_true", help="leave everything running for exploration (Ctrl-C stops it)"
+    )
+    parser.add_argument("--work", help="the work directory (default: a new temporary one)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
     args = parser.parse_args(argv)
-    bin_dir = Path(sys.executable).parent
-    work = Path(tempfile.mkdtemp(prefix="updraft-demo-"))
-    (work / "out").mkdir()
-    script = work / "analyze.sh"
-    script.write_text('#!/bin/sh\necho "analyzing $*"\nsleep 2\n')
-    script.chmod(0o755)
-    (work / "demo.sub").write_text(SAMPLE)
-    pool = PoolProcess(work / "home")
-    print(f"Starting a pool in {pool.home} ...", flush=True)
-    pool.start()
-    env = pool.environment()
-    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
-    pilots: list[subprocess.Popen[bytes]] = []
-    began = time.monotonic()
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="updraft-demo-"))
+    if args.work and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    demo = Demo(work, args.timeout)
+    ok = False
     try:
-        print(f"Pool at {pool.url}")
-        run(["condor_submit", "demo.sub"], env, work)
-        run(["condor_q"], env, work)
-        print(
-            f"\nStarting pilots at {', '.join(f'{s} ({c} cores)' for s, c in SITES.items())} ...", flush=True
-        )
-        pilots = start_pilots(pool, work)
-        progress(pool)
-        run(
-            [
-                "condor_history",
-                "-limit",
-                "10",
-                "-af",
-                "ClusterId",
-                "ProcId",
-                "MATCH_EXP_JOB_GLIDEIN_Site",
-                "ExitCode",
-            ],
-            env,
-            work,
-        )
-        run(["updraft", "logging-info", "1.0"], env, work)
-        print(f"\nOutputs are in {work / 'out'}:")
-        for path in sorted((work / "out").glob("*.out"))[:3]:
-            print("  " + path.read_text().strip())
-        print(f"\nDone in {time.monotonic() - began:.1f} s.")
+        demo.start()
+        total = demo.submit()
+        ok = demo.watch(total)
+        if ok:
+            demo.wait_for_pilots()
+        demo.summary(total)
         if args.keep:
-            print(
-                textwrap.dedent(
-                    f"""
-                    The pool keeps running. Try, in another shell:
-                        export UPDRAFT_HOME={pool.home} PATH={bin_dir}:$PATH
-                        condor_submit {work / "demo.sub"}; condor_q; condor_status
-                    """
-                )
+            say(
+                f"\nEverything keeps running. In another shell:\n"
+                f"    export UPDRAFT_HOME={demo.pool.home} PATH={BIN}:$PATH\n"
+                f"    condor_q; condor_history; updraft frontend explain --config {work / 'frontend.yaml'}\n"
+                f"Press Ctrl-C to stop."
             )
-            pool.process = None
-            return 0
-    finally:
-        for pilot in pilots:
-            if pilot.poll() is None:
-                pilot.terminate()
-        for pilot in pilots:
             try:
-                pilot.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pilot.kill()
-        pool.stop()
-    print("Every process the demo started has stopped.")
-    return 0
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+    finally:
+        say("\nStopping the frontend, the factory (removing its glideins) and the pool ...")
+        demo.stop()
+        say("Every process the demo started has stopped.")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -59,7 +59,32 @@ def send_metrics(handler: http.server.BaseHTTPRequestHandler, body: str) -> None
     handler.wfile.write(data)
 
 
-class MetricsServer:
+class BackgroundServer:
+    """A threading HTTP server on its own daemon thread (the factory's staging, the frontend's metrics)."""
+
+    def __init__(
+        self, host: str, port: int, handler: Callable[..., http.server.BaseHTTPRequestHandler], name: str
+    ) -> None:
+        self.server = http.server.ThreadingHTTPServer((host, port), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, name=name, daemon=True)
+        self.path = ""
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}{self.path}"
+
+    def start(self) -> str:
+        self.thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class MetricsServer(BackgroundServer):
     """GET /metrics on its own port, for a component that has no other HTTP server (the frontend)."""
 
     def __init__(self, host: str, port: int, render: Callable[[], str]) -> None:
@@ -73,19 +98,5 @@ class MetricsServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name="metrics", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}/metrics"
-
-    def start(self) -> str:
-        self.thread.start()
-        return self.url
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(host, port, Handler, "metrics")
+        self.path = "/metrics"

@@ -8,7 +8,9 @@ output it may print lines of the form::
     metric: <key>=<value>
 
 and every such line is kept in the check's structured result.  A sha256 given with the
-check is verified first; a mismatch is a Corruption failure and the script is not run.
+check is verified first; a mismatch is a Corruption failure and the script is not run.  It
+runs in the pilot's work directory with GLIDEIN_Site, GLIDEIN_Entry_Name, GLIDEIN_Factory and
+UPDRAFT_PILOT_WORK_DIR in its environment.
 """
 
 from __future__ import annotations
@@ -84,6 +86,17 @@ def parse_check_output(text: str) -> dict[str, Any]:
     return found
 
 
+def check_environment(context: CheckContext) -> dict[str, str]:
+    """What a custom check may want to know about where it runs (glideinWMS passes glidein_config)."""
+    config = context.config
+    env = dict(context.environ)
+    env.update({
+        "GLIDEIN_Site": config.site, "GLIDEIN_Entry_Name": config.entry, "GLIDEIN_Factory": config.factory,
+        "UPDRAFT_PILOT_WORK_DIR": str(context.work_dir),
+    })  # fmt: skip
+    return env
+
+
 def check_custom(context: CheckContext) -> Optional[str]:
     ran = []
     for index, spec in enumerate(context.config.custom_checks):
@@ -103,7 +116,7 @@ def check_custom(context: CheckContext) -> Optional[str]:
                 text=True,
                 timeout=context.config.check_timeout_s,
                 cwd=context.work_dir,
-                env=context.environ,
+                env=check_environment(context),
             )
         except subprocess.TimeoutExpired:
             raise CheckFailed(

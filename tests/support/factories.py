@@ -7,29 +7,22 @@ will read in production.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from factory.config import load_factory_config
 from factory.journal import Journal
 from factory.loop import Factory
 from frontend.glideclient import PilotRequest, glideclient_ad
-from tests.support.pools import RunningPool
+from tests.support.services import ServiceSetup
 from userpool import protocol as p
 from userpool.protocol import Scope
-
-BIN = Path(sys.executable).parent
 
 #: pilot settings that keep test glideins short-lived and light
 QUICK_PILOT = {
@@ -54,43 +47,18 @@ def local_entry(name: str, site: str | None = None, **overrides: Any) -> dict[st
 
 
 @dataclass
-class FactorySetup:
+class FactorySetup(ServiceSetup):
     """A factory config in a directory, the tokens it needs, and a frontend to ask it for glideins."""
 
-    pool: RunningPool
-    directory: Path
     name: str = "fac1"
     entries: list[dict[str, Any]] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
     factories: list[Factory] = field(default_factory=list)
-    processes: list[subprocess.Popen[str]] = field(default_factory=list)
 
-    @property
-    def config_path(self) -> Path:
-        return self.directory / "factory.yaml"
+    component = "factory"
+    scope = Scope.FACTORY
 
-    @property
-    def state_dir(self) -> Path:
-        return self.directory / "state"
-
-    def write(self, **changes: Any) -> Path:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        (self.directory / "factory.token").write_text(
-            self.pool.token(self.name, Scope.FACTORY, lifetime_s=86400)
-        )
-        config = {
-            "name": self.name,
-            "pool": {"url": self.pool.url, "token_file": "factory.token"},
-            "state_dir": "state",
-            "cycle_s": 1,
-            "status_timeout_s": 20,
-            "submit_grace_s": 2,
-            "entries": self.entries,
-            **self.extra,
-            **changes,
-        }
-        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        return self.config_path
+    def settings(self) -> dict[str, Any]:
+        return {"cycle_s": 1, "status_timeout_s": 20, "submit_grace_s": 2, "entries": self.entries}
 
     def factory(self, **changes: Any) -> Factory:
         self.write(**changes)
@@ -99,52 +67,9 @@ class FactorySetup:
         self.factories.append(factory)
         return factory
 
-    # -- the factory as its own process (for kill -9 and signals) ---------------------------------
-    def env(self, **extra: str) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update({"PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "UPDRAFT_HOME": str(self.pool.home)})
-        env.pop("UPDRAFT_TOKEN", None)
-        env.update(extra)
-        return env
-
-    def spawn(self, **env: str) -> subprocess.Popen[str]:
-        log = open(self.directory / "factory.log", "a")  # noqa: SIM115 - lives with the process
-        process = subprocess.Popen(
-            [str(BIN / "updraft"), "factory", "run", "--config", str(self.config_path)],
-            env=self.env(**env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.processes.append(process)
-        return process
-
     def wait_started(self, timeout: float = 60.0) -> None:
         """Until the spawned factory has finished a cycle (it has advertised its entries)."""
-
-        def cycled() -> bool:
-            try:
-                status = json.loads((self.state_dir / "status.json").read_text())
-            except (OSError, ValueError):
-                return False
-            return status.get("cycles", 0) >= 1 and status.get("pid") == self.processes[-1].pid
-
-        wait_for(cycled, timeout, what=f"the factory's first cycle; log:\n{self.log()}")
-
-    def cli(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(BIN / "updraft"), "factory", *argv],
-            env=self.env(UPDRAFT_FACTORY_CONFIG=str(self.config_path)),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-    def log(self) -> str:
-        try:
-            return (self.directory / "factory.log").read_text()
-        except OSError:
-            return ""
+        wait_for(self.cycled, timeout, what=f"the factory's first cycle; log:\n{self.log()}")
 
     # -- the frontend's side -------------------------------------------------------------------------
     def request(
@@ -194,13 +119,7 @@ class FactorySetup:
         for factory in self.factories:
             factory.drain(30)
             factory.stop()
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        self.stop_processes()
         # glideins the factory processes left at local sites
         for node in self.state_dir.glob("entries/*/updraft_*"):
             pid_file = node / "pid"

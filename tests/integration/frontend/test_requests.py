@@ -7,6 +7,7 @@ import urllib.request
 from pathlib import Path
 
 from factory.glideins import GlideinState
+from factory.loop import Factory
 from frontend.policy import EntryCounts
 from tests.support.factories import FactorySetup, cycle_until, local_entry, wait_for
 from tests.support.frontends import FrontendSetup, both_cycle, group
@@ -24,6 +25,14 @@ def sites(factory_setup: FactorySetup, frontend: str, *names: str, **overrides: 
         local_entry(f"{n}_local", f"{factory_setup.name}-{n}", allowed_frontends=[frontend], **overrides)
         for n in names
     ]
+
+
+def paused_site(factory_setup: FactorySetup, frontend: str) -> Factory:
+    """One entry, A_local, whose glideins stay queued: the requests are all there is to see."""
+    sites(factory_setup, frontend, "A", options={"paused": True})
+    factory = factory_setup.factory()
+    factory.cycle()
+    return factory
 
 
 def job_file(workdir: Path, desired: str, count: int, extra: str = "") -> str:
@@ -89,9 +98,7 @@ def test_requests_go_where_the_jobs_want_to_run_and_the_jobs_run(
 def test_limits_from_the_config_cap_the_request_and_say_so(
     factory_setup: FactorySetup, frontend_setup: FrontendSetup, pool: RunningPool, workdir: Path
 ) -> None:
-    sites(factory_setup, frontend_setup.name, "A", options={"paused": True})
-    factory = factory_setup.factory()
-    factory.cycle()
+    paused_site(factory_setup, frontend_setup.name)
     frontend_setup.groups = [
         group(
             limits={"running_glideins_per_entry": {"max": 4}, "idle_slots_per_entry": {"max": 100, "curb": 3}}
@@ -111,9 +118,7 @@ def test_limits_from_the_config_cap_the_request_and_say_so(
 def test_removal_needs_quiet_cycles_with_complete_data(
     factory_setup: FactorySetup, frontend_setup: FrontendSetup, pool: RunningPool, workdir: Path
 ) -> None:
-    sites(factory_setup, frontend_setup.name, "A", options={"paused": True})
-    factory = factory_setup.factory()
-    factory.cycle()
+    factory = paused_site(factory_setup, frontend_setup.name)
     frontend_setup.groups = [group(removal={"policy": "IDLE", "wait_cycles": 2})]
     frontend = frontend_setup.frontend()
     cluster = pool.submit(job_file(workdir, f"{factory_setup.name}-A", 3), "uma", workdir)
@@ -170,8 +175,7 @@ def test_counts_are_proportional_and_multicore_aware(
 def test_frontend_process_reloads_on_sighup_and_refuses_a_bad_file(
     factory_setup: FactorySetup, frontend_setup: FrontendSetup, pool: RunningPool
 ) -> None:
-    sites(factory_setup, frontend_setup.name, "A", options={"paused": True})
-    factory_setup.factory().cycle()
+    paused_site(factory_setup, frontend_setup.name)
     frontend_setup.write()
     frontend_setup.spawn()
     wait_for(lambda: (frontend_setup.state_dir / "explain.json").exists(), timeout=30, what="the first cycle")

@@ -10,6 +10,7 @@ from factory.config import ConfigError, load_factory_config
 from factory.limits import Counts
 from factory.requests import factory_ad, read_requests
 from frontend.glideclient import PilotRequest, glideclient_ad
+from tests.support.configs import assert_config_error
 from userpool import protocol as p
 from userpool.sealed import KeyPair
 
@@ -57,13 +58,7 @@ def test_example_config_is_valid() -> None:
 def test_errors_name_the_line_and_the_field(
     tmp_path: Path, change: tuple[str, str], line: int, field: str, message: str
 ) -> None:
-    path = write(tmp_path, GOOD.replace(*change))
-    with pytest.raises(ConfigError) as caught:
-        load_factory_config(path)
-    error = caught.value
-    assert (error.line, error.field) == (line, field), str(error)
-    assert message in error.message
-    assert str(error).startswith(f"{path}:{line}: {field}: ")
+    assert_config_error(load_factory_config, write(tmp_path, GOOD.replace(*change)), line, field, message)
 
 
 def test_duplicate_entries_and_bad_yaml(tmp_path: Path) -> None:

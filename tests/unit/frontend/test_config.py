@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from frontend.config import ConfigError, duration_s, load_frontend_config
+from tests.support.configs import assert_config_error
 
 REPO = Path(__file__).parents[3]
 GOOD = """\
@@ -81,13 +82,7 @@ def test_derived_match_attributes_and_normalised_policy(tmp_path: Path) -> None:
 def test_errors_name_the_line_and_the_field(
     tmp_path: Path, change: tuple[str, str], line: int, field: str, message: str
 ) -> None:
-    path = write(tmp_path, GOOD.replace(*change))
-    with pytest.raises(ConfigError) as caught:
-        load_frontend_config(path)
-    error = caught.value
-    assert (error.line, error.field) == (line, field), str(error)
-    assert message in error.message, error.message
-    assert str(error).startswith(f"{path}:{line}: {field}: ")
+    assert_config_error(load_frontend_config, write(tmp_path, GOOD.replace(*change)), line, field, message)
 
 
 def test_whole_file_errors(tmp_path: Path) -> None:

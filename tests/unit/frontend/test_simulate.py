@@ -29,7 +29,7 @@ SITES = """\
 sites:
   - {name: A, cores: 160, pilot_cores: 4, queue_wait_s: 2m, walltime_s: 6h}
   - {name: B, cores: 256, pilot_cores: 8, queue_wait_s: 5m, validation_failure_rate: 0.1}
-generate: {count: 3, prefix: G, cores: [100, 300], pilot_cores: 2}
+generate: {count: 3, prefix: G, cores: [100, 300], like: {pilot_cores: 2}}
 """
 WORKLOAD = """\
 batches:
@@ -115,6 +115,11 @@ def test_overflow_widens_after_the_timeout_within_the_bound(tmp_path: Path) -> N
             "sites.yaml:2: sites[0].queue_wait_s",
         ),
         ("sites", "sites: []\n", "no sites"),
+        (
+            "sites",
+            "generate: {count: 2, like: {pilot_cores: 0}}\n",
+            "sites.yaml:1: generate.like.pilot_cores: must be at least 1",
+        ),
         ("sites", "sites:\n  - {name: A, cores: 4}\n  - {name: A, cores: 8}\n", "site names repeat: ['A']"),
         (
             "workload",
