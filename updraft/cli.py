@@ -27,6 +27,7 @@ def cmd_pool(args: argparse.Namespace) -> int:
         "port": args.port,
         "tls": True if args.tls else None,
         "periodic_interval_s": args.periodic_interval,
+        "monitor_interval_s": args.monitor_interval,
         "synchronous": args.synchronous,
     }
     home = _home(args.home)
@@ -155,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pool.add_argument(
         "--periodic-interval", type=float, default=None, help="seconds between periodic policy passes"
+    )
+    pool.add_argument(
+        "--monitor-interval", type=float, default=None, help="seconds between the monitor's samples (30)"
     )
     pool.add_argument("--synchronous", default=None, help="SQLite synchronous mode (FULL, NORMAL)")
     pool.add_argument("--allow-remote", action="store_true", help=argparse.SUPPRESS)

@@ -5,7 +5,7 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import orjson
@@ -13,6 +13,7 @@ from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import (
     FileResponse,
+    HTMLResponse,
     JSONResponse,
     PlainTextResponse,
     Response,
@@ -23,6 +24,7 @@ import updraft
 from userpool import protocol as p
 from userpool.analyze import analyze_job
 from userpool.errors import BadRequest, Forbidden, NotFound, PoolError, TooLarge, Unauthorized
+from userpool.monitor import SHOWN_EVENTS, event_view, monitor_html
 from userpool.pool import Pool
 from userpool.protocol import AdType, Scope
 from userpool.sandbox import check_digest
@@ -94,6 +96,23 @@ def build_app(pool: Pool) -> FastAPI:
     @app.get(p.METRICS, response_class=PlainTextResponse)
     async def metrics() -> str:
         return pool.metrics()
+
+    # -- the monitor: aggregates, readable without a token like /metrics -----------------------
+    @app.get(p.MONITOR_PAGE, response_class=HTMLResponse)
+    async def monitor_page() -> str:
+        return monitor_html()
+
+    @app.get(p.MONITOR)
+    async def monitor() -> Response:
+        return FastJSON(pool.monitor.snapshot())
+
+    @app.get(p.MONITOR_STREAM)
+    async def monitor_stream(after: int = -1) -> StreamingResponse:
+        return StreamingResponse(
+            _sse(pool, after, _monitor_event),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
+        )
 
     # -- schedd ----------------------------------------------------------------------------
     @app.post(p.CLUSTERS)
@@ -336,8 +355,14 @@ def _owner_of(pool: Pool, cluster_id: int, proc_id: int) -> str:
     return str(rows[0][0])
 
 
-async def _sse(pool: Pool, after: int) -> AsyncIterator[bytes]:
-    """Server-sent events: replay committed events after ``after``, then follow live."""
+async def _sse(
+    pool: Pool, after: int, render: Callable[[p.Event], bytes | None] | None = None
+) -> AsyncIterator[bytes]:
+    """Server-sent events: replay committed events after ``after``, then follow live.
+
+    ``render`` writes one event (None: leave it out); the default writes it whole.
+    """
+    render = render or _sse_event
     subscriber = pool.events.subscribe()
     try:
         last = after
@@ -346,7 +371,9 @@ async def _sse(pool: Pool, after: int) -> AsyncIterator[bytes]:
                 backlog = pool.events.after(last, 1000)
                 for event in backlog:
                     last = event.id
-                    yield _sse_event(event)
+                    chunk = render(event)
+                    if chunk is not None:
+                        yield chunk
                 if len(backlog) < 1000:
                     break
         while True:
@@ -360,9 +387,21 @@ async def _sse(pool: Pool, after: int) -> AsyncIterator[bytes]:
             if event.id <= last:
                 continue
             last = event.id
-            yield _sse_event(event)
+            chunk = render(event)
+            if chunk is not None:
+                yield chunk
     finally:
         pool.events.unsubscribe(subscriber)
+
+
+def _monitor_event(event: p.Event) -> bytes | None:
+    if event.type not in SHOWN_EVENTS:
+        return None
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (
+        event.id,
+        event.type.encode(),
+        orjson.dumps(event_view(event)),
+    )
 
 
 def _sse_event(event: p.Event) -> bytes:

@@ -33,6 +33,8 @@ class PoolConfig:
     collector_sweep_interval_s: float = 10.0
     #: how often user priorities are decayed and saved
     accountant_interval_s: float = 60.0
+    #: how often the monitor samples jobs and pilots for its charts
+    monitor_interval_s: float = 30.0
     #: PRIORITY_HALFLIFE
     priority_halflife_s: float = 86400.0
     #: DEFAULT_PRIO_FACTOR

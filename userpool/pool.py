@@ -28,6 +28,7 @@ from userpool.errors import BadRequest, Forbidden, NotFound
 from userpool.events import EventLog, Tx
 from userpool.history import History
 from userpool.jobs import CLAIMED
+from userpool.monitor import Monitor
 from userpool.protocol import (
     AdType,
     ClaimReport,
@@ -103,6 +104,7 @@ class Pool:
         self.blobs = BlobStore(self.config.blob_dir, self.config.max_input_file_mb << 20)
         self.spool = Spool(self.config.spool_dir, self.config.max_output_sandbox_mb << 20)
         self.history = History(self.store, self.config.history_max_jobs)
+        self.monitor = Monitor(self, self.config.monitor_interval_s, clock=self.clock)
         gc.freeze()  # the loaded queue lives long; see submit()
 
     async def start_background(self) -> None:
@@ -113,6 +115,7 @@ class Pool:
             (self.config.collector_sweep_interval_s, self._sweep_collector),
             (self.config.accountant_interval_s, self._update_accountant),
             (3600.0, self._housekeeping),
+            (self.config.monitor_interval_s, self.monitor.sample),
         ]
         for interval, work in every:
             self._tasks.append(asyncio.create_task(self._every(interval, work), name=work.__name__))
@@ -258,6 +261,8 @@ class Pool:
             picked = negotiator.match_one(texts)
             if picked is None:
                 break
+            idle_since = picked.job.get("EnteredCurrentStatus")
+            self.monitor.job_started(self.clock() - float(idle_since) if idle_since else 0.0)
             claim = self.schedd.start(
                 tx, picked.job, picked.autocluster, texts, picked.slot_ad, identity.name
             )

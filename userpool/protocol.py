@@ -54,6 +54,9 @@ TOKENS_RENEW = "/v1/tokens/renew"
 TOKENS_REVOKE = "/v1/tokens/revoke"
 ACCOUNTANT = "/v1/accountant"
 METRICS = "/metrics"
+MONITOR_PAGE = "/monitor"  # GET, text/html: the real-time monitor (no login: aggregates only)
+MONITOR = "/v1/monitor"  # GET: the monitor's snapshot
+MONITOR_STREAM = "/v1/monitor/stream"  # GET, text/event-stream: the events the monitor shows
 
 AUTH_HEADER = "Authorization"  # "Bearer <token>"
 CLAIM_HEADER = "X-Updraft-Claim"

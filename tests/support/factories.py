@@ -20,7 +20,7 @@ from factory.config import load_factory_config
 from factory.journal import Journal
 from factory.loop import Factory
 from frontend.glideclient import PilotRequest, glideclient_ad
-from tests.support.services import ServiceSetup
+from tests.support.processes import ServiceSetup
 from userpool import protocol as p
 from userpool.protocol import Scope
 

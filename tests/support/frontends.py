@@ -8,7 +8,7 @@ from typing import Any
 from frontend.config import load_frontend_config
 from frontend.loop import Frontend
 from tests.support.factories import FactorySetup
-from tests.support.services import BIN, ServiceSetup
+from tests.support.processes import BIN, ServiceSetup
 from userpool.protocol import Scope
 
 __all__ = ["BIN", "FrontendSetup", "both_cycle", "group"]

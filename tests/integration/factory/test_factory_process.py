@@ -200,7 +200,7 @@ def test_reconfig_valid_invalid_and_an_entry_removed(setup: FactorySetup, pool: 
 def test_check_command(tmp_path: Path) -> None:
     import subprocess
 
-    from tests.support.services import BIN
+    from tests.support.processes import BIN
 
     path = tmp_path / "f.yaml"
     path.write_text("name: f\nentries:\n  - name: e\n    gridtype: slurmm\n    allowed_frontends: ['*']\n")
