@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 XROOTD_PORT = 11095
 SITES = {  # name: (cores per pilot, pilots at once, wall-clock limit)
-    "UCSD": (2, 2, 1800),
+    "UCSD": (2, 1, 1800),
     "Nebraska": (2, 2, 1800),
     "Wisconsin": (1, 2, 900),
 }
