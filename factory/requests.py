@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from factory.config import EntryConfig, FactoryConfig
 from factory.limits import Counts, Request
 from userpool import protocol as p
 from userpool.sealed import KEY_TYPE, KeyPair, SealError, open_sealed
-
-
-def _value(texts: dict[str, str], name: str, default: Any = None) -> Any:
-    text = texts.get(name)
-    if text is None:
-        return default
-    try:
-        return p.parse_literal(text)
-    except ValueError:
-        return default
 
 
 @dataclass
@@ -39,11 +28,11 @@ def read_requests(
     accepted: dict[tuple[str, str], Request] = {}
     rejected: list[Rejected] = []
     for texts in ads:
-        name = str(_value(texts, p.ATTR_NAME, "?"))
-        entry_name = str(_value(texts, p.ATTR_REQ_ENTRY, ""))
-        client = str(_value(texts, p.ATTR_CLIENT_NAME, ""))
-        frontend = str(_value(texts, p.ATTR_FRONTEND_NAME, ""))
-        author = str(_value(texts, p.ATTR_AUTHENTICATED_IDENTITY, ""))
+        name = str(p.ad_value(texts, p.ATTR_NAME, "?"))
+        entry_name = str(p.ad_value(texts, p.ATTR_REQ_ENTRY, ""))
+        client = str(p.ad_value(texts, p.ATTR_CLIENT_NAME, ""))
+        frontend = str(p.ad_value(texts, p.ATTR_FRONTEND_NAME, ""))
+        author = str(p.ad_value(texts, p.ATTR_AUTHENTICATED_IDENTITY, ""))
         if author != f"frontend:{frontend}" and author != "admin":
             rejected.append(
                 Rejected(name, f"written by {author or 'nobody'}, claims to come from frontend {frontend!r}")
@@ -57,15 +46,15 @@ def read_requests(
             rejected.append(Rejected(name, f"frontend {frontend!r} may not use entry {entry_name}"))
             continue
         params = {
-            key[len(p.PARAM_PREFIX) :]: str(_value(texts, key, ""))
+            key[len(p.PARAM_PREFIX) :]: str(p.ad_value(texts, key, ""))
             for key in texts
             if key.startswith(p.PARAM_PREFIX)
         }
         token = ""
-        sealed_key = _value(texts, p.ATTR_REQ_ENC_KEY)
-        sealed_token = _value(texts, p.ENC_PARAM_PREFIX + "Token")
+        sealed_key = p.ad_value(texts, p.ATTR_REQ_ENC_KEY)
+        sealed_token = p.ad_value(texts, p.ENC_PARAM_PREFIX + "Token")
         if sealed_key and sealed_token:
-            if _value(texts, p.ATTR_REQ_PUBKEY_ID) not in (None, keys.key_id):
+            if p.ad_value(texts, p.ATTR_REQ_PUBKEY_ID) not in (None, keys.key_id):
                 rejected.append(Rejected(name, "sealed for another key of this factory (an old one?)"))
                 continue
             try:
@@ -78,11 +67,11 @@ def read_requests(
                 entry=entry_name,
                 client=client or frontend,
                 frontend=frontend,
-                idle=max(0, int(_value(texts, p.ATTR_REQ_IDLE, 0))),
-                max_glideins=max(0, int(_value(texts, p.ATTR_REQ_MAX_RUN, 0))),
-                remove=str(_value(texts, p.ATTR_REQ_REMOVE_EXCESS, "NO")).upper(),
-                margin=max(0, int(_value(texts, p.ATTR_REQ_REMOVE_MARGIN, 0))),
-                idle_lifetime_s=max(0, int(_value(texts, p.ATTR_REQ_IDLE_LIFETIME, 0))),
+                idle=max(0, int(p.ad_value(texts, p.ATTR_REQ_IDLE, 0))),
+                max_glideins=max(0, int(p.ad_value(texts, p.ATTR_REQ_MAX_RUN, 0))),
+                remove=str(p.ad_value(texts, p.ATTR_REQ_REMOVE_EXCESS, "NO")).upper(),
+                margin=max(0, int(p.ad_value(texts, p.ATTR_REQ_REMOVE_MARGIN, 0))),
+                idle_lifetime_s=max(0, int(p.ad_value(texts, p.ATTR_REQ_IDLE_LIFETIME, 0))),
                 params=params,
                 token=token,
             )

@@ -196,12 +196,14 @@ class Frontend(ServiceLoop):
         if ads is not None:
             observation.glideins = {}
             for texts in ads:
-                client_name = str(_value(texts, p.ATTR_CLIENT_NAME, ""))
+                client_name = str(p.ad_value(texts, p.ATTR_CLIENT_NAME, ""))
                 if not client_name.startswith(prefix):
                     continue
-                entry = f"{_value(texts, p.ATTR_REQ_ENTRY, '')}@{_value(texts, p.ATTR_REQ_FACTORY, '')}"
+                entry = (
+                    f"{p.ad_value(texts, p.ATTR_REQ_ENTRY, '')}@{p.ad_value(texts, p.ATTR_REQ_FACTORY, '')}"
+                )
                 observation.glideins[(entry, client_name[len(prefix) :])] = {
-                    key[len(p.ATTR_MONITOR_PREFIX) :]: int(_value(texts, key, 0) or 0)
+                    key[len(p.ATTR_MONITOR_PREFIX) :]: int(p.ad_value(texts, key, 0) or 0)
                     for key in texts
                     if key.startswith(p.ATTR_MONITOR_PREFIX + "Status")
                 }
@@ -212,20 +214,14 @@ class Frontend(ServiceLoop):
         if slot_ads is not None and failure_ads is not None:
             observation.pilots = {}
             for texts in slot_ads:
-                key = (
-                    f"{_value(texts, p.ATTR_GLIDEIN_ENTRY, '')}@{_value(texts, p.ATTR_GLIDEIN_FACTORY, '')}",
-                    str(_value(texts, p.ATTR_GLIDEIN_CLIENT_GROUP, "")),
-                )
-                state = str(_value(texts, p.ATTR_PILOT_STATE, ""))
-                busy = _value(texts, "State", "") == "Claimed"
+                key = _pilot_key(texts)
+                state = str(p.ad_value(texts, p.ATTR_PILOT_STATE, ""))
+                busy = p.ad_value(texts, "State", "") == "Claimed"
                 observation.pilots.setdefault(key, Counter())[
                     "busy" if busy else ("idle" if state in ("idle", "") else "other")
                 ] += 1
             for texts in failure_ads:
-                key = (
-                    f"{_value(texts, p.ATTR_GLIDEIN_ENTRY, '')}@{_value(texts, p.ATTR_GLIDEIN_FACTORY, '')}",
-                    str(_value(texts, p.ATTR_GLIDEIN_CLIENT_GROUP, "")),
-                )
+                key = _pilot_key(texts)
                 observation.pilots.setdefault(key, Counter())["failed"] += 1
         for group in groups:
             idle, running = jobs[group.name]
@@ -411,14 +407,10 @@ class Frontend(ServiceLoop):
         return out.render()
 
 
-def _value(texts: dict[str, str], name: str, default: Any = None) -> Any:
-    text = texts.get(name)
-    if text is None:
-        return default
-    try:
-        return p.parse_literal(text)
-    except ValueError:
-        return default
+def _pilot_key(texts: dict[str, str]) -> tuple[str, str]:
+    """(entry@factory, group) of a pilot's slot or failure ad."""
+    entry = f"{p.ad_value(texts, p.ATTR_GLIDEIN_ENTRY, '')}@{p.ad_value(texts, p.ATTR_GLIDEIN_FACTORY, '')}"
+    return entry, str(p.ad_value(texts, p.ATTR_GLIDEIN_CLIENT_GROUP, ""))
 
 
 def _literal(text: str | None) -> Any:

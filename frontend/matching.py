@@ -8,7 +8,7 @@ whose pilots have p cores, and never at an entry whose pilots are too small for 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,34 +32,24 @@ class Entry:
     ad: Any = field(repr=False, default=None)
 
 
-def _value(texts: Mapping[str, str], name: str, default: Any = None) -> Any:
-    text = texts.get(name)
-    if text is None:
-        return default
-    try:
-        return p.parse_literal(text)
-    except ValueError:
-        return default
-
-
 def entries_from_ads(ads: Iterable[dict[str, str]], config: FrontendConfig) -> list[Entry]:
     """The entries that let this frontend in (and belong to a factory it uses)."""
     out = []
     for texts in ads:
-        factory = str(_value(texts, p.ATTR_FACTORY_NAME, ""))
+        factory = str(p.ad_value(texts, p.ATTR_FACTORY_NAME, ""))
         if config.factories and factory not in config.factories:
             continue
         allowed = [
-            a.strip() for a in str(_value(texts, p.ATTR_ALLOWED_FRONTENDS, "")).split(",") if a.strip()
+            a.strip() for a in str(p.ad_value(texts, p.ATTR_ALLOWED_FRONTENDS, "")).split(",") if a.strip()
         ]
         if "*" not in allowed and config.name not in allowed:
             continue
-        cpus = _value(texts, "GLIDEIN_CPUS", 0)
+        cpus = p.ad_value(texts, "GLIDEIN_CPUS", 0)
         out.append(
             Entry(
-                name=str(_value(texts, p.ATTR_NAME, "")), entry=str(_value(texts, p.ATTR_ENTRY_NAME, "")), factory=factory,
-                site=str(_value(texts, p.ATTR_GLIDEIN_SITE, "")), cpus=cpus if isinstance(cpus, int) else 0,
-                down=_value(texts, p.ATTR_IN_DOWNTIME, False) is True, texts=texts, ad=classads.build(texts),
+                name=str(p.ad_value(texts, p.ATTR_NAME, "")), entry=str(p.ad_value(texts, p.ATTR_ENTRY_NAME, "")), factory=factory,
+                site=str(p.ad_value(texts, p.ATTR_GLIDEIN_SITE, "")), cpus=cpus if isinstance(cpus, int) else 0,
+                down=p.ad_value(texts, p.ATTR_IN_DOWNTIME, False) is True, texts=texts, ad=classads.build(texts),
             )
         )  # fmt: skip
     return sorted(out, key=lambda e: e.name)

@@ -368,6 +368,17 @@ def parse_literal(text: str) -> Any:
 Ad = dict[str, str]
 
 
+def ad_value(texts: Mapping[str, str], name: str, default: Any = None) -> Any:
+    """The literal value of one attribute of an ad's texts; ``default`` when absent or not a literal."""
+    text = texts.get(name)
+    if text is None:
+        return default
+    try:
+        return parse_literal(text)
+    except ValueError:
+        return default
+
+
 def _plain(value: Any) -> Any:
     """JSON-ready form of a field value; shallow where the value already is (fast for big ads)."""
     if isinstance(value, _Payload):
