@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import time
@@ -21,7 +20,7 @@ import yaml
 from factory.config import ConfigError, FactoryConfig, load_factory_config
 from factory.journal import Journal
 from updraft.errors import UpdraftError, UsageError
-from updraft.service import read_json, signal_reload
+from updraft.service import read_json, setup_logging, signal_reload
 from updraft.tables import render_table
 
 CONFIG_ENV = "UPDRAFT_FACTORY_CONFIG"
@@ -74,14 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from factory.loop import Factory
 
     config = load_factory_config(_config_path(args))
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
-    if config.log_dir:
-        log_dir = config.resolve(config.log_dir)
-        log_dir.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_dir / "factory.log"))
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s", handlers=handlers
-    )
+    setup_logging(config.resolve(config.log_dir) if config.log_dir else None, "factory.log", args.log_level)
     factory = Factory(config)
     factory.start()
     print(

@@ -9,12 +9,11 @@ Knobs carry their unit in their name; the defaults are glideinWMS's where it has
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from updraft.configfile import ConfigError, Source, build_model, load_yaml, suggest
+from updraft.configfile import ConfigError, RelativePaths, Source, build_model, load_model, suggest
 from updraft.service import PoolSettings as ServicePoolSettings
 
 REMOVE_POLICIES = ("NO", "WAIT", "IDLE", "ALL")
@@ -142,7 +141,7 @@ class CredentialSettings:
 
 
 @dataclass
-class FactoryConfig:
+class FactoryConfig(RelativePaths):
     name: str
     entries: list[EntryConfig]
     pool: PoolSettings = field(default_factory=PoolSettings)
@@ -175,18 +174,10 @@ class FactoryConfig:
     def entry(self, name: str) -> EntryConfig | None:
         return next((e for e in self.entries if e.name == name), None)
 
-    def resolve(self, value: str) -> Path:
-        """A path from the config, relative to the config file's directory."""
-        path = Path(os.path.expanduser(value))
-        return path if path.is_absolute() else Path(self.path).parent / path
-
 
 def load_factory_config(path: Path | str) -> FactoryConfig:
-    path = Path(path)
-    data, lines = load_yaml(path)
-    source = Source(path, lines)
-    config: FactoryConfig = build_model(FactoryConfig, data, (), source)
-    config.path = str(path.resolve())
+    config: FactoryConfig
+    config, source = load_model(FactoryConfig, path)
     seen: set[str] = set()
     for index, entry in enumerate(config.entries):
         where = ("entries", index)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import time
@@ -13,7 +12,7 @@ from typing import Any
 
 from frontend.config import FrontendConfig, GroupConfig, load_frontend_config
 from updraft.errors import UpdraftError, UsageError
-from updraft.service import signal_reload
+from updraft.service import setup_logging, signal_reload
 from updraft.tables import render_table
 from userpool import classads
 from userpool import protocol as p
@@ -32,14 +31,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from frontend.loop import Frontend
 
     config = _config(args)
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
-    if config.log_dir:
-        log_dir = config.resolve(config.log_dir)
-        log_dir.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_dir / "frontend.log"))
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s", handlers=handlers
-    )
+    setup_logging(config.resolve(config.log_dir) if config.log_dir else None, "frontend.log", args.log_level)
     frontend = Frontend(config)
     frontend.start()
     print(

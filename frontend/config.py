@@ -13,13 +13,12 @@ Expressions are ClassAd text, checked here; nothing in the file is evaluated as 
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from updraft.configfile import ConfigError, Source, build_model, load_yaml, suggest
+from updraft.configfile import ConfigError, RelativePaths, load_model, suggest
 from userpool import classads
 
 REMOVAL_POLICIES = ("NO", "WAIT", "IDLE", "ALL")
@@ -210,7 +209,7 @@ class PoolSettings:
 
 
 @dataclass
-class FrontendConfig:
+class FrontendConfig(RelativePaths):
     name: str
     groups: list[GroupConfig]
     pool: PoolSettings = field(default_factory=PoolSettings)
@@ -235,17 +234,10 @@ class FrontendConfig:
     def group(self, name: str) -> GroupConfig | None:
         return next((g for g in self.groups if g.name == name), None)
 
-    def resolve(self, value: str) -> Path:
-        path = Path(os.path.expanduser(value))
-        return path if path.is_absolute() else Path(self.path).parent / path
-
 
 def load_frontend_config(path: Path | str) -> FrontendConfig:
-    path = Path(path)
-    data, lines = load_yaml(path)
-    source = Source(path, lines)
-    config: FrontendConfig = build_model(FrontendConfig, data, (), source)
-    config.path = str(path.resolve())
+    config: FrontendConfig
+    config, source = load_model(FrontendConfig, path)
     seen: set[str] = set()
     for index, group in enumerate(config.groups):
         if group.name in seen:

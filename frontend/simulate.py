@@ -30,7 +30,7 @@ from frontend.config import FrontendConfig, GroupConfig, duration_s
 from frontend.matching import Entry, Kind, Matcher, entries_from_ads
 from frontend.overflow import OverflowReport, plan_overflow
 from frontend.planner import GroupData, Observation, Planner
-from updraft.configfile import Source, build_model, load_yaml
+from updraft.configfile import build_model, load_model
 from updraft.errors import UpdraftError
 from updraft.tables import render_table
 from userpool import classads
@@ -147,9 +147,8 @@ class WorkloadFile:
 
 
 def load_sites(path: Path) -> list[SiteModel]:
-    data, lines = load_yaml(path)
-    source = Source(path, lines)
-    made: SitesFile = build_model(SitesFile, data, (), source)
+    made: SitesFile
+    made, source = load_model(SitesFile, path)
     sites = list(made.sites)
     if made.generate is not None:
         g = made.generate
@@ -169,8 +168,7 @@ def load_sites(path: Path) -> list[SiteModel]:
 
 
 def load_workload(path: Path) -> WorkloadFile:
-    data, lines = load_yaml(path)
-    made: WorkloadFile = build_model(WorkloadFile, data, (), Source(path, lines))
+    made: WorkloadFile = load_model(WorkloadFile, path)[0]
     return made
 
 

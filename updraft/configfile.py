@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -221,3 +222,27 @@ def convert(kind: Any, value: Any, where: FieldPath, source: Source) -> Any:
             raise source.error(where, f"expected text, got {value!r}")
         return str(value)
     return value
+
+
+def load_model(cls: type, path: Path | str) -> tuple[Any, Source]:
+    """A YAML file as the dataclass ``cls`` (checked, with file:line errors), and its Source for more checks.
+
+    A model with a ``path`` attribute learns where it was read from (see RelativePaths).
+    """
+    path = Path(path)
+    data, lines = load_yaml(path)
+    source = Source(path, lines)
+    model = build_model(cls, data, (), source)
+    if hasattr(model, "path"):
+        model.path = str(path.resolve())
+    return model, source
+
+
+class RelativePaths:
+    """Paths in a config file are relative to the file's directory; "~" is the user's home."""
+
+    path: str
+
+    def resolve(self, value: str) -> Path:
+        path = Path(os.path.expanduser(value))
+        return path if path.is_absolute() else Path(self.path).parent / path

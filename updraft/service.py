@@ -48,6 +48,17 @@ def service_client(
     return client
 
 
+def setup_logging(log_dir: Path | None, file_name: str, level: str) -> None:
+    """A service's log: standard error, and a file in its log directory when it has one."""
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_dir / file_name))
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(message)s", handlers=handlers
+    )
+
+
 def renew_token(client: Client, token_file: Path | None, what: str) -> None:
     """Renew the client's token once two thirds of its life have passed (and keep the file current)."""
     claims = token_claims(client.token)
