@@ -8,7 +8,7 @@ data, and no data never means "remove": the plan is then to do nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from factory.config import Limits
 
@@ -45,17 +45,10 @@ class Counts:
 
     @classmethod
     def from_states(cls, states: dict[str, int]) -> Counts:
-        return cls(
-            *(states.get(name, 0) for name in ("unsubmitted", "queued", "running", "held", "removing"))
-        )
+        return cls(**{f.name: states.get(f.name, 0) for f in fields(cls)})
 
     def add(self, other: Counts) -> Counts:
-        return Counts(
-            *(
-                getattr(self, f) + getattr(other, f)
-                for f in ("unsubmitted", "queued", "running", "held", "removing")
-            )
-        )
+        return Counts(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
 
 
 @dataclass

@@ -70,7 +70,6 @@ def overflow(
     for row in overflowing.rows:
         for home in sites_of(row.key[0]):
             current[home] += row.idle + row.running
-    report.overflowing = dict(current)
     waiting = client.summary(
         p.SummaryRequest(
             f"{base} && JobStatus == 1 && {p.ATTR_OVERFLOWED} =!= true && {p.ATTR_ALLOW_OVERFLOW} =!= false"
