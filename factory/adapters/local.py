@@ -1,7 +1,8 @@
 """Glideins as local processes: the embedded default and the demo's sites.
 
 Each glidein gets a worker-node directory of its own, runs detached in its own session
-(so it outlives a factory restart), under coreutils ``timeout`` for the entry's wall-clock
+(so it outlives a factory restart; the session, not a process group, is the glidein:
+coreutils ``timeout`` moves itself and the pilot into a group of their own), under coreutils ``timeout`` for the entry's wall-clock
 limit, with its cores given to the pilot.  Everything the adapter needs to know later is
 in that directory: the pid, the exit code, a cancel marker, the output.
 """
@@ -137,12 +138,13 @@ class LocalAdapter(SiteAdapter):
     def status(self, site_ids: Sequence[str]) -> dict[str, SiteStatus]:
         self._reap()
         self._start_queued()
+        sessions = _sessions()
         out: dict[str, SiteStatus] = {}
         for site_id in site_ids:
             node = self._dir(site_id)
             if not node.is_dir():
                 continue
-            if (node / "cancelled").exists() and not _alive(node):
+            if (node / "cancelled").exists() and not _alive(node, sessions):
                 out[site_id] = SiteStatus(S.REMOVED, "cancelled")
             elif (node / "exit_code").exists():
                 code = (node / "exit_code").read_text().strip()
@@ -154,7 +156,7 @@ class LocalAdapter(SiteAdapter):
                     out[site_id] = SiteStatus(S.FAILED, f"exited {code}", f"the glidein exited with {code}")
             elif (node / "queued").exists():
                 out[site_id] = SiteStatus(S.QUEUED, "queued")
-            elif _alive(node):
+            elif _alive(node, sessions):
                 out[site_id] = SiteStatus(S.RUNNING, "running")
             else:  # started, not running, no exit code: killed without its shell
                 out[site_id] = SiteStatus(
@@ -164,6 +166,7 @@ class LocalAdapter(SiteAdapter):
 
     def cancel(self, site_ids: Sequence[str]) -> dict[str, bool]:
         done = {}
+        sessions = _sessions()
         for site_id in site_ids:
             node = self._dir(site_id)
             if not node.is_dir():
@@ -171,22 +174,17 @@ class LocalAdapter(SiteAdapter):
                 continue
             (node / "cancelled").write_text("")
             (node / "queued").unlink(missing_ok=True)
-            pid = _pid(node)
-            if pid:
-                for signum in (signal.SIGTERM,):
-                    try:
-                        os.killpg(pid, signum)  # the pilot vacates its jobs on SIGTERM
-                    except ProcessLookupError:
-                        pass
+            signal_glidein(node, signal.SIGTERM, sessions)  # the pilot vacates its jobs on SIGTERM
             done[site_id] = True
         return done
 
     def cleanup(self, site_ids: Sequence[str]) -> None:
         import shutil
 
+        sessions = _sessions()
         for site_id in site_ids:
             node = self._dir(site_id)
-            if node.is_dir() and not _alive(node):
+            if node.is_dir() and not _alive(node, sessions):
                 shutil.rmtree(node, ignore_errors=True)
 
     def fetch_output(self, site_id: str, glidein_id: str) -> GlideinOutput | None:
@@ -214,11 +212,50 @@ def _pid(node: Path) -> int:
         return 0
 
 
-def _alive(node: Path) -> bool:
+def _sessions() -> dict[int, set[int]]:
+    """The live process groups of every session, from /proc ({} where there is no /proc)."""
+    groups: dict[int, set[int]] = {}
+    try:
+        entries = os.scandir("/proc")
+    except OSError:
+        return groups
+    with entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                    data = stat.read()
+            except OSError:
+                continue
+            fields = data[data.rindex(b")") + 2 :].split()  # state ppid pgrp session ...
+            if fields[0] != b"Z":
+                groups.setdefault(int(fields[3]), set()).add(int(fields[2]))
+    return groups
+
+
+def signal_glidein(node: Path, signum: int, sessions: dict[int, set[int]] | None = None) -> None:
+    """Signal every process group of the glidein in worker-node directory ``node``."""
+    pid = _pid(node)
+    if not pid:
+        return
+    if sessions is None:
+        sessions = _sessions()
+    for group in sessions.get(pid, {pid}):
+        try:
+            os.killpg(group, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _alive(node: Path, sessions: dict[int, set[int]]) -> bool:
+    """Any process left in the glidein's session (its wrapper's pid is the session id)."""
     pid = _pid(node)
     if not pid:
         return False
-    try:
+    if sessions:
+        return pid in sessions
+    try:  # no /proc: the wrapper's own group is all that can be seen
         os.killpg(pid, 0)
     except ProcessLookupError:
         return False

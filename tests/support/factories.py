@@ -7,7 +7,6 @@ will read in production.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import time
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from factory.adapters.local import signal_glidein
 from factory.config import load_factory_config
 from factory.journal import Journal
 from factory.loop import Factory
@@ -122,12 +122,7 @@ class FactorySetup(ServiceSetup):
         self.stop_processes()
         # glideins the factory processes left at local sites
         for node in self.state_dir.glob("entries/*/updraft_*"):
-            pid_file = node / "pid"
-            if pid_file.exists():
-                try:
-                    os.killpg(int(pid_file.read_text()), signal.SIGKILL)
-                except (ProcessLookupError, ValueError, PermissionError):
-                    pass
+            signal_glidein(node, signal.SIGKILL)
 
 
 def cycle_until(
