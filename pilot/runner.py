@@ -255,10 +255,14 @@ class JobRun:
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 client.get_blob(item.digest, target, self.match.claim_id)
-            except (ClientError, PoolUnreachable, OSError) as exc:
+            except ClientError as exc:
+                if exc.status >= 500:  # the pool's trouble, not the job's: give it back
+                    raise
                 raise JobHeld(
                     f"failed to download input {relative}: {exc}", p.HoldCode.DownloadFileError, 2
                 ) from None
+            # an unreachable pool or a full or vanished scratch disk is not the job's fault
+            # either: those fall through to vacating, and the job runs again elsewhere
             digest = hashlib.sha256(target.read_bytes()).hexdigest()
             if digest != item.digest or target.stat().st_size != item.size:
                 raise JobHeld(
@@ -564,6 +568,8 @@ class JobRun:
             client.token = self.context.token()
             client.put_output(self.match.claim_id, archive_path)
         except ClientError as exc:
+            if exc.status >= 500:  # the pool's trouble: the lease runs out and the job runs again
+                raise
             raise JobHeld(
                 f"the pool refused the job's output: {exc.message}", p.HoldCode.UploadFileError, 3
             ) from None
