@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from updraft.failpoints import failpoint
 from userpool import classads, matchsub
 from userpool.collector import Collector
 from userpool.config import PoolConfig
@@ -51,6 +52,7 @@ from userpool.store import Store
 from userpool.tokens import Identity, TokenSigner
 
 log = logging.getLogger("updraft.pool")
+DELETE_DELIVERY = "DELETE FROM deliveries WHERE cluster_id = ? AND proc_id = ?"
 
 
 @dataclass
@@ -109,6 +111,7 @@ class Pool:
 
     async def start_background(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._resume_deliveries()
         every = [
             (self.config.lease_check_interval_s, self._check_leases),
             (self.config.periodic_interval_s, self._periodic_policy),
@@ -410,14 +413,29 @@ class Pool:
     # Output delivery
     # =========================================================================================
     def _deliver_output(self, job: Job) -> None:
-        texts = job.ad()
-        cluster_id, proc_id = job.cluster.cluster_id, job.proc_id
+        self._start_delivery(job.ad(), job.cluster.cluster_id, job.proc_id)
+
+    def _start_delivery(self, texts: dict[str, str], cluster_id: int, proc_id: int) -> None:
         files = self.spool.files(cluster_id, proc_id)
         if not files:
+            self._record_delivery(cluster_id, proc_id, None)
             return
         asyncio.get_running_loop().run_in_executor(None, self._copy_to_iwd, texts, cluster_id, proc_id, files)
 
+    def _resume_deliveries(self) -> None:
+        """Copy the outputs a crash kept from their submit directories (the outbox table)."""
+        pending = self.store.read("SELECT cluster_id, proc_id FROM deliveries")
+        if pending:
+            log.info("resuming the delivery of %d job(s)' output", len(pending))
+        for cluster_id, proc_id in pending:
+            found = self.history.query([f"{cluster_id}.{proc_id}"], [], "", [], 1)
+            if found:
+                self._start_delivery(found[0], cluster_id, proc_id)
+            else:  # pruned from history meanwhile: the spool is all there is
+                self._record_delivery(cluster_id, proc_id, None)
+
     def _copy_to_iwd(self, texts: dict[str, str], cluster_id: int, proc_id: int, files: list[str]) -> None:
+        failpoint("pool.before_delivery")
         destinations = output_destinations(texts, files)
         root = self.spool.directory(cluster_id, proc_id)
         delivered = 0
@@ -440,9 +458,12 @@ class Pool:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._record_delivery, cluster_id, proc_id, details)
 
-    def _record_delivery(self, cluster_id: int, proc_id: int, details: dict[str, Any]) -> None:
+    def _record_delivery(self, cluster_id: int, proc_id: int, details: dict[str, Any] | None) -> None:
+        """``details`` None: there was nothing to copy."""
         tx = Tx()
-        self.events.record(tx, "schedd", cluster_id, proc_id, "output_delivered", details)
+        tx.batch.add(DELETE_DELIVERY, (cluster_id, proc_id))
+        if details is not None:
+            self.events.record(tx, "schedd", cluster_id, proc_id, "output_delivered", details)
         task = asyncio.ensure_future(self.commit(tx))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)

@@ -76,6 +76,7 @@ VANILLA = 5
 
 UPDATE_JOB = "UPDATE jobs SET status = ?, overrides = ? WHERE cluster_id = ? AND proc_id = ?"
 DELETE_JOB = "DELETE FROM jobs WHERE cluster_id = ? AND proc_id = ?"
+INSERT_DELIVERY = "INSERT OR IGNORE INTO deliveries (cluster_id, proc_id) VALUES (?, ?)"
 INSERT_HISTORY = "INSERT OR REPLACE INTO history (cluster_id, proc_id, completed, owner, status, overrides) VALUES (?, ?, ?, ?, ?, ?)"
 
 
@@ -200,6 +201,10 @@ class Schedd(ActionsMixin, RunsMixin):
                     )
                     for j in tx.retired
                 ],
+            )
+            tx.batch.add_many(
+                INSERT_DELIVERY,
+                [(j.cluster.cluster_id, j.proc_id) for j in tx.retired if j.status == COMPLETED],
             )
         tx.flush_events()
         return tx

@@ -83,6 +83,11 @@ CREATE TABLE IF NOT EXISTS accountant (
 );
 CREATE TABLE IF NOT EXISTS reservations (cluster_id INTEGER PRIMARY KEY, owner TEXT NOT NULL, time REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS revoked_tokens (jti TEXT PRIMARY KEY, expires REAL NOT NULL);
+-- completed jobs whose output is not yet copied to their submit directory (an outbox: written
+-- with the completion, deleted with the delivery, resumed after a crash in between)
+CREATE TABLE IF NOT EXISTS deliveries (
+    cluster_id INTEGER NOT NULL, proc_id INTEGER NOT NULL, PRIMARY KEY (cluster_id, proc_id)
+);
 """
 
 

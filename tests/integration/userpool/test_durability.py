@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
 from pathlib import Path
 
 from tests.support.pilots import ProtocolPilot, slot_ad
-from tests.support.pools import RunningPool
+from tests.support.pools import FAST, RunningPool
 from userpool.client import Client, ClientError, PoolUnreachable
+from userpool.process import PoolProcess
 from userpool.protocol import QueryRequest, Scope, SubmitRequest
 
 PROCS = 5
@@ -77,3 +79,33 @@ def test_state_survives_restart(fresh_pool: RunningPool, workdir: Path) -> None:
     assert "submit" in events and "match" in events and "complete" in events
     next_cluster = pool.client("rita").reserve_cluster()
     assert next_cluster > int(cluster)
+
+
+def test_output_delivery_cut_short_by_a_crash_is_resumed(tmp_path: Path, workdir: Path) -> None:
+    """The completion is durable, the copy to the submit directory is not yet made: kill, restart."""
+    process = PoolProcess(
+        tmp_path / "pool", FAST, env={**os.environ, "UPDRAFT_FAILPOINTS": "pool.before_delivery=exit@1"}
+    )
+    pool = RunningPool(process.start())
+    try:
+        cluster = pool.submit("executable = job.sh\noutput = job.out\nqueue\n", "ola", workdir)
+        pilot = ProtocolPilot(pool.client("pilot-o", Scope.PILOT), slot_ad("slot@o"))
+        match = pilot.take()
+        assert match is not None
+        try:
+            pilot.finish(match, exit_code=0, stdout="made it\n")
+        except (PoolUnreachable, ClientError):
+            pass  # the pool may die before it answers the report: the completion is already durable
+        assert process.process.wait(timeout=30) == 137
+        assert not (workdir / "job.out").exists()
+        process.env = None
+        process.start()
+        deadline = time.monotonic() + 20
+        while not (workdir / "job.out").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (workdir / "job.out").read_text() == "made it\n"
+        assert pool.job(cluster, "ExitCode", user="ola", history=True) == "0"
+        events = [e.type for e in pool.client().events(0, 1000) if e.cluster_id == int(cluster)]
+        assert events.count("complete") == 1 and events.count("output_delivered") == 1
+    finally:
+        pool.stop()
