@@ -68,10 +68,16 @@ def build_app(pool: Pool) -> FastAPI:
             f"{'.'.join(str(x) for x in e.get('loc', ()) if x != 'body')}: {e.get('msg')}"
             for e in exc.errors()[:5]
         )
+        # the offending input is not echoed back: it may be large, binary, or a secret
+        detail = [{k: e.get(k) for k in ("loc", "msg", "type")} for e in exc.errors()[:20]]
         return JSONResponse(
-            {"error": {"type": "BadRequest", "message": problems}, "detail": exc.errors()[:20]},
-            status_code=422,
+            {"error": {"type": "BadRequest", "message": problems}, "detail": detail}, status_code=422
         )
+
+    @app.exception_handler(OverflowError)
+    async def overflow_error(_request: Request, exc: OverflowError) -> JSONResponse:
+        # an id, offset or limit beyond SQLite's 64-bit integers: the client's number, not our fault
+        return _error(400, "BadRequest", f"a number in the request is out of range (at most 2**63-1): {exc}")
 
     def identity(authorization: Annotated[str | None, Header()] = None) -> Identity:
         if not authorization:

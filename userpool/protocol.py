@@ -259,7 +259,7 @@ class ProtocolError(_Root):  # type: ignore[valid-type,misc]
 # ---------------------------------------------------------------------------------------------
 # Job ids
 # ---------------------------------------------------------------------------------------------
-_JOB_ID = re.compile(r"^(\d+)(?:\.(\d+))?$")
+_JOB_ID = re.compile(r"^(\d{1,18})(?:\.(\d{1,18}))?$")  # ids fit SQLite's 64-bit integers
 
 
 def parse_job_id(text: str) -> tuple[int, int | None]:

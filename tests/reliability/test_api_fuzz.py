@@ -1,0 +1,65 @@
+"""Schemathesis against the pool's own OpenAPI document: whatever it sends, no 5xx.
+
+Run once per kind of caller (user, pilot, frontend, admin), so that requests get past
+authentication into every route's own checks.  The event streams are left out (they never
+end by design; their parameters are in the bad-input corpus).  A fixed seed keeps CI
+repeatable; the pool must still be up and consistent at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.pools import BIN, RunningPool, start_pool
+from userpool.protocol import Scope
+
+SCHEMATHESIS = BIN / "schemathesis"
+pytestmark = pytest.mark.skipif(
+    not SCHEMATHESIS.exists(), reason="schemathesis is not installed (pip install -e .[test])"
+)
+
+
+@pytest.fixture(scope="module")
+def fuzzed_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPool]:
+    running = start_pool(tmp_path_factory.mktemp("fuzz") / "pool")
+    yield running
+    running.stop()
+
+
+@pytest.mark.parametrize(
+    "scope", [Scope.USER, Scope.PILOT, Scope.FRONTEND, Scope.ADMIN], ids=lambda s: s.value
+)
+def test_no_request_makes_the_pool_fail(
+    fuzzed_pool: RunningPool, scope: Scope, tmp_path: Path, workdir: Path
+) -> None:
+    fuzzed_pool.submit(
+        "executable = job.sh\nqueue 3\n", f"fuzz-{scope.value}", workdir
+    )  # something to act on
+    token = fuzzed_pool.token(f"fuzz-{scope.value}", scope)
+    result = subprocess.run(
+        [
+            str(SCHEMATHESIS), "run", f"{fuzzed_pool.url}/openapi.json",
+            "--checks", "not_a_server_error",
+            "--header", f"Authorization: Bearer {token}",
+            "--phases", "coverage,fuzzing",
+            "--max-examples", "12",
+            "--seed", "20261122",
+            "--workers", "2",
+            "--exclude-path-regex", "stream",
+            "--request-timeout", "20",
+            "--no-color",
+        ],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
+    )  # fmt: skip
+    summary = result.stdout[-4000:]
+    print(summary)
+    assert result.returncode == 0, f"schemathesis found server errors:\n{result.stdout[-20000:]}"
+    assert "generated" in summary and "passed" in summary
+    assert fuzzed_pool.process.process.poll() is None, "the pool died under fuzzing"
+    assert fuzzed_pool.run("condor_q", "-allusers", "-af", "ClusterId", user="admin").returncode == 0
