@@ -54,7 +54,7 @@ class Autocluster:
             prio = classads.value_of_text(prio_text) if classads.is_literal(prio_text) else 0
         except Exception:
             prio = 0
-        self.prio = prio if isinstance(prio, (int, float)) and not isinstance(prio, bool) else 0
+        self.prio = classads.number(prio) or 0
         self._ad: classads.ClassAd | None = None
         #: (cpus, memory MB, disk KB) when they do not depend on the slot; set by the schedd
         self.requests: tuple[int, int, int] | None = None

@@ -234,6 +234,21 @@ def is_true(value: Any) -> bool:
     return False
 
 
+def number(value: Any) -> int | float | None:
+    """``value`` if it is a ClassAd number: not a boolean, and not Undefined or Error."""
+    if isinstance(value, (int, float)) and not isinstance(value, (bool, classad2.Value)):
+        return value
+    return None
+
+
+def whole_number(value: Any) -> int | None:
+    """``value`` if it is a ClassAd integer: not a boolean, and not Undefined or Error
+    (classad2's Value is an IntEnum, so Undefined would otherwise pass for 2)."""
+    if isinstance(value, int) and not isinstance(value, (bool, classad2.Value)):
+        return value
+    return None
+
+
 def to_python(value: Any) -> Any:
     """A value for JSON: Undefined becomes None, Error a marker string."""
     if isinstance(value, classad2.Value):
@@ -281,7 +296,8 @@ def int_of(text: str | None, default: int = 0) -> int:
         value = value_of_text(text)
     except Exception:
         return default
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+    value = number(value)
+    return int(value) if value is not None else default
 
 
 def float_of(text: str | None) -> float:
@@ -291,7 +307,8 @@ def float_of(text: str | None) -> float:
         value = value_of_text(text)
     except Exception:
         return 0.0
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+    value = number(value)
+    return float(value) if value is not None else 0.0
 
 
 def quote(text: str) -> str:

@@ -115,11 +115,8 @@ class Collector:
                     value = classads.value_of_text(lifetime_text) if lifetime_text else None
                 except Exception:
                     value = None
-                lifetime = (
-                    int(value)
-                    if isinstance(value, (int, float)) and not isinstance(value, bool)
-                    else DEFAULT_AD_LIFETIME_S
-                )
+                value = classads.number(value)
+                lifetime = int(value) if value is not None else DEFAULT_AD_LIFETIME_S
             lifetime = max(1, min(int(lifetime), MAX_LIFETIME_S))
             texts[ATTR_MY_TYPE] = literal(ad_type.value)
             texts[ATTR_AUTHENTICATED_IDENTITY] = literal(identity.name)

@@ -188,7 +188,8 @@ class Negotiator:
             return None
         if isinstance(rank, bool):
             return 1.0 if rank else 0.0
-        return float(rank) if isinstance(rank, (int, float)) else 0.0
+        rank = classads.number(rank)
+        return float(rank) if rank is not None else 0.0
 
     # -- matching ----------------------------------------------------------------------------
     def prepare(self, slot: Mapping[str, str]) -> None:

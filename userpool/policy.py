@@ -39,7 +39,7 @@ def _reason(ad: classads.ClassAd, attribute: str, text: str, outcome: str) -> st
 
 def _subcode(ad: classads.ClassAd, attribute: str) -> int:
     value = ad.eval(attribute + "SubCode") if attribute + "SubCode" in ad else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return classads.whole_number(value) or 0
 
 
 def evaluate_policy(ad: classads.ClassAd, attribute: str) -> bool | None:

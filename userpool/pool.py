@@ -241,8 +241,8 @@ class Pool:
         text = slot.get("GLIDEIN_ToRetire")
         if text is None or not classads.is_literal(text):
             return True
-        value = classads.value_of_text(text)
-        return not (isinstance(value, (int, float)) and not isinstance(value, bool) and value <= self.clock())
+        value = classads.number(classads.value_of_text(text))
+        return not (value is not None and value <= self.clock())
 
     def _drop_waiter(self, waiter: _Waiter) -> None:
         try:
@@ -552,7 +552,7 @@ def _subtract(slot: dict[str, str], cpus: int, memory_mb: int, disk_kb: int) -> 
     for name, amount in (("Cpus", cpus), ("Memory", memory_mb), ("Disk", disk_kb)):
         text = out.get(name)
         if text is not None and classads.is_literal(text):
-            value = classads.value_of_text(text)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = classads.number(classads.value_of_text(text))
+            if value is not None:
                 out[name] = str(max(0, int(value) - int(amount)))
     return out

@@ -119,7 +119,8 @@ class RunsMixin(_Base):
             value = classads.evaluate(text, job_ad, slot_ad)
         except classads.ExpressionError:
             return default
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        value = classads.number(value)
+        if value is None:
             return default
         return max(0, int(value))
 

@@ -150,7 +150,53 @@ def parse_submit(text: str, path: str = "<stdin>", append: Sequence[str] = ()) -
         submit.written[key] = typed
     if not submit.queues:
         raise SubmitError(path, None, "no 'queue' statement: nothing would be submitted")
+    _refuse_macro_cycles(submit)
     return submit
+
+
+#: $(name), $(name:default), $Fpnx(name), $INT(name,...), $SUBSTR(name,...), ...: a macro read by another
+_MACRO_REFERENCE = re.compile(r"\$(?:F[A-Za-z]*|INT|REAL|SUBSTR|BASENAME|DIRNAME)?\(\s*([A-Za-z_][\w.]*)")
+
+
+def _refuse_macro_cycles(submit: SubmitFile) -> None:
+    """x = $(y) with y = $(x) never finishes expanding (HTCondor's own library spins on it).
+
+    A macro that reads itself reads its previous definition (``x = $(x) more``), so only
+    cycles through other macros are refused.
+    """
+    reads = {
+        key: {m.lower() for m in _MACRO_REFERENCE.findall(value) if m.lower() in submit.raw_values} - {key}
+        for key, value in submit.raw_values.items()
+    }
+    done: set[str] = set()
+    for start in reads:
+        path: list[str] = []
+        on_path: set[str] = set()
+        stack: list[tuple[str, Iterator[str]]] = [(start, iter(sorted(reads[start])))]
+        if start in done:
+            continue
+        path.append(start)
+        on_path.add(start)
+        while stack:
+            key, pending = stack[-1]
+            following = next(pending, None)
+            if following is None:
+                stack.pop()
+                path.pop()
+                on_path.discard(key)
+                done.add(key)
+            elif following in on_path:
+                cycle = [*path[path.index(following) :], following]
+                raise submit.error(
+                    cycle[0],
+                    "macro "
+                    + " -> ".join(f"$({submit.original_spelling(k)})" for k in cycle)
+                    + " refers back to itself: it can never be expanded",
+                )
+            elif following not in done:
+                stack.append((following, iter(sorted(reads[following]))))
+                path.append(following)
+                on_path.add(following)
 
 
 def segment_text(submit: SubmitFile, index: int) -> str:
@@ -214,7 +260,8 @@ def _queue_count(
         value = classads.evaluate(expression)
     except classads.ExpressionError:
         value = None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    value = classads.whole_number(value)
+    if value is None or value < 0:
         raise SubmitError(file.path, queue.line, f"invalid queue count {' '.join(count_tokens)!r}")
     return value
 

@@ -94,7 +94,8 @@ class Context:
             result = classads.evaluate(value)
         except classads.ExpressionError:
             result = None
-        if not isinstance(result, int) or isinstance(result, bool):
+        result = classads.whole_number(result)
+        if result is None:
             raise self.error(key, f"{key} must be an integer, not {value!r}")
         return result
 
@@ -377,8 +378,8 @@ def _positive_literal(text: str) -> bool:
     """False only for a literal request of at most one unit (those add no clause)."""
     if not classads.is_literal(text):
         return True
-    value = classads.value_of_text(text)
-    return not (isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 1)
+    value = classads.number(classads.value_of_text(text))
+    return not (value is not None and value <= 1)
 
 
 @handler("requirements", "should_transfer_files", "when_to_transfer_output")
