@@ -178,6 +178,7 @@ class FactoryConfig(RelativePaths):
 def load_factory_config(path: Path | str) -> FactoryConfig:
     config: FactoryConfig
     config, source = load_model(FactoryConfig, path)
+    check_glidein_settings(config, config, (), source)
     seen: set[str] = set()
     for index, entry in enumerate(config.entries):
         where = ("entries", index)
@@ -185,7 +186,30 @@ def load_factory_config(path: Path | str) -> FactoryConfig:
             raise source.error((*where, "name"), f"entry {entry.name!r} is defined twice")
         seen.add(entry.name)
         validate_entry(entry, where, source)
+        check_glidein_settings(config, entry, where, source)
     return config
+
+
+def check_glidein_settings(
+    config: FactoryConfig, part: FactoryConfig | EntryConfig, where: tuple[Any, ...], source: Source
+) -> None:
+    """What every glidein would otherwise find out at its site: pilot.json parameters and check scripts."""
+    from pilot.config import PilotConfig, convert_parameter
+    from pilot.errors import PilotConfigError
+
+    known = {spec.name: str(spec.type) for spec in dataclasses.fields(PilotConfig)}
+    for name, value in part.pilot.items():
+        if name not in known:
+            raise source.error((*where, "pilot", name), "not a pilot parameter" + suggest(str(name), known))
+        try:
+            convert_parameter(name, known[name], value)
+        except PilotConfigError as exc:
+            raise source.error((*where, "pilot", name), str(exc).split(": ", 1)[-1]) from None
+    for index, check in enumerate(part.custom_checks):
+        if not config.resolve(check.path).is_file():
+            raise source.error(
+                (*where, "custom_checks", index, "path"), f"no such file: {config.resolve(check.path)}"
+            )
 
 
 def build_entry(data: dict[str, Any], source: Source | None = None) -> EntryConfig:

@@ -20,6 +20,7 @@ from typing import Any
 
 from updraft.configfile import ConfigError, RelativePaths, load_model, suggest
 from userpool import classads
+from userpool.errors import ExpressionError
 
 REMOVAL_POLICIES = ("NO", "WAIT", "IDLE", "ALL")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -139,6 +140,8 @@ class Overflow:
             for home, others in self.sites.items():
                 if not isinstance(others, list) or not all(isinstance(o, str) for o in others):
                     return "sites", f"{home}: expected a list of site names"
+                if home in others:
+                    return "sites", f"{home}: a site cannot overflow to itself"
         if self.max_per_home_site < 0:
             return "max_per_home_site", "cannot be negative"
         return None
@@ -187,8 +190,8 @@ class GroupConfig:
         for name in ("job_constraint", "factory_constraint", "match_expr", "start_expr"):
             try:
                 classads.check(getattr(self, name), name)
-            except Exception as exc:
-                return name, f"not a ClassAd expression: {getattr(exc, 'message', exc)}"
+            except ExpressionError as exc:
+                return name, f"{exc.reason}: {exc.text!r}"
         for name in self.match_attrs:
             if not classads.is_valid_attribute_name(name):
                 return "match_attrs", f"{name!r} is not an attribute name"
@@ -227,6 +230,10 @@ class FrontendConfig(RelativePaths):
     def check(self) -> tuple[str, str] | None:
         if self.cycle_s <= 0:
             return "cycle_s", "must be positive"
+        if self.query_timeout_s <= 0:
+            return "query_timeout_s", "must be positive"
+        if not -1 <= self.metrics_port <= 65535:
+            return "metrics_port", "a TCP port (0: any free port, -1: off)"
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
             return "name", "letters, digits, '.', '_' and '-' only"
         return None

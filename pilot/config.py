@@ -129,7 +129,7 @@ _FLAGS = {
 }
 
 
-def _convert(name: str, kind: str, value: Any) -> Any:
+def convert_parameter(name: str, kind: str, value: Any) -> Any:
     try:
         if kind == "int":
             return int(float(value))
@@ -191,7 +191,7 @@ def load_config(argv: Optional[list[str]] = None, environ: Optional[Mapping[str,
         given = getattr(args, name)
         if given is not None:
             values[name] = given
-    converted = {name: _convert(name, known[name], value) for name, value in values.items()}
+    converted = {name: convert_parameter(name, known[name], value) for name, value in values.items()}
     config = PilotConfig(**converted)
     base = os.path.dirname(os.path.abspath(args.config)) if args.config else os.getcwd()
     for check in config.custom_checks:  # relative paths: next to the config file (the glidein's work dir)

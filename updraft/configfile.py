@@ -69,14 +69,20 @@ class LineMap:
 
     def __init__(self, node: yaml.Node | None) -> None:
         self.lines: dict[FieldPath, int] = {}
+        #: the first key given twice in one mapping, and the line of its second appearance
+        self.duplicate: tuple[FieldPath, int] | None = None
         if node is not None:
             self._walk(node, ())
 
     def _walk(self, node: yaml.Node, path: FieldPath) -> None:
         self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
             for key_node, value_node in node.value:
                 key = key_node.value
+                if key in seen and self.duplicate is None and isinstance(key, str):
+                    self.duplicate = ((*path, key), key_node.start_mark.line + 1)
+                seen.add(key)
                 self.lines[(*path, key)] = key_node.start_mark.line + 1
                 self._walk(value_node, (*path, key))
                 self.lines[(*path, key)] = key_node.start_mark.line + 1
@@ -105,7 +111,13 @@ def load_yaml(path: Path) -> tuple[Any, LineMap]:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(path, (mark.line + 1) if mark else None, "", f"not valid YAML: {problem}") from None
-    return data, LineMap(node)
+    lines = LineMap(node)
+    if lines.duplicate is not None:  # YAML keeps the last silently: an edit that does nothing
+        where, line = lines.duplicate
+        raise ConfigError(
+            path, line, dotted(where), "defined twice in the same mapping (the first would be ignored)"
+        )
+    return data, lines
 
 
 def dotted(path: FieldPath) -> str:

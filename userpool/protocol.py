@@ -407,6 +407,9 @@ except ImportError:  # pragma: no cover
 class _Payload:
     """to_json/from_json for the frozen dataclasses below; unknown fields are refused by name."""
 
+    #: the same refusal where the pool's API validates a body (pydantic reads this plain dict)
+    __pydantic_config__ = {"extra": "forbid"}
+
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 

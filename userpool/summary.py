@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from userpool import classads
+from userpool.errors import BadRequest
 from userpool.protocol import JobStatus, SummaryRequest, SummaryResult, SummaryRow
 from userpool.queue import PER_JOB, JobQueue
 from userpool.selection import Selector
@@ -21,6 +22,9 @@ IDLE, RUNNING, HELD = int(JobStatus.IDLE), int(JobStatus.RUNNING), int(JobStatus
 def summarize(queue: JobQueue, request: SummaryRequest, now: float | None = None) -> SummaryResult:
     now = time.time() if now is None else now
     selector = Selector(request.constraint)
+    for name in request.group_by:
+        if not classads.is_valid_attribute_name(name):
+            raise BadRequest(f"group_by: {name!r} is not an attribute name")
     names = [classads.canonical(n) for n in request.group_by]
     old_before = now - request.old_idle_s
     counts: dict[tuple[Any, ...], list[int]] = {}

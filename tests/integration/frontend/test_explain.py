@@ -72,6 +72,6 @@ def test_check_accepts_the_example_and_names_the_line_of_a_bad_file(
     refused = frontend_setup.cli("check", str(bad))
     assert (
         refused.returncode == 1
-        and f"{bad}:4: groups[0].match_expr: not a ClassAd expression" in refused.stderr
+        and f"{bad}:4: groups[0].match_expr: not a valid ClassAd expression" in refused.stderr
     )
     assert BIN.exists()
