@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import logging
 import os
 import tempfile
 import time
@@ -23,7 +24,7 @@ from fastapi.responses import (
 import updraft
 from userpool import protocol as p
 from userpool.analyze import analyze_job
-from userpool.errors import BadRequest, Forbidden, NotFound, PoolError, TooLarge, Unauthorized
+from userpool.errors import BadRequest, Forbidden, NotFound, PoolError, SandboxRefused, TooLarge, Unauthorized
 from userpool.monitor import SHOWN_EVENTS, event_view, monitor_html
 from userpool.pool import Pool
 from userpool.protocol import AdType, Scope
@@ -43,6 +44,27 @@ class FastJSON(Response):
         return orjson.dumps(content)
 
 
+#: refusals worth an operator's eye: no or bad credentials, a right not held, an oversized upload
+REFUSALS_LOGGED = (401, 403, 413)
+security_log = logging.getLogger("updraft.pool.security")
+
+
+def _log_refusal(request: Request, status: int, message: str) -> None:
+    who = getattr(request.state, "who", None)
+    caller = f"{who.subject} ({','.join(sorted(s.value for s in who.scopes))})" if who else "unauthenticated"
+    host = request.client.host if request.client else "?"
+    security_log.warning(
+        "refused %s %s from %s at %s: %d %s", request.method, request.url.path, caller, host, status, message
+    )
+
+
+def _refusals_logged(request: Request, result: p.ActResult) -> p.ActResult:
+    """Jobs an action may not touch are refused one by one in the answer, and logged."""
+    for job_id, reason in list(result.refused.items())[:20]:
+        _log_refusal(request, 403, f"job {job_id}: {reason}")
+    return result
+
+
 def _error(status: int, kind: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
 
@@ -55,7 +77,9 @@ def build_app(pool: Pool) -> FastAPI:
     )
 
     @app.exception_handler(PoolError)
-    async def pool_error(_request: Request, exc: PoolError) -> JSONResponse:
+    async def pool_error(request: Request, exc: PoolError) -> JSONResponse:
+        if exc.http_status in REFUSALS_LOGGED or isinstance(exc, SandboxRefused):
+            _log_refusal(request, exc.http_status, str(exc))
         return _error(exc.http_status, type(exc).__name__, str(exc))
 
     @app.exception_handler(p.ProtocolError)
@@ -79,13 +103,15 @@ def build_app(pool: Pool) -> FastAPI:
         # an id, offset or limit beyond SQLite's 64-bit integers: the client's number, not our fault
         return _error(400, "BadRequest", f"a number in the request is out of range (at most 2**63-1): {exc}")
 
-    def identity(authorization: Annotated[str | None, Header()] = None) -> Identity:
+    def identity(request: Request, authorization: Annotated[str | None, Header()] = None) -> Identity:
         if not authorization:
             raise Unauthorized("no token: send 'Authorization: Bearer <token>'")
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("expected 'Authorization: Bearer <token>'")
-        return pool.tokens.verify(token)
+        who = pool.tokens.verify(token)
+        request.state.who = who  # for the log line of a refusal
+        return who
 
     Who = Annotated[Identity, Depends(identity)]
 
@@ -139,22 +165,22 @@ def build_app(pool: Pool) -> FastAPI:
         return FastJSON(result.to_dict())
 
     @app.post(p.JOBS_ACT)
-    async def act(who: Who, body: p.ActRequest) -> p.ActResult:
+    async def act(request: Request, who: Who, body: p.ActRequest) -> p.ActResult:
         result, tx = pool.schedd.act(who, body)
         await pool.commit(tx)
-        return result
+        return _refusals_logged(request, result)
 
     @app.post(p.JOBS_EDIT)
-    async def edit(who: Who, body: p.EditRequest) -> p.ActResult:
+    async def edit(request: Request, who: Who, body: p.EditRequest) -> p.ActResult:
         result, tx = pool.schedd.edit(who, body)
         await pool.commit(tx)
-        return result
+        return _refusals_logged(request, result)
 
     @app.post(p.JOBS_CREDENTIAL)
-    async def refresh_credential(who: Who, body: p.CredentialRequest) -> p.ActResult:
+    async def refresh_credential(request: Request, who: Who, body: p.CredentialRequest) -> p.ActResult:
         result, tx = pool.schedd.refresh_credential(who, body, pool.blobs.has(body.digest))
         await pool.commit(tx)
-        return result
+        return _refusals_logged(request, result)
 
     @app.post(p.JOBS_ANALYZE)
     async def analyze(who: Who, body: p.AnalyzeRequest) -> dict[str, Any]:

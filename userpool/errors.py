@@ -15,6 +15,11 @@ class BadRequest(PoolError):
     http_status = 400
 
 
+class SandboxRefused(BadRequest):
+    """A sandbox path that would leave its directory (or a link or device in an output): an
+    attack as often as a mistake, so the pool logs it like a refused credential."""
+
+
 class ExpressionError(BadRequest):
     """A ClassAd expression that does not parse."""
 

@@ -46,7 +46,7 @@ from userpool.protocol import (
     literal,
 )
 from userpool.queue import Job
-from userpool.sandbox import BlobStore, Spool, output_destinations
+from userpool.sandbox import BlobStore, Spool, output_destinations, outside_iwd
 from userpool.schedd import Schedd
 from userpool.store import Store
 from userpool.tokens import Identity, TokenSigner
@@ -442,6 +442,11 @@ class Pool:
         problems: list[str] = []
         for name, destination in destinations.items():
             try:
+                if outside_iwd(texts, destination):
+                    problems.append(
+                        f"{destination} is outside the job's initial directory: left in the spool"
+                    )
+                    continue
                 if not os.access(destination.parent, os.W_OK):
                     problems.append(f"{destination.parent} is not writable by the pool")
                     continue

@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
-from userpool.errors import BadRequest, NotFound, TooLarge
+from userpool.errors import BadRequest, NotFound, SandboxRefused, TooLarge
 from userpool.protocol import ProtocolError, SandboxFile, parse_literal, safe_relative_path
 
 log = logging.getLogger("updraft.sandbox")
@@ -45,7 +45,7 @@ def check_manifest(files: Iterable[SandboxFile], max_file_bytes: int, max_total_
         try:
             path = safe_relative_path(item.path)
         except ProtocolError as exc:
-            raise BadRequest(str(exc)) from None
+            raise SandboxRefused(str(exc)) from None
         if path in seen:
             raise BadRequest(f"input file {path!r} listed twice")
         seen.add(path)
@@ -146,13 +146,13 @@ class Spool:
             with tarfile.open(tar_path, "r:*") as archive:
                 for member in archive:
                     if not (member.isfile() or member.isdir()):
-                        raise BadRequest(
+                        raise SandboxRefused(
                             f"output member {member.name!r}: only files and directories are accepted"
                         )
                     try:
                         relative = safe_relative_path(member.name)
                     except ProtocolError as exc:
-                        raise BadRequest(f"output member refused: {exc}") from None
+                        raise SandboxRefused(f"output member refused: {exc}") from None
                     destination = staging / relative
                     if member.isdir():
                         destination.mkdir(parents=True, exist_ok=True)
@@ -224,6 +224,18 @@ def parse_remaps(text: str | None) -> dict[str, str]:
         source, destination = part.split("=", 1)
         remaps[source.strip().replace("\\;", ";")] = destination.strip().replace("\\;", ";")
     return remaps
+
+
+def outside_iwd(texts: dict[str, str], destination: Path) -> bool:
+    """A destination the pool must not write: not inside the job's Iwd once symlinks are followed.
+
+    The pool writes with its own rights, not the submitter's, so an ``output = /etc/...`` or a
+    remap through ``..`` or a symlink stays in the spool (condor_transfer_data fetches it
+    with the user's own rights).
+    """
+    iwd = os.path.realpath(_string(texts, "Iwd") or "/nonexistent")
+    parent = os.path.realpath(destination.parent)
+    return os.path.commonpath([iwd, parent]) != iwd or os.path.islink(destination)
 
 
 def output_destinations(texts: dict[str, str], spooled: Iterable[str]) -> dict[str, Path]:
