@@ -280,7 +280,9 @@ def segments(file: SubmitFile, cwd: str) -> list[Segment]:
             os.chdir(cwd)  # 'queue matching *.dat' globs where condor_submit runs
             items_raw = list(submit.itemdata()) if _has_items(queue.args) else []
         except Exception as exc:
-            raise SubmitError(file.path, queue.line, f"queue statement: {exc}") from None
+            # HTCondor counts the line from its own buffer ("on line -2"): ours is in the prefix
+            message = re.sub(r" (for|of) Queue command on line -?\d+", "", str(exc))
+            raise SubmitError(file.path, queue.line, f"queue statement: {message}") from None
         finally:
             os.chdir(previous)
         item_names: list[str] = []
@@ -297,6 +299,9 @@ def segments(file: SubmitFile, cwd: str) -> list[Segment]:
         if _has_items(queue.args) and not item_names:
             item_names = _declared_names(queue.args)
         count = _queue_count(submit, queue.args, item_names, file, queue)
+        total = count * (len(items) if _has_items(queue.args) else 1)
+        if total > MAX_PROCS:  # refused before a single proc is made
+            raise SubmitError(file.path, queue.line, f"{total} procs is more than {MAX_PROCS}")
         procs: list[Proc] = []
         if _has_items(queue.args):
             for item_index, item in enumerate(items):
@@ -304,8 +309,6 @@ def segments(file: SubmitFile, cwd: str) -> list[Segment]:
                     procs.append(Proc(step, item_index, item))
         else:
             procs = [Proc(step, 0, {}) for step in range(count)]
-        if len(procs) > MAX_PROCS:
-            raise SubmitError(file.path, queue.line, f"{len(procs)} procs is more than {MAX_PROCS}")
         out.append(Segment(submit, keys, item_names, procs, queue))
     return out
 
