@@ -208,6 +208,8 @@ class Pool:
 
     async def poll(self, identity: Identity, request: PollRequest) -> PollResult:
         identity.require(Scope.PILOT)
+        if request.wait_s < 0 or request.max_matches < 0:
+            raise BadRequest("wait_s and max_matches cannot be negative")
         self.stats.polls += 1
         slot = self._slot_texts(identity, request)
         self.collector.advertise(identity, AdType.Slot, [dict(slot)])

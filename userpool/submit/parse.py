@@ -108,6 +108,7 @@ def parse_submit(text: str, path: str = "<stdin>", append: Sequence[str] = ()) -
         )
         logical = logical[:first_queue] + appended + logical[first_queue:]
     submit = SubmitFile(path, logical)
+    depth = 0  # if/endif nesting
     index = 0
     while index < len(logical):
         number, line = logical[index]
@@ -132,6 +133,7 @@ def parse_submit(text: str, path: str = "<stdin>", append: Sequence[str] = ()) -
             submit.queues.append(statement)
             continue
         if _DIRECTIVE.match(stripped):
+            depth = _check_directive(submit, number, stripped, depth)
             continue
         match = _KEY.match(stripped)
         if not match:
@@ -197,6 +199,27 @@ def _refuse_macro_cycles(submit: SubmitFile) -> None:
                 stack.append((following, iter(sorted(reads[following]))))
                 path.append(following)
                 on_path.add(following)
+
+
+def _check_directive(submit: SubmitFile, number: int, line: str, depth: int) -> int:
+    """What HTCondor's library only reports as 'parse_up_to_q_line() failed': say which line, and why."""
+    word = line.split(None, 1)[0].lower()
+    if word == "if":
+        return depth + 1
+    if word in ("elif", "else", "endif") and depth == 0:
+        raise SubmitError(submit.path, number or None, f"{word} without a matching if")
+    if word == "endif":
+        return depth - 1
+    _name, colon, rest = line.partition(":")
+    if word == "error" and colon and depth == 0:
+        raise SubmitError(submit.path, number or None, f"error: {rest.strip()}")
+    if word == "include" and colon and "command" not in _name.lower():
+        target = rest.strip()
+        if target and "$" not in target:
+            places = [target, os.path.join(os.path.dirname(submit.path), target)]  # cwd, or beside the file
+            if not any(os.path.isfile(place) for place in places):
+                raise SubmitError(submit.path, number or None, f"include file {target} does not exist")
+    return depth
 
 
 def segment_text(submit: SubmitFile, index: int) -> str:
