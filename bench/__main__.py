@@ -15,6 +15,7 @@ SUITES = {
     "pilot": "bench.pilot_bench",
     "factory": "bench.factory_bench",
     "frontend": "bench.frontend_bench",
+    "load": "bench.load_bench",
 }
 
 

@@ -81,6 +81,7 @@ class Pool:
         self.store = Store(config.database, config.synchronous, on_fatal=self._fatal)
         self.stats = PoolStats()
         self._waiters: list[_Waiter] = []
+        self.stopping = False
         self._claim_waiters: dict[str, _Waiter] = {}
         self._dispatch_pending = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -132,10 +133,15 @@ class Pool:
             except (asyncio.CancelledError, Exception):
                 pass
         self._tasks = []
+        self.release_polls()
+        self.store.close()
+
+    def release_polls(self) -> None:
+        """Answer every waiting long poll now (empty): the server is stopping and waits for them."""
+        self.stopping = True
         for waiter in self._waiters:
             if not waiter.future.done():
                 waiter.future.set_result(None)
-        self.store.close()
 
     async def _every(self, interval: float, work: Callable[[], Any]) -> None:
         while True:
@@ -221,10 +227,10 @@ class Pool:
             revoked = {c.claim_id for c in commands}
             unknown = [c for c in stop if c not in revoked]
             matches: list[Match] = []
-            if request.max_matches > 0 and self._slot_accepts_jobs(slot):
+            if request.max_matches > 0 and not self.stopping and self._slot_accepts_jobs(slot):
                 matches = await self._match(identity, slot, request.max_matches)
             remaining = deadline - time.monotonic()
-            if matches or commands or unknown or remaining <= 0:
+            if matches or commands or unknown or remaining <= 0 or self.stopping:
                 return PollResult(matches, commands, unknown)
             waiter = _Waiter(
                 asyncio.get_running_loop().create_future(), slot, frozenset(claims), request.max_matches > 0

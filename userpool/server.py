@@ -113,8 +113,13 @@ async def serve(config: PoolConfig) -> None:
     temp.write_text(json.dumps(info, indent=1) + "\n")
     os.replace(temp, pool_file)
     log.info("pool serving at %s (home %s, %d jobs queued)", url, config.home, len(pool.schedd.queue))
+
+    def shut_down() -> None:
+        server.should_exit = True
+        pool.release_polls()  # uvicorn waits for open requests: long polls would hold it up to a minute
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+        loop.add_signal_handler(sig, shut_down)
     try:
         await serving
     finally:
@@ -127,8 +132,22 @@ async def serve(config: PoolConfig) -> None:
         log.info("pool stopped")
 
 
+def raise_open_files_limit() -> None:
+    """Every long-polling pilot holds a connection: take all the descriptors the system allows."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+    log.info("open files limit %d", resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
+
 def run(config: PoolConfig) -> None:
     setup_logging(config.home)
+    raise_open_files_limit()
     try:
         import uvloop
 
