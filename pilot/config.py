@@ -92,6 +92,7 @@ class PilotConfig:
     memory_enforcement: bool = True  # hold jobs whose memory goes over RequestMemory ...
     memory_floor_mb: int = 128  # ... or this much, whichever is more (the default RequestMemory is tiny)
     black_hole_failures: int = 5  # this many jobs in a row failing fast stop the pilot taking jobs
+    claim_reuse: bool = True  # take the next job in the answer to an exit report (no poll in between)
     black_hole_seconds: int = 60  # ... where fast means within this many seconds
     transport: str = "auto"  # auto (requests when importable) | stdlib
     result_file: str = ""  # where the final record goes; default <work>/pilot-result.json

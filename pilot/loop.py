@@ -211,6 +211,7 @@ class Pilot:
             self.config.pool, lambda: self.token, self.config.ca_file, self.config.transport, self.work_dir, self.launcher,
             self.slot_base, self.squid, self.config.monitor_interval_s, self.config.memory_enforcement,
             self.config.memory_floor_mb, self.config.job_max_runtime_s, float(self.config.vacate_grace_s), self.log, base_env,
+            self._next_slot_ad,
         )  # fmt: skip
 
     def _serve(self) -> None:
@@ -242,9 +243,9 @@ class Pilot:
             self._handle(result)
         self._stop_jobs()
 
-    def _free(self) -> dict[str, int]:
+    def _free(self, leaving: Optional[JobRun] = None) -> dict[str, int]:
         with self.lock:
-            jobs = list(self.running.values())
+            jobs = [j for j in self.running.values() if j is not leaving]
         return {
             "cpus": self.resources.cpus - sum(j.match.request_cpus for j in jobs),
             "memory": self.resources.memory_mb - sum(j.match.request_memory_mb for j in jobs),
@@ -255,10 +256,29 @@ class Pilot:
         return self.state in (PilotState.IDLE, PilotState.BUSY) and time.time() < self.to_retire
 
     def _poll_request(self) -> p.PollRequest:
-        free = self._free()
+        ad, free, accepting = self._slot_ad()
         with self.lock:
             claims = list(self.running)
             leases = [job.lease_s for job in self.running.values()]
+        wait = self.config.poll_wait_s
+        if leases:
+            wait = min(wait, max(1.0, min(leases) / 3.0))
+        else:
+            wait = min(wait, max(0.5, self._idle_deadline() - time.monotonic()))
+        wait = max(0.0, min(wait, self.to_die - time.time()))
+        return p.PollRequest(ad, claims, wait, max(0, free["cpus"]) if accepting else 0)
+
+    def _next_slot_ad(self, leaving: JobRun) -> Optional[dict[str, str]]:
+        """The slot once ``leaving`` is gone, sent with its exit report so that the pool hands
+        the next job over in the answer (claim reuse); None when the pilot takes no more."""
+        ad, _free, accepting = self._slot_ad(leaving)
+        return ad if accepting and self.config.claim_reuse else None
+
+    def _slot_ad(self, leaving: Optional[JobRun] = None) -> tuple[dict[str, str], dict[str, int], bool]:
+        """The slot ad with what is free now (or once ``leaving`` is gone), and whether it takes jobs."""
+        free = self._free(leaving)
+        with self.lock:
+            claims = [c for c, j in self.running.items() if j is not leaving]
         ad = dict(self.slot_base)
         ad.update(
             {
@@ -275,32 +295,31 @@ class Pilot:
         accepting = self._accepting() and free["cpus"] > 0
         if not accepting:
             ad["START"] = "false"
-        wait = self.config.poll_wait_s
-        if leases:
-            wait = min(wait, max(1.0, min(leases) / 3.0))
-        else:
-            wait = min(wait, max(0.5, self._idle_deadline() - time.monotonic()))
-        wait = max(0.0, min(wait, self.to_die - time.time()))
-        return p.PollRequest(ad, claims, wait, max(0, free["cpus"]) if accepting else 0)
+        return ad, free, accepting
 
     def _idle_deadline(self) -> float:
         timeout = self.config.idle_timeout_s if self.first_match_at is None else self.config.tail_timeout_s
         return self.idle_since + timeout
 
+    def _take(self, match: p.Match, replacing: Optional[JobRun] = None) -> JobRun:
+        """Book a matched job (in place of ``replacing``, in one step, so that no poll in
+        between sees the resources free); the caller starts it."""
+        if self.first_match_at is None:
+            self.first_match_at = time.monotonic()
+            self.log.stage("first match", self.first_match_at - self.serving_started, job=match.job_id)
+        job = JobRun(match, self.run_context, self._job_done)
+        with self.lock:
+            if replacing is not None:
+                self.running.pop(replacing.match.claim_id, None)
+            self.running[match.claim_id] = job
+            self.jobs["started"] += 1
+        self.log(f"job {match.job_id}: matched ({match.request_cpus} core(s), {match.request_memory_mb} MB)")
+        self.state = advance(self.state, PilotState.BUSY) if self.state == PilotState.IDLE else self.state
+        return job
+
     def _handle(self, result: p.PollResult) -> None:
         for match in result.matches:
-            if self.first_match_at is None:
-                self.first_match_at = time.monotonic()
-                self.log.stage("first match", self.first_match_at - self.serving_started, job=match.job_id)
-            job = JobRun(match, self.run_context, self._job_done)
-            with self.lock:
-                self.running[match.claim_id] = job
-                self.jobs["started"] += 1
-            self.log(
-                f"job {match.job_id}: matched ({match.request_cpus} core(s), {match.request_memory_mb} MB)"
-            )
-            self.state = advance(self.state, PilotState.BUSY) if self.state == PilotState.IDLE else self.state
-            job.start()
+            self._take(match).start()
         with self.lock:
             running = dict(self.running)
         for command in result.commands:
@@ -315,6 +334,10 @@ class Pilot:
                 job.command(p.PilotCommand.KILL.value, "claim unknown to the pool")
 
     def _job_done(self, job: JobRun, outcome: Outcome) -> None:
+        following = [self._take(match, replacing=job) for match in outcome.next_matches]
+        for next_job in following:
+            self.log(f"job {next_job.match.job_id}: on the claim of {outcome.job_id} (claim reuse)")
+            next_job.start()
         with self.lock:
             self.running.pop(job.match.claim_id, None)
             if outcome.kind == "exited" and (outcome.exit_code or outcome.exit_signal):

@@ -64,6 +64,8 @@ class RunContext:
     vacate_grace_s: float
     log: Callable[[str], None]
     base_env: dict[str, str] = field(default_factory=dict)
+    #: the slot ad to send with a successful exit report (claim reuse), or None
+    next_slot: Callable[[Any], Optional[dict[str, str]]] = lambda job: None
 
     def client(self) -> Client:
         return Client(self.pool_url, self.token(), self.ca_file or None, 120.0, self.transport)
@@ -80,6 +82,7 @@ class Outcome:
     timings: dict[str, float] = field(default_factory=dict)
     message: str = ""
     pilot_fault: bool = False  # the pilot, not the job, went wrong: counts toward black-hole detection
+    next_matches: list[p.Match] = field(default_factory=list)  # handed over with the exit report
 
 
 def _text(ad: dict[str, str], name: str, default: Any = None) -> Any:
@@ -165,9 +168,9 @@ class JobRun:
             self.state = "done"
             self.on_done(self, outcome)
 
-    def _report(self, client: Client, report: p.ClaimReport) -> None:
+    def _report(self, client: Client, report: p.ClaimReport) -> dict[str, Any]:
         client.token = self.context.token()
-        client.report(self.match.claim_id, report)
+        return client.report(self.match.claim_id, report)
 
     def _execute(self, client: Client, outcome: Outcome) -> Outcome:
         ad = self.match.job_ad
@@ -223,10 +226,17 @@ class JobRun:
         except JobHeld as held:
             return self._hold(client, outcome, held)
         timings["upload_s"] = round(time.monotonic() - uploading, 3)
-        report = p.ClaimReport(
-            p.ClaimEvent.EXITED.value, outcome.exit_code, outcome.exit_signal, self._usage()
+        succeeded = outcome.exit_code == 0 and outcome.exit_signal is None
+        next_slot = self.context.next_slot(self) if succeeded else None  # a failure goes the long way:
+        report = p.ClaimReport(  # the pilot looks at it (black holes) before it takes more work
+            p.ClaimEvent.EXITED.value,
+            outcome.exit_code,
+            outcome.exit_signal,
+            self._usage(),
+            slot_ad=next_slot or {},
         )
-        self._report(client, report)
+        answer = self._report(client, report)
+        outcome.next_matches = [p.Match.from_dict(m) for m in answer.get("matches") or []]
         outcome.kind = "exited"
         return outcome
 

@@ -32,6 +32,7 @@ from userpool.jobs import CLAIMED
 from userpool.monitor import Monitor
 from userpool.protocol import (
     AdType,
+    ClaimEvent,
     ClaimReport,
     Event,
     EventRequest,
@@ -208,8 +209,8 @@ class Pool:
     # =========================================================================================
     # Pilots
     # =========================================================================================
-    def _slot_texts(self, identity: Identity, request: PollRequest) -> dict[str, str]:
-        validated = self.collector.validate([request.slot_ad])
+    def _slot_texts(self, slot_ad: dict[str, str]) -> dict[str, str]:
+        validated = self.collector.validate([slot_ad])
         return validated[0][1]
 
     async def poll(self, identity: Identity, request: PollRequest) -> PollResult:
@@ -217,7 +218,7 @@ class Pool:
         if request.wait_s < 0 or request.max_matches < 0:
             raise BadRequest("wait_s and max_matches cannot be negative")
         self.stats.polls += 1
-        slot = self._slot_texts(identity, request)
+        slot = self._slot_texts(request.slot_ad)
         self.collector.advertise(identity, AdType.Slot, [dict(slot)])
         deadline = time.monotonic() + max(0.0, min(float(request.wait_s or 0), self.config.max_poll_wait_s))
         claims = list(dict.fromkeys(request.claims))
@@ -345,7 +346,21 @@ class Pool:
             tx.after_commit.append(lambda: self._claim_news(claim.claim_id))
         await self.commit(tx)
         job = claim.job
-        return {"job_id": format_job_id(job.cluster.cluster_id, job.proc_id), "status": job.status}
+        answer: dict[str, Any] = {
+            "job_id": format_job_id(job.cluster.cluster_id, job.proc_id),
+            "status": job.status,
+        }
+        if (
+            report.slot_ad
+            and report.event == ClaimEvent.EXITED.value
+            and claim.claim_id not in self.schedd.claims.active
+            and not self.stopping
+        ):
+            slot = self._slot_texts(report.slot_ad)  # the pilot's slot with this job's share back
+            self.collector.advertise(identity, AdType.Slot, [dict(slot)])
+            if self._slot_accepts_jobs(slot):
+                answer["matches"] = [m.to_dict() for m in await self._match(identity, slot, 1)]
+        return answer
 
     async def revoke(self, identity: Identity, request: RevokeRequest) -> list[str]:
         """Admins revoke anything; a frontend revokes the tokens bound to itself (its pilots)."""

@@ -676,6 +676,9 @@ class ClaimReport(_Payload):
     hold_reason_code: int = 0
     hold_reason_subcode: int = 0
     message: str = ""
+    #: with an exited report, the slot as it is once this job is gone: the pool answers with the
+    #: next job for it at once (claim reuse, as HTCondor's schedd starts another job on a claim)
+    slot_ad: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 from tests.support.pilots import ProtocolPilot, slot_ad
 from tests.support.pools import RunningPool
 from userpool.client import ClientError
-from userpool.protocol import Scope
+from userpool.protocol import ClaimReport, Match, Scope
 
 
 def submit(pool: RunningPool, workdir: Path, user: str, text: str) -> str:
@@ -141,3 +141,24 @@ def test_heartbeat_keeps_the_lease(fresh_pool: RunningPool, workdir: Path) -> No
         alive.poll(max_matches=0)
     assert pool.run("condor_q", f"{cluster}.0", "-af", "JobStatus", user="hal").stdout.strip() == "2"
     assert alive.finish(match, exit_code=0)["status"] == 4
+
+
+def test_exit_report_hands_over_the_next_job(fresh_pool: RunningPool, workdir: Path) -> None:
+    """Claim reuse: an exit report with the slot as it is afterwards is answered with the next job."""
+    pool = fresh_pool
+    cluster = submit(pool, workdir, "ria", "executable = job.sh\nqueue 3\n")
+    worker = pilot(pool, "reuse")
+    first = worker.take()
+    assert first is not None
+    worker.client.report(first.claim_id, ClaimReport("started"))
+    answer = worker.client.report(first.claim_id, ClaimReport("exited", exit_code=0, slot_ad=worker.slot))
+    assert answer["status"] == 4
+    (second,) = [Match.from_dict(m) for m in answer["matches"]]
+    assert second.job_id != first.job_id and second.job_id.startswith(f"{cluster}.")
+    assert pool.job(second.job_id, "JobStatus", user="ria") == "2"  # claimed, without a poll
+    worker.client.report(second.claim_id, ClaimReport("started"))
+    closed = dict(worker.slot, START="false")  # a pilot that takes no more says so: no next job
+    answer = worker.client.report(second.claim_id, ClaimReport("exited", exit_code=0, slot_ad=closed))
+    assert answer.get("matches") == []
+    # the third job is still idle, for the next poll
+    assert pool.run("condor_q", cluster, "-af", "JobStatus", user="ria").stdout.split() == ["1"]
