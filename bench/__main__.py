@@ -16,6 +16,7 @@ SUITES = {
     "factory": "bench.factory_bench",
     "frontend": "bench.frontend_bench",
     "load": "bench.load_bench",
+    "system": "bench.system_bench",
 }
 
 

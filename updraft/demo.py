@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from updraft.service import terminate
 from updraft.tables import render_table
 from userpool import protocol as p
 from userpool.client import Client
@@ -338,12 +338,8 @@ class Demo:
     def stop(self) -> None:
         for name in ("frontend", "factory"):  # the factory drains: it removes its glideins at the sites
             process = self.processes.get(name)
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            if process is not None:
+                terminate(process, 60)
         self.pool.stop()
         if self.xrootd:
             env = {

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -150,3 +151,15 @@ def signal_reload(state_dir: Path, pid_file: str, status_file: str, what: str, t
             raise UpdraftError(f"{what} refused the new config: {status['config_error']}")
         time.sleep(0.2)
     raise UpdraftError(f"{what} (pid {pid}) did not confirm the reload within {timeout:.0f} s")
+
+
+def terminate(process: subprocess.Popen[Any], timeout: float) -> None:
+    """SIGTERM a service's process and give it ``timeout`` to finish (a factory drains its
+    glideins meanwhile); SIGKILL it after that."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

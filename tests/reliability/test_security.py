@@ -69,6 +69,15 @@ def pilot_for(pool: RunningPool, name: str, tag: str) -> ProtocolPilot:
     )
 
 
+def running_claim(pool: RunningPool, workdir: Path, tag: str) -> tuple[ProtocolPilot, Any]:
+    """A job of alice's, matched to a pilot of its own: the pilot and its match."""
+    tagged_job(pool, workdir, "alice", tag)
+    pilot = pilot_for(pool, f"{tag}-pilot", tag)
+    match = pilot.take()
+    assert match is not None
+    return pilot, match
+
+
 def test_a_user_cannot_remove_another_users_job(guarded: RunningPool, workdir: Path) -> None:
     cluster = tagged_job(guarded, workdir, "alice", "rm")
     result = guarded.run("condor_rm", f"{cluster}.0", user="mallory")
@@ -136,10 +145,7 @@ def test_sandbox_paths_cannot_leave_their_directory(
     assert user.query(QueryRequest(f"ClusterId == {cluster}", ["ProcId"])).ads == []  # nothing half-queued
 
     # an output archive with a member that climbs out of the spool
-    tagged_job(guarded, workdir, "alice", "out")
-    pilot = pilot_for(guarded, "out-pilot", "out")
-    match = pilot.take()
-    assert match is not None
+    pilot, match = running_claim(guarded, workdir, "out")
     refused_and_logged(
         guarded,
         lambda: pilot.client.put_output(match.claim_id, _tar(tmp_path, "../../../escaped.txt")),
@@ -178,10 +184,7 @@ def test_oversized_uploads(guarded: RunningPool, workdir: Path, tmp_path: Path) 
         413,
         "per-file limit",
     )
-    tagged_job(guarded, workdir, "alice", "big")
-    pilot = pilot_for(guarded, "big-pilot", "big")
-    match = pilot.take()
-    assert match is not None
+    pilot, match = running_claim(guarded, workdir, "big")
     refused_and_logged(
         guarded,
         lambda: pilot.client.put_output(match.claim_id, _tar(tmp_path, "big.out", 2 << 20)),

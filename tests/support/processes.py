@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from typing import Any
 import yaml
 
 from tests.support.pools import RunningPool
+from updraft.service import terminate
 from userpool.protocol import Scope
 
 BIN = Path(sys.executable).parent
@@ -104,9 +104,4 @@ class ServiceSetup:
 
     def stop_processes(self) -> None:
         for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            terminate(process, 30)
