@@ -30,20 +30,30 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only or SUITES:
         print(f"== {name}", file=sys.stderr, flush=True)
         module = __import__(SUITES[name], fromlist=["run"])
-        results += module.run(args.quick)
+        for item in module.run(args.quick):
+            item.notes.setdefault("suite", name)
+            results.append(item)
     width = max(len(r.name) for r in results)
     print(f"\n{'benchmark':<{width}}  {'value':>12} {'unit':<10} {'target':<9} ok    anchor")
     for item in results:
         ok = "" if item.ok is None else ("yes" if item.ok else "NO")
         anchor = f"{item.anchor} ({item.anchor_label})" if item.anchor is not None else ""
         print(f"{item.name:<{width}}  {item.value:>12,.3f} {item.unit:<10} {item.target:<9} {ok:<5} {anchor}")
+    ran = set(args.only or SUITES)
+    kept = []  # --only: the other suites' last results stay in the file
+    try:
+        previous = json.loads(Path(args.output).read_text())
+        if previous.get("quick") == args.quick:
+            kept = [r for r in previous.get("results", []) if r.get("notes", {}).get("suite") not in ran]
+    except (OSError, ValueError):
+        pass
     Path(args.output).write_text(
         json.dumps(
             {
                 "time": time.time(),
                 "quick": args.quick,
                 "machine": machine(),
-                "results": [r.to_dict() for r in results],
+                "results": kept + [r.to_dict() for r in results],
             },
             indent=2,
         )
