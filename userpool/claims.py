@@ -49,6 +49,7 @@ class ClaimBook:
         self.clock = clock
         self.active: dict[str, Claim] = {}
         self.by_job: dict[tuple[int, int], Claim] = {}
+        self.by_pilot: dict[str, dict[str, Claim]] = {}  # pilot identity -> its claims by id
         self.revoked: dict[str, tuple[str, float]] = {}  # claim id -> (reason, forget at)
         self._leases: list[tuple[float, str]] = []
         self._next_forget = 0.0
@@ -64,6 +65,7 @@ class ClaimBook:
     def add(self, claim: Claim) -> None:
         self.active[claim.claim_id] = claim
         self.by_job[claim.key] = claim
+        self.by_pilot.setdefault(claim.pilot, {})[claim.claim_id] = claim
         heapq.heappush(self._leases, (claim.lease_expires, claim.claim_id))
 
     def of_job(self, job: Job) -> Claim | None:
@@ -103,6 +105,11 @@ class ClaimBook:
         self.active.pop(claim.claim_id, None)
         if self.by_job.get(claim.key) is claim:
             del self.by_job[claim.key]
+        held = self.by_pilot.get(claim.pilot)
+        if held is not None:
+            held.pop(claim.claim_id, None)
+            if not held:
+                del self.by_pilot[claim.pilot]
         if revoke:
             self.revoked[claim.claim_id] = (reason, self.clock() + REVOKED_MEMORY_S)
 
@@ -128,6 +135,18 @@ class ClaimBook:
             if (claim is not None and claim.commands) or (claim is None and claim_id in self.revoked):
                 return True
         return False
+
+    def forgotten(self, pilot: str, slot_name: str, listed: set[str], granted_before: float) -> list[Claim]:
+        """Claims of ``pilot``'s slot that it no longer lists although it has had time to learn
+        of them: the answer that granted them was lost. Removed from the book."""
+        out = [
+            c
+            for c in self.by_pilot.get(pilot, {}).values()
+            if c.slot_name == slot_name and c.claim_id not in listed and c.granted < granted_before
+        ]
+        for claim in out:
+            self.end(claim)
+        return out
 
     def expired(self) -> list[Claim]:
         """Claims whose lease ran out (removed from the book); also forgets old revocations."""

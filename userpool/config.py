@@ -27,6 +27,9 @@ class PoolConfig:
     synchronous: str = "FULL"
     #: PERIODIC_EXPR_INTERVAL: how often periodic_hold/release/remove are evaluated
     periodic_interval_s: float = 60.0
+    #: a claim granted this long before a poll of its pilot that does not list it was never
+    #: heard of by the pilot (the answer was lost): its job runs again without waiting for the lease
+    forgotten_claim_s: float = 30.0
     #: how often expired claim leases are looked for
     lease_check_interval_s: float = 1.0
     #: how often expired collector ads are dropped

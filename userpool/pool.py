@@ -218,10 +218,24 @@ class Pool:
         if request.wait_s < 0 or request.max_matches < 0:
             raise BadRequest("wait_s and max_matches cannot be negative")
         self.stats.polls += 1
+        arrived = self.clock()
         slot = self._slot_texts(request.slot_ad)
         self.collector.advertise(identity, AdType.Slot, [dict(slot)])
         deadline = time.monotonic() + max(0.0, min(float(request.wait_s or 0), self.config.max_poll_wait_s))
         claims = list(dict.fromkeys(request.claims))
+        name = slot.get("Name", '""')
+        slot_name = str(classads.value_of_text(name)) if classads.is_literal(name) else "unknown"
+        forgotten = self.schedd.claims.forgotten(
+            identity.name, slot_name, set(claims), arrived - self.config.forgotten_claim_s
+        )
+        if forgotten:
+            log.warning(
+                "%s no longer lists %d claim(s) of %s: their jobs run again",
+                identity.name,
+                len(forgotten),
+                slot_name,
+            )
+            await self.commit(self.schedd.release_forgotten(forgotten))
         while True:
             _renewed, stop = self.schedd.claims.renew(claims, identity.name)
             commands = self.schedd.claims.take_commands(claims)

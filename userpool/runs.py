@@ -229,20 +229,34 @@ class RunsMixin(_Base):
     def expire_leases(self) -> Tx:
         tx = Tx()
         for claim in self.claims.expired():
-            job = claim.job
-            self.accountant.charge(claim.submitter, -claim.cpus)
-            tx.batch.add("DELETE FROM claims WHERE claim_id = ?", (claim.claim_id,))
-            if self.queue.get(job.cluster.cluster_id, job.proc_id) is not job or job.status not in CLAIMED:
-                continue
             reason = f"the pilot on {claim.slot_name} stopped renewing its lease ({claim.lease_s} s)"
-            self._move(
-                tx,
-                job,
-                IDLE,
-                "schedd",
-                "lease_expired",
-                {"slot": claim.slot_name, "reason": reason},
-                self._off_slot_attrs(job),
-            )
+            self._requeue_lost(tx, claim, "lease_expired", reason)
         self._retire(tx)
         return self.finish(tx)
+
+    def release_forgotten(self, claims: list[Claim]) -> Tx:
+        """Claims a pilot stopped listing (ended in the book already): their jobs run again."""
+        tx = Tx()
+        for claim in claims:
+            reason = (
+                f"the pilot on {claim.slot_name} does not list its claim (the answer granting it was lost)"
+            )
+            self._requeue_lost(tx, claim, "claim_forgotten", reason)
+        self._retire(tx)
+        return self.finish(tx)
+
+    def _requeue_lost(self, tx: Tx, claim: Claim, kind: str, reason: str) -> None:
+        job = claim.job
+        self.accountant.charge(claim.submitter, -claim.cpus)
+        tx.batch.add("DELETE FROM claims WHERE claim_id = ?", (claim.claim_id,))
+        if self.queue.get(job.cluster.cluster_id, job.proc_id) is not job or job.status not in CLAIMED:
+            return
+        self._move(
+            tx,
+            job,
+            IDLE,
+            "schedd",
+            kind,
+            {"slot": claim.slot_name, "reason": reason},
+            self._off_slot_attrs(job),
+        )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.pilots import ProtocolPilot, slot_ad
-from tests.support.pools import RunningPool
+from tests.support.pools import RunningPool, start_pool
 from userpool.client import ClientError
 from userpool.protocol import ClaimReport, Match, Scope
 
@@ -162,3 +162,29 @@ def test_exit_report_hands_over_the_next_job(fresh_pool: RunningPool, workdir: P
     assert answer.get("matches") == []
     # the third job is still idle, for the next poll
     assert pool.run("condor_q", cluster, "-af", "JobStatus", user="ria").stdout.split() == ["1"]
+
+
+def test_a_claim_whose_answer_was_lost_runs_again(tmp_path: Path, workdir: Path) -> None:
+    """A pilot that never heard of a claim (the poll's answer was lost) does not list it: the
+    pool gives the job back at once instead of waiting for the lease (40 min by default)."""
+    home = tmp_path / "pool"
+    home.mkdir()
+    (home / "pool.yaml").write_text("forgotten_claim_s: 1\n")
+    pool = start_pool(home)
+    try:
+        cluster = submit(pool, workdir, "liv", "executable = job.sh\nqueue\n")
+        worker = pilot(pool, "lossy")
+        lost = worker.take()
+        assert lost is not None
+        worker.drop(lost)  # the answer never arrived
+        time.sleep(1.5)
+        worker.poll(max_matches=0)
+        assert pool.job(f"{cluster}.0", "JobStatus", user="liv") == "1"
+        kinds = [e.type for e in pool.client().events(0, 1000) if e.cluster_id == int(cluster)]
+        assert kinds[-1] == "claim_forgotten"
+        again = worker.take()
+        assert again is not None and again.job_id == lost.job_id and again.claim_id != lost.claim_id
+        worker.poll(max_matches=0)  # it lists the new claim: nothing is taken from it
+        assert pool.job(f"{cluster}.0", "JobStatus", user="liv") == "2"
+    finally:
+        pool.stop()
