@@ -13,14 +13,21 @@ import base64
 import heapq
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from userpool import classads
 from userpool.errors import Conflict, Forbidden
 from userpool.protocol import Command, PilotCommand
 from userpool.queue import Job
 
 REVOKED_MEMORY_S = 3600.0
+
+
+def slot_name_of(slot: Mapping[str, str]) -> str:
+    """The slot's Name as claims record it ("unknown" when it is not a literal)."""
+    text = slot.get("Name", '""')
+    return str(classads.value_of_text(text)) if classads.is_literal(text) else "unknown"
 
 
 @dataclass

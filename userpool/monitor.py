@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 #: events the page shows as they come (and names them for people)
 SHOWN_EVENTS = {
     "submit": "submitted", "execute": "started", "terminate": "finished", "hold": "held", "release": "released",
-    "remove": "removed", "lease_expired": "lease expired: back to idle", "frontend_overflow": "overflowed",
+    "remove": "removed", "lease_expired": "lease expired: back to idle",
+    "claim_forgotten": "claim never reached its pilot: back to idle", "frontend_overflow": "overflowed",
     "pilot_failed": "pilot failed validation", "pilot_black_hole": "pilot stopped: black hole",
 }  # fmt: skip
 

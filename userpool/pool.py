@@ -23,6 +23,7 @@ from typing import Any
 
 from updraft.failpoints import failpoint
 from userpool import classads, matchsub
+from userpool.claims import slot_name_of
 from userpool.collector import Collector
 from userpool.config import PoolConfig
 from userpool.errors import BadRequest, Forbidden, NotFound
@@ -209,9 +210,11 @@ class Pool:
     # =========================================================================================
     # Pilots
     # =========================================================================================
-    def _slot_texts(self, slot_ad: dict[str, str]) -> dict[str, str]:
-        validated = self.collector.validate([slot_ad])
-        return validated[0][1]
+    def _advertise_slot(self, identity: Identity, slot_ad: dict[str, str]) -> dict[str, str]:
+        """The pilot's slot ad checked and put in the collector (a poll, or an exit report's next slot)."""
+        slot = self.collector.validate([slot_ad])[0][1]
+        self.collector.advertise(identity, AdType.Slot, [dict(slot)])
+        return slot
 
     async def poll(self, identity: Identity, request: PollRequest) -> PollResult:
         identity.require(Scope.PILOT)
@@ -219,12 +222,10 @@ class Pool:
             raise BadRequest("wait_s and max_matches cannot be negative")
         self.stats.polls += 1
         arrived = self.clock()
-        slot = self._slot_texts(request.slot_ad)
-        self.collector.advertise(identity, AdType.Slot, [dict(slot)])
+        slot = self._advertise_slot(identity, request.slot_ad)
         deadline = time.monotonic() + max(0.0, min(float(request.wait_s or 0), self.config.max_poll_wait_s))
         claims = list(dict.fromkeys(request.claims))
-        name = slot.get("Name", '""')
-        slot_name = str(classads.value_of_text(name)) if classads.is_literal(name) else "unknown"
+        slot_name = slot_name_of(slot)
         forgotten = self.schedd.claims.forgotten(
             identity.name, slot_name, set(claims), arrived - self.config.forgotten_claim_s
         )
@@ -370,8 +371,7 @@ class Pool:
             and claim.claim_id not in self.schedd.claims.active
             and not self.stopping
         ):
-            slot = self._slot_texts(report.slot_ad)  # the pilot's slot with this job's share back
-            self.collector.advertise(identity, AdType.Slot, [dict(slot)])
+            slot = self._advertise_slot(identity, report.slot_ad)  # with this job's share back
             if self._slot_accepts_jobs(slot):
                 answer["matches"] = [m.to_dict() for m in await self._match(identity, slot, 1)]
         return answer

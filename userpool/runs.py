@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from userpool import classads, policy
 from userpool.autoclusters import Autocluster
-from userpool.claims import Claim
+from userpool.claims import Claim, slot_name_of
 from userpool.classads import float_of, int_of
 from userpool.errors import BadRequest
 from userpool.events import Tx
@@ -42,14 +42,10 @@ class RunsMixin(_Base):
         """A job the negotiator took out of its autocluster starts on ``slot``."""
         cpus, memory, disk = self.requests_of(autocluster, slot_ad)
         now = int(self.clock())
-        slot_name = (
-            classads.value_of_text(slot.get("Name", '""'))
-            if classads.is_literal(slot.get("Name", '""'))
-            else "unknown"
-        )
+        slot_name = slot_name_of(slot)
         lease_s = max(10, int_of(job.get("JobLeaseDuration"), 2400))
         attrs: dict[str, str | None] = {
-            "RemoteHost": quote(str(slot_name)),
+            "RemoteHost": quote(slot_name),
             "JobCurrentStartDate": str(now),
             "NumJobStarts": str(int_of(job.get("NumJobStarts")) + 1),
             "JobRunCount": str(int_of(job.get("JobRunCount")) + 1),
@@ -68,10 +64,10 @@ class RunsMixin(_Base):
                 if classads.canonical(name) in slot:
                     attrs[f"MachineAttr{name}0"] = slot[classads.canonical(name)]
         claim = Claim(
-            self.claims.new_id(), job, str(slot_name), pilot, lease_s, self.clock() + lease_s, cpus, memory, disk,
+            self.claims.new_id(), job, slot_name, pilot, lease_s, self.clock() + lease_s, cpus, memory, disk,
             autocluster.submitter, self.clock(),
         )  # fmt: skip
-        self._move(tx, job, RUNNING, pilot, "match", {"slot": str(slot_name), "pilot": pilot}, attrs)
+        self._move(tx, job, RUNNING, pilot, "match", {"slot": slot_name, "pilot": pilot}, attrs)
         self.claims.add(claim)
         self.accountant.charge(claim.submitter, cpus)
         tx.batch.add(
