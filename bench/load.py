@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import resource
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from userpool import protocol as p
 from userpool.protocol import Scope
+from userpool.server import raise_open_files_limit
 from userpool.tokens import TokenSigner
 
 
@@ -65,6 +65,7 @@ class Connection:
         self.host, self.port, self.token = host, port, token
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.lock = asyncio.Lock()  # one request at a time on a keep-alive connection
 
     async def request(self, method: str, path: str, payload: bytes = b"") -> tuple[int, object]:
         if self.writer is None:
@@ -192,10 +193,7 @@ class LoadDriver:
             await connection.close()
 
     async def submit_one(self, connection: Connection) -> None:
-        lock = getattr(connection, "lock", None)
-        if lock is None:
-            lock = connection.lock = asyncio.Lock()  # type: ignore[attr-defined]
-        async with lock:  # one request at a time on a keep-alive connection
+        async with connection.lock:  # the submitter shares its connections between submissions
             body = await self.timed(connection, "POST", p.CLUSTERS, b"", True)
             if not isinstance(body, dict):
                 return
@@ -208,7 +206,7 @@ class LoadDriver:
                 self.report.submitted += 1
 
     async def run(self, drain_s: float = 60.0) -> LoadReport:
-        _raise_open_files(self.pilots + 256)
+        raise_open_files_limit()  # a connection per pilot, as the pool needs one per pilot
         pilots = []
         for index in range(
             self.pilots
@@ -228,12 +226,6 @@ class LoadDriver:
             task.cancel()
         await asyncio.gather(*pilots, return_exceptions=True)
         return self.report
-
-
-def _raise_open_files(wanted: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(wanted, soft)), hard))
 
 
 def run_load(
