@@ -9,7 +9,6 @@ attacker a 4xx.  Finer cases of the same rules live beside the code they test
 from __future__ import annotations
 
 import hashlib
-import io
 import tarfile
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.pilots import ProtocolPilot, slot_ad
+from tests.support.pilots import ProtocolPilot, output_tar, slot_ad
 from tests.support.pools import RunningPool, start_pool
 from userpool.client import Client, ClientError
 from userpool.protocol import ClaimReport, QueryRequest, SandboxFile, Scope, SubmitRequest
@@ -148,7 +147,9 @@ def test_sandbox_paths_cannot_leave_their_directory(
     pilot, match = running_claim(guarded, workdir, "out")
     refused_and_logged(
         guarded,
-        lambda: pilot.client.put_output(match.claim_id, _tar(tmp_path, "../../../escaped.txt")),
+        lambda: pilot.client.put_output(
+            match.claim_id, output_tar([tarfile.TarInfo("../../../escaped.txt")])
+        ),
         400,
         "escapes",
     )
@@ -187,21 +188,12 @@ def test_oversized_uploads(guarded: RunningPool, workdir: Path, tmp_path: Path) 
     pilot, match = running_claim(guarded, workdir, "big")
     refused_and_logged(
         guarded,
-        lambda: pilot.client.put_output(match.claim_id, _tar(tmp_path, "big.out", 2 << 20)),
+        lambda: pilot.client.put_output(
+            match.claim_id, output_tar([tarfile.TarInfo("big.out")], b"y" * (2 << 20))
+        ),
         413,
         "exceeds",
     )
-
-
-def _tar(tmp_path: Path, name: str, size: int = 1) -> Path:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        member = tarfile.TarInfo(name)
-        member.size = size
-        archive.addfile(member, io.BytesIO(b"y" * size))
-    path = tmp_path / f"out-{abs(hash(name))}.tar"
-    path.write_bytes(buffer.getvalue())
-    return path
 
 
 def _delivery_problems(pool: RunningPool, cluster: int) -> list[str]:

@@ -7,6 +7,7 @@ precisely before and apart from the pilot.
 
 from __future__ import annotations
 
+import io
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
@@ -90,3 +91,18 @@ class ProtocolPilot:
     def drop(self, match: p.Match) -> None:
         """Forget a claim without telling the pool (a pilot that died)."""
         self.claims = [m for m in self.claims if m.claim_id != match.claim_id]
+
+
+def output_tar(members: list[tarfile.TarInfo], payload: bytes = b"x") -> Path:
+    """An output archive as a pilot would send it, members as given (escapes included)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for member in members:
+            if member.isfile():
+                member.size = len(payload)
+                archive.addfile(member, io.BytesIO(payload))
+            else:
+                archive.addfile(member)
+    path = Path(tempfile.mkdtemp()) / "out.tar"
+    path.write_bytes(buffer.getvalue())
+    return path

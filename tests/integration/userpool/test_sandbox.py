@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from tests.support.pilots import ProtocolPilot, slot_ad
+from tests.support.pilots import ProtocolPilot, output_tar, slot_ad
 from tests.support.pools import RunningPool, start_pool
 from userpool.client import ClientError
 from userpool.protocol import Scope
@@ -97,20 +96,6 @@ def test_output_lands_in_iwd_and_transfer_data(pool: RunningPool, workdir: Path)
     assert stolen.returncode == 1 and "belongs to jon" in stolen.stderr
 
 
-def _tar(members: list[tarfile.TarInfo], payload: bytes = b"x") -> Path:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for member in members:
-            if member.isfile():
-                member.size = len(payload)
-                archive.addfile(member, io.BytesIO(payload))
-            else:
-                archive.addfile(member)
-    path = Path(__import__("tempfile").mkdtemp()) / "out.tar"
-    path.write_bytes(buffer.getvalue())
-    return path
-
-
 def test_output_paths_cannot_escape(pool: RunningPool, workdir: Path) -> None:
     submit(pool, workdir, "kim", 'executable = job.sh\n+SandboxTag = "esc"\nqueue\n')
     pilot = tagged_pilot(pool, "esc")
@@ -122,7 +107,7 @@ def test_output_paths_cannot_escape(pool: RunningPool, workdir: Path) -> None:
     absolute = tarfile.TarInfo("/tmp/absolute.txt")
     for member in (escape, link, absolute):
         with pytest.raises(ClientError) as refused:
-            pilot.client.put_output(match.claim_id, _tar([member]))
+            pilot.client.put_output(match.claim_id, output_tar([member]))
         assert refused.value.status == 400, member.name
     assert not Path("/tmp/escaped.txt").exists()
 
