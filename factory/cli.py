@@ -20,7 +20,7 @@ import yaml
 from factory.config import ConfigError, FactoryConfig, load_factory_config
 from factory.journal import Journal
 from updraft.errors import UpdraftError, UsageError
-from updraft.service import read_json, setup_logging, signal_reload
+from updraft.service import read_json, service_verbs, setup_logging, signal_reload
 from updraft.tables import render_table
 
 CONFIG_ENV = "UPDRAFT_FACTORY_CONFIG"
@@ -408,15 +408,7 @@ def cmd_downtime_end(args: argparse.Namespace) -> int:
 
 # -- the parser -------------------------------------------------------------------------------
 def add_commands(nouns: Any) -> None:
-    factory = nouns.add_parser("factory", help="the glidein factory")
-    verbs = factory.add_subparsers(dest="verb", required=True)
-
-    def verb(name: str, func: Any, help_text: str, config: bool = True) -> argparse.ArgumentParser:
-        parser = verbs.add_parser(name, help=help_text)
-        if config:
-            parser.add_argument("--config", "-c", help=f"the factory's YAML config (default ${CONFIG_ENV})")
-        parser.set_defaults(func=func)
-        return parser
+    verbs, verb = service_verbs(nouns, "factory", "the glidein factory", CONFIG_ENV)
 
     run = verb("run", cmd_run, "run the factory in the foreground")
     run.add_argument("--once", action="store_true", help="one cycle, then stop (glideins keep running)")

@@ -12,7 +12,7 @@ from typing import Any
 
 from frontend.config import FrontendConfig, GroupConfig, load_frontend_config
 from updraft.errors import UpdraftError, UsageError
-from updraft.service import setup_logging, signal_reload
+from updraft.service import service_verbs, setup_logging, signal_reload
 from updraft.tables import render_table
 from userpool import classads
 from userpool import protocol as p
@@ -269,15 +269,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def add_commands(nouns: Any) -> None:
-    frontend = nouns.add_parser("frontend", help="the VO frontend: pilot requests from the queue")
-    verbs = frontend.add_subparsers(dest="verb", required=True)
-
-    def verb(name: str, func: Any, help_text: str, config: bool = True) -> argparse.ArgumentParser:
-        parser = verbs.add_parser(name, help=help_text)
-        if config:
-            parser.add_argument("--config", "-c", help=f"the frontend's YAML config (default ${CONFIG_ENV})")
-        parser.set_defaults(func=func)
-        return parser
+    verbs, verb = service_verbs(
+        nouns, "frontend", "the VO frontend: pilot requests from the queue", CONFIG_ENV
+    )
 
     run = verb("run", cmd_run, "run the frontend in the foreground (SIGHUP reloads the config)")
     run.add_argument("--once", action="store_true", help="one cycle, then stop")

@@ -7,6 +7,7 @@ atomically for the operator commands; a pid file for `reconfig`.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -163,3 +164,22 @@ def terminate(process: subprocess.Popen[Any], timeout: float) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def service_verbs(
+    nouns: Any, component: str, help_text: str, config_env: str
+) -> tuple[Any, Callable[..., argparse.ArgumentParser]]:
+    """`updraft <component> <verb>`: its subparsers, and a function adding a verb with --config
+    (unless told otherwise) and the function it runs."""
+    verbs = nouns.add_parser(component, help=help_text).add_subparsers(dest="verb", required=True)
+
+    def verb(name: str, func: Any, help_text: str, config: bool = True) -> argparse.ArgumentParser:
+        parser = verbs.add_parser(name, help=help_text)
+        if config:
+            parser.add_argument(
+                "--config", "-c", help=f"the {component}'s YAML config (default ${config_env})"
+            )
+        parser.set_defaults(func=func)
+        return parser
+
+    return verbs, verb
