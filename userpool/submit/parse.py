@@ -172,22 +172,16 @@ def _refuse_macro_cycles(submit: SubmitFile) -> None:
     }
     done: set[str] = set()
     for start in reads:
-        path: list[str] = []
-        on_path: set[str] = set()
-        stack: list[tuple[str, Iterator[str]]] = [(start, iter(sorted(reads[start])))]
         if start in done:
             continue
-        path.append(start)
-        on_path.add(start)
-        while stack:
-            key, pending = stack[-1]
-            following = next(pending, None)
+        path = [start]  # depth first; the macros still being read, and what each reads next
+        pending = [iter(sorted(reads[start]))]
+        while pending:
+            following = next(pending[-1], None)
             if following is None:
-                stack.pop()
-                path.pop()
-                on_path.discard(key)
-                done.add(key)
-            elif following in on_path:
+                pending.pop()
+                done.add(path.pop())
+            elif following in path:
                 cycle = [*path[path.index(following) :], following]
                 raise submit.error(
                     cycle[0],
@@ -196,9 +190,8 @@ def _refuse_macro_cycles(submit: SubmitFile) -> None:
                     + " refers back to itself: it can never be expanded",
                 )
             elif following not in done:
-                stack.append((following, iter(sorted(reads[following]))))
                 path.append(following)
-                on_path.add(following)
+                pending.append(iter(sorted(reads[following])))
 
 
 def _check_directive(submit: SubmitFile, number: int, line: str, depth: int) -> int:
