@@ -243,9 +243,7 @@ class Pilot:
             self._handle(result)
         self._stop_jobs()
 
-    def _free(self, leaving: Optional[JobRun] = None) -> dict[str, int]:
-        with self.lock:
-            jobs = [j for j in self.running.values() if j is not leaving]
+    def _free(self, jobs: list[JobRun]) -> dict[str, int]:
         return {
             "cpus": self.resources.cpus - sum(j.match.request_cpus for j in jobs),
             "memory": self.resources.memory_mb - sum(j.match.request_memory_mb for j in jobs),
@@ -276,18 +274,18 @@ class Pilot:
 
     def _slot_ad(self, leaving: Optional[JobRun] = None) -> tuple[dict[str, str], dict[str, int], bool]:
         """The slot ad with what is free now (or once ``leaving`` is gone), and whether it takes jobs."""
-        free = self._free(leaving)
         with self.lock:
-            claims = [c for c, j in self.running.items() if j is not leaving]
+            jobs = [j for j in self.running.values() if j is not leaving]
+        free = self._free(jobs)
         ad = dict(self.slot_base)
         ad.update(
             {
                 "Cpus": str(max(0, free["cpus"])),
                 "Memory": str(max(0, free["memory"])),
                 "Disk": str(max(0, free["disk"])),
-                "State": p.literal("Claimed" if claims else "Unclaimed"),
-                "Activity": p.literal("Busy" if claims else "Idle"),
-                "JobsRunning": str(len(claims)),
+                "State": p.literal("Claimed" if jobs else "Unclaimed"),
+                "Activity": p.literal("Busy" if jobs else "Idle"),
+                "JobsRunning": str(len(jobs)),
                 "TotalJobStarts": str(self.jobs["started"]),
                 p.ATTR_PILOT_STATE: p.literal(self.state.value),
             }

@@ -1,9 +1,9 @@
 """Glideins as local processes: the embedded default and the demo's sites.
 
 Each glidein gets a worker-node directory of its own, runs detached in its own session
-(so it outlives a factory restart; the session, not a process group, is the glidein:
-coreutils ``timeout`` moves itself and the pilot into a group of their own), under coreutils ``timeout`` for the entry's wall-clock
-limit, with its cores given to the pilot.  Everything the adapter needs to know later is
+(so it outlives a factory restart), under coreutils ``timeout`` for the entry's wall-clock
+limit, with its cores given to the pilot.  The session, not a process group, is the
+glidein: ``timeout`` moves itself and the pilot into a group of their own.  Everything the adapter needs to know later is
 in that directory: the pid, the exit code, a cancel marker, the output.
 """
 
