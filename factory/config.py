@@ -206,10 +206,9 @@ def check_glidein_settings(
         except PilotConfigError as exc:
             raise source.error((*where, "pilot", name), str(exc).split(": ", 1)[-1]) from None
     for index, check in enumerate(part.custom_checks):
-        if not config.resolve(check.path).is_file():
-            raise source.error(
-                (*where, "custom_checks", index, "path"), f"no such file: {config.resolve(check.path)}"
-            )
+        script = config.resolve(check.path)
+        if not script.is_file():
+            raise source.error((*where, "custom_checks", index, "path"), f"no such file: {script}")
 
 
 def build_entry(data: dict[str, Any], source: Source | None = None) -> EntryConfig:

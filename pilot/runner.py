@@ -226,9 +226,10 @@ class JobRun:
         except JobHeld as held:
             return self._hold(client, outcome, held)
         timings["upload_s"] = round(time.monotonic() - uploading, 3)
+        # a failure goes the long way, through a poll: the pilot looks at it (black holes) first
         succeeded = outcome.exit_code == 0 and outcome.exit_signal is None
-        next_slot = self.context.next_slot(self) if succeeded else None  # a failure goes the long way:
-        report = p.ClaimReport(  # the pilot looks at it (black holes) before it takes more work
+        next_slot = self.context.next_slot(self) if succeeded else None
+        report = p.ClaimReport(
             p.ClaimEvent.EXITED.value,
             outcome.exit_code,
             outcome.exit_signal,
