@@ -266,7 +266,7 @@ class Frontend(ServiceLoop):
         settings = group.pilot_tokens
         result = self.client.mint_token(
             p.TokenRequest(
-                f"{self.config.name}.{group.name}", ["pilot"], settings.lifetime_s, {"group": group.name}
+                f"{self.config.name}/{group.name}", ["pilot"], settings.lifetime_s, {"group": group.name}
             )
         )
         renew_after = settings.renew_after_s or settings.lifetime_s / 2

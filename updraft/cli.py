@@ -49,7 +49,9 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     home = _home(args.home)
     key_path = home / "keys" / "signing.key"
     if key_path.exists() and not args.via_pool:
-        signer = TokenSigner(key_path.read_bytes())
+        from userpool.config import load_pool_config
+
+        signer = TokenSigner(key_path.read_bytes(), load_pool_config(home).max_token_lifetime_s)
         token, expires = signer.issue(args.user, scopes, args.lifetime, bindings)
     else:
         from userpool.client import Client
@@ -58,15 +60,19 @@ def cmd_token_create(args: argparse.Namespace) -> int:
             TokenRequest(args.user, sorted(s.value for s in scopes), args.lifetime, bindings)
         )
         token, expires = result.token, result.expires
-    if args.output:
-        path = Path(args.output)
-        path.write_text(token + "\n")
-        path.chmod(0o600)
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(expires))
-    print(
-        f"token for {args.user}, scopes {', '.join(sorted(s.value for s in scopes))}, expires {when}:",
-        file=sys.stderr,
-    )
+    what = f"token for {args.user}, scopes {', '.join(sorted(s.value for s in scopes))}, expires {when}"
+    if args.output:
+        from userpool.home import write_private_file
+
+        path = Path(args.output).expanduser()
+        try:
+            write_private_file(path, token + "\n")
+        except OSError as exc:
+            raise UpdraftError(f"cannot write {path}: {exc.strerror}") from None
+        print(f"{what}: written to {path} (mode 0600)", file=sys.stderr)
+        return 0  # the secret goes to the file only, not also to a terminal or a log
+    print(f"{what}:", file=sys.stderr)
     print(token)
     return 0
 
@@ -175,7 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--bind", action="append", default=[], metavar="KEY=VALUE", help="bind the token (e.g. frontend=fe1)"
     )
-    create.add_argument("--output", "-o", help="also write the token to this file (mode 0600)")
+    create.add_argument(
+        "--output", "-o", help="write the token to this file (mode 0600, directories made) instead of stdout"
+    )
     create.add_argument("--home", help="pool home holding the signing key")
     create.add_argument(
         "--via-pool", action="store_true", help="ask the running pool instead of signing locally"

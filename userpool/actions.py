@@ -54,6 +54,7 @@ class ActionsMixin(_Base):
     # Actions
     # =========================================================================================
     def act(self, identity: Identity, request: ActRequest) -> tuple[ActResult, Tx]:
+        identity.require(Scope.USER)  # a pilot or frontend token with a user's name is not that user
         try:
             action = (
                 JobAction[request.action] if not request.action.isdigit() else JobAction(int(request.action))
@@ -253,6 +254,7 @@ class ActionsMixin(_Base):
         self, identity: Identity, request: CredentialRequest, blob_present: bool
     ) -> tuple[ActResult, Tx]:
         """Point the jobs' sandbox at a new proxy and tell the pilots running them to fetch it."""
+        identity.require(Scope.USER)
         if not blob_present:
             raise BadRequest(f"the new proxy ({request.digest[:12]}...) was not uploaded")
         try:

@@ -2,7 +2,6 @@
 
 import asyncio
 import contextlib
-import logging
 import os
 import tempfile
 import time
@@ -24,15 +23,14 @@ from fastapi.responses import (
 import updraft
 from userpool import protocol as p
 from userpool.analyze import analyze_job
-from userpool.errors import BadRequest, Forbidden, NotFound, PoolError, SandboxRefused, TooLarge, Unauthorized
+from userpool.errors import BadRequest, Forbidden, NotFound, PoolError, SandboxRefused, TooLarge
+from userpool.guard import BodyLimits, RequestGuard, bearer_identity, log_refusal
 from userpool.monitor import SHOWN_EVENTS, event_view, monitor_html
 from userpool.pool import Pool
 from userpool.protocol import AdType, Scope
 from userpool.sandbox import check_digest
 from userpool.summary import summarize
-from userpool.tokens import Identity, parse_scopes
-
-MAX_JSON_BODY = 512 << 20
+from userpool.tokens import Identity, parse_scopes, pilot_subject
 
 
 class FastJSON(Response):
@@ -46,16 +44,10 @@ class FastJSON(Response):
 
 #: refusals worth an operator's eye: no or bad credentials, a right not held, an oversized upload
 REFUSALS_LOGGED = (401, 403, 413)
-security_log = logging.getLogger("updraft.pool.security")
 
 
 def _log_refusal(request: Request, status: int, message: str) -> None:
-    who = getattr(request.state, "who", None)
-    caller = f"{who.subject} ({','.join(sorted(s.value for s in who.scopes))})" if who else "unauthenticated"
-    host = request.client.host if request.client else "?"
-    security_log.warning(
-        "refused %s %s from %s at %s: %d %s", request.method, request.url.path, caller, host, status, message
-    )
+    log_refusal(request.scope, getattr(request.state, "who", None), status, message)
 
 
 def _refusals_logged(request: Request, result: p.ActResult) -> p.ActResult:
@@ -104,13 +96,10 @@ def build_app(pool: Pool) -> FastAPI:
         return _error(400, "BadRequest", f"a number in the request is out of range (at most 2**63-1): {exc}")
 
     def identity(request: Request, authorization: Annotated[str | None, Header()] = None) -> Identity:
-        if not authorization:
-            raise Unauthorized("no token: send 'Authorization: Bearer <token>'")
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthorized("expected 'Authorization: Bearer <token>'")
-        who = pool.tokens.verify(token)
-        request.state.who = who  # for the log line of a refusal
+        who = getattr(request.state, "who", None)  # the guard verified it before reading the body
+        if who is None:
+            who = bearer_identity(pool.tokens, authorization)
+            request.state.who = who  # for the log line of a refusal
         return who
 
     Who = Annotated[Identity, Depends(identity)]
@@ -141,7 +130,7 @@ def build_app(pool: Pool) -> FastAPI:
     @app.get(p.MONITOR_STREAM)
     async def monitor_stream(after: int = -1) -> StreamingResponse:
         return StreamingResponse(
-            _sse(pool, after, _monitor_event),
+            _sse(pool, after, lambda event: _monitor_event(event, pool.config.monitor.show_reasons)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache"},
         )
@@ -199,6 +188,7 @@ def build_app(pool: Pool) -> FastAPI:
         cluster_id, proc_id = p.parse_job_id(job_id)
         if proc_id is None:
             raise BadRequest("name one job (CLUSTER.PROC)")
+        who.require(Scope.USER)
         owner = _owner_of(pool, cluster_id, proc_id)
         if owner != who.subject and not who.is_admin:
             raise Forbidden(f"job {job_id} belongs to {owner}")
@@ -321,17 +311,21 @@ def build_app(pool: Pool) -> FastAPI:
         scopes = parse_scopes(body.scopes)
         lifetime = min(int(body.lifetime_s), pool.config.max_token_lifetime_s)
         bindings = dict(body.bindings)
+        subject = body.subject
         if not who.is_admin:
             if who.has(Scope.FRONTEND) and scopes == {Scope.PILOT}:
-                bindings["frontend"] = who.subject  # a frontend mints pilot tokens bound to itself
+                # a frontend mints pilot tokens bound to itself, named in its own namespace: it can
+                # never mint the name of another frontend's pilot, a factory's pilot or a user
+                bindings["frontend"] = who.subject
+                subject = pilot_subject(who.subject, body.subject)
             elif scopes == {Scope.USER} and body.subject == who.subject and who.has(Scope.USER):
                 pass  # a user may mint more tokens for themself
             else:
                 raise Forbidden(
                     f"{who.name} may not mint {', '.join(sorted(s.value for s in scopes))} tokens for {body.subject}"
                 )
-        token, expires = pool.tokens.issue(body.subject, frozenset(scopes), lifetime, bindings)
-        return p.TokenResult(token, expires, body.subject, sorted(s.value for s in scopes))
+        token, expires = pool.tokens.issue(subject, frozenset(scopes), lifetime, bindings)
+        return p.TokenResult(token, expires, subject, sorted(s.value for s in scopes))
 
     @app.post(p.TOKENS_RENEW)
     async def renew(who: Who) -> p.TokenResult:
@@ -358,6 +352,15 @@ def build_app(pool: Pool) -> FastAPI:
             raise BadRequest(str(exc)) from None
         return {"submitter": submitter, "factor": factor}
 
+    config = pool.config
+    limits = BodyLimits(
+        json=config.max_request_body_mb << 20,
+        blob=config.max_input_file_mb << 20,
+        output=config.max_output_sandbox_mb << 20,
+    )
+    app.add_middleware(
+        RequestGuard, signer=pool.tokens, limits=limits, public_read=lambda: config.monitor.public
+    )
     return app
 
 
@@ -426,13 +429,13 @@ async def _sse(
         pool.events.unsubscribe(subscriber)
 
 
-def _monitor_event(event: p.Event) -> bytes | None:
+def _monitor_event(event: p.Event, show_reasons: bool) -> bytes | None:
     if event.type not in SHOWN_EVENTS:
         return None
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (
         event.id,
         event.type.encode(),
-        orjson.dumps(event_view(event)),
+        orjson.dumps(event_view(event, show_reasons)),
     )
 
 

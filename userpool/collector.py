@@ -99,12 +99,12 @@ class Collector:
             existing = table.get(name)
             if (
                 existing is not None
-                and existing.author != identity.name
+                and existing.author != identity.principal
                 and not identity.is_admin
                 and existing.expires > now
             ):
                 raise Forbidden(
-                    f"{ad_type.value} ad {name!r} belongs to {existing.author}, not {identity.name}"
+                    f"{ad_type.value} ad {name!r} belongs to {existing.author}, not {identity.principal}"
                 )
         stored = []
         for name, texts in validated:
@@ -122,7 +122,7 @@ class Collector:
             texts[ATTR_AUTHENTICATED_IDENTITY] = literal(identity.name)
             texts[ATTR_LAST_HEARD_FROM] = str(int(now))
             texts[ATTR_LIFETIME] = str(lifetime)
-            ad = StoredAd(ad_type, name, texts, identity.name, now + lifetime)
+            ad = StoredAd(ad_type, name, texts, identity.principal, now + lifetime)
             table[name] = ad
             stored.append(ad)
         for listener in self.listeners:
@@ -171,10 +171,10 @@ class Collector:
                 continue
             if selector and not selector.matches_ad(ad.texts):
                 continue
-            if ad.author != identity.name and not identity.is_admin:
+            if ad.author != identity.principal and not identity.is_admin:
                 if wanted:
                     raise Forbidden(
-                        f"{ad_type.value} ad {name!r} belongs to {ad.author}, not {identity.name}"
+                        f"{ad_type.value} ad {name!r} belongs to {ad.author}, not {identity.principal}"
                     )
                 continue
             del table[name]

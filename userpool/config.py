@@ -17,6 +17,17 @@ from updraft.configfile import ConfigError, check_keys, line_of
 
 
 @dataclass
+class MonitorConfig:
+    """Who may look at the aggregates (``monitor:`` in pool.yaml)."""
+
+    #: the monitor, its JSON and event stream, /metrics and the API document need no token (like
+    #: HTCondor's READ level); false: any valid token
+    public: bool = True
+    #: owners' free-text reasons (hold, remove) in the monitor's events; off: only their codes
+    show_reasons: bool = False
+
+
+@dataclass
 class PoolConfig:
     home: Path
     host: str = "127.0.0.1"
@@ -46,6 +57,8 @@ class PoolConfig:
     max_poll_wait_s: float = 60.0
     #: how long a slot shape's match results are reused (time() in START makes them age)
     match_shape_ttl_s: float = 30.0
+    #: the largest JSON request body (a submission of a big cluster is the largest there is)
+    max_request_body_mb: int = 128
     max_input_file_mb: int = 1024
     max_input_sandbox_mb: int = 4096
     max_output_sandbox_mb: int = 4096
@@ -63,8 +76,10 @@ class PoolConfig:
             "OverflowHomeSites",
         ]
     )
-    #: longest lifetime of a token the pool mints on request
-    max_token_lifetime_s: int = 30 * 86400
+    #: the longest a token may live, however it was made (minted, renewed, `updraft token create`):
+    #: longer ones are refused, and a revocation is kept this long so it outlives what it revokes
+    max_token_lifetime_s: int = 365 * 86400
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     @property
     def state_dir(self) -> Path:
@@ -92,6 +107,27 @@ class PoolConfig:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(PoolConfig) if f.name != "home"}
+#: knobs that are sections of their own: name -> the dataclass of the section
+_SECTIONS: dict[str, Any] = {"monitor": MonitorConfig}
+
+
+def _check_type(path: Path, text: str, key: str, expected: Any, value: Any) -> None:
+    if (expected in ("int", "float") and not isinstance(value, (int, float))) or (
+        expected == "bool" and not isinstance(value, bool)
+    ):
+        raise ConfigError(path, line_of(text, key), key, f"expected {expected}, got {value!r}")
+
+
+def _section(path: Path, text: str, key: str, value: Any) -> Any:
+    """A nested section (``monitor:``) checked key by key into its dataclass."""
+    kind = _SECTIONS[key]
+    if not isinstance(value, dict):
+        raise ConfigError(path, line_of(text, key), key, "expected a mapping of knob: value")
+    fields = {f.name: f for f in dataclasses.fields(kind)}
+    check_keys(path, text, value, fields, f"{key}.")
+    for name, item in value.items():
+        _check_type(path, text, name, fields[name].type, item)
+    return kind(**value)
 
 
 def load_pool_config(home: Path, overrides: dict[str, Any] | None = None) -> PoolConfig:
@@ -109,11 +145,10 @@ def load_pool_config(home: Path, overrides: dict[str, Any] | None = None) -> Poo
             raise ConfigError(path, 1, "", "expected a mapping of knob: value")
         check_keys(path, text, loaded, _FIELDS, "")
         for key, value in loaded.items():
-            expected = _FIELDS[key].type
-            if (expected in ("int", "float") and not isinstance(value, (int, float))) or (
-                expected == "bool" and not isinstance(value, bool)
-            ):
-                raise ConfigError(path, line_of(text, key), key, f"expected {expected}, got {value!r}")
+            if key in _SECTIONS:
+                loaded[key] = _section(path, text, key, value)
+            else:
+                _check_type(path, text, key, _FIELDS[key].type, value)
         values.update(loaded)
     for key, value in (overrides or {}).items():
         if value is not None:

@@ -119,7 +119,7 @@ class Monitor:
                 for target in str(event.details.get("to", "")).split(","):
                     widened[(str(event.details.get("home", "")), target)] += int(event.details.get("jobs", 0))
             if event.type in SHOWN_EVENTS:
-                events.append(event_view(event))
+                events.append(event_view(event, self.pool.config.monitor.show_reasons))
         for site in running:
             sites.setdefault(site, Counter())
         totals = self.pool.schedd.queue.totals()
@@ -150,14 +150,18 @@ def monitor_html() -> str:
     return (Path(__file__).parent / "monitor.html").read_text()
 
 
-def event_view(event: p.Event) -> dict[str, Any]:
+#: events whose reason an owner may have written (condor_hold -reason ...): free text, shown only
+#: when the pool's operator asks for it (monitor.show_reasons)
+OWNER_WORDED = frozenset({"hold", "release", "remove", "suspend", "continue", "evict"})
+
+
+def event_view(event: p.Event, show_reasons: bool = False) -> dict[str, Any]:
     """An event as the page shows it: no arguments, environments or paths, just what happened."""
     details = event.details
-    keep = {
-        k: details[k]
-        for k in ("site", "home", "to", "jobs", "exit_code", "reason", "type", "message", "slot")
-        if k in details
-    }
+    shown = ["site", "home", "to", "jobs", "exit_code", "code", "type", "message", "slot"]
+    if show_reasons or event.type not in OWNER_WORDED:
+        shown.append("reason")
+    keep = {k: details[k] for k in shown if k in details}
     job = f"{event.cluster_id}.{event.proc_id}" if event.cluster_id > 0 and event.proc_id >= 0 else (
         str(event.cluster_id) if event.cluster_id > 0 else ""
     )  # fmt: skip

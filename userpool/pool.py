@@ -15,6 +15,7 @@ import gc
 import logging
 import os
 import shutil
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from userpool.config import PoolConfig
 from userpool.errors import BadRequest, Forbidden, NotFound
 from userpool.events import EventLog, Tx
 from userpool.history import History
+from userpool.home import StateLock
 from userpool.jobs import CLAIMED
 from userpool.monitor import Monitor
 from userpool.protocol import (
@@ -50,8 +52,8 @@ from userpool.protocol import (
 from userpool.queue import Job
 from userpool.sandbox import BlobStore, Spool, output_destinations, outside_iwd
 from userpool.schedd import Schedd
-from userpool.store import Store
-from userpool.tokens import Identity, TokenSigner
+from userpool.store import Store, StoreUnreadable
+from userpool.tokens import REVOKED_ALWAYS, Identity, TokenSigner
 
 log = logging.getLogger("updraft.pool")
 DELETE_DELIVERY = "DELETE FROM deliveries WHERE cluster_id = ? AND proc_id = ?"
@@ -95,17 +97,32 @@ class Pool:
     # Lifecycle
     # =========================================================================================
     def open(self) -> None:
+        self.lock = StateLock(self.config.state_dir)
+        self.lock.acquire()  # before anything is read: a second pool on this home stops here
+        try:
+            self._open()
+        except BaseException:
+            self.store.close()
+            self.lock.release()
+            raise
+
+    def _open(self) -> None:
         self.store.open()
         self.events = EventLog(self.store, self.clock)
         self.schedd = Schedd(self.config, self.store, self.events, self.clock)
-        self.schedd.load()
+        try:
+            self.schedd.load()
+        except sqlite3.DatabaseError as exc:
+            raise StoreUnreadable(self.config.database, exc) from None
         self.schedd.on_idle = self._jobs_became_idle
         self.schedd.on_claim_news = self._claim_news
         self.schedd.on_completed = self._deliver_output
         self.collector = Collector(self.clock)
-        self.tokens = TokenSigner.from_home(self.config.signing_key)
-        for (key,) in self.store.read("SELECT jti FROM revoked_tokens WHERE expires > ?", (self.clock(),)):
-            self.tokens.revoked.add(key if ":" in key else f"jti:{key}")
+        self.tokens = TokenSigner.from_home(self.config.signing_key, self.config.max_token_lifetime_s)
+        for key, revoked in self.store.read(
+            "SELECT jti, revoked FROM revoked_tokens WHERE expires > ?", (self.clock(),)
+        ):
+            self.tokens.revoke(key if ":" in key else f"jti:{key}", revoked or REVOKED_ALWAYS)
         self.blobs = BlobStore(self.config.blob_dir, self.config.max_input_file_mb << 20)
         self.spool = Spool(self.config.spool_dir, self.config.max_output_sandbox_mb << 20)
         self.history = History(self.store, self.config.history_max_jobs)
@@ -137,6 +154,7 @@ class Pool:
         self._tasks = []
         self.release_polls()
         self.store.close()
+        self.lock.release()
 
     def release_polls(self) -> None:
         """Answer every waiting long poll now (empty): the server is stopping and waits for them."""
@@ -227,7 +245,7 @@ class Pool:
         claims = list(dict.fromkeys(request.claims))
         slot_name = slot_name_of(slot)
         forgotten = self.schedd.claims.forgotten(
-            identity.name, slot_name, set(claims), arrived - self.config.forgotten_claim_s
+            identity.principal, slot_name, set(claims), arrived - self.config.forgotten_claim_s
         )
         if forgotten:
             log.warning(
@@ -238,7 +256,7 @@ class Pool:
             )
             await self.commit(self.schedd.release_forgotten(forgotten))
         while True:
-            _renewed, stop = self.schedd.claims.renew(claims, identity.name)
+            _renewed, stop = self.schedd.claims.renew(claims, identity.principal)
             commands = self.schedd.claims.take_commands(claims)
             revoked = {c.claim_id for c in commands}
             unknown = [c for c in stop if c not in revoked]
@@ -291,7 +309,7 @@ class Pool:
             idle_since = picked.job.get("EnteredCurrentStatus")
             self.monitor.job_started(self.clock() - float(idle_since) if idle_since else 0.0)
             claim = self.schedd.start(
-                tx, picked.job, picked.autocluster, texts, picked.slot_ad, identity.name
+                tx, picked.job, picked.autocluster, texts, picked.slot_ad, identity.principal
             )
             ad, recorded = matchsub.expand(picked.job.ad(), texts)  # $$(Attr) from this slot
             for name, text in recorded.items():
@@ -349,7 +367,7 @@ class Pool:
 
     def claim_of(self, identity: Identity, claim_id: str):  # type: ignore[no-untyped-def]
         identity.require(Scope.PILOT)
-        return self.schedd.claims.check(claim_id, identity.name)
+        return self.schedd.claims.check(claim_id, identity.principal)
 
     async def report(self, identity: Identity, claim_id: str, report: ClaimReport) -> dict[str, Any]:
         claim = self.claim_of(identity, claim_id)
@@ -393,15 +411,20 @@ class Pool:
             own = f"bind:frontend={identity.subject}"
             if not identity.has(Scope.FRONTEND) or keys != [own]:
                 raise Forbidden(f"{identity.name} may revoke only the tokens bound to itself ({own[5:]})")
-        until = request.until or self.clock() + 30 * 86400
+        now = self.clock()
+        # every token it names was issued by now and, capped at max_token_lifetime_s, is dead by
+        # then: a revocation kept that long (or longer, if asked) outlives what it revokes
+        until = max(request.until, now + self.config.max_token_lifetime_s)
         tx = Tx()
         tx.batch.add_many(
-            "INSERT OR REPLACE INTO revoked_tokens (jti, expires) VALUES (?, ?)", [(k, until) for k in keys]
+            "INSERT OR REPLACE INTO revoked_tokens (jti, expires, revoked) VALUES (?, ?, ?)",
+            [(k, until, now) for k in keys],
         )
         for key in keys:
             self.events.record(tx, identity.name, 0, -1, "token_revoked", {"what": key})
         await self.commit(tx)
-        self.tokens.revoked.update(keys)
+        for key in keys:
+            self.tokens.revoke(key, now)
         return keys
 
     async def record_event(self, identity: Identity, request: EventRequest) -> Event:

@@ -696,7 +696,7 @@ class RevokeRequest(_Payload):
     token_id: str = ""
     subject: str = ""
     binding: str = ""  # "frontend=fe1": every pilot token that frontend minted
-    until: float = 0.0  # when the revocation may be forgotten (0: in 30 days)
+    until: float = 0.0  # forget it no sooner than this (it is always kept until every token it names expired)
 
 
 @dataclasses.dataclass(frozen=True)

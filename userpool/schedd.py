@@ -10,6 +10,7 @@ trace.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -107,7 +108,7 @@ class Schedd(ActionsMixin, RunsMixin):
     # =========================================================================================
     def load(self) -> None:
         store = self.store
-        self.next_cluster_id = int(store.meta("next_cluster_id", "1") or 1)
+        self.next_cluster_id = max(int(store.meta("next_cluster_id", "1") or 1), self._ids_in_use() + 1)
         for cluster_id, owner in store.read("SELECT cluster_id, owner FROM reservations"):
             self.reservations[cluster_id] = owner
         clusters: dict[int, Cluster] = {}
@@ -157,6 +158,22 @@ class Schedd(ActionsMixin, RunsMixin):
             len(self.queue.clusters),
             len(self.claims.active),
         )
+
+    def _ids_in_use(self) -> int:
+        """The highest cluster id the history, the queue or the spool knows.
+
+        The counter in the database is the authority, but a queue moved aside (or restored
+        from an older backup) next to a spool must never hand out an id whose output is there.
+        """
+        highest = 0
+        for table in ("clusters", "history"):
+            rows = self.store.read(f"SELECT MAX(cluster_id) FROM {table}")
+            highest = max(highest, int(rows[0][0] or 0))
+        try:
+            names = os.listdir(self.config.spool_dir)
+        except OSError:
+            names = []
+        return max([highest, *(int(name) for name in names if name.isdigit() and len(name) < 19)])
 
     def _requeue_unclaimed(self) -> None:
         """A job recorded as running with no claim on disk cannot be reached by any pilot: requeue it."""

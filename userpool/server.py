@@ -8,51 +8,21 @@ writes ``pool.json`` with the address it really bound so local clients find it.
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
 import logging
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import uvicorn
 
 from userpool.api import build_app
 from userpool.config import PoolConfig
+from userpool.home import prepare_home, private_mode
 from userpool.pool import Pool
-from userpool.protocol import Scope
-from userpool.tokens import TokenSigner
 
 log = logging.getLogger("updraft.pool")
-
-LOCAL_TOKEN_LIFETIME_S = 365 * 86400
-
-
-def prepare_home(config: PoolConfig) -> Path:
-    """Create the home layout and the local user's token; returns the token path."""
-    home = config.home
-    for directory in (home, config.state_dir, home / "tokens", home / "keys"):
-        directory.mkdir(parents=True, exist_ok=True)
-    os.chmod(home / "keys", 0o700)
-    signer = TokenSigner.from_home(config.signing_key)
-    token_path = home / "tokens" / "local.token"
-    if not token_path.exists() or not _still_valid(signer, token_path):
-        user = getpass.getuser()
-        token, _expires = signer.issue(user, frozenset({Scope.USER, Scope.ADMIN}), LOCAL_TOKEN_LIFETIME_S)
-        fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(token + "\n")
-    return token_path
-
-
-def _still_valid(signer: TokenSigner, path: Path) -> bool:
-    try:
-        identity = signer.verify(path.read_text().strip())
-    except Exception:
-        return False
-    return identity.expires - time.time() > 86400
 
 
 def setup_logging(home: Path, level: str = "INFO") -> None:
@@ -68,9 +38,9 @@ def setup_logging(home: Path, level: str = "INFO") -> None:
 
 
 async def serve(config: PoolConfig) -> None:
-    prepare_home(config)
     pool = Pool(config)
-    pool.open()
+    pool.open()  # takes the home's lock first: a second pool stops here
+    prepare_home(config)
     app = build_app(pool)
     ssl_args = {}
     scheme = "http"
@@ -111,6 +81,7 @@ async def serve(config: PoolConfig) -> None:
     pool_file = config.home / "pool.json"
     temp = pool_file.with_suffix(".tmp")
     temp.write_text(json.dumps(info, indent=1) + "\n")
+    os.chmod(temp, 0o644)  # local clients of other accounts find the pool through it
     os.replace(temp, pool_file)
     log.info("pool serving at %s (home %s, %d jobs queued)", url, config.home, len(pool.schedd.queue))
 
@@ -146,6 +117,7 @@ def raise_open_files_limit() -> None:
 
 
 def run(config: PoolConfig) -> None:
+    private_mode()
     setup_logging(config.home)
     raise_open_files_limit()
     try:

@@ -24,6 +24,8 @@ from typing import Any
 
 import orjson
 
+from updraft.errors import UpdraftError
+
 log = logging.getLogger("updraft.store")
 
 SCHEMA_VERSION = 1
@@ -82,13 +84,26 @@ CREATE TABLE IF NOT EXISTS accountant (
     updated REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS reservations (cluster_id INTEGER PRIMARY KEY, owner TEXT NOT NULL, time REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS revoked_tokens (jti TEXT PRIMARY KEY, expires REAL NOT NULL);
+-- jti: "jti:<id>", "sub:<subject>" or "bind:<k>=<v>"; revoked: when (tokens issued up to then are
+-- refused; NULL in rows from before this column: every token); expires: when it may be forgotten
+CREATE TABLE IF NOT EXISTS revoked_tokens (jti TEXT PRIMARY KEY, expires REAL NOT NULL, revoked REAL);
 -- completed jobs whose output is not yet copied to their submit directory (an outbox: written
 -- with the completion, deleted with the delivery, resumed after a crash in between)
 CREATE TABLE IF NOT EXISTS deliveries (
     cluster_id INTEGER NOT NULL, proc_id INTEGER NOT NULL, PRIMARY KEY (cluster_id, proc_id)
 );
 """
+
+
+#: columns added after a table first shipped: (table, column, declaration)
+ADDED_COLUMNS = (("revoked_tokens", "revoked", "REAL"),)
+
+
+def _add_missing_columns(connection: sqlite3.Connection) -> None:
+    for table, column, declaration in ADDED_COLUMNS:
+        present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
 
 def dumps_json(value: Any) -> str:
@@ -114,6 +129,17 @@ class Batch:
 _STOP = object()
 
 
+class StoreUnreadable(UpdraftError):
+    """The queue database is not one this pool can read: said in one line, with what to do."""
+
+    def __init__(self, path: Path, problem: BaseException | str) -> None:
+        super().__init__(
+            f"{path}: {problem}: the job queue cannot be read. Restore it from a backup, or move it"
+            " (and its -wal and -shm files) aside to start an empty queue; the spool is kept and"
+            " cluster ids continue after the ones it holds"
+        )
+
+
 class Store:
     def __init__(
         self, path: Path, synchronous: str = "FULL", on_fatal: Callable[[BaseException], None] | None = None
@@ -133,15 +159,28 @@ class Store:
     # -- lifecycle -----------------------------------------------------------------------
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = self._connect()
-        connection.executescript(SCHEMA)
-        row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None:
-            connection.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            connection.commit()
-        elif int(row[0]) != SCHEMA_VERSION:
-            raise RuntimeError(f"{self.path}: schema version {row[0]}, this pool knows {SCHEMA_VERSION}")
-        connection.close()
+        if self.path.exists() and self.path.stat().st_size == 0:
+            # SQLite would take an empty file for a new database: a pool with no jobs, its ids from 1
+            raise StoreUnreadable(self.path, "the file is empty (0 bytes), not a queue")
+        try:
+            connection = self._connect()
+            try:
+                connection.executescript(SCHEMA)
+                row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                if row is None:
+                    connection.execute(
+                        "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                    )
+                    connection.commit()
+                elif int(row[0]) != SCHEMA_VERSION:
+                    raise StoreUnreadable(
+                        self.path, f"schema version {row[0]}, this pool knows {SCHEMA_VERSION}"
+                    )
+                _add_missing_columns(connection)
+            finally:
+                connection.close()
+        except sqlite3.DatabaseError as exc:
+            raise StoreUnreadable(self.path, exc) from None
         self._opened = True
         self._writer = threading.Thread(target=self._write_loop, name="updraft-store-writer", daemon=True)
         self._writer.start()

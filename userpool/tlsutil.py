@@ -61,8 +61,10 @@ def ensure_certificates(directory: Path, hosts: list[str]) -> tuple[Path, Path, 
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
-    ca_pem.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    server_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    os.chmod(directory, 0o755)  # clients on this host read the CA; the key stays 0600
+    for path, data in ((ca_pem, ca_cert), (server_pem, cert)):
+        path.write_bytes(data.public_bytes(serialization.Encoding.PEM))
+        os.chmod(path, 0o644)
     _write_private(
         server_key,
         key.private_bytes(

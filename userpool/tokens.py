@@ -21,7 +21,10 @@ from userpool.protocol import Scope
 
 ISSUER = "updraft-pool"
 KEY_BYTES = 32
-MAX_LIFETIME_S = 10 * 365 * 86400
+#: the longest lifetime a token may have when the pool's config says nothing (max_token_lifetime_s)
+MAX_LIFETIME_S = 365 * 86400
+#: a revocation recorded before revocations carried their time: it covers every token
+REVOKED_ALWAYS = float("inf")
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,23 @@ class Identity:
         first = sorted(s.value for s in self.scopes)[0] if self.scopes else "none"
         return self.subject if Scope.USER in self.scopes or self.is_admin else f"{first}:{self.subject}"
 
+    @property
+    def principal(self) -> str:
+        """The whole identity: the name and every binding, which is what owns a claim or an ad.
+
+        Two tokens with one subject but minted by different frontends are different callers.
+        """
+        if not self.bindings:
+            return self.name
+        bound = ",".join(f"{key}={value}" for key, value in sorted(self.bindings.items()))
+        return f"{self.name}[{bound}]"
+
+
+def pilot_subject(frontend: str, wanted: str) -> str:
+    """The subject of a pilot token ``frontend`` mints: always ``<frontend>/...``."""
+    prefix = f"{frontend}/"
+    return wanted if wanted.startswith(prefix) and len(wanted) > len(prefix) else prefix + wanted
+
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
@@ -84,22 +104,38 @@ def parse_scopes(values: list[str] | str) -> frozenset[Scope]:
 
 
 class TokenSigner:
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, max_lifetime_s: int = MAX_LIFETIME_S) -> None:
         if len(key) < 16:
             raise ValueError("signing key too short")
         self._key = key
-        #: revocations: "jti:<id>", "sub:<subject>", "bind:<key>=<value>" (e.g. every token a frontend minted)
-        self.revoked: set[str] = set()
+        #: no token lives longer: issue() refuses to make one, verify() to accept one
+        self.max_lifetime_s = int(max_lifetime_s)
+        #: revocations, each with when it was made: "jti:<id>" (that token), "sub:<subject>" and
+        #: "bind:<key>=<value>" (every such token issued up to then, e.g. all a frontend minted)
+        self.revoked: dict[str, float] = {}
 
     @classmethod
-    def from_home(cls, key_path: Path) -> TokenSigner:
+    def from_home(cls, key_path: Path, max_lifetime_s: int = MAX_LIFETIME_S) -> TokenSigner:
         """Load the key, creating it (mode 0600) on first use."""
         key_path.parent.mkdir(parents=True, exist_ok=True)
         if not key_path.exists():
-            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(secrets.token_bytes(KEY_BYTES))
-        return cls(key_path.read_bytes())
+        return cls(key_path.read_bytes(), max_lifetime_s)
+
+    def revoke(self, key: str, at: float = REVOKED_ALWAYS) -> None:
+        """Refuse the tokens ``key`` names (see ``revoked``) that were issued up to ``at``."""
+        self.revoked[key] = max(at, self.revoked.get(key, at))
+
+    def _revocation(self, identity: Identity) -> str | None:
+        if f"jti:{identity.token_id}" in self.revoked:
+            return f"jti:{identity.token_id}"
+        for key in (f"sub:{identity.subject}", *(f"bind:{k}={v}" for k, v in identity.bindings.items())):
+            at = self.revoked.get(key)
+            if at is not None and identity.issued <= at:
+                return key
+        return None
 
     def issue(
         self,
@@ -111,8 +147,10 @@ class TokenSigner:
     ) -> tuple[str, float]:
         if not subject or any(c.isspace() for c in subject):
             raise BadRequest(f"token subject {subject!r} must be a non-empty word")
-        if not 0 < lifetime_s <= MAX_LIFETIME_S:
-            raise BadRequest(f"token lifetime must be between 1 s and {MAX_LIFETIME_S} s")
+        if not 0 < lifetime_s <= self.max_lifetime_s:
+            raise BadRequest(
+                f"token lifetime must be between 1 s and {self.max_lifetime_s} s (max_token_lifetime_s)"
+            )
         issued = int(now if now is not None else time.time())
         expires = issued + int(lifetime_s)
         claims = {
@@ -154,9 +192,14 @@ class TokenSigner:
             raise Unauthorized(
                 f"token for {subject} expired at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(expires))}"
             )
+        if expires - issued > self.max_lifetime_s:
+            raise Unauthorized(
+                f"token for {subject} was made to live {int(expires - issued)} s; this pool accepts"
+                f" at most {self.max_lifetime_s} s (max_token_lifetime_s): get a new one"
+            )
+        identity = Identity(subject, scopes, token_id, expires, bindings, issued)
         if self.revoked:
-            keys = [f"jti:{token_id}", f"sub:{subject}", *(f"bind:{k}={v}" for k, v in bindings.items())]
-            hit = next((key for key in keys if key in self.revoked), None)
+            hit = self._revocation(identity)
             if hit is not None:
                 raise Unauthorized(f"token {token_id} for {subject} was revoked ({hit})")
-        return Identity(subject, scopes, token_id, expires, bindings, issued)
+        return identity

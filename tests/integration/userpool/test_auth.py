@@ -91,6 +91,7 @@ def test_token_minting_rules(pool: RunningPool) -> None:
     minted = frontend.mint_token(TokenRequest("glidein-x", ["pilot"], 600, {"group": "main"}))
     identity = pool.signer().verify(minted.token)
     assert identity.scopes == {Scope.PILOT} and identity.bindings == {"group": "main", "frontend": "fe9"}
+    assert identity.subject == minted.subject == "fe9/glidein-x"  # the frontend's own namespace
     assert refused(lambda: frontend.mint_token(TokenRequest("root", ["admin"], 600)), 403)
     user = pool.client("olga")
     assert refused(lambda: user.mint_token(TokenRequest("pete", ["user"], 600)), 403)
@@ -143,7 +144,7 @@ def test_revoking_a_frontend_stops_its_pilots_renewals(pool: RunningPool) -> Non
     frontend = pool.client("fe-revoked", Scope.FRONTEND)
     pilot_token = frontend.mint_token(TokenRequest("glidein-r", ["pilot"], 600)).token
     pilot = Client(pool.url, pilot_token)
-    assert pilot.renew_token().subject == "glidein-r"
+    assert pilot.renew_token().subject == "fe-revoked/glidein-r"
     assert (
         "may revoke only"
         in refused(lambda: frontend.revoke_tokens(RevokeRequest(subject="someone")), 403).message

@@ -18,11 +18,30 @@ def test_token_roundtrip_and_refusals() -> None:
         signer.verify(signer.issue("a", frozenset({p.Scope.USER}), 1, now=time.time() - 10)[0])
     with pytest.raises(Unauthorized, match="malformed"):
         signer.verify("garbage")
-    signer.revoked.add(f"jti:{identity.token_id}")
+    signer.revoke(f"jti:{identity.token_id}")
     with pytest.raises(Unauthorized, match="revoked"):
         signer.verify(token)
     with pytest.raises(BadRequest):
         signer.issue("two words", frozenset({p.Scope.USER}))
+
+
+def test_revocations_cover_tokens_issued_up_to_then_and_lifetimes_are_capped() -> None:
+    signer = TokenSigner(b"k" * 32, max_lifetime_s=3600)
+    old = signer.issue(
+        "fe1/main", frozenset({p.Scope.PILOT}), 600, {"frontend": "fe1"}, now=time.time() - 60
+    )[0]
+    signer.revoke("bind:frontend=fe1", time.time() - 30)
+    with pytest.raises(Unauthorized, match="revoked"):
+        signer.verify(old)
+    fresh = signer.issue("fe1/main", frozenset({p.Scope.PILOT}), 600, {"frontend": "fe1"})[0]
+    assert signer.verify(fresh).subject == "fe1/main"  # minted after the revocation
+    with pytest.raises(BadRequest, match="max_token_lifetime_s"):
+        signer.issue("alice", frozenset({p.Scope.USER}), 7200)
+    longer = TokenSigner(b"k" * 32, max_lifetime_s=10 * 3600).issue("alice", frozenset({p.Scope.USER}), 7200)[
+        0
+    ]
+    with pytest.raises(Unauthorized, match="at most 3600 s"):
+        signer.verify(longer)
 
 
 def test_payloads_refuse_unknown_fields() -> None:
