@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.accounts import give_to_job_account
 from tests.support.factories import FactorySetup
 from tests.support.frontends import FrontendSetup
 from tests.support.pools import RunningPool, start_pool
@@ -60,6 +61,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty submit directory with an executable script in it, as the cwd."""
     work = tmp_path / "work"
     work.mkdir()
+    give_to_job_account(work)
     script = work / "job.sh"
     script.write_text('#!/bin/sh\necho "job $*"\n')
     script.chmod(0o755)

@@ -47,6 +47,17 @@ TOOLS = {
 }
 
 
+class _Edited:
+    """A job as it would read with ``attrs`` edited in (for the cost check before the edit)."""
+
+    def __init__(self, job: Job, attrs: dict[str, str]) -> None:
+        self.job, self.attrs = job, attrs
+
+    def get(self, name: str, /) -> str | None:
+        text = self.attrs.get(name)
+        return text if text is not None else self.job.get(name)
+
+
 class ActionsMixin(_Base):
     """Mixed into Schedd: changes users (and policy) ask for."""
 
@@ -218,6 +229,13 @@ class ActionsMixin(_Base):
                 result.unchanged[job.job_id] = "job is leaving the queue"
                 continue
             by_cluster.setdefault(job.cluster.cluster_id, []).append(job)
+        if any(not classads.is_literal(text) for text in attrs.values()):
+            for members in by_cluster.values():  # before anything changes: all or nothing
+                for job in {frozenset((job.overrides or {}).items()): job for job in members}.values():
+                    view = _Edited(job, attrs)
+                    self.check_cost(
+                        view, {*job.cluster.ad, *(job.overrides or {}), *attrs}, f"edit of {job.job_id}"
+                    )
         for cluster_id, members in by_cluster.items():
             cluster = self.queue.clusters[cluster_id]
             if len(members) == len(cluster.jobs) and len(members) > 1:

@@ -7,6 +7,8 @@ job, and the resource fit; the report says which condition nobody satisfies.
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from userpool import classads
@@ -16,12 +18,31 @@ from userpool.protocol import AdType, JobStatus
 MAX_SLOTS = 20000
 
 
-def analyze_job(pool: Any, job_id: str, slot_constraint: str = "") -> dict[str, Any]:
+@dataclass(frozen=True)
+class AnalysisInput:
+    """What the analysis reads, taken from the pool on its own thread (the evaluation runs in the
+    matchmaking thread, where it cannot hold up requests)."""
+
+    job_id: str
+    texts: dict[str, str]
+    status: int
+    slots: list[dict[str, str]]
+    skipped_until: float | None  # the job's autocluster is left out of matchmaking until then
+
+
+def gather(pool: Any, job_id: str, slot_constraint: str = "") -> AnalysisInput:
     job = pool.job_or_404(job_id)
-    texts = job.ad()
-    job_ad = classads.build(texts)
+    autocluster = getattr(job, "autocluster", None)
+    key = getattr(autocluster, "key", None)
+    skipped = pool.schedd.negotiator.penalty_of(key) if key is not None else None
     slots = pool.collector.query(AdType.Slot, slot_constraint)[:MAX_SLOTS]
-    slot_ads = [classads.build(s) for s in slots]
+    return AnalysisInput(job_id, job.ad(), job.status, slots, skipped)
+
+
+def analyze(given: AnalysisInput) -> dict[str, Any]:
+    job_id, texts = given.job_id, given.texts
+    job_ad = classads.build(texts)
+    slot_ads = [classads.build(s) for s in given.slots]
     requirements = texts.get("Requirements", "true")
     clauses = classads.split_conjunction(requirements)
     counts = []
@@ -51,7 +72,7 @@ def analyze_job(pool: Any, job_id: str, slot_constraint: str = "") -> dict[str, 
             rejected_by_slot += 1
         else:
             willing += 1
-    status = JobStatus(job.status)
+    status = JobStatus(given.status)
     lines = [
         f"The Requirements expression for job {job_id} is",
         "",
@@ -77,6 +98,11 @@ def analyze_job(pool: Any, job_id: str, slot_constraint: str = "") -> dict[str, 
         f"      {rejected_by_slot} reject your job because of their own requirements",
         f"      {willing} are able to run your job",
     ]
+    if given.skipped_until is not None:
+        lines.append(
+            f"      Matchmaking leaves this job out until {time.strftime('%H:%M:%S', time.localtime(given.skipped_until))}:"
+            " its expressions took longer than the budget to evaluate against a slot (match_eval_budget_ms)"
+        )
     if not slot_ads:
         lines.append("      (no slots are advertised: no pilot is running in this pool yet)")
     else:
@@ -93,5 +119,6 @@ def analyze_job(pool: Any, job_id: str, slot_constraint: str = "") -> dict[str, 
         "too_small": too_small,
         "rejected_by_slot": rejected_by_slot,
         "willing": willing,
+        "skipped_until": given.skipped_until,
         "text": "\n".join(lines),
     }

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import logging
 import os
 import tempfile
 import time
@@ -22,7 +23,8 @@ from fastapi.responses import (
 
 import updraft
 from userpool import protocol as p
-from userpool.analyze import analyze_job
+from userpool.analyze import gather
+from userpool.diskspace import is_disk_full
 from userpool.errors import BadRequest, Forbidden, NotFound, PoolError, SandboxRefused, TooLarge
 from userpool.guard import BodyLimits, RequestGuard, bearer_identity, log_refusal
 from userpool.monitor import SHOWN_EVENTS, event_view, monitor_html
@@ -44,6 +46,7 @@ class FastJSON(Response):
 
 #: refusals worth an operator's eye: no or bad credentials, a right not held, an oversized upload
 REFUSALS_LOGGED = (401, 403, 413)
+log = logging.getLogger("updraft.pool")
 
 
 def _log_refusal(request: Request, status: int, message: str) -> None:
@@ -90,6 +93,15 @@ def build_app(pool: Pool) -> FastAPI:
             {"error": {"type": "BadRequest", "message": problems}, "detail": detail}, status_code=422
         )
 
+    @app.exception_handler(OSError)
+    async def os_error(_request: Request, exc: OSError) -> JSONResponse:
+        if is_disk_full(
+            exc
+        ):  # an upload or a spool write on a full disk: not the client's fault, not a crash
+            return _error(507, "InsufficientStorage", f"no space left on the pool's disk: {exc.strerror}")
+        log.exception("unexpected OS error", exc_info=exc)
+        return _error(500, "InternalError", "the pool could not complete the request; see its log")
+
     @app.exception_handler(OverflowError)
     async def overflow_error(_request: Request, exc: OverflowError) -> JSONResponse:
         # an id, offset or limit beyond SQLite's 64-bit integers: the client's number, not our fault
@@ -107,12 +119,15 @@ def build_app(pool: Pool) -> FastAPI:
     # -- general ---------------------------------------------------------------------------
     @app.get(p.PING)
     async def ping() -> dict[str, Any]:
-        return {
+        answer: dict[str, Any] = {
             "service": "updraft-pool",
             "version": updraft.__version__,
             "protocol": p.PROTOCOL_VERSION,
             "time": time.time(),
         }
+        if pool.disk.degraded:
+            answer["degraded"] = pool.disk.reason
+        return answer
 
     @app.get(p.METRICS, response_class=PlainTextResponse)
     async def metrics() -> str:
@@ -173,7 +188,7 @@ def build_app(pool: Pool) -> FastAPI:
 
     @app.post(p.JOBS_ANALYZE)
     async def analyze(who: Who, body: p.AnalyzeRequest) -> dict[str, Any]:
-        return analyze_job(pool, body.job_id, body.constraint)
+        return await pool.matcher.run(analyze, gather(pool, body.job_id, body.constraint))
 
     @app.get(p.JOB_EVENTS)
     async def job_events(who: Who, job_id: str) -> list[p.Event]:
@@ -237,6 +252,7 @@ def build_app(pool: Pool) -> FastAPI:
     async def blob_put(who: Who, digest: str, request: Request) -> dict[str, Any]:
         who.require(Scope.USER)
         check_digest(digest)
+        pool.refuse_new_work()
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > pool.blobs.max_file_bytes:
             raise TooLarge(f"file of {length} bytes; the per-file limit is {pool.blobs.max_file_bytes}")

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from userpool import classads
+from userpool import classads, exprcost
 from userpool.errors import BadRequest, Forbidden
 from userpool.protocol import (
     ATTR_AUTHENTICATED_IDENTITY,
@@ -61,8 +61,13 @@ def _name_of(texts: dict[str, str], index: int) -> str:
 
 
 class Collector:
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.time, max_terms: int = 20_000, max_depth: int = 100
+    ) -> None:
         self.clock = clock
+        #: the expression budget (exprcost): a pilot's START is evaluated against every autocluster
+        self.max_terms = max_terms
+        self.max_depth = max_depth
         self.ads: dict[AdType, dict[str, StoredAd]] = {t: {} for t in AdType}
         self.listeners: list[Callable[[AdType, list[StoredAd]], None]] = []
 
@@ -84,6 +89,12 @@ class Collector:
                     )
                 classads.check(text, f"ad #{index} attribute {attribute}")
                 texts[classads.canonical(attribute)] = text
+            computed = [name for name, text in texts.items() if not classads.is_literal(text)]
+            problem = (
+                exprcost.over_budget(texts, computed, self.max_terms, self.max_depth) if computed else None
+            )
+            if problem:
+                raise BadRequest(f"ad #{index}: {problem}")
             out.append((_name_of(texts, index), texts))
         return out
 

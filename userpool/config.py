@@ -57,11 +57,36 @@ class PoolConfig:
     max_poll_wait_s: float = 60.0
     #: how long a slot shape's match results are reused (time() in START makes them age)
     match_shape_ttl_s: float = 30.0
+    #: an ad attribute may stand for at most this many terms once the attributes it refers to are
+    #: written out (a reference read twice counts twice): ~3 ms of evaluation; larger ads are refused
+    max_expression_terms: int = 20_000
+    #: and refer through at most this many levels of attributes
+    max_expression_depth: int = 100
+    #: one autocluster's evaluation against one slot may take this long (ms); one that takes
+    #: longer is left out of matchmaking for match_penalty_s, with an event saying why
+    match_eval_budget_ms: float = 50.0
+    match_penalty_s: float = 600.0
+    #: a connection must have sent its request's headers this long after its first byte
+    header_timeout_s: float = 20.0
+    #: a request body that stops arriving this long is cut off
+    body_idle_timeout_s: float = 60.0
+    #: an idle connection between two requests is closed after this long
+    keep_alive_timeout_s: float = 75.0
+    #: connections one client address may hold at once (pilots behind one NAT share an address)
+    max_connections_per_client: int = 4096
     #: the largest JSON request body (a submission of a big cluster is the largest there is)
     max_request_body_mb: int = 128
     max_input_file_mb: int = 1024
     max_input_sandbox_mb: int = 4096
     max_output_sandbox_mb: int = 4096
+    #: files and directories one job's output may hold (each tar member and each directory it makes)
+    max_output_files: int = 10_000
+    #: space kept in reserve (state/disk.reserve) for running jobs' writes when the disk fills up
+    disk_reserve_mb: int = 16
+    #: below this much free space the pool refuses new work (507) and goes on with what runs
+    min_free_disk_mb: int = 32
+    #: how often the free space is looked at
+    disk_check_interval_s: float = 10.0
     #: MAX_JOBS_PER_SUBMISSION
     max_jobs_per_submission: int = 1_000_000
     #: MAX_HISTORY_ROTATIONS in spirit: history rows kept before the oldest are pruned
@@ -80,6 +105,8 @@ class PoolConfig:
     #: longer ones are refused, and a revocation is kept this long so it outlives what it revokes
     max_token_lifetime_s: int = 365 * 86400
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    #: token subject -> local account (userpool/identities.py); relative to the home
+    identity_map: str = "identity.map"
 
     @property
     def state_dir(self) -> Path:
@@ -100,6 +127,10 @@ class PoolConfig:
     @property
     def tls_dir(self) -> Path:
         return self.home / "tls"
+
+    @property
+    def identity_map_path(self) -> Path:
+        return self.home / self.identity_map
 
     @property
     def signing_key(self) -> Path:

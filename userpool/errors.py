@@ -57,6 +57,12 @@ class TooLarge(PoolError):
     http_status = 413
 
 
+class InsufficientStorage(PoolError):
+    """The pool's disk is full: new work is refused until space is freed (the rest goes on)."""
+
+    http_status = 507
+
+
 class IllegalTransition(PoolError):
     """A job state change the state table does not allow."""
 

@@ -119,8 +119,7 @@ async def _answer(send: Send, status: int, kind: str, message: str) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
+            ],  # no "connection: close": the server discards the unread body, so the client hears us
         }
     )
     await send({"type": "http.response.body", "body": body})

@@ -6,15 +6,20 @@ table, as in the queue, so a finished 100,000-job cluster costs one ad plus smal
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from collections.abc import Iterator
 
 import orjson
 
 from userpool import classads
+from userpool.errors import BadRequest
 from userpool.protocol import parse_job_id
 from userpool.selection import Selector
 from userpool.store import Batch, Store
+
+#: the most job ids (or owners) one history query may name; the request body limit bounds it too
+MAX_QUERY_IDS = 1_000_000
 
 
 class History:
@@ -38,34 +43,59 @@ class History:
     def _rows(
         self, ids: list[str], owners: list[str]
     ) -> Iterator[tuple[int, int, float, str, int, str | None]]:
-        sql = "SELECT cluster_id, proc_id, completed, owner, status, overrides FROM history"
+        """History rows of these ids and owners, newest first.
+
+        The ids go into a temporary table joined to the history, not into one OR per id:
+        SQLite refuses an expression deeper than 1,000 terms, and condor_history may name
+        thousands of jobs.
+        """
+        if len(ids) > MAX_QUERY_IDS or len(owners) > MAX_QUERY_IDS:
+            raise BadRequest(f"a history query names at most {MAX_QUERY_IDS} job ids and as many owners")
+        connection = self.store.reader()
+        sql = "SELECT h.cluster_id, h.proc_id, h.completed, h.owner, h.status, h.overrides FROM history h"
         where: list[str] = []
         params: list[object] = []
         if ids:
-            parts = []
-            for job_id in ids:
-                cluster_id, proc_id = parse_job_id(job_id)
-                if proc_id is None:
-                    parts.append("cluster_id = ?")
-                    params.append(cluster_id)
-                else:
-                    parts.append("(cluster_id = ? AND proc_id = ?)")
-                    params.extend((cluster_id, proc_id))
-            where.append("(" + " OR ".join(parts) + ")")
+            wanted = [parse_job_id(job_id) for job_id in ids]
+            connection.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS wanted_ids (cluster_id INTEGER, proc_id INTEGER)"
+            )
+            connection.execute("DELETE FROM temp.wanted_ids")
+            connection.executemany(
+                "INSERT INTO temp.wanted_ids VALUES (?, ?)",
+                [(cluster_id, -1 if proc_id is None else proc_id) for cluster_id, proc_id in wanted],
+            )
+            where.append(
+                "EXISTS (SELECT 1 FROM temp.wanted_ids w WHERE w.cluster_id = h.cluster_id"
+                " AND (w.proc_id = -1 OR w.proc_id = h.proc_id))"
+            )
         if owners:
-            where.append("owner IN (" + ",".join("?" * len(owners)) + ")")
-            params.extend(owners)
+            connection.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_owners (owner TEXT)")
+            connection.execute("DELETE FROM temp.wanted_owners")
+            connection.executemany("INSERT INTO temp.wanted_owners VALUES (?)", [(o,) for o in owners])
+            where.append("h.owner IN (SELECT owner FROM temp.wanted_owners)")
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY completed DESC, cluster_id DESC, proc_id DESC"
+        sql += " ORDER BY h.completed DESC, h.cluster_id DESC, h.proc_id DESC"
         yield from self.store.read_iter(sql, params, chunk=2000)
 
     def query(
         self, ids: list[str], owners: list[str], constraint: str, projection: list[str], limit: int
     ) -> list[dict[str, str]]:
         selector = Selector(constraint)
+        rows = self._rows(ids, owners)
+        with contextlib.closing(rows):  # a limit stops early: finish the statement before the next query
+            return self._collect(rows, selector, projection, limit)
+
+    def _collect(
+        self,
+        rows: Iterator[tuple[int, int, float, str, int, str | None]],
+        selector: Selector,
+        projection: list[str],
+        limit: int,
+    ) -> list[dict[str, str]]:
         out: list[dict[str, str]] = []
-        for cluster_id, proc_id, completed, _owner, status, overrides in self._rows(ids, owners):
+        for cluster_id, proc_id, completed, _owner, status, overrides in rows:
             texts = dict(self._cluster_ad(cluster_id))
             if overrides:
                 texts.update({classads.canonical(k): v for k, v in orjson.loads(overrides).items()})

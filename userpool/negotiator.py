@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from userpool import classads
 from userpool.accountant import Accountant
@@ -63,6 +65,17 @@ class _Shape:
     heaps: dict[str, list[_Entry]] = field(default_factory=dict)
     matching: dict[str, list[tuple[float, float, Autocluster]]] = field(default_factory=dict)
     revivals: int = 0
+    #: the evaluation of this shape's new autoclusters under way in the matchmaking thread
+    inflight: Any = None
+
+
+@dataclass(frozen=True)
+class Penalty:
+    """An autocluster whose evaluation against one slot took longer than the budget."""
+
+    autocluster: Autocluster
+    took_s: float
+    until: float
 
 
 class Negotiator:
@@ -72,11 +85,22 @@ class Negotiator:
         accountant: Accountant,
         shape_ttl_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        eval_budget_s: float = 0.05,
+        penalty_s: float = 600.0,
     ) -> None:
         self.index = index
         self.accountant = accountant
         self.shape_ttl_s = shape_ttl_s
         self.clock = clock
+        #: one autocluster's evaluation against one slot may take this long; beyond it, the
+        #: autocluster is left out of matchmaking for ``penalty_s`` (HTCondor keeps a slow
+        #: negotiator apart from the schedd; here a slow job cannot hold up the matching of others)
+        self.eval_budget_s = eval_budget_s
+        self.penalty_s = penalty_s
+        #: autocluster key -> until when (time.time()) it is left out
+        self.penalized: dict[tuple[tuple[str, str | None], ...], float] = {}
+        #: penalties not yet reported (the pool turns them into events); appended by the thread
+        self.new_penalties: deque[Penalty] = deque()
         self._shapes: dict[tuple[tuple[str, str | None], ...], _Shape] = {}
         self._shapes_key = (-1, -1)
         self._base_names: list[str] = []
@@ -108,7 +132,9 @@ class Negotiator:
             items.append((name, text))
         return tuple(items)
 
-    def _shape(self, slot: Mapping[str, str]) -> _Shape:
+    def _shape(self, slot: Mapping[str, str], evaluate: bool = True) -> _Shape:
+        """The shape of ``slot``; with ``evaluate`` its new autoclusters are evaluated here and now
+        (the pool evaluates them in its matchmaking thread first and passes False)."""
         generation = (self.index.generation, self.index.slot_refs_generation)
         if generation != self._shapes_key:
             self._shapes.clear()
@@ -123,15 +149,10 @@ class Negotiator:
             if len(self._shapes) > 20000:
                 self._shapes.clear()
             self._shapes[key] = shape
-        ordered = self.index.ordered
-        if shape.evaluated < len(ordered):
-            for autocluster in ordered[shape.evaluated :]:
-                rank = self._evaluate(autocluster, shape.slot_ad)
-                if rank is not None:
-                    order = (-float(autocluster.prio), -rank)
-                    shape.matching.setdefault(autocluster.submitter, []).append((*order, autocluster))
-                    self._push(shape, autocluster.submitter, order, autocluster)
-            shape.evaluated = len(ordered)
+        if evaluate:
+            todo = self.pending(shape)
+            if todo:
+                self.integrate(shape, todo, self.evaluate(shape, todo))
         if shape.revivals != self.index.revivals:  # some autocluster got jobs again: rebuild the heaps
             shape.heaps = {}
             for submitter, matches in shape.matching.items():
@@ -139,6 +160,61 @@ class Negotiator:
                     self._push(shape, submitter, (neg_prio, neg_rank), autocluster)
             shape.revivals = self.index.revivals
         return shape
+
+    def shape(self, slot: Mapping[str, str]) -> _Shape:
+        """The shape of ``slot`` as it is, nothing evaluated (see pending / evaluate / integrate)."""
+        return self._shape(slot, evaluate=False)
+
+    def pending(self, shape: _Shape) -> list[Autocluster]:
+        """The autoclusters created since ``shape`` was last brought up to date."""
+        ordered = self.index.ordered
+        return ordered[shape.evaluated :] if shape.evaluated < len(ordered) else []
+
+    def evaluate(self, shape: _Shape, autoclusters: Sequence[Autocluster]) -> list[float | None]:
+        """Each autocluster's Rank of the shape's slot when they match, else None.
+
+        Safe in another thread: it reads the autoclusters' texts and the shape's slot ad, which
+        never change, and writes only the penalty book (a dict and a deque, atomic operations).
+        """
+        out: list[float | None] = []
+        wall = time.time()
+        for autocluster in autoclusters:
+            until = self.penalized.get(autocluster.key)
+            if until is not None and until > wall:
+                out.append(None)
+                continue
+            started = time.perf_counter()
+            rank = self._evaluate(autocluster, shape.slot_ad)
+            took = time.perf_counter() - started
+            if took > self.eval_budget_s:
+                until = time.time() + self.penalty_s
+                self.penalized[autocluster.key] = until
+                self.new_penalties.append(Penalty(autocluster, took, until))
+                rank = None
+            out.append(rank)
+        return out
+
+    def integrate(
+        self, shape: _Shape, autoclusters: Sequence[Autocluster], ranks: Sequence[float | None]
+    ) -> None:
+        """Put evaluated autoclusters into the shape's heaps (on the pool's thread)."""
+        ordered = self.index.ordered
+        start = shape.evaluated
+        if start + len(autoclusters) > len(ordered) or (
+            autoclusters and ordered[start] is not autoclusters[0]
+        ):
+            return  # the index was rebuilt meanwhile: these belong to an older generation
+        for autocluster, rank in zip(autoclusters, ranks, strict=True):
+            if rank is not None:
+                order = (-float(autocluster.prio), -rank)
+                shape.matching.setdefault(autocluster.submitter, []).append((*order, autocluster))
+                self._push(shape, autocluster.submitter, order, autocluster)
+        shape.evaluated = start + len(autoclusters)
+
+    def penalty_of(self, key: tuple[tuple[str, str | None], ...]) -> float | None:
+        """Until when an autocluster with this key is left out of matchmaking (None: it is not)."""
+        until = self.penalized.get(key)
+        return until if until is not None and until > time.time() else None
 
     @staticmethod
     def _push(shape: _Shape, submitter: str, order: tuple[float, float], autocluster: Autocluster) -> None:
@@ -198,15 +274,17 @@ class Negotiator:
         if refs:
             self.index.require(refs)
 
-    def candidates(self, slot: Mapping[str, str]) -> list[Autocluster]:
-        """Every autocluster with idle jobs that matches ``slot``."""
+    def candidates(self, slot: Mapping[str, str], evaluate: bool = True) -> tuple[list[Autocluster], bool]:
+        """Every autocluster with idle jobs known to match ``slot``, and whether that is all of them
+        (False: some are not evaluated yet and ``evaluate`` was off)."""
         self.prepare(slot)
-        shape = self._shape(slot)
-        return [ac for matches in shape.matching.values() for _p, _r, ac in matches if ac.idle > 0]
+        shape = self._shape(slot, evaluate)
+        matching = [ac for matches in shape.matching.values() for _p, _r, ac in matches if ac.idle > 0]
+        return matching, not self.pending(shape)
 
-    def match_one(self, slot: Mapping[str, str]) -> Picked | None:
+    def match_one(self, slot: Mapping[str, str], evaluate: bool = True) -> Picked | None:
         """Take the best idle job for ``slot`` out of its autocluster; the caller starts it."""
-        shape = self._shape(slot)
+        shape = self._shape(slot, evaluate)
         chosen: _Entry | None = None
         best_score = None
         for submitter, heap in shape.heaps.items():
@@ -221,5 +299,5 @@ class Negotiator:
         autocluster = chosen[6]
         job = self.index.pop(autocluster)
         if job is None:  # cannot happen after _top, but never hand out nothing silently
-            return self.match_one(slot)
+            return self.match_one(slot, evaluate)
         return Picked(job, autocluster, shape.slot_ad)

@@ -14,7 +14,6 @@ import concurrent.futures
 import gc
 import logging
 import os
-import shutil
 import sqlite3
 import time
 from collections.abc import Callable
@@ -24,14 +23,19 @@ from typing import Any
 
 from updraft.failpoints import failpoint
 from userpool import classads, matchsub
+from userpool.asowner import owner_writer
 from userpool.claims import slot_name_of
 from userpool.collector import Collector
 from userpool.config import PoolConfig
-from userpool.errors import BadRequest, Forbidden, NotFound
+from userpool.delivery import Delivery
+from userpool.diskspace import DiskFull, DiskGuard
+from userpool.errors import BadRequest, Forbidden, InsufficientStorage, NotFound
 from userpool.events import EventLog, Tx
 from userpool.history import History
 from userpool.home import StateLock
+from userpool.identities import IdentityMap
 from userpool.jobs import CLAIMED
+from userpool.matching import MatchWorker
 from userpool.monitor import Monitor
 from userpool.protocol import (
     AdType,
@@ -50,7 +54,7 @@ from userpool.protocol import (
     literal,
 )
 from userpool.queue import Job
-from userpool.sandbox import BlobStore, Spool, output_destinations, outside_iwd
+from userpool.sandbox import BlobStore, Spool
 from userpool.schedd import Schedd
 from userpool.store import Store, StoreUnreadable
 from userpool.tokens import REVOKED_ALWAYS, Identity, TokenSigner
@@ -82,7 +86,8 @@ class Pool:
     def __init__(self, config: PoolConfig, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.clock = clock
-        self.store = Store(config.database, config.synchronous, on_fatal=self._fatal)
+        self.store = Store(config.database, config.synchronous, on_fatal=self._fatal, on_full=self._disk_full)
+        self.disk = DiskGuard(config.state_dir, config.disk_reserve_mb, config.min_free_disk_mb)
         self.stats = PoolStats()
         self._waiters: list[_Waiter] = []
         self.stopping = False
@@ -97,16 +102,26 @@ class Pool:
     # Lifecycle
     # =========================================================================================
     def open(self) -> None:
+        # forked first, while this process has one thread and holds nothing (no lock, no database)
+        self.writer = owner_writer()
         self.lock = StateLock(self.config.state_dir)
-        self.lock.acquire()  # before anything is read: a second pool on this home stops here
+        try:
+            self.lock.acquire()  # before anything is read: a second pool on this home stops here
+        except BaseException:
+            self.writer.close()
+            raise
         try:
             self._open()
         except BaseException:
             self.store.close()
+            self.writer.close()
             self.lock.release()
             raise
 
     def _open(self) -> None:
+        self.disk.check()  # a pool started on a full disk starts degraded, and says so
+        if self.disk.degraded:
+            self.disk.release()  # room to open the queue and write pool.json
         self.store.open()
         self.events = EventLog(self.store, self.clock)
         self.schedd = Schedd(self.config, self.store, self.events, self.clock)
@@ -117,16 +132,23 @@ class Pool:
         self.schedd.on_idle = self._jobs_became_idle
         self.schedd.on_claim_news = self._claim_news
         self.schedd.on_completed = self._deliver_output
-        self.collector = Collector(self.clock)
+        self.collector = Collector(
+            self.clock, self.config.max_expression_terms, self.config.max_expression_depth
+        )
         self.tokens = TokenSigner.from_home(self.config.signing_key, self.config.max_token_lifetime_s)
         for key, revoked in self.store.read(
             "SELECT jti, revoked FROM revoked_tokens WHERE expires > ?", (self.clock(),)
         ):
             self.tokens.revoke(key if ":" in key else f"jti:{key}", revoked or REVOKED_ALWAYS)
         self.blobs = BlobStore(self.config.blob_dir, self.config.max_input_file_mb << 20)
-        self.spool = Spool(self.config.spool_dir, self.config.max_output_sandbox_mb << 20)
+        self.spool = Spool(
+            self.config.spool_dir, self.config.max_output_sandbox_mb << 20, self.config.max_output_files
+        )
+        self.identities = IdentityMap(self.config.identity_map_path)
+        self.delivery = Delivery(self.config.home, self.spool, self.identities, self.writer)
         self.history = History(self.store, self.config.history_max_jobs)
         self.monitor = Monitor(self, self.config.monitor_interval_s, clock=self.clock)
+        self.matcher = MatchWorker(self.schedd.negotiator)
         gc.freeze()  # the loaded queue lives long; see submit()
 
     async def start_background(self) -> None:
@@ -138,6 +160,7 @@ class Pool:
             (self.config.collector_sweep_interval_s, self._sweep_collector),
             (self.config.accountant_interval_s, self._update_accountant),
             (3600.0, self._housekeeping),
+            (self.config.disk_check_interval_s, self.disk.check),
             (self.config.monitor_interval_s, self.monitor.sample),
         ]
         for interval, work in every:
@@ -153,7 +176,9 @@ class Pool:
                 pass
         self._tasks = []
         self.release_polls()
+        self.matcher.close()
         self.store.close()
+        self.writer.close()
         self.lock.release()
 
     def release_polls(self) -> None:
@@ -172,6 +197,15 @@ class Pool:
                     await result
             except Exception:
                 log.exception("background work %s failed", getattr(work, "__name__", work))
+
+    def _disk_full(self) -> bool:
+        """The store found the disk full (its writer thread): release the reserve, go degraded."""
+        return self.disk.release()
+
+    def refuse_new_work(self) -> None:
+        """Submissions and uploads wait for disk space; what runs goes on (507)."""
+        if self.disk.degraded:
+            raise InsufficientStorage(self.disk.refusal())
 
     def _fatal(self, exc: BaseException) -> None:
         """The store could not commit what memory already holds: stop, restart from disk."""
@@ -209,16 +243,32 @@ class Pool:
     # Users
     # =========================================================================================
     async def reserve(self, identity: Identity) -> int:
+        self.refuse_new_work()
         cluster_id, batch = self.schedd.reserve(identity)
-        tx = Tx(batch=batch)
-        await self.commit(tx)
+        batch.refusable = True  # an id nobody was told of yet
+        try:
+            await self.commit(Tx(batch=batch))
+        except DiskFull:
+            self.schedd.reservations.pop(cluster_id, None)
+            raise InsufficientStorage(self.disk.refusal()) from None
         return cluster_id
 
     async def submit(self, identity: Identity, request: SubmitRequest) -> SubmitResult:
+        self.refuse_new_work()
         cluster, tx = self.schedd.prepare_submit(identity, request, self.blobs.has)
         if cluster.cluster_id in self.schedd.queue.clusters:
             raise BadRequest(f"cluster {cluster.cluster_id} already exists")
-        await self.commit(tx)
+        refusals = await asyncio.to_thread(
+            self.delivery.initialdir_refusals, identity.subject, cluster.initial_directories()
+        )
+        if refusals:
+            more = f" (and {len(refusals) - 1} more)" if len(refusals) > 1 else ""
+            raise Forbidden(refusals[0] + more)
+        tx.batch.refusable = True  # nothing is in memory until install()
+        try:
+            await self.commit(tx)
+        except DiskFull:
+            raise InsufficientStorage(self.disk.refusal()) from None
         self.stats.submits += 1
         result = self.schedd.install(cluster)
         if result.count >= 10000:
@@ -303,7 +353,8 @@ class Pool:
         ads: list[dict[str, str]] = []
         texts = dict(slot)
         for _ in range(max(1, min(max_matches, 64))):
-            picked = negotiator.match_one(texts)
+            await self.matcher.ready(texts)  # evaluations in the matchmaking thread, not here
+            picked = negotiator.match_one(texts, evaluate=False)
             if picked is None:
                 break
             idle_since = picked.job.get("EnteredCurrentStatus")
@@ -319,7 +370,11 @@ class Pool:
             if max_matches <= 1:
                 break
             texts = _subtract(texts, claim.cpus, claim.memory_mb, claim.disk_kb)
+        if negotiator.new_penalties:
+            self._report_penalties(tx)
         if not claims:
+            if tx.events:
+                await self.commit(tx)
             return []
         self.schedd.finish(tx)
         await self.commit(tx)
@@ -338,6 +393,27 @@ class Pool:
             for claim, ad in zip(claims, ads, strict=True)
         ]
 
+    def _report_penalties(self, tx: Tx) -> None:
+        """An event for each autocluster the matchmaker just left out for being too slow."""
+        negotiator = self.schedd.negotiator
+        while negotiator.new_penalties:
+            penalty = negotiator.new_penalties.popleft()
+            autocluster = penalty.autocluster
+            head = autocluster.head()
+            cluster_id = head[1] if head else 0
+            log.warning(
+                "autocluster %d of %s took %.0f ms to evaluate against one slot (budget %.0f ms):"
+                " left out of matchmaking for %.0f s",
+                autocluster.id, autocluster.submitter, penalty.took_s * 1000,
+                negotiator.eval_budget_s * 1000, negotiator.penalty_s,
+            )  # fmt: skip
+            self.events.record(
+                tx, "negotiator", cluster_id, -1, "autocluster_skipped",
+                {"autocluster": autocluster.id, "submitter": autocluster.submitter, "jobs": autocluster.idle,
+                 "took_ms": round(penalty.took_s * 1000, 1), "budget_ms": negotiator.eval_budget_s * 1000,
+                 "until": round(penalty.until)},
+            )  # fmt: skip
+
     def _jobs_became_idle(self, count: int) -> None:
         if not self._waiters or self._dispatch_pending:
             return
@@ -355,7 +431,10 @@ class Pool:
                 continue
             key = negotiator.shape_key(waiter.slot)
             if key not in budget:
-                budget[key] = sum(ac.idle for ac in negotiator.candidates(waiter.slot))
+                matching, complete = negotiator.candidates(waiter.slot, evaluate=False)
+                if not complete:  # new autoclusters: evaluate them in the matchmaking thread, then look again
+                    self.matcher.evaluate_later(waiter.slot, lambda: self._jobs_became_idle(1))
+                budget[key] = sum(ac.idle for ac in matching)
             if budget[key] > 0:
                 budget[key] -= 1
                 waiter.future.set_result(None)
@@ -496,30 +575,7 @@ class Pool:
 
     def _copy_to_iwd(self, texts: dict[str, str], cluster_id: int, proc_id: int, files: list[str]) -> None:
         failpoint("pool.before_delivery")
-        destinations = output_destinations(texts, files)
-        root = self.spool.directory(cluster_id, proc_id)
-        delivered = 0
-        problems: list[str] = []
-        for name, destination in destinations.items():
-            try:
-                if outside_iwd(texts, destination):
-                    problems.append(
-                        f"{destination} is outside the job's initial directory: left in the spool"
-                    )
-                    continue
-                if not os.access(destination.parent, os.W_OK):
-                    problems.append(f"{destination.parent} is not writable by the pool")
-                    continue
-                shutil.copyfile(root / name, destination)
-                if os.geteuid() == 0:
-                    owner = destination.parent.stat()
-                    os.chown(destination, owner.st_uid, owner.st_gid)
-                delivered += 1
-            except OSError as exc:
-                problems.append(f"{destination}: {exc.strerror}")
-        details = {"delivered": delivered, "left_in_spool": len(files)}
-        if problems:
-            details["problems"] = problems[:5]
+        details = self.delivery.deliver(texts, cluster_id, proc_id, files)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._record_delivery, cluster_id, proc_id, details)
 

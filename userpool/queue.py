@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 
 from userpool import classads
 from userpool.classads import canonical
-from userpool.protocol import JobStatus, SandboxFile, format_job_id, parse_job_id
+from userpool.protocol import JobStatus, SandboxFile, format_job_id, parse_job_id, parse_literal
 
 #: attributes computed from fields, never stored as overrides
 SYNTHESIZED = frozenset({"ClusterId", "ProcId", "JobStatus"})
@@ -54,6 +54,22 @@ class Cluster:
 
     def inputs_of(self, proc_id: int) -> list[SandboxFile]:
         return self.proc_inputs.get(proc_id, self.inputs)
+
+    def initial_directories(self) -> set[str]:
+        """Every Iwd its procs have (``initialdir`` may differ per proc)."""
+        texts = [self.ad.get("Iwd")]
+        if "Iwd" in self.varying:
+            texts += [job.overrides.get("Iwd") for job in self.jobs.values() if job.overrides]
+        out = set()
+        for text in texts:
+            if text is not None:
+                try:
+                    value = parse_literal(text)
+                except ValueError:
+                    continue
+                if isinstance(value, str):
+                    out.add(value)
+        return out
 
 
 class Job:

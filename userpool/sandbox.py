@@ -126,21 +126,29 @@ class BlobStore:
 class Spool:
     """Per-job output directories under the pool's home."""
 
-    def __init__(self, root: Path, max_output_bytes: int) -> None:
+    def __init__(self, root: Path, max_output_bytes: int, max_files: int = 10_000) -> None:
         self.root = root
         self.max_output_bytes = max_output_bytes
+        self.max_files = max_files
         root.mkdir(parents=True, exist_ok=True)
 
     def directory(self, cluster_id: int, proc_id: int) -> Path:
         return self.root / str(cluster_id) / str(proc_id)
 
     def accept(self, cluster_id: int, proc_id: int, tar_path: Path) -> list[str]:
-        """Unpack a pilot's output tar into the job's spool directory; replaces earlier output."""
+        """Unpack a pilot's output tar into the job's spool directory; replaces earlier output.
+
+        Every dimension is bounded, not only the file bytes: each member's header (with its
+        long-name and pax records) counts toward the byte limit, and the files and directories
+        it makes, the implicit parents included, toward ``max_files``, so a small archive
+        cannot make 30,000 directories.
+        """
         target = self.directory(cluster_id, proc_id)
         staging = target.with_name(f".{proc_id}.incoming")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         names: list[str] = []
+        directories: set[str] = set()
         total = 0
         try:
             with tarfile.open(tar_path, "r:*") as archive:
@@ -153,19 +161,30 @@ class Spool:
                         relative = safe_relative_path(member.name)
                     except ProtocolError as exc:
                         raise SandboxRefused(f"output member refused: {exc}") from None
+                    total += (member.offset_data - member.offset) + (member.size if member.isfile() else 0)
+                    if total > self.max_output_bytes:
+                        raise TooLarge(
+                            f"output sandbox exceeds {self.max_output_bytes} bytes (max_output_sandbox_mb;"
+                            " headers count)"
+                        )
+                    parts = relative.split("/")
+                    depth = len(parts) if member.isdir() else len(parts) - 1
+                    directories.update("/".join(parts[:index]) for index in range(1, depth + 1))
+                    if len(directories) + len(names) + 1 > self.max_files:
+                        raise TooLarge(
+                            f"output sandbox has more than {self.max_files} files and directories"
+                            " (max_output_files)"
+                        )
                     destination = staging / relative
                     if member.isdir():
                         destination.mkdir(parents=True, exist_ok=True)
                         continue
-                    total += member.size
-                    if total > self.max_output_bytes:
-                        raise TooLarge(f"output sandbox exceeds {self.max_output_bytes} bytes")
                     destination.parent.mkdir(parents=True, exist_ok=True)
                     source = archive.extractfile(member)
                     assert source is not None
                     with open(destination, "wb") as handle:
                         shutil.copyfileobj(source, handle)
-                    os.chmod(destination, 0o755 if member.mode & 0o111 else 0o644)
+                    os.chmod(destination, 0o700 if member.mode & 0o111 else 0o600)
                     names.append(relative)
         except tarfile.TarError as exc:
             shutil.rmtree(staging, ignore_errors=True)
@@ -190,11 +209,23 @@ class Spool:
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
             for name in self.files(cluster_id, proc_id):
-                archive.add(root / name, arcname=name, recursive=False)
+                archive.add(root / name, arcname=name, recursive=False, filter=_as_delivered)
         return buffer.getvalue()
 
     def remove(self, cluster_id: int, proc_id: int) -> None:
         shutil.rmtree(self.directory(cluster_id, proc_id), ignore_errors=True)
+
+
+def delivered_mode(spooled_mode: int) -> int:
+    """The mode an output file gets in the submit directory: the spool keeps it private (0600/0700)."""
+    return 0o755 if spooled_mode & 0o100 else 0o644
+
+
+def _as_delivered(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.mode = delivered_mode(info.mode)
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from userpool import classads, policy
+from userpool import classads, exprcost, policy
 from userpool.accountant import Accountant
 from userpool.actions import ActionsMixin
 from userpool.autoclusters import AutoclusterIndex
@@ -93,7 +93,13 @@ class Schedd(ActionsMixin, RunsMixin):
         self.index = AutoclusterIndex(self.queue)
         self.claims = ClaimBook(clock)
         self.accountant = Accountant(store, config.priority_halflife_s, config.default_prio_factor, clock)
-        self.negotiator = Negotiator(self.index, self.accountant, config.match_shape_ttl_s)
+        self.negotiator = Negotiator(
+            self.index,
+            self.accountant,
+            config.match_shape_ttl_s,
+            eval_budget_s=config.match_eval_budget_ms / 1000.0,
+            penalty_s=config.match_penalty_s,
+        )
         self.next_cluster_id = 1
         self.reservations: dict[int, str] = {}
         #: called with the number of jobs that became idle, so waiting pilots can be woken
@@ -308,6 +314,17 @@ class Schedd(ActionsMixin, RunsMixin):
             out[classads.canonical(name)] = text
         return out
 
+    def check_cost(self, texts: Any, names: Iterable[str], where: str) -> None:
+        """Refuse an ad whose expressions would take too long to evaluate (see exprcost)."""
+        problem = exprcost.over_budget(
+            texts,
+            [n for n in names if not classads.is_literal(texts.get(n) or "0")],
+            self.config.max_expression_terms,
+            self.config.max_expression_depth,
+        )
+        if problem:
+            raise BadRequest(f"{where}: {problem}")
+
     def prepare_submit(
         self, identity: Identity, request: SubmitRequest, blobs_present: Callable[[str], bool]
     ) -> tuple[Cluster, Tx]:
@@ -355,8 +372,10 @@ class Schedd(ActionsMixin, RunsMixin):
         for item in [*request.inputs, *(f for files in proc_inputs.values() for f in files)]:
             if not blobs_present(item.digest):
                 raise BadRequest(f"input {item.path!r} ({item.digest[:12]}...) was not uploaded")
+        self.check_cost(ad, ad, "cluster ad")
         cluster = Cluster(cluster_id, identity.subject, ad, list(request.inputs), proc_inputs)
         rows = []
+        costed: set[frozenset[tuple[str, str]]] = set()
         for proc_id, delta in enumerate(request.procs):
             if delta:
                 texts = self._check_ad(delta, f"proc {proc_id}")
@@ -370,7 +389,12 @@ class Schedd(ActionsMixin, RunsMixin):
                 raise BadRequest(f"proc {proc_id}: a job is submitted Idle (1) or Held (5), not {status}")
             if texts:
                 cluster.varying.update(texts)
-            cluster.jobs[proc_id] = Job(cluster, proc_id, status, texts)
+            job = cluster.jobs[proc_id] = Job(cluster, proc_id, status, texts)
+            if texts:
+                computed = frozenset((k, v) for k, v in texts.items() if not classads.is_literal(v))
+                if computed and computed not in costed:  # procs share their few distinct expressions
+                    costed.add(computed)
+                    self.check_cost(job, {*ad, *texts}, f"proc {proc_id}")
             rows.append((cluster_id, proc_id, status, dumps_json(texts) if texts else None))
         tx = Tx()
         tx.batch.add(

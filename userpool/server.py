@@ -19,6 +19,7 @@ import uvicorn
 
 from userpool.api import build_app
 from userpool.config import PoolConfig
+from userpool.connections import ConnectionLimits, guarded_protocol
 from userpool.home import prepare_home, private_mode
 from userpool.pool import Pool
 
@@ -61,7 +62,12 @@ async def serve(config: PoolConfig) -> None:
             port=config.port,
             log_level="warning",
             access_log=False,
-            timeout_keep_alive=75,
+            timeout_keep_alive=int(config.keep_alive_timeout_s),
+            http=guarded_protocol(
+                ConnectionLimits(
+                    config.header_timeout_s, config.body_idle_timeout_s, config.max_connections_per_client
+                )
+            ),
             backlog=4096,
             lifespan="off",
             **ssl_args,

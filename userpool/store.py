@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from updraft.errors import UpdraftError
+from userpool.diskspace import DiskFull, is_disk_full
 
 log = logging.getLogger("updraft.store")
 
@@ -115,6 +116,8 @@ class Batch:
     """SQL to apply atomically: (statement, parameters, executemany?) in order."""
 
     statements: list[tuple[str, Any, bool]] = field(default_factory=list)
+    #: nothing in memory depends on it yet (a submission): on a full disk it is refused, not fatal
+    refusable: bool = False
 
     def add(self, sql: str, params: Sequence[Any] = ()) -> None:
         self.statements.append((sql, params, False))
@@ -142,11 +145,17 @@ class StoreUnreadable(UpdraftError):
 
 class Store:
     def __init__(
-        self, path: Path, synchronous: str = "FULL", on_fatal: Callable[[BaseException], None] | None = None
+        self,
+        path: Path,
+        synchronous: str = "FULL",
+        on_fatal: Callable[[BaseException], None] | None = None,
+        on_full: Callable[[], bool] | None = None,
     ) -> None:
         self.path = Path(path)
         self.synchronous = synchronous
         self.on_fatal = on_fatal
+        #: called when a commit finds the disk full; True if it freed space worth a retry
+        self.on_full = on_full
         self._queue: queue.Queue[Any] = queue.Queue()
         self._writer: threading.Thread | None = None
         self._readers = (
@@ -243,9 +252,32 @@ class Store:
     def _apply(
         self, connection: sqlite3.Connection, pending: list[tuple[Batch, concurrent.futures.Future[None]]]
     ) -> None:
-        failed: dict[int, BaseException] = {}
         try:
-            connection.execute("BEGIN IMMEDIATE")
+            failed = self._transaction(connection, pending)
+        except BaseException as exc:
+            if not is_disk_full(exc):
+                self._fail(pending, exc)
+                return
+            failed = self._when_full(connection, pending, exc)
+            if failed is None:
+                return
+        for index, (_batch, future) in enumerate(pending):
+            if future.done():
+                continue
+            if index in failed:
+                future.set_exception(failed[index])
+                if self.on_fatal is not None and not pending[index][0].refusable:
+                    self.on_fatal(failed[index])  # the memory already holds this change
+            else:
+                future.set_result(None)
+
+    def _transaction(
+        self, connection: sqlite3.Connection, pending: list[tuple[Batch, concurrent.futures.Future[None]]]
+    ) -> dict[int, BaseException]:
+        """Apply the batches in one transaction; each batch that fails alone is rolled back alone."""
+        failed: dict[int, BaseException] = {}
+        connection.execute("BEGIN IMMEDIATE")
+        try:
             for index, (batch, _future) in enumerate(pending):
                 connection.execute("SAVEPOINT batch")
                 try:
@@ -256,28 +288,65 @@ class Store:
                             connection.execute(sql, params)
                 except Exception as exc:  # this batch only: roll it back, keep the others
                     connection.execute("ROLLBACK TO batch")
+                    if is_disk_full(exc):
+                        raise
                     failed[index] = exc
                     log.error("store: batch refused: %s", exc)
                 connection.execute("RELEASE batch")
             connection.execute("COMMIT")
-            self.commits += 1
-        except BaseException as exc:
-            log.critical("store: commit failed, memory and disk disagree: %s", exc)
-            for _batch, future in pending:
-                if not future.done():
-                    future.set_exception(exc)
-            if self.on_fatal is not None:
-                self.on_fatal(exc)
-            return
-        for index, (_batch, future) in enumerate(pending):
+        except BaseException:
+            if connection.in_transaction:
+                try:
+                    connection.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise
+        self.commits += 1
+        return failed
+
+    def _when_full(
+        self,
+        connection: sqlite3.Connection,
+        pending: list[tuple[Batch, concurrent.futures.Future[None]]],
+        exc: BaseException,
+    ) -> dict[int, BaseException] | None:
+        """The disk is full: refuse the refusable batches, write the others with the reserve."""
+        log.error("store: the disk is full: %s", exc)
+        if self.on_full is not None:
+            self.on_full()
+        for batch, future in pending:
+            if batch.refusable:
+                future.set_exception(DiskFull(str(exc)))
+        keep = [(batch, future) for batch, future in pending if not batch.refusable]
+        if not keep:
+            return {}
+        try:
+            failed = self._transaction(connection, keep)
+        except BaseException as again:
+            self._fail(keep, again)
+            return None
+        for index, (_batch, future) in enumerate(keep):
             if index in failed:
                 future.set_exception(failed[index])
-                if self.on_fatal is not None:  # the memory already holds this change
+                if self.on_fatal is not None:
                     self.on_fatal(failed[index])
             else:
                 future.set_result(None)
+        return {}
+
+    def _fail(self, pending: list[tuple[Batch, concurrent.futures.Future[None]]], exc: BaseException) -> None:
+        log.critical("store: commit failed, memory and disk disagree: %s", exc)
+        for _batch, future in pending:
+            if not future.done():
+                future.set_exception(exc)
+        if self.on_fatal is not None and any(not batch.refusable for batch, _f in pending):
+            self.on_fatal(exc)
 
     # -- reading ---------------------------------------------------------------------------
+    def reader(self) -> sqlite3.Connection:
+        """This thread's read connection (for temporary tables a query of its own joins)."""
+        return self._reader()
+
     def _reader(self) -> sqlite3.Connection:
         assert self._opened, "store not open"
         connection = getattr(self._readers, "connection", None)

@@ -102,9 +102,9 @@ def test_token_create_writes_its_file_safely(fresh_pool: RunningPool, tmp_path: 
     target = tmp_path / "new" / "deeper" / "fe1.token"
 
     def create(path: Path) -> subprocess.CompletedProcess[str]:
+        argv = ["token", "create", "--home", str(fresh_pool.home), "--user", "fe1", "--scope", "frontend"]
         return subprocess.run(
-            [str(BIN / "updraft"), "token", "create", "--home", str(fresh_pool.home), "--user", "fe1"]
-            + ["--scope", "frontend", "-o", str(path)],
+            [str(BIN / "updraft"), *argv, "-o", str(path)],
             capture_output=True,
             text=True,
             timeout=60,

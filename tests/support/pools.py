@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.accounts import IDENTITY_MAP, IS_ROOT
 from userpool.client import Client
 from userpool.process import PoolProcess
 from userpool.protocol import Scope
@@ -116,7 +117,17 @@ class RunningPool:
         self.process.stop()
 
 
-def start_pool(home: Path, extra_args: list[str] | None = None) -> RunningPool:
+def start_pool(
+    home: Path, extra_args: list[str] | None = None, identity_map: str | None = None
+) -> RunningPool:
+    """A pool on ``home``; as root its identity map sends every subject to the job account
+    (tests/support/accounts.py) unless ``identity_map`` (the file's text) or the home has one."""
+    home.mkdir(parents=True, exist_ok=True)
+    map_file = home / "identity.map"
+    if identity_map is not None:
+        map_file.write_text(identity_map)
+    elif IS_ROOT and not map_file.exists():
+        map_file.write_text(IDENTITY_MAP)
     process = PoolProcess(home, [*FAST, *(extra_args or [])])
     process.start()
     return RunningPool(process)

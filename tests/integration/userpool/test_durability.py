@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+from tests.support.accounts import IDENTITY_MAP
 from tests.support.pilots import ProtocolPilot, slot_ad
 from tests.support.pools import FAST, RunningPool
 from userpool.client import Client, ClientError, PoolUnreachable
@@ -83,6 +84,8 @@ def test_state_survives_restart(fresh_pool: RunningPool, workdir: Path) -> None:
 
 def test_output_delivery_cut_short_by_a_crash_is_resumed(tmp_path: Path, workdir: Path) -> None:
     """The completion is durable, the copy to the submit directory is not yet made: kill, restart."""
+    (tmp_path / "pool").mkdir()
+    (tmp_path / "pool" / "identity.map").write_text(IDENTITY_MAP)
     process = PoolProcess(
         tmp_path / "pool", FAST, env={**os.environ, "UPDRAFT_FAILPOINTS": "pool.before_delivery=exit@1"}
     )

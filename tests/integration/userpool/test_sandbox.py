@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.accounts import give_to_job_account
 from tests.support.pilots import ProtocolPilot, output_tar, slot_ad
 from tests.support.pools import RunningPool, start_pool
 from userpool.client import ClientError
@@ -69,6 +70,7 @@ def test_same_files_upload_once(pool: RunningPool, workdir: Path) -> None:
 
 def test_output_lands_in_iwd_and_transfer_data(pool: RunningPool, workdir: Path) -> None:
     (workdir / "results").mkdir()
+    give_to_job_account(workdir / "results")  # the user's own directory, as the user made it
     cluster = submit(
         pool, workdir, "jon",
         'executable = job.sh\noutput = job.out\nerror = job.err\n+SandboxTag = "out"\n'

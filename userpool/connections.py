@@ -1,0 +1,118 @@
+"""Connections that cannot hold the pool hostage: header and idle timeouts, a cap per client.
+
+uvicorn times out a keep-alive connection between two requests, but not one that never
+sends a request, nor one that sends its headers or body a byte a minute: 3,000 such
+connections held 3,000 descriptors for ever.  This protocol, uvicorn's own with three
+timers and a count, closes
+
+- a connection whose request headers are not complete ``header_timeout_s`` after its first
+  byte (or after the connection was made);
+- a request whose body stops arriving for ``body_idle_timeout_s``;
+- a new connection from a client address that already holds ``max_per_client`` of them.
+
+Long polls are untouched: once a request is read, answering it takes as long as it takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+security_log = logging.getLogger("updraft.pool.security")
+
+
+@dataclass
+class ConnectionLimits:
+    header_timeout_s: float = 20.0
+    body_idle_timeout_s: float = 60.0
+    max_per_client: int = 4096
+    open: Counter[str] = field(default_factory=Counter)
+    #: the last time a refusal was logged per client (one line a minute, not one per connection)
+    _logged: dict[str, float] = field(default_factory=dict)
+
+    def log_once(self, host: str, message: str) -> None:
+        now = time.monotonic()
+        if now - self._logged.get(host, -1e9) >= 60.0:
+            self._logged[host] = now
+            security_log.warning("connection from %s closed: %s", host, message)
+
+
+def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with ``limits`` applied (pass as ``http=`` to uvicorn)."""
+
+    class GuardedProtocol(HttpToolsProtocol):
+        _timer: asyncio.TimerHandle | None = None
+        _host: str | None = None
+
+        def _arm(self, seconds: float, why: str) -> None:
+            self._disarm()
+            self._timer = self.loop.call_later(seconds, self._expire, why)
+
+        def _disarm(self) -> None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+        def _expire(self, why: str) -> None:
+            self._timer = None
+            if not self.transport.is_closing():
+                limits.log_once(self._host or "?", why)
+                self.transport.close()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            host = self.client[0] if self.client else "?"
+            if limits.open[host] >= limits.max_per_client:
+                limits.log_once(
+                    host, f"it already holds {limits.max_per_client} connections (max_connections_per_client)"
+                )
+                transport.abort()
+                return
+            limits.open[host] += 1
+            self._host = host
+            self._arm(limits.header_timeout_s, f"no complete request within {limits.header_timeout_s:g} s")
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            if self._host is not None:
+                limits.open[self._host] -= 1
+                if limits.open[self._host] <= 0:
+                    del limits.open[self._host]
+                self._host = None
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if self._timer is None and (self.cycle is None or self.cycle.response_complete):
+                self._arm(
+                    limits.header_timeout_s,
+                    f"request headers not complete within {limits.header_timeout_s:g} s",
+                )
+            super().data_received(data)
+
+        def on_headers_complete(self) -> None:
+            self._arm(
+                limits.body_idle_timeout_s, f"request body stalled for {limits.body_idle_timeout_s:g} s"
+            )
+            super().on_headers_complete()
+
+        def on_body(self, body: bytes) -> None:
+            if self._timer is not None:
+                self._arm(
+                    limits.body_idle_timeout_s, f"request body stalled for {limits.body_idle_timeout_s:g} s"
+                )
+            super().on_body(body)
+
+        def on_message_complete(self) -> None:
+            self._disarm()  # the request is read: answering it takes what it takes (long polls)
+            super().on_message_complete()
+
+    return GuardedProtocol
+
+
+__all__: list[Any] = ["ConnectionLimits", "guarded_protocol"]
