@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,8 @@ from userpool.tokens import TokenSigner
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 XROOTD_PORT = 11095
+#: the local account the demo's jobs belong to when it runs as root (a root pool never writes as root)
+DEMO_ACCOUNT = "nobody"
 SITES = {  # name: (cores per pilot, pilots at once, wall-clock limit)
     "UCSD": (2, 1, 1800),
     "Nebraska": (2, 2, 1800),
@@ -116,6 +119,7 @@ class Demo:
             path.chmod(0o755)
         (self.work / "out").mkdir()
         say(f"Work directory: {self.work}")
+        self._job_account()
         say("Starting the pool ...")
         self.pool.start()
         self.env = {**self.pool.environment(), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -133,6 +137,25 @@ class Demo:
                 [str(BIN / "updraft"), component, "run", "--config", str(self.work / f"{component}.yaml")],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
+
+    def _job_account(self) -> None:
+        """As root, the demo's jobs belong to ``nobody``: a root pool never writes as root.
+
+        The identity map sends the demo's submitter to that account and the submit directory is
+        given to it, as a user's own directory belongs to the user (docs/pool-operations.md).
+        """
+        if os.geteuid() != 0:
+            return  # an unprivileged pool writes as its own account, in its own directories
+        home = self.pool.home
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "identity.map").write_text(
+            f"# the demo runs as root: its jobs are the local account {DEMO_ACCOUNT}'s\nTOKEN /.*/ {DEMO_ACCOUNT}\n"
+        )
+        account = pwd.getpwnam(DEMO_ACCOUNT)
+        for directory in (self.work, self.work / "out"):
+            os.chown(directory, account.pw_uid, account.pw_gid)
+        os.chmod(self.work, 0o755)
+        say(f"  (root: the demo's jobs write their output as the local account {DEMO_ACCOUNT})")
 
     def _storage(self) -> None:
         """UCSD's storage: a real xrootd server when this machine can run one."""

@@ -39,7 +39,7 @@ def gather(pool: Any, job_id: str, slot_constraint: str = "") -> AnalysisInput:
     return AnalysisInput(job_id, job.ad(), job.status, slots, skipped)
 
 
-def analyze(given: AnalysisInput) -> dict[str, Any]:
+def analysis_report(given: AnalysisInput) -> dict[str, Any]:
     job_id, texts = given.job_id, given.texts
     job_ad = classads.build(texts)
     slot_ads = [classads.build(s) for s in given.slots]

@@ -23,9 +23,9 @@ from fastapi.responses import (
 
 import updraft
 from userpool import protocol as p
-from userpool.analyze import gather
+from userpool.analyze import analysis_report, gather
 from userpool.diskspace import is_disk_full
-from userpool.errors import BadRequest, Forbidden, NotFound, PoolError, SandboxRefused, TooLarge
+from userpool.errors import BadRequest, Forbidden, NotFound, PoolError, SandboxRefused, TooCostly, TooLarge
 from userpool.guard import BodyLimits, RequestGuard, bearer_identity, log_refusal
 from userpool.monitor import SHOWN_EVENTS, event_view, monitor_html
 from userpool.pool import Pool
@@ -73,7 +73,7 @@ def build_app(pool: Pool) -> FastAPI:
 
     @app.exception_handler(PoolError)
     async def pool_error(request: Request, exc: PoolError) -> JSONResponse:
-        if exc.http_status in REFUSALS_LOGGED or isinstance(exc, SandboxRefused):
+        if exc.http_status in REFUSALS_LOGGED or isinstance(exc, (SandboxRefused, TooCostly)):
             _log_refusal(request, exc.http_status, str(exc))
         return _error(exc.http_status, type(exc).__name__, str(exc))
 
@@ -176,9 +176,7 @@ def build_app(pool: Pool) -> FastAPI:
 
     @app.post(p.JOBS_EDIT)
     async def edit(request: Request, who: Who, body: p.EditRequest) -> p.ActResult:
-        result, tx = pool.schedd.edit(who, body)
-        await pool.commit(tx)
-        return _refusals_logged(request, result)
+        return _refusals_logged(request, await pool.edit(who, body))
 
     @app.post(p.JOBS_CREDENTIAL)
     async def refresh_credential(request: Request, who: Who, body: p.CredentialRequest) -> p.ActResult:
@@ -188,7 +186,7 @@ def build_app(pool: Pool) -> FastAPI:
 
     @app.post(p.JOBS_ANALYZE)
     async def analyze(who: Who, body: p.AnalyzeRequest) -> dict[str, Any]:
-        return await pool.matcher.run(analyze, gather(pool, body.job_id, body.constraint))
+        return await pool.matcher.run(analysis_report, gather(pool, body.job_id, body.constraint))
 
     @app.get(p.JOB_EVENTS)
     async def job_events(who: Who, job_id: str) -> list[p.Event]:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from userpool import classads, exprcost
-from userpool.errors import BadRequest, Forbidden
+from userpool.errors import BadRequest, Forbidden, TooCostly
 from userpool.protocol import (
     ATTR_AUTHENTICATED_IDENTITY,
     ATTR_LAST_HEARD_FROM,
@@ -94,7 +94,7 @@ class Collector:
                 exprcost.over_budget(texts, computed, self.max_terms, self.max_depth) if computed else None
             )
             if problem:
-                raise BadRequest(f"ad #{index}: {problem}")
+                raise TooCostly(f"ad #{index}: {problem}")
             out.append((_name_of(texts, index), texts))
         return out
 

@@ -33,13 +33,16 @@ class ConnectionLimits:
     body_idle_timeout_s: float = 60.0
     max_per_client: int = 4096
     open: Counter[str] = field(default_factory=Counter)
-    #: the last time a refusal was logged per client (one line a minute, not one per connection)
-    _logged: dict[str, float] = field(default_factory=dict)
+    #: the last time each kind of closing was logged per client (a line a minute, not one per connection)
+    _logged: dict[tuple[str, str], float] = field(default_factory=dict)
 
-    def log_once(self, host: str, message: str) -> None:
+    def log_once(self, host: str, kind: str, message: str) -> None:
         now = time.monotonic()
-        if now - self._logged.get(host, -1e9) >= 60.0:
-            self._logged[host] = now
+        key = (host, kind)
+        if now - self._logged.get(key, -1e9) >= 60.0:
+            if len(self._logged) > 10_000:
+                self._logged.clear()
+            self._logged[key] = now
             security_log.warning("connection from %s closed: %s", host, message)
 
 
@@ -50,19 +53,19 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
         _timer: asyncio.TimerHandle | None = None
         _host: str | None = None
 
-        def _arm(self, seconds: float, why: str) -> None:
+        def _arm(self, seconds: float, kind: str, why: str) -> None:
             self._disarm()
-            self._timer = self.loop.call_later(seconds, self._expire, why)
+            self._timer = self.loop.call_later(seconds, self._expire, kind, why)
 
         def _disarm(self) -> None:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
 
-        def _expire(self, why: str) -> None:
+        def _expire(self, kind: str, why: str) -> None:
             self._timer = None
             if not self.transport.is_closing():
-                limits.log_once(self._host or "?", why)
+                limits.log_once(self._host or "?", kind, why)
                 self.transport.close()
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -70,13 +73,19 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
             host = self.client[0] if self.client else "?"
             if limits.open[host] >= limits.max_per_client:
                 limits.log_once(
-                    host, f"it already holds {limits.max_per_client} connections (max_connections_per_client)"
+                    host,
+                    "cap",
+                    f"it already holds {limits.max_per_client} connections (max_connections_per_client)",
                 )
                 transport.abort()
                 return
             limits.open[host] += 1
             self._host = host
-            self._arm(limits.header_timeout_s, f"no complete request within {limits.header_timeout_s:g} s")
+            self._arm(
+                limits.header_timeout_s,
+                "headers",
+                f"no complete request within {limits.header_timeout_s:g} s",
+            )
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
@@ -91,20 +100,25 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
             if self._timer is None and (self.cycle is None or self.cycle.response_complete):
                 self._arm(
                     limits.header_timeout_s,
+                    "headers",
                     f"request headers not complete within {limits.header_timeout_s:g} s",
                 )
             super().data_received(data)
 
         def on_headers_complete(self) -> None:
             self._arm(
-                limits.body_idle_timeout_s, f"request body stalled for {limits.body_idle_timeout_s:g} s"
+                limits.body_idle_timeout_s,
+                "body",
+                f"request body stalled for {limits.body_idle_timeout_s:g} s",
             )
             super().on_headers_complete()
 
         def on_body(self, body: bytes) -> None:
             if self._timer is not None:
                 self._arm(
-                    limits.body_idle_timeout_s, f"request body stalled for {limits.body_idle_timeout_s:g} s"
+                    limits.body_idle_timeout_s,
+                    "body",
+                    f"request body stalled for {limits.body_idle_timeout_s:g} s",
                 )
             super().on_body(body)
 

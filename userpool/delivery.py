@@ -16,6 +16,7 @@ pool's home always is, and so is one the owner's account cannot write.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from userpool.protocol import parse_literal
 from userpool.sandbox import Spool, delivered_mode, output_destinations, outside_iwd
 
 FETCH_HINT = "fetch it with condor_transfer_data"
+security_log = logging.getLogger("updraft.pool.security")
 
 
 def _string(texts: dict[str, str], name: str) -> str | None:
@@ -91,6 +93,7 @@ class Delivery:
         problem = self._place_problem(texts, account)
         if problem:
             details["problems"] = [f"{problem}: the output stays in the spool; {FETCH_HINT}"]
+            self._log(cluster_id, proc_id, owner, details["problems"])
             return details
         assert isinstance(account, Account)
         details["as"] = account.name
@@ -128,7 +131,15 @@ class Delivery:
                 details["delivered"] += 1
         if problems:
             details["problems"] = problems[:5]
+            self._log(cluster_id, proc_id, owner, problems)
         return details
+
+    @staticmethod
+    def _log(cluster_id: int, proc_id: int, owner: str, problems: list[str]) -> None:
+        for problem in problems[:5]:
+            security_log.warning(
+                "output of job %d.%d (%s) not delivered: %s", cluster_id, proc_id, owner, problem
+            )
 
     def _place_problem(self, texts: dict[str, str], account: Account | Unmapped) -> str:
         if isinstance(account, Unmapped):

@@ -20,6 +20,11 @@ class SandboxRefused(BadRequest):
     attack as often as a mistake, so the pool logs it like a refused credential."""
 
 
+class TooCostly(BadRequest):
+    """Expressions that would take too long to evaluate (exprcost): a way to stall the pool as often
+    as a mistake, so the pool logs it like a refused credential."""
+
+
 class ExpressionError(BadRequest):
     """A ClassAd expression that does not parse."""
 

@@ -38,9 +38,11 @@ from userpool.jobs import CLAIMED
 from userpool.matching import MatchWorker
 from userpool.monitor import Monitor
 from userpool.protocol import (
+    ActResult,
     AdType,
     ClaimEvent,
     ClaimReport,
+    EditRequest,
     Event,
     EventRequest,
     Match,
@@ -52,6 +54,7 @@ from userpool.protocol import (
     SubmitResult,
     format_job_id,
     literal,
+    parse_literal,
 )
 from userpool.queue import Job
 from userpool.sandbox import BlobStore, Spool
@@ -273,6 +276,27 @@ class Pool:
         result = self.schedd.install(cluster)
         if result.count >= 10000:
             gc.freeze()  # long-lived: keep the cyclic collector from walking them on every pass
+        return result
+
+    async def edit(self, identity: Identity, request: EditRequest) -> ActResult:
+        """condor_qedit; a new Iwd is held to the rules of a submitted one."""
+        iwd = next((text for name, text in request.attrs.items() if name.lower() == "iwd"), None)
+        if iwd is not None:
+            try:
+                value = parse_literal(iwd)
+            except ValueError:
+                value = None
+            if not isinstance(value, str):
+                raise BadRequest("Iwd must be a string (the job's initial directory)")
+            jobs, _missing = self.schedd.queue.by_ids(request.ids)
+            for owner in sorted(
+                {job.owner for job in jobs}
+            ):  # the owners' accounts write there, not the editor's
+                refusals = await asyncio.to_thread(self.delivery.initialdir_refusals, owner, [value])
+                if refusals:
+                    raise Forbidden(refusals[0])
+        result, tx = self.schedd.edit(identity, request)
+        await self.commit(tx)
         return result
 
     # =========================================================================================

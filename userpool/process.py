@@ -66,7 +66,11 @@ class PoolProcess:
                 )
             time.sleep(0.02)
         self.url = json.loads(pool_file.read_text())["url"]
-        wait_for_pool(self.client(), timeout)
+        try:
+            wait_for_pool(self.client(), timeout)
+        except BaseException:
+            self.stop()  # never leave a pool behind that its caller cannot reach
+            raise
         return self
 
     def client(self, token: str | None = None) -> Client:

@@ -24,7 +24,7 @@ from userpool.autoclusters import AutoclusterIndex
 from userpool.claims import Claim, ClaimBook
 from userpool.classads import int_of
 from userpool.config import PoolConfig
-from userpool.errors import BadRequest, Conflict, Forbidden, NotFound, TooLarge
+from userpool.errors import BadRequest, Conflict, Forbidden, NotFound, TooCostly, TooLarge
 from userpool.events import EventLog, Tx
 from userpool.jobs import (
     CLAIMED,
@@ -323,7 +323,7 @@ class Schedd(ActionsMixin, RunsMixin):
             self.config.max_expression_depth,
         )
         if problem:
-            raise BadRequest(f"{where}: {problem}")
+            raise TooCostly(f"{where}: {problem}")
 
     def prepare_submit(
         self, identity: Identity, request: SubmitRequest, blobs_present: Callable[[str], bool]

@@ -50,11 +50,10 @@ def fill(disk: Path) -> Path:
             except OSError as exc:
                 assert exc.errno == errno.ENOSPC
                 break
-    with contextlib.suppress(OSError):
-        with open(disk / "filler2", "wb") as handle:  # the last few kilobytes
-            while True:
-                handle.write(b"\0" * 4096)
-                handle.flush()
+    with contextlib.suppress(OSError), open(disk / "filler2", "wb") as handle:  # the last few kilobytes
+        while True:
+            handle.write(b"\0" * 4096)
+            handle.flush()
     return filler
 
 

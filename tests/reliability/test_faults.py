@@ -20,6 +20,7 @@ import pytest
 
 from factory.adapters.local import signal_glidein
 from factory.glideins import GlideinState
+from tests.support.accounts import give_to_job_account
 from tests.support.factories import FactorySetup, local_entry, wait_for
 from tests.support.frontends import FrontendSetup, group
 from tests.support.pools import RunningPool, start_pool
@@ -186,6 +187,8 @@ def test_every_job_completes_exactly_once_through_kill_9_of_every_component(
     began = time.monotonic()
     work = tmp_path / "work"
     (work / "out").mkdir(parents=True)
+    give_to_job_account(work)  # the submitter's own directory, as a user's is
+    give_to_job_account(work / "out")
     (work / "short.sh").write_text('#!/bin/sh\nsleep 0.2\necho "job $1 ran"\n')
     (work / "short.sh").chmod(0o755)
     cluster = system.pool.submit(JOB.format(count=JOBS), "rita", work)
