@@ -123,6 +123,9 @@ def raise_open_files_limit() -> None:
 
 
 def run(config: PoolConfig) -> None:
+    # the matchmaking thread holds the interpreter lock for one evaluation at a time: hand it
+    # back to the request thread sooner than the default 5 ms, so requests wait less for it
+    sys.setswitchinterval(0.001)
     private_mode()
     setup_logging(config.home)
     raise_open_files_limit()
