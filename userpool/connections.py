@@ -57,6 +57,13 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
             self._disarm()
             self._timer = self.loop.call_later(seconds, self._expire, kind, why)
 
+        def _arm_body(self) -> None:
+            self._arm(
+                limits.body_idle_timeout_s,
+                "body",
+                f"request body stalled for {limits.body_idle_timeout_s:g} s",
+            )
+
         def _disarm(self) -> None:
             if self._timer is not None:
                 self._timer.cancel()
@@ -106,20 +113,12 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
             super().data_received(data)
 
         def on_headers_complete(self) -> None:
-            self._arm(
-                limits.body_idle_timeout_s,
-                "body",
-                f"request body stalled for {limits.body_idle_timeout_s:g} s",
-            )
+            self._arm_body()
             super().on_headers_complete()
 
         def on_body(self, body: bytes) -> None:
             if self._timer is not None:
-                self._arm(
-                    limits.body_idle_timeout_s,
-                    "body",
-                    f"request body stalled for {limits.body_idle_timeout_s:g} s",
-                )
+                self._arm_body()
             super().on_body(body)
 
         def on_message_complete(self) -> None:

@@ -24,22 +24,10 @@ from typing import Any
 
 from userpool.asowner import OwnerWriter, Place, forbidden_directories
 from userpool.identities import Account, IdentityMap, Unmapped
-from userpool.protocol import parse_literal
-from userpool.sandbox import Spool, delivered_mode, output_destinations, outside_iwd
+from userpool.sandbox import Spool, delivered_mode, output_destinations, outside_iwd, string_attr
 
 FETCH_HINT = "fetch it with condor_transfer_data"
 security_log = logging.getLogger("updraft.pool.security")
-
-
-def _string(texts: dict[str, str], name: str) -> str | None:
-    text = texts.get(name)
-    if text is None:
-        return None
-    try:
-        value = parse_literal(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, str) else None
 
 
 class Delivery:
@@ -87,7 +75,7 @@ class Delivery:
         self, texts: dict[str, str], cluster_id: int, proc_id: int, files: Sequence[str]
     ) -> dict[str, Any]:
         """Copy what can be copied; the details of the ``output_delivered`` event."""
-        owner = _string(texts, "Owner") or ""
+        owner = string_attr(texts, "Owner") or ""
         details: dict[str, Any] = {"delivered": 0, "left_in_spool": len(files)}
         account = self.identities.account_of(owner)
         problem = self._place_problem(texts, account)
@@ -97,7 +85,7 @@ class Delivery:
             return details
         assert isinstance(account, Account)
         details["as"] = account.name
-        iwd = _string(texts, "Iwd") or ""
+        iwd = string_attr(texts, "Iwd") or ""
         problems: list[str] = []
         wanted: list[tuple[str, int]] = []
         sources: list[int] = []
@@ -144,7 +132,7 @@ class Delivery:
     def _place_problem(self, texts: dict[str, str], account: Account | Unmapped) -> str:
         if isinstance(account, Unmapped):
             return account.reason
-        iwd = _string(texts, "Iwd") or ""
+        iwd = string_attr(texts, "Iwd") or ""
         if not iwd or not os.path.isabs(iwd):
             return f"the job's initial directory {iwd!r} is not an absolute path"
         if self.under_home(iwd):

@@ -231,7 +231,8 @@ def _as_delivered(info: tarfile.TarInfo) -> tarfile.TarInfo:
 # ---------------------------------------------------------------------------------------------
 # Where outputs go in the Iwd (shared by the pool's delivery and condor_transfer_data)
 # ---------------------------------------------------------------------------------------------
-def _string(texts: dict[str, str], name: str) -> str | None:
+def string_attr(texts: dict[str, str], name: str) -> str | None:
+    """The value of a string attribute of an ad's texts (None: absent, or not a string literal)."""
     text = texts.get(name)
     if text is None:
         return None
@@ -264,7 +265,7 @@ def outside_iwd(texts: dict[str, str], destination: Path) -> bool:
     remap through ``..`` or a symlink stays in the spool (condor_transfer_data fetches it
     with the user's own rights).
     """
-    iwd = os.path.realpath(_string(texts, "Iwd") or "/nonexistent")
+    iwd = os.path.realpath(string_attr(texts, "Iwd") or "/nonexistent")
     parent = os.path.realpath(destination.parent)
     return os.path.commonpath([iwd, parent]) != iwd or os.path.islink(destination)
 
@@ -275,14 +276,14 @@ def output_destinations(texts: dict[str, str], spooled: Iterable[str]) -> dict[s
     stdout and stderr go to Out and Err (relative to Iwd); other files go to Iwd under their
     own name unless TransferOutputRemaps says otherwise.  /dev/null outputs are dropped.
     """
-    iwd = Path(_string(texts, "Iwd") or ".")
-    remaps = parse_remaps(_string(texts, "TransferOutputRemaps"))
+    iwd = Path(string_attr(texts, "Iwd") or ".")
+    remaps = parse_remaps(string_attr(texts, "TransferOutputRemaps"))
     out: dict[str, Path] = {}
     for name in spooled:
         if name == STDOUT_NAME:
-            destination = _string(texts, "Out")
+            destination = string_attr(texts, "Out")
         elif name == STDERR_NAME:
-            destination = _string(texts, "Err")
+            destination = string_attr(texts, "Err")
         else:
             destination = remaps.get(name, remaps.get(os.path.basename(name), name))
         if not destination or destination == "/dev/null":

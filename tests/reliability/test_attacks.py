@@ -36,6 +36,7 @@ from userpool.protocol import (
     ActRequest,
     ClaimReport,
     EditRequest,
+    Match,
     QueryRequest,
     RevokeRequest,
     Scope,
@@ -68,13 +69,20 @@ def refused(call, status: int) -> ClientError:  # type: ignore[no-untyped-def]
     return caught.value
 
 
-def run_one(pool: RunningPool, tag: str, files: dict[str, str] | None = None, stdout: str = "out\n") -> str:
-    """The job tagged ``tag`` taken and finished by a pilot of its own; returns its id."""
+def claimed(pool: RunningPool, tag: str, pilot_name: str = "") -> tuple[ProtocolPilot, Match]:
+    """The job tagged ``tag``, taken by a pilot of its own (named ``pilot_name``)."""
+    name = pilot_name or f"pilot-{tag}"
     pilot = ProtocolPilot(
-        pool.client(f"pilot-{tag}", Scope.PILOT), slot_ad(f"slot@{tag}", START=f'TARGET.Tag =?= "{tag}"')
+        pool.client(name, Scope.PILOT), slot_ad(f"slot@{name}", START=f'TARGET.Tag =?= "{tag}"')
     )
     match = pilot.take()
     assert match is not None, f"no job tagged {tag}"
+    return pilot, match
+
+
+def run_one(pool: RunningPool, tag: str, files: dict[str, str] | None = None, stdout: str = "out\n") -> str:
+    """The job tagged ``tag`` taken and finished by a pilot of its own; returns its id."""
+    pilot, match = claimed(pool, tag)
     pilot.finish(match, exit_code=0, stdout=stdout, files=files)
     return match.job_id
 
@@ -236,11 +244,7 @@ def test_an_unprivileged_pool_writes_only_into_its_own_directories(tmp_path: Pat
 # -- 2. a frontend is neither a pilot nor a user --------------------------------------------------
 def test_a_frontend_cannot_mint_a_pilots_or_a_users_name(target: RunningPool, workdir: Path) -> None:
     target.submit('executable = job.sh\n+Tag = "victim-claim"\nqueue\n', "alice", workdir)
-    honest = ProtocolPilot(
-        target.client("pA", Scope.PILOT), slot_ad("slot@pA", START='TARGET.Tag =?= "victim-claim"')
-    )
-    match = honest.take()
-    assert match is not None
+    _honest, match = claimed(target, "victim-claim", pilot_name="pA")
     frontend = target.client("rogue-fe", Scope.FRONTEND)
     minted = frontend.mint_token(TokenRequest("pA", ["pilot"], 600))
     assert minted.subject == "rogue-fe/pA"
@@ -400,11 +404,7 @@ def test_a_revocation_is_kept_until_the_token_cannot_work(target: RunningPool) -
 # -- 7. output tarballs, bounded in every dimension ---------------------------------------------------
 def test_a_small_tar_cannot_make_thirty_thousand_directories(target: RunningPool, workdir: Path) -> None:
     target.submit('executable = job.sh\n+Tag = "dirs"\nqueue\n', "alice", workdir)
-    pilot = ProtocolPilot(
-        target.client("dirs", Scope.PILOT), slot_ad("slot@dirs", START='TARGET.Tag =?= "dirs"')
-    )
-    match = pilot.take()
-    assert match is not None
+    pilot, match = claimed(target, "dirs")
     members = []
     for index in range(30_000):
         member = tarfile.TarInfo(f"d{index}")
