@@ -7,7 +7,7 @@
 #   scripts/sites/arc.sh env      # KEY=VALUE lines: ARC_URL, X509_USER_PROXY, ARC_CA, ARC_QUEUE
 #   scripts/sites/arc.sh proxy    # a fresh proxy for the factory (renewal tests)
 #
-# Lessons from ../shared/sites/arc-notes.md: A-REX is two arched processes and -f writes no
+# What docs/sites.md explains: A-REX is two arched processes and -f writes no
 # pid file; tmpdir must be 1777; the stock WS start script binds every interface and leaves
 # Nagle on (44 ms per reply): our copy adds Interface 127.0.0.1 and NoDelay; a missing
 # dhparam.pem makes it fork `openssl dhparam 4096`; jobs inherit A-REX's environment, so it

@@ -8,7 +8,7 @@
 #   scripts/sites/gram.sh env      # KEY=VALUE lines: the client environment and the contact
 #   scripts/sites/gram.sh proxy    # a fresh proxy for the factory (renewal tests)
 #
-# Lessons from ../shared/sites/gram5-notes.md: contacts must say localhost (never 127.0.0.1);
+# What docs/sites.md explains: contacts must say localhost (never 127.0.0.1);
 # the gatekeeper hands its environment to the job manager, so it starts under env -i with
 # GLOBUS_HOSTNAME set; the job manager outlives the gatekeeper and must be stopped by its own
 # pid file; -conf cannot be combined with other options.

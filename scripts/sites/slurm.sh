@@ -9,7 +9,7 @@
 #
 # No systemd and no cgroups here: proctrack/linuxproc and task/none.  munged refuses to
 # run as root, so it runs as the munge user.  batch_sched_delay=0, or every sbatch waits
-# for the next scheduling pass (about 3 s).  See ../shared/sites for how this was found.
+# for the next scheduling pass (about 3 s).  docs/sites.md has the reasons.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 BASE=${UPDRAFT_SLURM_DIR:-/tmp/updraft-slurm}
