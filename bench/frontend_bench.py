@@ -16,9 +16,9 @@ import yaml
 from bench.common import ROOT, Result, result, say, timer
 from frontend.config import load_frontend_config
 from frontend.loop import Frontend
-from userpool import protocol as p
+from updraft.core import protocol as p
+from updraft.core.sealed import KEY_TYPE, KeyPair
 from userpool.process import PoolProcess
-from userpool.sealed import KEY_TYPE, KeyPair
 
 
 def entry_ads(count: int, keys: KeyPair, factories: int = 4) -> list[dict[str, str]]:

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import requests
 
-from userpool.client import Client
-from userpool.protocol import PollRequest, QueryRequest, Scope, SubmitRequest, quote
+from updraft.core.client import Client
+from updraft.core.protocol import PollRequest, QueryRequest, Scope, SubmitRequest, quote
 from userpool.tokens import TokenSigner
 
 #: 12 levels of doubling: ~12,000 terms, under the default budget of 20,000

@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from userpool import protocol as p
-from userpool.protocol import Scope
+from updraft.core import protocol as p
+from updraft.core.protocol import Scope
 from userpool.server import raise_open_files_limit
 from userpool.tokens import TokenSigner
 

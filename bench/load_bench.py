@@ -14,8 +14,8 @@ from pathlib import Path
 from bench.common import Result, result, say
 from bench.heavy import run_heavy
 from bench.load import run_load
+from updraft.core.protocol import QueryRequest
 from userpool.process import PoolProcess
-from userpool.protocol import QueryRequest
 
 
 def run(quick: bool = False) -> list[Result]:

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 from bench.common import Result, result, say
+from updraft.core.protocol import SubmitRequest, quote
 from userpool.config import PoolConfig
 from userpool.events import EventLog, Tx
-from userpool.protocol import SubmitRequest, quote
 from userpool.schedd import Schedd
 from userpool.store import Store
 from userpool.tokens import Identity
@@ -32,7 +32,10 @@ def build(home: Path, jobs: int, autoclusters: int) -> Schedd:
     for index in range(autoclusters):
         owner = f"user{index % 10}"
         identity = Identity(
-            owner, frozenset({__import__("userpool.protocol", fromlist=["Scope"]).Scope.USER}), "bench", 2e9
+            owner,
+            frozenset({__import__("updraft.core.protocol", fromlist=["Scope"]).Scope.USER}),
+            "bench",
+            2e9,
         )
         cluster_id, batch = schedd.reserve(identity)
         store.write_now(batch)

@@ -7,8 +7,8 @@ import tempfile
 from pathlib import Path
 
 from bench.common import Result, anchor_python, result, rss_mb, run_cli, say, timer
+from updraft.core.protocol import QueryRequest, SubmitRequest
 from userpool.process import PoolProcess
-from userpool.protocol import QueryRequest, SubmitRequest
 
 INGEST_SUBMIT = """\
 executable     = job.sh

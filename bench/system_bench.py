@@ -19,10 +19,10 @@ from pathlib import Path
 import yaml
 
 from bench.common import BIN, Result, result, say
+from updraft.core import protocol as p
+from updraft.core.protocol import Scope
 from updraft.service import terminate
-from userpool import protocol as p
 from userpool.process import PoolProcess
-from userpool.protocol import Scope
 from userpool.tokens import TokenSigner
 
 SITES = ("Alpha", "Beta")

@@ -19,9 +19,9 @@ import yaml
 
 from factory.config import ConfigError, FactoryConfig, load_factory_config
 from factory.journal import Journal
-from updraft.errors import UpdraftError, UsageError
+from updraft.core.errors import UpdraftError, UsageError
+from updraft.core.tables import render_table
 from updraft.service import read_json, service_verbs, setup_logging, signal_reload
-from updraft.tables import render_table
 
 CONFIG_ENV = "UPDRAFT_FACTORY_CONFIG"
 
@@ -345,7 +345,7 @@ def cmd_downtime_add(args: argparse.Namespace) -> int:
         raise UsageError("say what is down: one of --entry E, --frontend F, --all-entries")
     scope, target = scopes[0]
     if scope == "entry" and config is not None and config.entry(target) is None:
-        from updraft.configfile import suggest
+        from updraft.core.configfile import suggest
 
         raise UsageError(
             f"no entry {target!r} in the factory's config{suggest(target, [e.name for e in config.entries])}"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from updraft.configfile import ConfigError, RelativePaths, Source, build_model, load_model, suggest
+from updraft.core.configfile import ConfigError, RelativePaths, Source, build_model, load_model, suggest
 from updraft.service import PoolSettings as ServicePoolSettings
 
 REMOVE_POLICIES = ("NO", "WAIT", "IDLE", "ALL")
@@ -194,8 +194,7 @@ def check_glidein_settings(
     config: FactoryConfig, part: FactoryConfig | EntryConfig, where: tuple[Any, ...], source: Source
 ) -> None:
     """What every glidein would otherwise find out at its site: pilot.json parameters and check scripts."""
-    from pilot.config import PilotConfig, convert_parameter
-    from pilot.errors import PilotConfigError
+    from updraft.core.pilotparams import PilotConfig, PilotConfigError, convert_parameter
 
     known = {spec.name: str(spec.type) for spec in dataclasses.fields(PilotConfig)}
     for name, value in part.pilot.items():
@@ -213,7 +212,7 @@ def check_glidein_settings(
 
 def build_entry(data: dict[str, Any], source: Source | None = None) -> EntryConfig:
     """One entry from its mapping (a journal snapshot, a test), checked as the config file's are."""
-    from updraft.configfile import LineMap
+    from updraft.core.configfile import LineMap
 
     source = source or Source("<entry>", LineMap(None))
     entry: EntryConfig = build_model(EntryConfig, data, (), source)

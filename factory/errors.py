@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from updraft.errors import UpdraftError
+from updraft.core.errors import UpdraftError
 
 
 class FactoryError(UpdraftError):

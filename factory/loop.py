@@ -39,11 +39,11 @@ from factory.tracking import (
     reconcile,
     renew_credentials,
 )
-from updraft.metrics import Exposition
+from updraft.core import protocol as p
+from updraft.core.client import Client, ClientError, PoolUnreachable
+from updraft.core.metrics import Exposition
+from updraft.core.sealed import KeyPair
 from updraft.service import ServiceLoop, renew_token, service_client, write_json_atomically
-from userpool import protocol as p
-from userpool.client import Client, ClientError, PoolUnreachable
-from userpool.sealed import KeyPair
 
 log = logging.getLogger("updraft.factory")
 STATUS_FILE = "status.json"

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from factory.config import EntryConfig, FactoryConfig
 from factory.limits import Counts, Request
-from userpool import protocol as p
-from userpool.sealed import KEY_TYPE, KeyPair, SealError, open_sealed
+from updraft.core import protocol as p
+from updraft.core.sealed import KEY_TYPE, KeyPair, SealError, open_sealed
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from factory.startup import StagedFile
 from pilot.build import build
-from updraft.metrics import BackgroundServer, send_metrics
+from updraft.core.metrics import BackgroundServer, send_metrics
 
 
 def digest(path: Path) -> str:

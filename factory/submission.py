@@ -17,7 +17,7 @@ from factory.glideins import GlideinState
 from factory.limits import Plan, Request
 from factory.startup import StagedFile, render
 from factory.tracking import EntryContext, cancel
-from updraft.failpoints import failpoint
+from updraft.core.failpoints import failpoint
 
 S = GlideinState
 log = logging.getLogger("updraft.factory")

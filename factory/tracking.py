@@ -18,7 +18,7 @@ from factory.adapters.base import GlideinOutput, SiteAdapter
 from factory.config import EntryConfig, FactoryConfig
 from factory.glideins import TERMINAL, GlideinState
 from factory.journal import Glidein, Journal
-from pilot.record import parse_result
+from updraft.core.pilotrecord import parse_result
 
 S = GlideinState
 log = logging.getLogger("updraft.factory")

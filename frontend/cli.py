@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from frontend.config import FrontendConfig, GroupConfig, load_frontend_config
-from updraft.errors import UpdraftError, UsageError
+from updraft.core import classads
+from updraft.core import protocol as p
+from updraft.core.errors import UpdraftError, UsageError
+from updraft.core.tables import render_table
 from updraft.service import service_verbs, setup_logging, signal_reload
-from updraft.tables import render_table
-from userpool import classads
-from userpool import protocol as p
 
 CONFIG_ENV = "UPDRAFT_FRONTEND_CONFIG"
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from updraft.configfile import ConfigError, RelativePaths, load_model, suggest
-from userpool import classads
-from userpool.errors import ExpressionError
+from updraft.core import classads
+from updraft.core.configfile import ConfigError, RelativePaths, load_model, suggest
+from updraft.core.errors import ExpressionError
 
 REMOVAL_POLICIES = ("NO", "WAIT", "IDLE", "ALL")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from userpool import protocol as p
-from userpool.sealed import new_request_key, seal
+from updraft.core import protocol as p
+from updraft.core.sealed import new_request_key, seal
 
 
 @dataclass(frozen=True)

@@ -33,11 +33,11 @@ from frontend.glideclient import PilotRequest, glideclient_ad, glideresource_ad
 from frontend.matching import entries_from_ads, kinds_from_summary
 from frontend.overflow import OverflowReport, overflow
 from frontend.planner import GroupData, GroupRecord, Observation, Planner
-from updraft.metrics import Exposition, MetricsServer
+from updraft.core import classads
+from updraft.core import protocol as p
+from updraft.core.client import Client, ClientError, PoolUnreachable
+from updraft.core.metrics import Exposition, MetricsServer
 from updraft.service import ServiceLoop, renew_token, service_client, write_json_atomically
-from userpool import classads
-from userpool import protocol as p
-from userpool.client import Client, ClientError, PoolUnreachable
 
 log = logging.getLogger("updraft.frontend")
 STATUS_FILE = "status.json"

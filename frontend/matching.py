@@ -14,8 +14,8 @@ from typing import Any
 
 from frontend.config import FrontendConfig, GroupConfig
 from frontend.policy import EntryCounts
-from userpool import classads
-from userpool import protocol as p
+from updraft.core import classads
+from updraft.core import protocol as p
 
 
 @dataclass

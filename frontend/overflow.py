@@ -20,8 +20,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from frontend.config import GroupConfig, Overflow
-from userpool import protocol as p
-from userpool.client import Client
+from updraft.core import protocol as p
+from updraft.core.client import Client
 
 log = logging.getLogger("updraft.frontend")
 

@@ -15,7 +15,7 @@ from frontend.config import GlobalLimits, GroupConfig
 from frontend.matching import Entry, Matcher, demand
 from frontend.overflow import OverflowReport
 from frontend.policy import Decision, EntryCounts, Hysteresis, Totals, decide
-from userpool import classads
+from updraft.core import classads
 
 
 @dataclass

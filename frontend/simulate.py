@@ -30,11 +30,11 @@ from frontend.config import FrontendConfig, GroupConfig, duration_s
 from frontend.matching import Entry, Kind, Matcher, entries_from_ads
 from frontend.overflow import OverflowReport, plan_overflow
 from frontend.planner import GroupData, Observation, Planner
-from updraft.configfile import build_model, load_model
-from updraft.errors import UpdraftError
-from updraft.tables import render_table
-from userpool import classads
-from userpool import protocol as p
+from updraft.core import classads
+from updraft.core import protocol as p
+from updraft.core.configfile import build_model, load_model
+from updraft.core.errors import UpdraftError
+from updraft.core.tables import render_table
 
 # -- inputs --------------------------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """`updraft pilot build`: the pilot as one self-contained file (a zipapp) a factory can stage.
 
-The bundle holds the pilot package and the few modules of the pool it speaks through
-(protocol, client, transport, errors, the argument syntax); all are standard library
-only.  Building twice from the same sources gives the same bytes (fixed timestamps), so
+The bundle holds the pilot package and the standard-library part of the common core
+(``updraft.core.PILOT_BUNDLE``: errors, protocol, client, transport, the argument syntax,
+the final record and the parameters).  Building twice from the same sources gives the same bytes (fixed timestamps), so
 its sha256 identifies the pilot version.
 """
 
@@ -13,17 +13,13 @@ import io
 import zipfile
 from pathlib import Path
 
+from updraft.core import PILOT_BUNDLE
+
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = [
     "updraft/__init__.py",
-    "updraft/errors.py",
-    "userpool/__init__.py",
-    "userpool/protocol.py",
-    "userpool/transport.py",
-    "userpool/client.py",
-    "userpool/errors.py",
-    "userpool/submit/__init__.py",
-    "userpool/submit/arglist.py",
+    "updraft/core/__init__.py",
+    *(f"updraft/core/{name}.py" for name in PILOT_BUNDLE),
 ]
 MAIN = "import sys\nfrom pilot.loop import main\nsys.exit(main())\n"
 EPOCH = (2020, 1, 1, 0, 0, 0)

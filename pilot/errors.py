@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-try:
-    from updraft.errors import UpdraftError as _Root
-except ImportError:  # pragma: no cover - a bare copy
-    _Root = Exception  # type: ignore[misc,assignment]
+from updraft.core.errors import UpdraftError
 
 #: failure types, as the factory's monitoring groups them (glideinWMS's validation error types)
 WN_RESOURCE = "WN_Resource"
@@ -19,12 +16,8 @@ CORRUPTION = "Corruption"
 FAILURE_TYPES = (WN_RESOURCE, NETWORK, VO_CONFIG, VO_PROXY, CONFIG, CORRUPTION)
 
 
-class PilotError(_Root):  # type: ignore[valid-type,misc]
-    """Anything the pilot refuses to go on with."""
-
-
-class PilotConfigError(PilotError):
-    """The parameters themselves are wrong (exit 2)."""
+class PilotError(UpdraftError):
+    """Anything the pilot refuses to go on with (its parameters: updraft.core.pilotparams.PilotConfigError)."""
 
 
 class CheckFailed(PilotError):

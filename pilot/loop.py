@@ -20,14 +20,15 @@ from typing import Any, Optional
 from pilot import resources as resource_probe
 from pilot.checks import REGISTRY, CheckContext, CheckResult, run_checks
 from pilot.config import PilotConfig, load_config
-from pilot.errors import PilotConfigError
 from pilot.launch import DirectLauncher, Launcher
-from pilot.record import PilotLog, write_result
+from pilot.record import PilotLog
 from pilot.runner import JobRun, Outcome, RunContext
 from pilot.slot import PilotState, advance, base_ad
-from userpool import protocol as p
-from userpool.client import Client, ClientError
-from userpool.transport import PoolUnreachable
+from updraft.core import protocol as p
+from updraft.core.client import Client, ClientError
+from updraft.core.pilotparams import PilotConfigError
+from updraft.core.pilotrecord import write_result
+from updraft.core.transport import PoolUnreachable
 
 EXIT_OK, EXIT_VALIDATION, EXIT_CONFIG, EXIT_POOL, EXIT_BLACK_HOLE = 0, 1, 2, 3, 4
 BASE_ENV_NAMES = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "USER", "LOGNAME", "SHELL")

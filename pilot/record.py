@@ -1,20 +1,15 @@
-"""What the pilot tells people and the factory: a readable log with stage timings, a final record.
+"""What the pilot tells people: a readable log with stage timings.
 
-The final record is one JSON object, printed as the last line of standard output after
-the marker ``UPDRAFT_PILOT_RESULT`` and written to ``pilot-result.json`` in the work
-directory, so a factory can parse it from the glidein's output file whatever the site.
+The final record the factory reads is updraft.core.pilotrecord's.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, Optional, TextIO
-
-RESULT_MARKER = "UPDRAFT_PILOT_RESULT"
 
 
 class PilotLog:
@@ -49,24 +44,3 @@ class PilotLog:
             lines.append(f"  {stage['stage']:<28} {stage['seconds']:>9.3f} s  {extra}")
         lines.append(f"  {'total':<28} {time.monotonic() - self.started:>9.3f} s")
         return "\n".join(lines)
-
-
-def write_result(record: dict[str, Any], path: Path, stream: TextIO = sys.stdout) -> None:
-    text = json.dumps(record, sort_keys=True, default=str)
-    try:
-        path.write_text(text + "\n")
-    except OSError:
-        pass
-    stream.write(f"{RESULT_MARKER} {text}\n")
-    stream.flush()
-
-
-def parse_result(output: str) -> Optional[dict[str, Any]]:
-    """The final record from a glidein's standard output (the factory's side)."""
-    for line in reversed(output.splitlines()):
-        if line.startswith(RESULT_MARKER + " "):
-            try:
-                return json.loads(line[len(RESULT_MARKER) + 1 :])
-            except ValueError:
-                return None
-    return None

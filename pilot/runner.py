@@ -27,10 +27,10 @@ from typing import Any, Optional
 
 from pilot import process
 from pilot.launch import Launcher
-from userpool import protocol as p
-from userpool.client import Client, ClientError
-from userpool.submit import arglist
-from userpool.transport import PoolUnreachable
+from updraft.core import arglist
+from updraft.core import protocol as p
+from updraft.core.client import Client, ClientError
+from updraft.core.transport import PoolUnreachable
 
 INTERNAL_FILES = {".job.ad", ".machine.ad", ".glexec.proxy", "_condor_stdout", "_condor_stderr", "tmp"}
 

@@ -7,7 +7,8 @@ import platform
 from collections.abc import Mapping
 from typing import Any
 
-from userpool.protocol import (
+from updraft.core.errors import UpdraftError
+from updraft.core.protocol import (
     ATTR_GLIDEIN_CLIENT,
     ATTR_GLIDEIN_CLIENT_GROUP,
     ATTR_GLIDEIN_ENTRY,
@@ -18,11 +19,6 @@ from userpool.protocol import (
     ATTR_GLIDEIN_TO_RETIRE,
     literal,
 )
-
-try:
-    from updraft.errors import UpdraftError as _Root
-except ImportError:  # pragma: no cover
-    _Root = Exception  # type: ignore[misc,assignment]
 
 
 class PilotState(str, enum.Enum):
@@ -50,7 +46,7 @@ ALLOWED: Mapping[PilotState, frozenset[PilotState]] = {
 TERMINAL = frozenset(state for state, following in ALLOWED.items() if not following)
 
 
-class IllegalTransition(_Root):  # type: ignore[valid-type,misc]
+class IllegalTransition(UpdraftError):
     pass
 
 

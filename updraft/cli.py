@@ -8,11 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-from updraft.errors import UpdraftError
+from updraft.core.errors import UpdraftError
 
 
 def _home(value: str | None) -> Path:
-    from userpool.client import default_home
+    from updraft.core.client import default_home
 
     return Path(value).expanduser().resolve() if value else default_home()
 
@@ -41,7 +41,7 @@ def cmd_pool(args: argparse.Namespace) -> int:
 
 # -- tokens -----------------------------------------------------------------------------------
 def cmd_token_create(args: argparse.Namespace) -> int:
-    from userpool.protocol import TokenRequest
+    from updraft.core.protocol import TokenRequest
     from userpool.tokens import TokenSigner, parse_scopes
 
     scopes = parse_scopes(args.scope)
@@ -54,7 +54,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
         signer = TokenSigner(key_path.read_bytes(), load_pool_config(home).max_token_lifetime_s)
         token, expires = signer.issue(args.user, scopes, args.lifetime, bindings)
     else:
-        from userpool.client import Client
+        from updraft.core.client import Client
 
         result = Client.from_environment(home=home).mint_token(
             TokenRequest(args.user, sorted(s.value for s in scopes), args.lifetime, bindings)
@@ -78,8 +78,8 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
-    from userpool.client import Client
-    from userpool.protocol import RevokeRequest
+    from updraft.core.client import Client
+    from updraft.core.protocol import RevokeRequest
 
     keys = Client.from_environment(pool=args.pool).revoke_tokens(
         RevokeRequest(args.token_id or "", args.subject or "", args.binding or "")
@@ -90,7 +90,7 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_token_show(args: argparse.Namespace) -> int:
-    from userpool.client import token_claims
+    from updraft.core.client import token_claims
 
     claims = token_claims(args.token.strip() if args.token else sys.stdin.read().strip())
     if not claims:
@@ -105,8 +105,8 @@ def _describe(event_type: str, details: dict[str, object]) -> str:
 
 
 def cmd_logging_info(args: argparse.Namespace) -> int:
-    from userpool.client import Client
-    from userpool.protocol import parse_job_id
+    from updraft.core.client import Client
+    from updraft.core.protocol import parse_job_id
 
     parse_job_id(args.job)
     client = Client.from_environment(pool=args.pool)
@@ -125,7 +125,7 @@ def cmd_logging_info(args: argparse.Namespace) -> int:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    from userpool.client import Client
+    from updraft.core.client import Client
 
     client = Client.from_environment(pool=args.pool)
     if args.follow:
@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from userpool.client import ClientError, PoolUnreachable
+    from updraft.core.client import ClientError, PoolUnreachable
 
     parser = build_parser()
     args = parser.parse_args(argv)

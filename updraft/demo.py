@@ -25,12 +25,12 @@ from pathlib import Path
 
 import yaml
 
+from updraft.core import protocol as p
+from updraft.core.client import Client
+from updraft.core.protocol import QueryRequest, Scope
+from updraft.core.tables import render_table
 from updraft.service import terminate
-from updraft.tables import render_table
-from userpool import protocol as p
-from userpool.client import Client
 from userpool.process import PoolProcess
-from userpool.protocol import QueryRequest, Scope
 from userpool.tokens import TokenSigner
 
 ROOT = Path(__file__).resolve().parents[1]

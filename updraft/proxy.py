@@ -6,8 +6,8 @@ import argparse
 import hashlib
 from pathlib import Path
 
-from userpool.client import Client
-from userpool.protocol import CredentialRequest, QueryRequest, parse_literal
+from updraft.core.client import Client
+from updraft.core.protocol import CredentialRequest, QueryRequest, parse_literal
 from userpool.submit.credentials import proxy_attributes
 
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from updraft.errors import UpdraftError
-from userpool.client import Client, ClientError, PoolUnreachable, token_claims
+from updraft.core.client import Client, ClientError, PoolUnreachable, token_claims
+from updraft.core.errors import UpdraftError
 
 log = logging.getLogger("updraft.service")
 

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from userpool import classads
-from userpool.classads import float_of, int_of
-from userpool.errors import BadRequest, Forbidden
-from userpool.events import Tx
-from userpool.jobs import CLAIMED, COMPLETED, HELD, IDLE, REMOVED, RUNNING, SUSPENDED, TERMINAL
-from userpool.protocol import (
+from updraft.core import classads
+from updraft.core.classads import float_of, int_of
+from updraft.core.errors import BadRequest, Forbidden
+from updraft.core.protocol import (
     ActRequest,
     ActResult,
     CredentialRequest,
@@ -24,6 +22,8 @@ from userpool.protocol import (
     quote,
     safe_relative_path,
 )
+from userpool.events import Tx
+from userpool.jobs import CLAIMED, COMPLETED, HELD, IDLE, REMOVED, RUNNING, SUSPENDED, TERMINAL
 from userpool.queue import PROTECTED, SYNTHESIZED, Job
 from userpool.store import dumps_json
 from userpool.tokens import Identity

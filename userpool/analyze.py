@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from userpool import classads
+from updraft.core import classads
+from updraft.core.protocol import AdType, JobStatus
 from userpool.negotiator import FIT
-from userpool.protocol import AdType, JobStatus
 
 MAX_SLOTS = 20000
 

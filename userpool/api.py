@@ -22,14 +22,22 @@ from fastapi.responses import (
 )
 
 import updraft
-from userpool import protocol as p
+from updraft.core import protocol as p
+from updraft.core.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    PoolError,
+    SandboxRefused,
+    TooCostly,
+    TooLarge,
+)
+from updraft.core.protocol import AdType, Scope
 from userpool.analyze import analysis_report, gather
 from userpool.diskspace import is_disk_full
-from userpool.errors import BadRequest, Forbidden, NotFound, PoolError, SandboxRefused, TooCostly, TooLarge
 from userpool.guard import BodyLimits, RequestGuard, bearer_identity, log_refusal
 from userpool.monitor import SHOWN_EVENTS, event_view, monitor_html
 from userpool.pool import Pool
-from userpool.protocol import AdType, Scope
 from userpool.sandbox import check_digest
 from userpool.summary import summarize
 from userpool.tokens import Identity, parse_scopes, pilot_subject

@@ -15,7 +15,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 
-from userpool import classads
+from updraft.core import classads
 from userpool.jobs import IDLE
 from userpool.queue import PER_JOB, Cluster, Job, JobQueue
 from userpool.selection import _ClusterView

@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from userpool import classads
-from userpool.errors import Conflict, Forbidden
-from userpool.protocol import Command, PilotCommand
+from updraft.core import classads
+from updraft.core.errors import Conflict, Forbidden
+from updraft.core.protocol import Command, PilotCommand
 from userpool.queue import Job
 
 REVOKED_MEMORY_S = 3600.0

@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from userpool import classads, exprcost
-from userpool.errors import BadRequest, Forbidden, TooCostly
-from userpool.protocol import (
+from updraft.core import classads
+from updraft.core.errors import BadRequest, Forbidden, TooCostly
+from updraft.core.protocol import (
     ATTR_AUTHENTICATED_IDENTITY,
     ATTR_LAST_HEARD_FROM,
     ATTR_LIFETIME,
@@ -27,6 +27,7 @@ from userpool.protocol import (
     Scope,
     literal,
 )
+from userpool import exprcost
 from userpool.selection import Selector
 from userpool.tokens import Identity
 

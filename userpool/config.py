@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from updraft.configfile import ConfigError, check_keys, line_of
+from updraft.core.configfile import ConfigError, check_keys, line_of
 
 
 @dataclass

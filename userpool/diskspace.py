@@ -17,7 +17,7 @@ import logging
 import os
 from pathlib import Path
 
-from updraft.errors import UpdraftError
+from updraft.core.errors import UpdraftError
 
 log = logging.getLogger("updraft.pool")
 RESERVE_NAME = "disk.reserve"

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from userpool.protocol import Event
+from updraft.core.protocol import Event
 from userpool.store import Batch, Store
 
 log = logging.getLogger("updraft.events")

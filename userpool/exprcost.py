@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from userpool.classads import TextSource, canonical, is_literal
+from updraft.core.classads import TextSource, canonical, is_literal
 
 _TOKENS = re.compile(
     r'"(?:[^"\\]|\\.)*"?'  # a string (an unterminated one is the parser's to refuse)

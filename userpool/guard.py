@@ -24,8 +24,8 @@ from typing import Any
 
 import orjson
 
-from userpool import protocol
-from userpool.errors import PoolError, Unauthorized
+from updraft.core import protocol
+from updraft.core.errors import PoolError, Unauthorized
 from userpool.tokens import Identity, TokenSigner
 
 Scope = MutableMapping[str, Any]

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import orjson
 
-from userpool import classads
-from userpool.errors import BadRequest
-from userpool.protocol import parse_job_id
+from updraft.core import classads
+from updraft.core.errors import BadRequest
+from updraft.core.protocol import parse_job_id
 from userpool.selection import Selector
 from userpool.store import Batch, Store
 

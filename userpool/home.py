@@ -20,9 +20,9 @@ import stat
 import time
 from pathlib import Path
 
-from updraft.errors import UpdraftError
+from updraft.core.errors import UpdraftError
+from updraft.core.protocol import Scope
 from userpool.config import PoolConfig
-from userpool.protocol import Scope
 from userpool.tokens import TokenSigner
 
 #: directories only the pool account may enter

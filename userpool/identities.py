@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from updraft.configfile import ConfigError
+from updraft.core.configfile import ConfigError
 
 log = logging.getLogger("updraft.pool")
 

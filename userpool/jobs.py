@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from userpool.errors import IllegalTransition
-from userpool.protocol import JobStatus
+from updraft.core.errors import IllegalTransition
+from updraft.core.protocol import JobStatus
 
 IDLE, RUNNING, REMOVED, COMPLETED, HELD, TRANSFERRING_OUTPUT, SUSPENDED = (
     JobStatus.IDLE,

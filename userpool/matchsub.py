@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from userpool import classads
+from updraft.core import classads
 
 _MATCH = re.compile(r"\$\$\(([^()]*(?:\([^()]*\)[^()]*)*)\)")
 

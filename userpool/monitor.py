@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from userpool import protocol as p
+from updraft.core import protocol as p
 
 if TYPE_CHECKING:
     from userpool.pool import Pool

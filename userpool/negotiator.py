@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from userpool import classads
+from updraft.core import classads
 from userpool.accountant import Accountant
 from userpool.autoclusters import Autocluster, AutoclusterIndex
 from userpool.queue import Job

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from userpool import classads
-from userpool.protocol import HoldCode
+from updraft.core import classads
+from updraft.core.protocol import HoldCode
 
 Action = Literal["hold", "remove", "release", "requeue", "complete"]
 

@@ -21,23 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from updraft.failpoints import failpoint
-from userpool import classads, matchsub
-from userpool.asowner import owner_writer
-from userpool.claims import slot_name_of
-from userpool.collector import Collector
-from userpool.config import PoolConfig
-from userpool.delivery import Delivery
-from userpool.diskspace import DiskFull, DiskGuard
-from userpool.errors import BadRequest, Forbidden, InsufficientStorage, NotFound
-from userpool.events import EventLog, Tx
-from userpool.history import History
-from userpool.home import StateLock
-from userpool.identities import IdentityMap
-from userpool.jobs import CLAIMED
-from userpool.matching import MatchWorker
-from userpool.monitor import Monitor
-from userpool.protocol import (
+from updraft.core import classads
+from updraft.core.errors import BadRequest, Forbidden, InsufficientStorage, NotFound
+from updraft.core.failpoints import failpoint
+from updraft.core.protocol import (
     ActResult,
     AdType,
     ClaimEvent,
@@ -56,6 +43,20 @@ from userpool.protocol import (
     literal,
     parse_literal,
 )
+from userpool import matchsub
+from userpool.asowner import owner_writer
+from userpool.claims import slot_name_of
+from userpool.collector import Collector
+from userpool.config import PoolConfig
+from userpool.delivery import Delivery
+from userpool.diskspace import DiskFull, DiskGuard
+from userpool.events import EventLog, Tx
+from userpool.history import History
+from userpool.home import StateLock
+from userpool.identities import IdentityMap
+from userpool.jobs import CLAIMED
+from userpool.matching import MatchWorker
+from userpool.monitor import Monitor
 from userpool.queue import Job
 from userpool.sandbox import BlobStore, Spool
 from userpool.schedd import Schedd
@@ -657,7 +658,7 @@ class Pool:
         return sum(1 for job in self.schedd.queue.jobs() if job.status in CLAIMED)
 
     def metrics(self) -> str:
-        from updraft.metrics import Exposition
+        from updraft.core.metrics import Exposition
 
         totals = self.schedd.queue.totals()
         out = Exposition()

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from userpool.client import Client, wait_for_pool
+from updraft.core.client import Client, wait_for_pool
 
 
 class PoolProcess:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
-from userpool import classads
-from userpool.classads import canonical
-from userpool.protocol import JobStatus, SandboxFile, format_job_id, parse_job_id, parse_literal
+from updraft.core import classads
+from updraft.core.classads import canonical
+from updraft.core.protocol import JobStatus, SandboxFile, format_job_id, parse_job_id, parse_literal
 
 #: attributes computed from fields, never stored as overrides
 SYNTHESIZED = frozenset({"ClusterId", "ProcId", "JobStatus"})

@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from userpool import classads, policy
+from updraft.core import classads
+from updraft.core.classads import float_of, int_of
+from updraft.core.errors import BadRequest
+from updraft.core.protocol import ClaimEvent, ClaimReport, HoldCode, literal, quote
+from userpool import policy
 from userpool.autoclusters import Autocluster
 from userpool.claims import Claim, slot_name_of
-from userpool.classads import float_of, int_of
-from userpool.errors import BadRequest
 from userpool.events import Tx
 from userpool.jobs import CLAIMED, COMPLETED, IDLE, RUNNING
-from userpool.protocol import ClaimEvent, ClaimReport, HoldCode, literal, quote
 from userpool.queue import Job
 from userpool.store import dumps_json
 

@@ -22,8 +22,8 @@ import tempfile
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
-from userpool.errors import BadRequest, NotFound, SandboxRefused, TooLarge
-from userpool.protocol import ProtocolError, SandboxFile, parse_literal, safe_relative_path
+from updraft.core.errors import BadRequest, NotFound, SandboxRefused, TooLarge
+from updraft.core.protocol import ProtocolError, SandboxFile, parse_literal, safe_relative_path
 
 log = logging.getLogger("updraft.sandbox")
 

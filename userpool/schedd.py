@@ -17,14 +17,25 @@ from typing import Any
 
 import orjson
 
-from userpool import classads, exprcost, policy
+from updraft.core import classads
+from updraft.core.classads import int_of
+from updraft.core.errors import BadRequest, Conflict, Forbidden, NotFound, TooCostly, TooLarge
+from updraft.core.protocol import (
+    HoldCode,
+    JobStatus,
+    SandboxFile,
+    Scope,
+    SubmitRequest,
+    SubmitResult,
+    format_job_id,
+    quote,
+)
+from userpool import exprcost, policy
 from userpool.accountant import Accountant
 from userpool.actions import ActionsMixin
 from userpool.autoclusters import AutoclusterIndex
 from userpool.claims import Claim, ClaimBook
-from userpool.classads import int_of
 from userpool.config import PoolConfig
-from userpool.errors import BadRequest, Conflict, Forbidden, NotFound, TooCostly, TooLarge
 from userpool.events import EventLog, Tx
 from userpool.jobs import (
     CLAIMED,
@@ -38,16 +49,6 @@ from userpool.jobs import (
     check_transition,
 )
 from userpool.negotiator import Negotiator
-from userpool.protocol import (
-    HoldCode,
-    JobStatus,
-    SandboxFile,
-    Scope,
-    SubmitRequest,
-    SubmitResult,
-    format_job_id,
-    quote,
-)
 from userpool.queue import PROTECTED, Cluster, Job, JobQueue
 from userpool.runs import RunsMixin
 from userpool.sandbox import check_manifest

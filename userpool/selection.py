@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from userpool import classads
+from updraft.core import classads
 from userpool.queue import PER_JOB, Cluster, Job
 
 

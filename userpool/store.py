@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from updraft.errors import UpdraftError
+from updraft.core.errors import UpdraftError
 from userpool.diskspace import DiskFull, is_disk_full
 
 log = logging.getLogger("updraft.store")

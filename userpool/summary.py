@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from userpool import classads
-from userpool.errors import BadRequest
-from userpool.protocol import JobStatus, SummaryRequest, SummaryResult, SummaryRow
+from updraft.core import classads
+from updraft.core.errors import BadRequest
+from updraft.core.protocol import JobStatus, SummaryRequest, SummaryResult, SummaryRow
 from userpool.queue import PER_JOB, JobQueue
 from userpool.selection import Selector
 

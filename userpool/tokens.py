@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from userpool.errors import BadRequest, Forbidden, Unauthorized
-from userpool.protocol import Scope
+from updraft.core.errors import BadRequest, Forbidden, Unauthorized
+from updraft.core.protocol import Scope
 
 ISSUER = "updraft-pool"
 KEY_BYTES = 32

@@ -30,7 +30,7 @@ from factory.adapters.base import (
 )
 from factory.errors import SiteUnavailable
 from factory.glideins import GlideinState
-from userpool.protocol import quote
+from updraft.core.protocol import quote
 
 S = GlideinState
 TAG = "UpdraftTag"

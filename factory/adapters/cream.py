@@ -43,7 +43,7 @@ from factory.adapters.base import (
 from factory.errors import SiteUnavailable
 from factory.glideins import GlideinState
 from factory.proxies import ProxyError, delegate
-from userpool.protocol import literal
+from updraft.core.protocol import literal
 
 S = GlideinState
 REFUSALS = {"InvalidArgumentFault", "AuthorizationFault", "JobSubmissionDisabledFault"}

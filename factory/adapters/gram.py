@@ -47,7 +47,7 @@ from factory.adapters.base import (
 )
 from factory.errors import SiteUnavailable
 from factory.glideins import GlideinState
-from pilot.record import RESULT_MARKER
+from updraft.core.pilotrecord import RESULT_MARKER
 
 S = GlideinState
 TRANSIENT = {

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.proxies import make_user_proxy
-from userpool import classads
+from updraft.core import classads
 from userpool.submit.cluster import build_cluster
 from userpool.submit.parse import SubmitError, parse_submit
 from userpool.submit.translate import SubmitEnvironment

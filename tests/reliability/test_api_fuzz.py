@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.pools import BIN, RunningPool, start_pool
-from userpool.protocol import Scope
+from updraft.core.protocol import Scope
 
 SCHEMATHESIS = BIN / "schemathesis"
 pytestmark = pytest.mark.skipif(

@@ -31,8 +31,8 @@ from tests.reliability.test_security import logged
 from tests.support.accounts import IS_ROOT, JOB_ACCOUNT
 from tests.support.pilots import ProtocolPilot, output_tar, slot_ad
 from tests.support.pools import RunningPool, start_pool
-from userpool.client import Client, ClientError
-from userpool.protocol import (
+from updraft.core.client import Client, ClientError
+from updraft.core.protocol import (
     ActRequest,
     ClaimReport,
     EditRequest,

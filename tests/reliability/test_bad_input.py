@@ -23,8 +23,8 @@ import yaml
 from factory.config import load_factory_config
 from frontend.config import load_frontend_config
 from tests.support.pools import RunningPool
-from updraft.configfile import ConfigError
-from userpool.protocol import Scope
+from updraft.core.configfile import ConfigError
+from updraft.core.protocol import Scope
 
 CORPUS = Path(__file__).parent / "bad_input"
 LOADERS: dict[str, Callable[[Path], Any]] = {"factory": load_factory_config, "frontend": load_frontend_config}

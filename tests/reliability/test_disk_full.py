@@ -20,7 +20,7 @@ import pytest
 
 from tests.support.pilots import ProtocolPilot, slot_ad
 from tests.support.pools import RunningPool, start_pool
-from userpool.protocol import Scope
+from updraft.core.protocol import Scope
 
 pytestmark = pytest.mark.root
 REFUSAL = "no space left on the pool's disk"

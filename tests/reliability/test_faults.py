@@ -24,7 +24,7 @@ from tests.support.accounts import give_to_job_account
 from tests.support.factories import FactorySetup, local_entry, wait_for
 from tests.support.frontends import FrontendSetup, group
 from tests.support.pools import RunningPool, start_pool
-from userpool.protocol import QueryRequest
+from updraft.core.protocol import QueryRequest
 
 S = GlideinState
 JOBS = 1000

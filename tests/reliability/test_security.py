@@ -19,8 +19,8 @@ import pytest
 
 from tests.support.pilots import ProtocolPilot, output_tar, slot_ad
 from tests.support.pools import RunningPool, start_pool
-from userpool.client import Client, ClientError
-from userpool.protocol import ClaimReport, QueryRequest, SandboxFile, Scope, SubmitRequest
+from updraft.core.client import Client, ClientError
+from updraft.core.protocol import ClaimReport, QueryRequest, SandboxFile, Scope, SubmitRequest
 from userpool.tokens import TokenSigner
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from updraft.configfile import ConfigError
+from updraft.core.configfile import ConfigError
 
 
 def assert_config_error(load: Callable[[Path], Any], path: Path, line: int, field: str, message: str) -> None:

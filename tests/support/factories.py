@@ -21,8 +21,8 @@ from factory.journal import Journal
 from factory.loop import Factory
 from frontend.glideclient import PilotRequest, glideclient_ad
 from tests.support.processes import ServiceSetup
-from userpool import protocol as p
-from userpool.protocol import Scope
+from updraft.core import protocol as p
+from updraft.core.protocol import Scope
 
 #: pilot settings that keep test glideins short-lived and light
 QUICK_PILOT = {

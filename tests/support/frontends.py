@@ -9,7 +9,7 @@ from frontend.config import load_frontend_config
 from frontend.loop import Frontend
 from tests.support.factories import FactorySetup
 from tests.support.processes import BIN, ServiceSetup
-from userpool.protocol import Scope
+from updraft.core.protocol import Scope
 
 __all__ = ["BIN", "FrontendSetup", "both_cycle", "group"]
 SITE_MATCH = "stringListMember(TARGET.GLIDEIN_Site, MY.DESIRED_Sites)"

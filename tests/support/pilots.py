@@ -13,8 +13,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from userpool import protocol as p
-from userpool.client import Client
+from updraft.core import protocol as p
+from updraft.core.client import Client
 
 
 def slot_ad(

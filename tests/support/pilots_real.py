@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from pilot.build import build
-from pilot.record import parse_result
 from tests.support.pools import RunningPool
-from userpool.protocol import Scope
+from updraft.core.pilotrecord import parse_result
+from updraft.core.protocol import Scope
 
 BUNDLE_CACHE: dict[str, Path] = {}
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.accounts import IDENTITY_MAP, IS_ROOT
-from userpool.client import Client
+from updraft.core.client import Client
+from updraft.core.protocol import Scope
 from userpool.process import PoolProcess
-from userpool.protocol import Scope
 from userpool.tokens import TokenSigner
 
 BIN = Path(sys.executable).parent

@@ -13,8 +13,8 @@ from typing import Any
 import yaml
 
 from tests.support.pools import RunningPool
+from updraft.core.protocol import Scope
 from updraft.service import terminate
-from userpool.protocol import Scope
 
 BIN = Path(sys.executable).parent
 

@@ -15,9 +15,9 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
-from updraft.errors import UpdraftError
-from userpool import classads
-from userpool.client import Client, ClientError, PoolUnreachable
+from updraft.core import classads
+from updraft.core.client import Client, ClientError, PoolUnreachable
+from updraft.core.errors import UpdraftError
 
 
 def add_pool_options(parser: argparse.ArgumentParser) -> None:

@@ -7,9 +7,9 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from updraft.core.client import token_claims
+from updraft.core.protocol import ActRequest, JobAction, parse_job_id
 from userpool.cli import common
-from userpool.client import token_claims
-from userpool.protocol import ActRequest, JobAction, parse_job_id
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from updraft.core.protocol import QueryRequest
 from userpool.cli import common
 from userpool.cli.condor_q import split_restrictions
 from userpool.cli.formats import format_history_table
-from userpool.protocol import QueryRequest
 
 TOOL = "condor_history"
 

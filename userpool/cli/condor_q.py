@@ -9,7 +9,9 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from userpool import classads
+from updraft.core import classads
+from updraft.core.client import token_claims
+from updraft.core.protocol import QueryRequest, parse_job_id
 from userpool.cli import common
 from userpool.cli.formats import (
     format_batch_table,
@@ -18,8 +20,6 @@ from userpool.cli.formats import (
     format_totals,
     schedd_banner,
 )
-from userpool.client import token_claims
-from userpool.protocol import QueryRequest, parse_job_id
 
 TOOL = "condor_q"
 BATCH_ATTRS = ["ClusterId", "ProcId", "Owner", "JobBatchName", "QDate", "JobStatus", "TotalSubmitProcs"]

@@ -7,8 +7,8 @@ import sys
 import time
 from collections import Counter
 
+from updraft.core.protocol import AdType
 from userpool.cli import common
-from userpool.protocol import AdType
 
 TOOL = "condor_status"
 SLOT_ATTRS = [

@@ -12,9 +12,9 @@ import getpass
 import sys
 from pathlib import Path
 
+from updraft.core.client import Client, token_claims
+from updraft.core.protocol import SubmitRequest
 from userpool.cli import common
-from userpool.client import Client, token_claims
-from userpool.protocol import SubmitRequest
 from userpool.submit.cluster import ClusterSpec, build_cluster
 from userpool.submit.parse import SubmitError, parse_submit
 from userpool.submit.translate import SubmitEnvironment

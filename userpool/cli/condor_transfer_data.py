@@ -8,10 +8,10 @@ import sys
 import tarfile
 from pathlib import Path
 
+from updraft.core.client import ClientError, token_claims
+from updraft.core.protocol import QueryRequest, safe_relative_path
 from userpool.cli import common
 from userpool.cli.condor_q import split_restrictions
-from userpool.client import ClientError, token_claims
-from userpool.protocol import QueryRequest, safe_relative_path
 from userpool.sandbox import output_destinations
 
 TOOL = "condor_transfer_data"

@@ -7,8 +7,8 @@ import time
 import urllib.parse
 from typing import Any
 
+from updraft.core.protocol import JobStatus
 from userpool.cli.common import evaluate
-from userpool.protocol import JobStatus
 
 TOTAL_ORDER = ("completed", "removed", "idle", "running", "held", "suspended")
 

@@ -7,8 +7,8 @@ import time
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from userpool.errors import BadRequest
-from userpool.protocol import quote
+from updraft.core.errors import BadRequest
+from updraft.core.protocol import quote
 
 _SHORT = {
     NameOID.COUNTRY_NAME: "C",

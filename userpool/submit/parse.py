@@ -19,8 +19,8 @@ from typing import Any
 
 import htcondor2
 
-from userpool import classads
-from userpool.errors import BadRequest
+from updraft.core import classads
+from updraft.core.errors import BadRequest
 
 LIVE_VARIABLES = ("Cluster", "ClusterId", "Process", "ProcId", "Step", "Row", "ItemIndex", "Node")
 _KEY = re.compile(r"^(\+?[A-Za-z_][A-Za-z0-9_.]*)\s*=(.*)$", re.DOTALL)

@@ -16,10 +16,9 @@ import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from userpool import classads
-from userpool.errors import BadRequest
-from userpool.protocol import HoldCode, quote
-from userpool.submit import arglist
+from updraft.core import arglist, classads
+from updraft.core.errors import BadRequest
+from updraft.core.protocol import HoldCode, quote
 from userpool.submit.parse import SubmitError, SubmitFile
 from userpool.submit.units import quantity
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from factory.glideins import GlideinState
 from tests.support.factories import FactorySetup, cycle_until, local_entry, wait_for
 from tests.support.pools import RunningPool
-from userpool import protocol as p
-from userpool.protocol import Scope
+from updraft.core import protocol as p
+from updraft.core.protocol import Scope
 
 S = GlideinState
 

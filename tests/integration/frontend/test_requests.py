@@ -12,10 +12,10 @@ from frontend.policy import EntryCounts
 from tests.support.factories import FactorySetup, cycle_until, local_entry, wait_for
 from tests.support.frontends import FrontendSetup, both_cycle, group
 from tests.support.pools import RunningPool
-from userpool import protocol as p
-from userpool.client import token_claims
-from userpool.protocol import Scope
-from userpool.sealed import open_sealed
+from updraft.core import protocol as p
+from updraft.core.client import token_claims
+from updraft.core.protocol import Scope
+from updraft.core.sealed import open_sealed
 
 S = GlideinState
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.support.pilots_real import PilotLauncher, wait_until
 from tests.support.pools import RunningPool
 from tests.support.proxies import make_user_proxy
-from userpool.protocol import Scope
+from updraft.core.protocol import Scope
 
 
 def tagged(tag: str, body: str) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tests.support.pilots import ProtocolPilot, slot_ad
 from tests.support.pools import RunningPool
-from userpool.protocol import PilotCommand, Scope
+from updraft.core.protocol import PilotCommand, Scope
 
 
 def submit(pool: RunningPool, workdir: Path, user: str, text: str = "executable = job.sh\nqueue 3\n") -> str:

@@ -9,8 +9,8 @@ import pytest
 
 from tests.support.pilots import ProtocolPilot, slot_ad
 from tests.support.pools import RunningPool
-from userpool.client import Client, ClientError
-from userpool.protocol import AdType, ClaimReport, RevokeRequest, Scope, SubmitRequest, TokenRequest
+from updraft.core.client import Client, ClientError
+from updraft.core.protocol import AdType, ClaimReport, RevokeRequest, Scope, SubmitRequest, TokenRequest
 from userpool.tokens import TokenSigner
 
 

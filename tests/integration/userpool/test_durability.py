@@ -11,9 +11,9 @@ from pathlib import Path
 from tests.support.accounts import IDENTITY_MAP
 from tests.support.pilots import ProtocolPilot, slot_ad
 from tests.support.pools import FAST, RunningPool
-from userpool.client import Client, ClientError, PoolUnreachable
+from updraft.core.client import Client, ClientError, PoolUnreachable
+from updraft.core.protocol import QueryRequest, Scope, SubmitRequest
 from userpool.process import PoolProcess
-from userpool.protocol import QueryRequest, Scope, SubmitRequest
 
 PROCS = 5
 

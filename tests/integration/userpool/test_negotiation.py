@@ -10,8 +10,8 @@ import pytest
 
 from tests.support.pilots import ProtocolPilot, slot_ad
 from tests.support.pools import RunningPool, start_pool
-from userpool.client import ClientError
-from userpool.protocol import ClaimReport, Match, Scope
+from updraft.core.client import ClientError
+from updraft.core.protocol import ClaimReport, Match, Scope
 
 
 def submit(pool: RunningPool, workdir: Path, user: str, text: str) -> str:
@@ -123,7 +123,8 @@ def test_lease_expiry_returns_the_job(fresh_pool: RunningPool, workdir: Path) ->
     assert "lease_expired" in events
     with pytest.raises(ClientError) as refused:
         dying.client.report(
-            match.claim_id, __import__("userpool.protocol", fromlist=["ClaimReport"]).ClaimReport("started")
+            match.claim_id,
+            __import__("updraft.core.protocol", fromlist=["ClaimReport"]).ClaimReport("started"),
         )
     assert refused.value.status == 409
     second = pilot(pool, "second").take()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.support.pilots import ProtocolPilot, slot_ad
 from tests.support.pools import RunningPool
-from userpool.protocol import Scope
+from updraft.core.protocol import Scope
 
 
 def submit(pool: RunningPool, workdir: Path, user: str, text: str) -> str:

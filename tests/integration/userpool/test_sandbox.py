@@ -11,8 +11,8 @@ import pytest
 from tests.support.accounts import give_to_job_account
 from tests.support.pilots import ProtocolPilot, output_tar, slot_ad
 from tests.support.pools import RunningPool, start_pool
-from userpool.client import ClientError
-from userpool.protocol import Scope
+from updraft.core.client import ClientError
+from updraft.core.protocol import Scope
 
 
 def submit(pool: RunningPool, workdir: Path, user: str, text: str) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.pools import start_pool
-from userpool.client import Client, PoolUnreachable
+from updraft.core.client import Client, PoolUnreachable
 
 
 def test_https_with_generated_ca(tmp_path: Path, workdir: Path) -> None:

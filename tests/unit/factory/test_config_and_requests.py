@@ -11,8 +11,8 @@ from factory.limits import Counts
 from factory.requests import factory_ad, read_requests
 from frontend.glideclient import PilotRequest, glideclient_ad
 from tests.support.configs import assert_config_error
-from userpool import protocol as p
-from userpool.sealed import KeyPair
+from updraft.core import protocol as p
+from updraft.core.sealed import KeyPair
 
 REPO = Path(__file__).parents[3]
 GOOD = """\

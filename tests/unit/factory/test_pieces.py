@@ -20,9 +20,9 @@ from factory.journal import Journal
 from factory.proxies import delegate, load_proxy, load_request, time_left
 from factory.staging import StagingServer, stage_file
 from factory.startup import StagedFile, render
-from pilot.record import parse_result
 from tests.support.proxies import make_grid
 from tests.support.sites import make_entry
+from updraft.core.pilotrecord import parse_result
 
 S = GlideinState
 

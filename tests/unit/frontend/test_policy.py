@@ -16,7 +16,7 @@ from frontend.config import (
 from frontend.matching import Entry, Kind, Matcher, demand
 from frontend.planner import GroupData, Observation, Planner
 from frontend.policy import EntryCounts, Hysteresis, Totals, decide
-from userpool import classads
+from updraft.core import classads
 
 
 def group(**changes: object) -> GroupConfig:

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from pilot.config import load_config
-from pilot.errors import PilotConfigError
+from updraft.core.pilotparams import PilotConfigError
 
 
 def test_precedence_cli_over_env_over_file(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ import pytest
 
 from pilot import resources
 from pilot.checks.vo import parse_check_output
-from pilot.record import parse_result, write_result
 from pilot.slot import (
     ALLOWED,
     TERMINAL,
@@ -16,6 +15,7 @@ from pilot.slot import (
     attribute_text,
     start_expression,
 )
+from updraft.core.pilotrecord import parse_result, write_result
 
 
 def test_resources_from_the_batch_slot(tmp_path: Path) -> None:

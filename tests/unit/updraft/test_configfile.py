@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from updraft.configfile import ConfigError, LineMap, load_yaml, suggest
+from updraft.core.configfile import ConfigError, LineMap, load_yaml, suggest
 from userpool.config import load_pool_config
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from userpool.submit import arglist
+from updraft.core import arglist
 
 
 @pytest.mark.parametrize(

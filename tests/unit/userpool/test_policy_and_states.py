@@ -1,9 +1,10 @@
 import pytest
 
-from userpool import classads, policy
-from userpool.errors import IllegalTransition
+from updraft.core import classads
+from updraft.core.errors import IllegalTransition
+from updraft.core.protocol import JobStatus
+from userpool import policy
 from userpool.jobs import ALLOWED, TERMINAL, check_transition
-from userpool.protocol import JobStatus
 
 
 def test_state_table() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from updraft.configfile import ConfigError
+from updraft.core.configfile import ConfigError
 from userpool.config import PoolConfig, load_pool_config
 
 EXAMPLE = Path(__file__).parents[3] / "config" / "pool.yaml"

@@ -2,8 +2,8 @@ import time
 
 import pytest
 
-from userpool import protocol as p
-from userpool.errors import BadRequest, Unauthorized
+from updraft.core import protocol as p
+from updraft.core.errors import BadRequest, Unauthorized
 from userpool.tokens import TokenSigner
 
 
@@ -55,7 +55,7 @@ def test_payloads_refuse_unknown_fields() -> None:
 
 @pytest.mark.parametrize("value", [None, True, 3, 1.5, 'a"b\\c\n', [1, "x"]])
 def test_literals_roundtrip(value: object) -> None:
-    from userpool import classads
+    from updraft.core import classads
 
     text = p.literal(value)
     assert classads.to_python(classads.value_of_text(text)) == value

@@ -15,13 +15,10 @@ import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
-try:
-    from updraft.errors import UpdraftError as _Root
-except ImportError:  # pragma: no cover - bundled without updraft/
-    _Root = Exception  # type: ignore[misc,assignment]
+from updraft.core.errors import UpdraftError
 
 
-class PoolUnreachable(_Root):  # type: ignore[valid-type,misc]
+class PoolUnreachable(UpdraftError):
     """No answer from the pool at all (not running, wrong address, network)."""
 
 

@@ -14,7 +14,7 @@ import fnmatch
 import os
 from collections.abc import Mapping
 
-from userpool.errors import BadRequest
+from updraft.core.errors import BadRequest
 
 WHITESPACE = " \t\n\r"
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from updraft.errors import UpdraftError
+from updraft.core.errors import UpdraftError
 
 FieldPath = tuple[Any, ...]
 

@@ -1,8 +1,24 @@
-"""Errors of the user pool; each maps to one HTTP status so the API layer stays thin."""
+"""The one root of every error Updraft raises on purpose, and the answers the pool gives.
+
+Each refusal of the pool is a class with the HTTP status it is answered with, so the
+server maps it in one place and the client and the tools name the same thing.
+Standard library only: the pilot bundles this module too.
+"""
 
 from __future__ import annotations
 
-from updraft.errors import UpdraftError
+
+class UpdraftError(Exception):
+    """Base class: callers that want "any Updraft failure" catch this and nothing broader."""
+
+    #: process exit status a CLI uses when this error ends it
+    exit_status = 1
+
+
+class UsageError(UpdraftError):
+    """The command line itself is wrong; exit 2 like argparse."""
+
+    exit_status = 2
 
 
 class PoolError(UpdraftError):

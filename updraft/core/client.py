@@ -20,19 +20,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from userpool import protocol as p
-from userpool.transport import PoolUnreachable, Response, make_transport
-
-try:
-    from updraft.errors import UpdraftError as _Root
-except ImportError:  # pragma: no cover - bundled without updraft/
-    _Root = Exception  # type: ignore[misc,assignment]
+from updraft.core import protocol as p
+from updraft.core.errors import UpdraftError
+from updraft.core.transport import PoolUnreachable, Response, make_transport
 
 DEFAULT_TIMEOUT_S = 120.0
 CHUNK = 1 << 20
 
 
-class ClientError(_Root):  # type: ignore[valid-type,misc]
+class ClientError(UpdraftError):
     """The pool answered with an error; ``status`` is the HTTP status, ``kind`` the error type."""
 
     def __init__(self, status: int, kind: str, message: str) -> None:

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import classad2
 import htcondor2  # noqa: F401  (must precede classad2: registers HTCondor's ClassAd functions)
 
-from userpool.errors import ExpressionError
+from updraft.core.errors import ExpressionError
 
 ClassAd = classad2.ClassAd
 ExprTree = classad2.ExprTree

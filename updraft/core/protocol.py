@@ -20,6 +20,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from updraft.core.errors import UpdraftError
+
 PROTOCOL_VERSION = 1
 
 # ---------------------------------------------------------------------------------------------
@@ -246,13 +248,9 @@ DEFAULT_JOB_LEASE_DURATION_S = 2400  # condor_submit's default JobLeaseDuration
 # ---------------------------------------------------------------------------------------------
 # Errors
 # ---------------------------------------------------------------------------------------------
-try:  # the pilot bundles updraft/errors.py beside this module; keep one root when it is there
-    from updraft.errors import UpdraftError as _Root
-except ImportError:  # pragma: no cover - bare copy of protocol.py
-    _Root = Exception  # type: ignore[misc,assignment]
 
 
-class ProtocolError(_Root):  # type: ignore[valid-type,misc]
+class ProtocolError(UpdraftError):
     """A payload or identifier that does not follow this protocol."""
 
 
