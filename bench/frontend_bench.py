@@ -16,7 +16,7 @@ import yaml
 from bench.common import ROOT, Result, result, say, timer
 from frontend.config import load_frontend_config
 from frontend.loop import Frontend
-from updraft.core import protocol as p
+from updraft.core import payloads, protocol
 from updraft.core.sealed import KEY_TYPE, KeyPair
 from userpool.process import PoolProcess
 
@@ -28,12 +28,12 @@ def entry_ads(count: int, keys: KeyPair, factories: int = 4) -> list[dict[str, s
         factory = f"factory{index % factories}"
         name = f"Entry{index:04d}"
         ads.append({
-            p.ATTR_NAME: p.literal(f"{name}@{factory}"), p.ATTR_FACTORY_NAME: p.literal(factory),
-            p.ATTR_ENTRY_NAME: p.literal(name), p.ATTR_GLIDEIN_SITE: p.literal(f"Site{index // 2:03d}"),
-            p.ATTR_IN_DOWNTIME: "false", p.ATTR_ALLOWED_FRONTENDS: p.literal("*"),
-            p.ATTR_PUBKEY_ID: p.literal(keys.key_id), p.ATTR_PUBKEY_TYPE: p.literal(KEY_TYPE),
-            p.ATTR_PUBKEY_VALUE: p.literal(keys.public_pem), "GLIDEIN_CPUS": str(8 if index % 3 else 1),
-            "GLIDEIN_Supported_VOs": p.literal("CMS,OSG" if index % 5 else "OSG"), p.ATTR_LIFETIME: "3600",
+            protocol.ATTR_NAME: protocol.literal(f"{name}@{factory}"), protocol.ATTR_FACTORY_NAME: protocol.literal(factory),
+            protocol.ATTR_ENTRY_NAME: protocol.literal(name), protocol.ATTR_GLIDEIN_SITE: protocol.literal(f"Site{index // 2:03d}"),
+            protocol.ATTR_IN_DOWNTIME: "false", protocol.ATTR_ALLOWED_FRONTENDS: protocol.literal("*"),
+            protocol.ATTR_PUBKEY_ID: protocol.literal(keys.key_id), protocol.ATTR_PUBKEY_TYPE: protocol.literal(KEY_TYPE),
+            protocol.ATTR_PUBKEY_VALUE: protocol.literal(keys.public_pem), "GLIDEIN_CPUS": str(8 if index % 3 else 1),
+            "GLIDEIN_Supported_VOs": protocol.literal("CMS,OSG" if index % 5 else "OSG"), protocol.ATTR_LIFETIME: "3600",
         })  # fmt: skip
     return ads
 
@@ -47,13 +47,13 @@ def cycle(work: Path, jobs: int, entries: int) -> list[Result]:
         for index in range(clusters):
             sites = ",".join(f"Site{(index * 7 + k) % (entries // 2):03d}" for k in range(1 + index % 4))
             ad = {
-                "Cmd": '"/bin/sleep"', "Args": '"60"', "Owner": p.literal(f"user{index % 20}"),
-                "RequestCpus": str(1 if index % 10 else 4), p.ATTR_DESIRED_SITES: p.literal(sites),
+                "Cmd": '"/bin/sleep"', "Args": '"60"', "Owner": protocol.literal(f"user{index % 20}"),
+                "RequestCpus": str(1 if index % 10 else 4), protocol.ATTR_DESIRED_SITES: protocol.literal(sites),
             }  # fmt: skip
-            client.submit(p.SubmitRequest(client.reserve_cluster(), ad, [{}] * per_cluster))
+            client.submit(payloads.SubmitRequest(client.reserve_cluster(), ad, [{}] * per_cluster))
         keys = KeyPair.load_or_create(work / "factory.key")
-        client.advertise(p.AdType.GlideFactory.value, entry_ads(entries, keys), 3600)
-        token = client.mint_token(p.TokenRequest("fe-bench", ["frontend"], 86400)).token
+        client.advertise(protocol.AdType.GlideFactory.value, entry_ads(entries, keys), 3600)
+        token = client.mint_token(payloads.TokenRequest("fe-bench", ["frontend"], 86400)).token
         (work / "fe.token").write_text(token)
         config = {
             "name": "fe-bench",
@@ -77,7 +77,9 @@ def cycle(work: Path, jobs: int, entries: int) -> list[Result]:
             with timer() as warm:
                 frontend.cycle()
             advertised = len(
-                client.query_ads(p.AdType.GlideClient.value, 'FrontendName == "fe-bench"', [p.ATTR_NAME])
+                client.query_ads(
+                    protocol.AdType.GlideClient.value, 'FrontendName == "fe-bench"', [protocol.ATTR_NAME]
+                )
             )
         finally:
             frontend.stop()

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import requests
 
 from updraft.core.client import Client
-from updraft.core.protocol import PollRequest, QueryRequest, Scope, SubmitRequest, quote
+from updraft.core.payloads import PollRequest, QueryRequest, SubmitRequest
+from updraft.core.protocol import Scope, quote
 from userpool.tokens import TokenSigner
 
 #: 12 levels of doubling: ~12,000 terms, under the default budget of 20,000

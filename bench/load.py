@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from updraft.core import protocol as p
+from updraft.core import payloads, protocol
 from updraft.core.protocol import Scope
 from userpool.server import raise_open_files_limit
 from userpool.tokens import TokenSigner
@@ -134,14 +134,14 @@ class LoadDriver:
         token = self.signer.issue(name, frozenset({Scope.PILOT}), 3600)[0]
         connection = Connection(self.host, self.port, token)
         slot = {
-            "Name": p.quote(f"slot1@{name}"), "Cpus": "1", "Memory": "2048", "Disk": "10000000",
+            "Name": protocol.quote(f"slot1@{name}"), "Cpus": "1", "Memory": "2048", "Disk": "10000000",
             "Arch": '"X86_64"', "OpSys": '"LINUX"', "HasFileTransfer": "true",
-            p.ATTR_GLIDEIN_SITE: '"LoadSite"', "START": "true",
+            protocol.ATTR_GLIDEIN_SITE: '"LoadSite"', "START": "true",
         }  # fmt: skip
-        poll = p.PollRequest(slot, [], 20.0, 1).to_json()
+        poll = payloads.PollRequest(slot, [], 20.0, 1).to_json()
         try:
             while not self.stop_polling.is_set():
-                body = await self.timed(connection, "POST", p.PILOT_POLL, poll, measure=False)
+                body = await self.timed(connection, "POST", protocol.PILOT_POLL, poll, measure=False)
                 if body is None:
                     await asyncio.sleep(1.0)
                     continue
@@ -158,15 +158,15 @@ class LoadDriver:
         submitted = self.submitted_at.get(job_id)
         if submitted is not None:
             self.report.submit_to_start.append(time.monotonic() - submitted)
-        report_path = p.CLAIM_REPORT.format(claim_id=match["claim_id"])
+        report_path = protocol.CLAIM_REPORT.format(claim_id=match["claim_id"])
         if (
-            await self.timed(connection, "POST", report_path, p.ClaimReport("started").to_json(), True)
+            await self.timed(connection, "POST", report_path, payloads.ClaimReport("started").to_json(), True)
             is None
         ):
             return
         self.report.started += 1
         await asyncio.sleep(self.job_s)
-        exited = p.ClaimReport("exited", exit_code=0, usage={"RemoteUserCpu": self.job_s}).to_json()
+        exited = payloads.ClaimReport("exited", exit_code=0, usage={"RemoteUserCpu": self.job_s}).to_json()
         if await self.timed(connection, "POST", report_path, exited, True) is not None:
             self.report.completed += 1
 
@@ -194,14 +194,14 @@ class LoadDriver:
 
     async def submit_one(self, connection: Connection) -> None:
         async with connection.lock:  # the submitter shares its connections between submissions
-            body = await self.timed(connection, "POST", p.CLUSTERS, b"", True)
+            body = await self.timed(connection, "POST", protocol.CLUSTERS, b"", True)
             if not isinstance(body, dict):
                 return
             cluster = int(body["cluster_id"])
             ad = {"Cmd": '"/bin/true"', "RequestCpus": "1", "RequestMemory": "64", "Requirements": "true"}
             self.submitted_at[f"{cluster}.0"] = time.monotonic()
             if await self.timed(
-                connection, "POST", p.JOBS, p.SubmitRequest(cluster, ad, [{}]).to_json(), True
+                connection, "POST", protocol.JOBS, payloads.SubmitRequest(cluster, ad, [{}]).to_json(), True
             ):
                 self.report.submitted += 1
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from bench.common import Result, result, say
 from bench.heavy import run_heavy
 from bench.load import run_load
-from updraft.core.protocol import QueryRequest
+from updraft.core.payloads import QueryRequest
 from userpool.process import PoolProcess
 
 

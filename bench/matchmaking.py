@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from bench.common import Result, result, say
-from updraft.core.protocol import SubmitRequest, quote
+from updraft.core.payloads import SubmitRequest
+from updraft.core.protocol import quote
 from userpool.config import PoolConfig
 from userpool.events import EventLog, Tx
 from userpool.schedd import Schedd

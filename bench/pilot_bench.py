@@ -17,7 +17,8 @@ from pathlib import Path
 
 from bench.common import Result, result, say
 from pilot.build import build
-from updraft.core.protocol import QueryRequest, Scope, SubmitRequest
+from updraft.core.payloads import QueryRequest, SubmitRequest
+from updraft.core.protocol import Scope
 from userpool.process import PoolProcess
 from userpool.tokens import TokenSigner
 
@@ -55,7 +56,7 @@ def _submit(pool: PoolProcess, script: Path, count: int, args: str = "") -> int:
     digest = hashlib.sha256(digest_path.read_bytes()).hexdigest()
     if client.missing_blobs([digest]):
         client.put_blob(digest, digest_path)
-    from updraft.core.protocol import SandboxFile
+    from updraft.core.payloads import SandboxFile
 
     ad = {
         "Cmd": f'"{script}"',

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from bench.common import Result, anchor_python, result, rss_mb, run_cli, say, timer
-from updraft.core.protocol import QueryRequest, SubmitRequest
+from updraft.core.payloads import QueryRequest, SubmitRequest
 from userpool.process import PoolProcess
 
 INGEST_SUBMIT = """\

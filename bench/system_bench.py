@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from bench.common import BIN, Result, result, say
-from updraft.core import protocol as p
+from updraft.core import payloads, protocol
 from updraft.core.protocol import Scope
 from updraft.service import terminate
 from userpool.process import PoolProcess
@@ -91,7 +91,7 @@ class LocalSystem:
         )
         return int(out.stdout.strip().split()[-1].rstrip("."))
 
-    def events(self, kinds: set[str], after: int = 0) -> list[p.Event]:
+    def events(self, kinds: set[str], after: int = 0) -> list[payloads.Event]:
         client, out = self.pool.client(), []
         while batch := client.events(after, 10000):
             out += [e for e in batch if e.type in kinds]
@@ -114,7 +114,7 @@ class LocalSystem:
         self.pool.stop()
 
 
-def _submit_and_start(system: LocalSystem, cluster: int, after: int) -> list[p.Event]:
+def _submit_and_start(system: LocalSystem, cluster: int, after: int) -> list[payloads.Event]:
     return [e for e in system.events({"submit", "execute"}, after) if e.cluster_id == cluster]
 
 
@@ -135,14 +135,21 @@ def run(quick: bool = False) -> list[Result]:
         system.submit(_job(slots, 2, "warmup"))
         client = system.pool.client()
         system.wait(
-            lambda: len(client.query_ads(p.AdType.Slot.value, "", ["Name"])) >= slots, 300, f"{slots} pilots"
+            lambda: len(client.query_ads(protocol.AdType.Slot.value, "", ["Name"])) >= slots,
+            300,
+            f"{slots} pilots",
         )
-        system.wait(lambda: not client.query(p.QueryRequest("", ["ProcId"])).ads, 120, "the warm-up jobs")
+        system.wait(
+            lambda: not client.query(payloads.QueryRequest("", ["ProcId"])).ads, 120, "the warm-up jobs"
+        )
 
         say(f"system: {jobs} jobs of {job_s} s over {slots} pilots")
         submitted = time.time()
         cluster = system.submit(_job(jobs, job_s, "batch"))
-        done = lambda: len(client.query(p.QueryRequest(f"ClusterId == {cluster}", ["ProcId"])).ads) == 0  # noqa: E731
+
+        def done() -> bool:
+            return len(client.query(payloads.QueryRequest(f"ClusterId == {cluster}", ["ProcId"])).ads) == 0
+
         system.wait(done, jobs * job_s / slots * 4 + 300, "the batch")
         ends = [e.time for e in system.events({"complete"}) if e.cluster_id == cluster]
         makespan = max(ends) - submitted

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from updraft.core import protocol
 from updraft.core.configfile import ConfigError, RelativePaths, Source, build_model, load_model, suggest
 from updraft.service import PoolSettings as ServicePoolSettings
 
@@ -73,13 +74,29 @@ class CustomCheck:
     type: str = "VO_Config"
 
 
+#: the typed entry settings and the attributes they are published as (glideinWMS's names)
+TYPED_ATTRIBUTES = {
+    "cpus": protocol.ATTR_GLIDEIN_CPUS,
+    "memory_mb": protocol.ATTR_GLIDEIN_MAX_MEMORY,
+    "walltime_s": protocol.ATTR_GLIDEIN_MAX_WALLTIME,
+}
+
+
 @dataclass
 class EntryConfig:
     name: str
     gridtype: str
     enabled: bool = True
     gatekeeper: str = ""  # CE contact, URL or partition, per gridtype
-    attributes: dict[str, Any] = field(default_factory=dict)  # published: GLIDEIN_Site, GLIDEIN_CPUS, ...
+    #: GLIDEIN_CPUS: the cores a glidein gets; 0: not said (the pilot counts them, the factory counts 1)
+    cpus: int = 0
+    #: GLIDEIN_MaxMemMBs: the memory a glidein may use; 0: not said
+    memory_mb: int = 0
+    #: GLIDEIN_Max_Walltime: how long the site lets a glidein run; 0: not said
+    walltime_s: int = 0
+    attributes: dict[str, Any] = field(
+        default_factory=dict
+    )  # published too: GLIDEIN_Site, GLIDEIN_Supported_VOs, ...
     glexec: str = "none"  # none | auto | /path/to/glexec
     software_paths: list[str] = field(default_factory=list)
     squid: str = "auto"
@@ -98,16 +115,21 @@ class EntryConfig:
 
     @property
     def site(self) -> str:
-        return str(self.attributes.get("GLIDEIN_Site", self.name))
+        return str(self.attributes.get(protocol.ATTR_GLIDEIN_SITE, self.name))
 
     @property
-    def cpus(self) -> int:
-        value = self.attributes.get("GLIDEIN_CPUS", 1)
-        return int(value) if str(value).isdigit() else 1
+    def cores(self) -> int:
+        """The cores the factory counts per glidein."""
+        return self.cpus or 1
 
-    @property
-    def walltime_s(self) -> int:
-        return int(self.attributes.get("GLIDEIN_Max_Walltime", 0) or 0)
+    def published_attributes(self) -> dict[str, Any]:
+        """What the entry's glidefactory ad and its pilots carry: the attributes and the typed fields."""
+        out = dict(self.attributes)
+        for name, attribute in TYPED_ATTRIBUTES.items():
+            value = getattr(self, name)
+            if value:
+                out[attribute] = value
+        return out
 
     def allows(self, frontend: str) -> bool:
         return "*" in self.allowed_frontends or frontend in self.allowed_frontends
@@ -240,10 +262,21 @@ def validate_entry(entry: EntryConfig, where: tuple[Any, ...], source: Source) -
         )
     if entry.glexec not in ("none", "auto") and not entry.glexec.startswith("/"):
         raise source.error((*where, "glexec"), "must be none, auto or an absolute path")
-    for key in ("GLIDEIN_CPUS", "GLIDEIN_MaxMemMBs", "GLIDEIN_Max_Walltime", "GLIDEIN_MaxCPUTime"):
+    for key in (*TYPED_ATTRIBUTES.values(), protocol.ATTR_GLIDEIN_MAX_CPUTIME):
         value = entry.attributes.get(key)
         if value is not None and not (isinstance(value, int) and value >= 0):
             raise source.error((*where, "attributes", key), f"expected a whole number, got {value!r}")
+    for name, attribute in TYPED_ATTRIBUTES.items():
+        given = getattr(entry, name)
+        if given < 0:
+            raise source.error((*where, name), f"expected a whole number, got {given!r}")
+        if attribute in entry.attributes:  # the glideinWMS spelling of the same setting
+            value = entry.attributes.pop(attribute)
+            if given and given != value:
+                raise source.error(
+                    (*where, name), f"given twice: {name}: {given} and attributes.{attribute}: {value}"
+                )
+            setattr(entry, name, value)
     if entry.submit_extras:
         from jinja2 import Environment, StrictUndefined, TemplateSyntaxError
 

@@ -24,20 +24,55 @@ class GlideinState(enum.StrEnum):
     LOST = "lost"  # the site no longer knows it and the journal cannot say how it ended
 
 
-S = GlideinState
 ALLOWED: Mapping[GlideinState, frozenset[GlideinState]] = {
-    S.UNSUBMITTED: frozenset({S.QUEUED, S.RUNNING, S.HELD, S.COMPLETED, S.FAILED, S.REMOVED, S.LOST}),
-    S.QUEUED: frozenset({S.RUNNING, S.HELD, S.COMPLETED, S.FAILED, S.REMOVED, S.LOST}),
-    S.RUNNING: frozenset({S.HELD, S.COMPLETED, S.FAILED, S.REMOVED, S.LOST}),
-    S.HELD: frozenset({S.QUEUED, S.RUNNING, S.COMPLETED, S.FAILED, S.REMOVED, S.LOST}),
-    S.COMPLETED: frozenset(),
-    S.FAILED: frozenset(),
-    S.REMOVED: frozenset(),
-    S.LOST: frozenset(),
+    GlideinState.UNSUBMITTED: frozenset(
+        {
+            GlideinState.QUEUED,
+            GlideinState.RUNNING,
+            GlideinState.HELD,
+            GlideinState.COMPLETED,
+            GlideinState.FAILED,
+            GlideinState.REMOVED,
+            GlideinState.LOST,
+        }
+    ),
+    GlideinState.QUEUED: frozenset(
+        {
+            GlideinState.RUNNING,
+            GlideinState.HELD,
+            GlideinState.COMPLETED,
+            GlideinState.FAILED,
+            GlideinState.REMOVED,
+            GlideinState.LOST,
+        }
+    ),
+    GlideinState.RUNNING: frozenset(
+        {
+            GlideinState.HELD,
+            GlideinState.COMPLETED,
+            GlideinState.FAILED,
+            GlideinState.REMOVED,
+            GlideinState.LOST,
+        }
+    ),
+    GlideinState.HELD: frozenset(
+        {
+            GlideinState.QUEUED,
+            GlideinState.RUNNING,
+            GlideinState.COMPLETED,
+            GlideinState.FAILED,
+            GlideinState.REMOVED,
+            GlideinState.LOST,
+        }
+    ),
+    GlideinState.COMPLETED: frozenset(),
+    GlideinState.FAILED: frozenset(),
+    GlideinState.REMOVED: frozenset(),
+    GlideinState.LOST: frozenset(),
 }
 TERMINAL = frozenset(state for state, following in ALLOWED.items() if not following)
 LIVE = frozenset(GlideinState) - TERMINAL
-_ORDER = {S.UNSUBMITTED: 0, S.QUEUED: 1, S.HELD: 1, S.RUNNING: 2}
+_ORDER = {GlideinState.UNSUBMITTED: 0, GlideinState.QUEUED: 1, GlideinState.HELD: 1, GlideinState.RUNNING: 2}
 
 
 def allowed(current: GlideinState, new: GlideinState) -> bool:
@@ -46,7 +81,7 @@ def allowed(current: GlideinState, new: GlideinState) -> bool:
 
 def is_stale(current: GlideinState, new: GlideinState) -> bool:
     """A report that would go backwards (running -> queued): ignore it, the site answered late."""
-    if new == S.HELD or current == S.HELD:
+    if new == GlideinState.HELD or current == GlideinState.HELD:
         return False
     return new in _ORDER and current in _ORDER and _ORDER[new] < _ORDER[current]
 

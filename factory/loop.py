@@ -39,7 +39,7 @@ from factory.tracking import (
     reconcile,
     renew_credentials,
 )
-from updraft.core import protocol as p
+from updraft.core import protocol
 from updraft.core.client import Client, ClientError, PoolUnreachable
 from updraft.core.metrics import Exposition
 from updraft.core.sealed import KeyPair
@@ -105,8 +105,8 @@ class Factory(ServiceLoop):
         self.staging: StagingServer | None = None
         self.pilot: StagedFile | None = None
         self.advertised: dict[str, set[str]] = {
-            p.AdType.GlideFactory.value: set(),
-            p.AdType.GlideFactoryClient.value: set(),
+            protocol.AdType.GlideFactory.value: set(),
+            protocol.AdType.GlideFactoryClient.value: set(),
         }
         self.totals: Counter[tuple[str, str]] = Counter()  # (entry, what) -> count since start
         self.cycles = 0
@@ -301,7 +301,7 @@ class Factory(ServiceLoop):
     def _read_requests(self) -> None:
         try:
             ads = self.client.query_ads(
-                p.AdType.GlideClient.value, f'{p.ATTR_REQ_FACTORY} == "{self.config.name}"'
+                protocol.AdType.GlideClient.value, f'{protocol.ATTR_REQ_FACTORY} == "{self.config.name}"'
             )
         except (PoolUnreachable, ClientError) as exc:
             # no data is not "no demand": keep nothing, submit nothing, remove nothing
@@ -472,10 +472,10 @@ class Factory(ServiceLoop):
                     )
                 )
         for ad_type, ads in (
-            (p.AdType.GlideFactory.value, factory_ads),
-            (p.AdType.GlideFactoryClient.value, client_ads),
+            (protocol.AdType.GlideFactory.value, factory_ads),
+            (protocol.AdType.GlideFactoryClient.value, client_ads),
         ):
-            names = {str(p.parse_literal(ad[p.ATTR_NAME])) for ad in ads}
+            names = {str(protocol.parse_literal(ad[protocol.ATTR_NAME])) for ad in ads}
             try:
                 if ads:
                     self.client.advertise(ad_type, ads, lifetime)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from factory.config import EntryConfig, FactoryConfig
 from factory.limits import Counts, Request
-from updraft.core import protocol as p
+from updraft.core import protocol
 from updraft.core.sealed import KEY_TYPE, KeyPair, SealError, open_sealed
 
 
@@ -28,11 +28,11 @@ def read_requests(
     accepted: dict[tuple[str, str], Request] = {}
     rejected: list[Rejected] = []
     for texts in ads:
-        name = str(p.ad_value(texts, p.ATTR_NAME, "?"))
-        entry_name = str(p.ad_value(texts, p.ATTR_REQ_ENTRY, ""))
-        client = str(p.ad_value(texts, p.ATTR_CLIENT_NAME, ""))
-        frontend = str(p.ad_value(texts, p.ATTR_FRONTEND_NAME, ""))
-        author = str(p.ad_value(texts, p.ATTR_AUTHENTICATED_IDENTITY, ""))
+        name = str(protocol.ad_value(texts, protocol.ATTR_NAME, "?"))
+        entry_name = str(protocol.ad_value(texts, protocol.ATTR_REQ_ENTRY, ""))
+        client = str(protocol.ad_value(texts, protocol.ATTR_CLIENT_NAME, ""))
+        frontend = str(protocol.ad_value(texts, protocol.ATTR_FRONTEND_NAME, ""))
+        author = str(protocol.ad_value(texts, protocol.ATTR_AUTHENTICATED_IDENTITY, ""))
         if author != f"frontend:{frontend}" and author != "admin":
             rejected.append(
                 Rejected(name, f"written by {author or 'nobody'}, claims to come from frontend {frontend!r}")
@@ -46,15 +46,15 @@ def read_requests(
             rejected.append(Rejected(name, f"frontend {frontend!r} may not use entry {entry_name}"))
             continue
         params = {
-            key[len(p.PARAM_PREFIX) :]: str(p.ad_value(texts, key, ""))
+            key[len(protocol.PARAM_PREFIX) :]: str(protocol.ad_value(texts, key, ""))
             for key in texts
-            if key.startswith(p.PARAM_PREFIX)
+            if key.startswith(protocol.PARAM_PREFIX)
         }
         token = ""
-        sealed_key = p.ad_value(texts, p.ATTR_REQ_ENC_KEY)
-        sealed_token = p.ad_value(texts, p.ENC_PARAM_PREFIX + "Token")
+        sealed_key = protocol.ad_value(texts, protocol.ATTR_REQ_ENC_KEY)
+        sealed_token = protocol.ad_value(texts, protocol.ENC_PARAM_PREFIX + "Token")
         if sealed_key and sealed_token:
-            if p.ad_value(texts, p.ATTR_REQ_PUBKEY_ID) not in (None, keys.key_id):
+            if protocol.ad_value(texts, protocol.ATTR_REQ_PUBKEY_ID) not in (None, keys.key_id):
                 rejected.append(Rejected(name, "sealed for another key of this factory (an old one?)"))
                 continue
             try:
@@ -67,11 +67,11 @@ def read_requests(
                 entry=entry_name,
                 client=client or frontend,
                 frontend=frontend,
-                idle=max(0, int(p.ad_value(texts, p.ATTR_REQ_IDLE, 0))),
-                max_glideins=max(0, int(p.ad_value(texts, p.ATTR_REQ_MAX_RUN, 0))),
-                remove=str(p.ad_value(texts, p.ATTR_REQ_REMOVE_EXCESS, "NO")).upper(),
-                margin=max(0, int(p.ad_value(texts, p.ATTR_REQ_REMOVE_MARGIN, 0))),
-                idle_lifetime_s=max(0, int(p.ad_value(texts, p.ATTR_REQ_IDLE_LIFETIME, 0))),
+                idle=max(0, int(protocol.ad_value(texts, protocol.ATTR_REQ_IDLE, 0))),
+                max_glideins=max(0, int(protocol.ad_value(texts, protocol.ATTR_REQ_MAX_RUN, 0))),
+                remove=str(protocol.ad_value(texts, protocol.ATTR_REQ_REMOVE_EXCESS, "NO")).upper(),
+                margin=max(0, int(protocol.ad_value(texts, protocol.ATTR_REQ_REMOVE_MARGIN, 0))),
+                idle_lifetime_s=max(0, int(protocol.ad_value(texts, protocol.ATTR_REQ_IDLE_LIFETIME, 0))),
                 params=params,
                 token=token,
             )
@@ -92,33 +92,33 @@ def factory_ad(
 ) -> dict[str, str]:
     """The entry's glidefactory ad: what it is, its limits, whether it is down, how busy it is."""
     ad = {
-        p.ATTR_NAME: p.literal(f"{entry.name}@{config.name}"),
-        p.ATTR_FACTORY_NAME: p.literal(config.name),
-        p.ATTR_ENTRY_NAME: p.literal(entry.name),
-        p.ATTR_GRIDTYPE: p.literal(entry.gridtype),
-        p.ATTR_GATEKEEPER: p.literal(entry.gatekeeper),
-        p.ATTR_IN_DOWNTIME: p.literal(bool(downtime)),
-        "GLIDEIN_Downtime_Comment": p.literal(downtime or ""),
-        p.ATTR_ALLOWED_FRONTENDS: p.literal(",".join(entry.allowed_frontends)),
-        p.ATTR_PUBKEY_ID: p.literal(keys.key_id),
-        p.ATTR_PUBKEY_TYPE: p.literal(KEY_TYPE),
-        p.ATTR_PUBKEY_VALUE: p.literal(keys.public_pem),
-        "GLIDEIN_Glexec_Use_Location": p.literal(entry.glexec),
-        "GLIDEIN_Software_Paths": p.literal(",".join(entry.software_paths)),
-        "GLIDEIN_Squid": p.literal(entry.squid),
-        "GLIDEIN_Start_Expr": p.literal(entry.start_expr),
-        "GLIDEIN_Limit_MaxGlideins": str(entry.limits.max_glideins),
-        "GLIDEIN_Limit_MaxIdle": str(entry.limits.max_idle),
-        "GLIDEIN_Limit_MaxHeld": str(entry.limits.max_held),
-        f"{p.ATTR_MONITOR_PREFIX}TotalStatusIdle": str(counts.idle),
-        f"{p.ATTR_MONITOR_PREFIX}TotalStatusRunning": str(counts.running),
-        f"{p.ATTR_MONITOR_PREFIX}TotalStatusHeld": str(counts.held),
-        "GLIDEIN_Advertised": str(int(time.time())),
-        p.ATTR_LIFETIME: str(lifetime_s),
+        protocol.ATTR_NAME: protocol.literal(f"{entry.name}@{config.name}"),
+        protocol.ATTR_FACTORY_NAME: protocol.literal(config.name),
+        protocol.ATTR_ENTRY_NAME: protocol.literal(entry.name),
+        protocol.ATTR_GRIDTYPE: protocol.literal(entry.gridtype),
+        protocol.ATTR_GATEKEEPER: protocol.literal(entry.gatekeeper),
+        protocol.ATTR_IN_DOWNTIME: protocol.literal(bool(downtime)),
+        protocol.ATTR_GLIDEIN_DOWNTIME_COMMENT: protocol.literal(downtime or ""),
+        protocol.ATTR_ALLOWED_FRONTENDS: protocol.literal(",".join(entry.allowed_frontends)),
+        protocol.ATTR_PUBKEY_ID: protocol.literal(keys.key_id),
+        protocol.ATTR_PUBKEY_TYPE: protocol.literal(KEY_TYPE),
+        protocol.ATTR_PUBKEY_VALUE: protocol.literal(keys.public_pem),
+        protocol.ATTR_GLIDEIN_GLEXEC_LOCATION: protocol.literal(entry.glexec),
+        protocol.ATTR_GLIDEIN_SOFTWARE_PATHS: protocol.literal(",".join(entry.software_paths)),
+        protocol.ATTR_GLIDEIN_SQUID: protocol.literal(entry.squid),
+        protocol.ATTR_GLIDEIN_START_EXPR: protocol.literal(entry.start_expr),
+        protocol.ATTR_GLIDEIN_LIMIT_MAX_GLIDEINS: str(entry.limits.max_glideins),
+        protocol.ATTR_GLIDEIN_LIMIT_MAX_IDLE: str(entry.limits.max_idle),
+        protocol.ATTR_GLIDEIN_LIMIT_MAX_HELD: str(entry.limits.max_held),
+        f"{protocol.ATTR_MONITOR_PREFIX}TotalStatusIdle": str(counts.idle),
+        f"{protocol.ATTR_MONITOR_PREFIX}TotalStatusRunning": str(counts.running),
+        f"{protocol.ATTR_MONITOR_PREFIX}TotalStatusHeld": str(counts.held),
+        protocol.ATTR_GLIDEIN_ADVERTISED: str(int(time.time())),
+        protocol.ATTR_LIFETIME: str(lifetime_s),
     }
-    for key, value in entry.attributes.items():
-        ad[key] = p.literal(value)
-    ad.setdefault(p.ATTR_GLIDEIN_SITE, p.literal(entry.site))
+    for key, value in entry.published_attributes().items():
+        ad[key] = protocol.literal(value)
+    ad.setdefault(protocol.ATTR_GLIDEIN_SITE, protocol.literal(entry.site))
     return ad
 
 
@@ -131,19 +131,19 @@ def client_ad(
     reasons: list[str],
     lifetime_s: int,
 ) -> dict[str, str]:
-    prefix = p.ATTR_MONITOR_PREFIX
+    prefix = protocol.ATTR_MONITOR_PREFIX
     return {
-        p.ATTR_NAME: p.literal(f"{entry.name}@{config.name}@{client}"),
-        p.ATTR_REQ_ENTRY: p.literal(entry.name),
-        p.ATTR_REQ_FACTORY: p.literal(config.name),
-        p.ATTR_CLIENT_NAME: p.literal(client),
-        p.ATTR_GLIDEIN_SITE: p.literal(entry.site),
+        protocol.ATTR_NAME: protocol.literal(f"{entry.name}@{config.name}@{client}"),
+        protocol.ATTR_REQ_ENTRY: protocol.literal(entry.name),
+        protocol.ATTR_REQ_FACTORY: protocol.literal(config.name),
+        protocol.ATTR_CLIENT_NAME: protocol.literal(client),
+        protocol.ATTR_GLIDEIN_SITE: protocol.literal(entry.site),
         f"{prefix}StatusIdle": str(counts.queued),
         f"{prefix}StatusUnsubmitted": str(counts.unsubmitted),
         f"{prefix}StatusRunning": str(counts.running),
         f"{prefix}StatusHeld": str(counts.held),
         f"{prefix}RequestedIdle": str(request.idle if request else 0),
         f"{prefix}RequestedMaxGlideins": str(request.max_glideins if request else 0),
-        f"{prefix}LimitsHit": p.literal("; ".join(reasons)),
-        p.ATTR_LIFETIME: str(lifetime_s),
+        f"{prefix}LimitsHit": protocol.literal("; ".join(reasons)),
+        protocol.ATTR_LIFETIME: str(lifetime_s),
     }

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from factory.startup import StagedFile
 from pilot.build import build
+from updraft.core import protocol
 from updraft.core.metrics import BackgroundServer, send_metrics
 
 
@@ -45,7 +46,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     metrics: Callable[[], str] = staticmethod(lambda: "")  # type: ignore[assignment]
 
     def do_GET(self) -> None:
-        if self.path.split("?", 1)[0] == "/metrics":
+        if self.path.split("?", 1)[0] == protocol.METRICS:
             send_metrics(self, self.metrics())
             return
         super().do_GET()

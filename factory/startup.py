@@ -13,6 +13,8 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from updraft.core import protocol
+
 TEMPLATES = Path(__file__).with_name("templates")
 
 
@@ -36,7 +38,7 @@ def pilot_settings(
     factory: Any, entry: Any, client: str, params: dict[str, str], pool_url: str, checks: list[StagedFile], lease_until: float = 0.0
 ) -> dict[str, Any]:  # fmt: skip
     """pilot.json for one glidein: the factory's, then the entry's, then what the frontend asks for."""
-    attributes = dict(entry.attributes)
+    attributes = entry.published_attributes()
     settings: dict[str, Any] = {
         "pool": pool_url,
         "site": entry.site,
@@ -45,9 +47,9 @@ def pilot_settings(
         "glidein_name": factory.name,
         "frontend": client.split(".", 1)[0],
         "group": client.split(".", 1)[1] if "." in client else "",
-        "cpus": str(attributes.get("GLIDEIN_CPUS", "auto")),
-        "max_walltime_s": int(attributes.get("GLIDEIN_Max_Walltime", 0) or 0),
-        "max_cputime_s": int(attributes.get("GLIDEIN_MaxCPUTime", 0) or 0),
+        "cpus": str(entry.cpus) if entry.cpus else "auto",
+        "max_walltime_s": entry.walltime_s,
+        "max_cputime_s": int(attributes.get(protocol.ATTR_GLIDEIN_MAX_CPUTIME, 0) or 0),
         "glexec": entry.glexec,
         "software_paths": list(entry.software_paths),
         "squid": entry.squid,
@@ -57,13 +59,15 @@ def pilot_settings(
         ],  # next to pilot.json
         "lease_until": float(lease_until),
         "attributes": {
-            k: v for k, v in attributes.items() if k.startswith("GLIDEIN_") and k not in ("GLIDEIN_Site",)
+            k: v
+            for k, v in attributes.items()
+            if k.startswith("GLIDEIN_") and k not in (protocol.ATTR_GLIDEIN_SITE,)
         },
     }
     if not settings["max_walltime_s"] and getattr(factory, "glidein_lifetime_s", 0):
         settings["lifetime_s"] = int(factory.glidein_lifetime_s)  # every glidein ends by itself
-    if attributes.get("GLIDEIN_MaxMemMBs"):
-        settings["memory_mb"] = int(attributes["GLIDEIN_MaxMemMBs"])
+    if entry.memory_mb:
+        settings["memory_mb"] = entry.memory_mb
     settings.update(factory.pilot)
     settings.update(entry.pilot)
     for name, value in params.items():  # the frontend group's choices (start expression, gLExec policy...)
@@ -75,11 +79,11 @@ def pilot_settings(
 
 #: GlideinParam<Name> a frontend may send -> the pilot parameter it sets
 FRONTEND_PARAMS = {
-    "GLIDEIN_Start_Expr": "group_start_expr",
-    "GLIDEIN_Glexec_Use": "glexec_policy",
-    "GLIDEIN_Idle_Timeout": "idle_timeout_s",
-    "GLIDEIN_Tail_Timeout": "tail_timeout_s",
-    "GLIDEIN_Rank": "rank",
+    protocol.ATTR_GLIDEIN_START_EXPR: "group_start_expr",
+    protocol.ATTR_GLIDEIN_GLEXEC_USE: "glexec_policy",
+    protocol.ATTR_GLIDEIN_IDLE_TIMEOUT: "idle_timeout_s",
+    protocol.ATTR_GLIDEIN_TAIL_TIMEOUT: "tail_timeout_s",
+    protocol.ATTR_GLIDEIN_RANK: "rank",
 }
 
 

@@ -17,9 +17,9 @@ from factory.glideins import GlideinState
 from factory.limits import Plan, Request
 from factory.startup import StagedFile, render
 from factory.tracking import EntryContext, cancel
+from updraft.core import protocol
 from updraft.core.failpoints import failpoint
 
-S = GlideinState
 log = logging.getLogger("updraft.factory")
 TOKEN_FILE = "pilot.token"  # the name the startup script looks for next to itself
 
@@ -78,9 +78,12 @@ def submit(
                 tag=row.tag,
                 startup_script=_script(ctx, row.glidein_id, request, staged, lease),
                 files={TOKEN_FILE: (request.token + "\n").encode()},
-                environment={"GLIDEIN_Factory": ctx.config.name, "GLIDEIN_Entry_Name": ctx.name},
-                cpus=ctx.entry.cpus,
-                memory_mb=int(ctx.entry.attributes.get("GLIDEIN_MaxMemMBs", 0) or 0),
+                environment={
+                    protocol.ATTR_GLIDEIN_FACTORY: ctx.config.name,
+                    protocol.ATTR_GLIDEIN_ENTRY: ctx.name,
+                },
+                cpus=ctx.entry.cores,
+                memory_mb=ctx.entry.memory_mb,
                 walltime_s=ctx.entry.walltime_s,
                 frontend=request.frontend,
             )
@@ -100,7 +103,7 @@ def submit(
                 recorded[outcome.site_id] = row.glidein_id
                 result.submitted += 1
             elif isinstance(outcome, Refused):
-                ctx.journal.move(row, S.FAILED, reason=f"refused by the site: {outcome.reason}")
+                ctx.journal.move(row, GlideinState.FAILED, reason=f"refused by the site: {outcome.reason}")
                 result.refused += 1
                 result.problem = f"the site refused: {outcome.reason}"
             else:
@@ -133,9 +136,9 @@ def remove_excess(ctx: EntryContext, client: str, plan: Plan, now: float) -> Non
     live = [g for g in ctx.journal.live(ctx.name) if g.client == client and not g.remove_requested]
     live.sort(key=lambda g: g.created, reverse=True)
     for states, wanted in (
-        ((S.UNSUBMITTED,), plan.remove_unsubmitted),
-        ((S.QUEUED,), plan.remove_idle),
-        ((S.RUNNING, S.HELD), plan.remove_running),
+        ((GlideinState.UNSUBMITTED,), plan.remove_unsubmitted),
+        ((GlideinState.QUEUED,), plan.remove_idle),
+        ((GlideinState.RUNNING, GlideinState.HELD), plan.remove_running),
     ):
         chosen = [g for g in live if g.state in states][:wanted]
         if chosen:

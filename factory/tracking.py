@@ -20,7 +20,6 @@ from factory.glideins import TERMINAL, GlideinState
 from factory.journal import Glidein, Journal
 from updraft.core.pilotrecord import parse_result
 
-S = GlideinState
 log = logging.getLogger("updraft.factory")
 REMOVAL_RETRY_S = 600.0  # a removal the site has not carried out is asked for again after this
 
@@ -52,7 +51,7 @@ def reconcile(ctx: EntryContext, now: float, adopt_unknown: bool | None) -> None
     ``adopt_unknown`` None looks only at the glideins in doubt; True/False also lists the
     site's glideins with our tag prefix and adopts or cancels those the journal lacks.
     """
-    in_doubt = [g for g in ctx.journal.live(ctx.name) if g.state == S.UNSUBMITTED]
+    in_doubt = [g for g in ctx.journal.live(ctx.name) if g.state == GlideinState.UNSUBMITTED]
     if in_doubt:
         found = ctx.adapter.find([g.tag for g in in_doubt])
         for glidein in in_doubt:
@@ -72,11 +71,13 @@ def reconcile(ctx: EntryContext, now: float, adopt_unknown: bool | None) -> None
                     cancel(ctx, [glidein], glidein.reason or "removed", now)
             elif now - glidein.created >= ctx.config.submit_grace_s:
                 if glidein.remove_requested:
-                    ctx.journal.move(glidein, S.REMOVED, reason="removed before it reached the site", now=now)
+                    ctx.journal.move(
+                        glidein, GlideinState.REMOVED, reason="removed before it reached the site", now=now
+                    )
                 else:
                     ctx.journal.move(
                         glidein,
-                        S.FAILED,
+                        GlideinState.FAILED,
                         reason=f"never reached the site (no job tagged {glidein.tag})",
                         now=now,
                     )
@@ -85,14 +86,16 @@ def reconcile(ctx: EntryContext, now: float, adopt_unknown: bool | None) -> None
         return
     # after a restart: a glidein recorded just before the crash may still wait for its commit
     waiting = {
-        g.site_id: g.glidein_id for g in ctx.journal.live(ctx.name) if g.state == S.QUEUED and g.site_id
+        g.site_id: g.glidein_id
+        for g in ctx.journal.live(ctx.name)
+        if g.state == GlideinState.QUEUED and g.site_id
     }
     if waiting:
         ctx.adapter.commit(waiting)
     for tag, site_id in ctx.adapter.list_tagged().items():
         if ctx.journal.by_tag(tag) is not None:
             continue
-        adopted = ctx.journal.adopt(ctx.config.name, ctx.name, tag, site_id, S.QUEUED, now)
+        adopted = ctx.journal.adopt(ctx.config.name, ctx.name, tag, site_id, GlideinState.QUEUED, now)
         if adopt_unknown:
             log.warning(
                 "%s: adopted glidein %s (site id %s) that the journal did not know", ctx.name, tag, site_id
@@ -133,15 +136,15 @@ def _ended_unseen(ctx: EntryContext, glidein: Glidein, now: float) -> None:
     output = _safe_output(ctx, glidein)
     record = parse_result(output.stdout) if output else None
     if glidein.remove_requested:
-        state, reason = S.REMOVED, glidein.reason or "removed"
+        state, reason = GlideinState.REMOVED, glidein.reason or "removed"
     elif record is not None:
         ok = record.get("exit_status") == 0
         state, reason = (
-            (S.COMPLETED if ok else S.FAILED),
+            (GlideinState.COMPLETED if ok else GlideinState.FAILED),
             str(record.get("reason") or record.get("status") or ""),
         )
     else:
-        state, reason = S.LOST, "the site no longer knows it and it left no output"
+        state, reason = GlideinState.LOST, "the site no longer knows it and it left no output"
         log.warning("%s: glidein %s (site id %s) is lost", ctx.name, glidein.glidein_id, glidein.site_id)
         ctx.count("lost")
     ctx.journal.move(glidein, state, "gone from the site", reason, now)
@@ -183,7 +186,7 @@ def handle_held(ctx: EntryContext, now: float) -> None:
     to_release: list[Glidein] = []
     to_remove: list[tuple[Glidein, str]] = []
     for glidein in ctx.journal.live(ctx.name):
-        if glidein.state != S.HELD or glidein.remove_requested or not glidein.site_id:
+        if glidein.state != GlideinState.HELD or glidein.remove_requested or not glidein.site_id:
             continue
         why = glidein.reason or glidein.native
         if any(pattern.search(why) for pattern in patterns):
@@ -215,14 +218,14 @@ def expire_stale(ctx: EntryContext, now: float, idle_lifetimes: dict[str, int]) 
                 cancel(ctx, [glidein], glidein.reason or "removal asked again", now)
             continue
         limit, what = 0, ""
-        if glidein.state == S.QUEUED:
+        if glidein.state == GlideinState.QUEUED:
             limit, what = stale.queued_s, "queued"
             idle_lifetime = idle_lifetimes.get(glidein.client, 0)
             if idle_lifetime and (not limit or idle_lifetime < limit):
                 limit, what = idle_lifetime, "queued (the frontend's idle lifetime)"
-        elif glidein.state == S.HELD:
+        elif glidein.state == GlideinState.HELD:
             limit, what = stale.held_s, "held"
-        elif glidein.state == S.RUNNING:
+        elif glidein.state == GlideinState.RUNNING:
             limit, what = running_limit, "running"
         if limit and age > limit:
             cancel(ctx, [glidein], f"stale: {what} for {age:.0f} s (limit {limit} s)", now)
@@ -234,7 +237,7 @@ def expire_leases(ctx: EntryContext, now: float, grace_s: float = 600.0) -> None
     for glidein in ctx.journal.live(ctx.name):
         if glidein.lease_until and now > glidein.lease_until + grace_s:
             reason = "its lease ran out while the site could not be asked; the pilot ended itself"
-            ctx.journal.move(glidein, S.LOST, "lease expired", reason, now)
+            ctx.journal.move(glidein, GlideinState.LOST, "lease expired", reason, now)
             ctx.count("lease_expired")
 
 
@@ -246,7 +249,7 @@ def cancel(ctx: EntryContext, glideins: Sequence[Glidein], why: str, now: float)
         ctx.adapter.cancel([g.site_id for g in at_site if g.site_id])
     for glidein in glideins:
         ctx.journal.set(glidein.glidein_id, remove_requested=now, reason=why)
-        if glidein.state == S.UNSUBMITTED and not glidein.site_id:
+        if glidein.state == GlideinState.UNSUBMITTED and not glidein.site_id:
             continue  # reconcile cancels it if the site has it after all, or fails it
         log.info("%s: removing glidein %s: %s", ctx.name, glidein.glidein_id, why)
     ctx.count("removed", len(glideins))

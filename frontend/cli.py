@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from frontend.config import FrontendConfig, GroupConfig, load_frontend_config
-from updraft.core import classads
-from updraft.core import protocol as p
+from updraft.core import classads, payloads, protocol
 from updraft.core.errors import UpdraftError, UsageError
 from updraft.core.tables import render_table
 from updraft.service import service_verbs, setup_logging, signal_reload
@@ -176,17 +175,17 @@ def explain_job(config: FrontendConfig, job_id: str, only_group: str | None) -> 
     from updraft.service import service_client
 
     client = service_client(config.pool, config.resolve, "frontend", config.name, config.query_timeout_s)
-    p.parse_job_id(job_id)
-    ads = client.query(p.QueryRequest("", [], [job_id])).ads
+    protocol.parse_job_id(job_id)
+    ads = client.query(payloads.QueryRequest("", [], [job_id])).ads
     if not ads:
         raise UpdraftError(f"job {job_id} is not in the queue")
     job = ads[0]
-    entries = entries_from_ads(client.query_ads(p.AdType.GlideFactory.value), config)
+    entries = entries_from_ads(client.query_ads(protocol.AdType.GlideFactory.value), config)
     job_ad = classads.build(job)
     cpus = classads.int_of(job.get("RequestCpus"), 1)
     groups = [g for g in config.groups if g.enabled and (not only_group or g.name == only_group)]
     print(
-        f"job {job_id}: status {p.JobStatus(int(job.get('JobStatus', '1'))).name.capitalize()}, {cpus} core(s), DESIRED_Sites {job.get(p.ATTR_DESIRED_SITES, 'undefined')}"
+        f"job {job_id}: status {protocol.JobStatus(int(job.get('JobStatus', '1'))).name.capitalize()}, {cpus} core(s), DESIRED_Sites {job.get(protocol.ATTR_DESIRED_SITES, 'undefined')}"
     )
     for group in groups:
         if not classads.is_true(classads.evaluate(group.job_constraint, job_ad)):

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from updraft.core import protocol as p
+from updraft.core import protocol
 from updraft.core.sealed import new_request_key, seal
 
 
@@ -29,31 +29,31 @@ def glideclient_ad(
     factory_ad: Mapping[str, str], frontend: str, group: str, request: PilotRequest, token: str
 ) -> dict[str, str]:
     """The glideclient ad for one (entry, group); ``factory_ad`` is the entry's glidefactory ad (texts)."""
-    entry = str(p.parse_literal(factory_ad[p.ATTR_ENTRY_NAME]))
-    factory = str(p.parse_literal(factory_ad[p.ATTR_FACTORY_NAME]))
+    entry = str(protocol.parse_literal(factory_ad[protocol.ATTR_ENTRY_NAME]))
+    factory = str(protocol.parse_literal(factory_ad[protocol.ATTR_FACTORY_NAME]))
     client = f"{frontend}.{group}"
     ad = {
-        p.ATTR_NAME: p.literal(f"{entry}@{factory}@{client}"),
-        p.ATTR_REQ_NAME: p.literal(f"{entry}@{factory}"),
-        p.ATTR_REQ_FACTORY: p.literal(factory),
-        p.ATTR_REQ_ENTRY: p.literal(entry),
-        p.ATTR_CLIENT_NAME: p.literal(client),
-        p.ATTR_FRONTEND_NAME: p.literal(frontend),
-        p.ATTR_GROUP_NAME: p.literal(group),
-        p.ATTR_REQ_IDLE: p.literal(int(request.idle)),
-        p.ATTR_REQ_MAX_RUN: p.literal(int(request.max_glideins)),
-        p.ATTR_REQ_REMOVE_EXCESS: p.literal(request.remove.upper()),
-        p.ATTR_REQ_REMOVE_MARGIN: p.literal(int(request.margin)),
-        p.ATTR_REQ_IDLE_LIFETIME: p.literal(int(request.idle_lifetime_s)),
+        protocol.ATTR_NAME: protocol.literal(f"{entry}@{factory}@{client}"),
+        protocol.ATTR_REQ_NAME: protocol.literal(f"{entry}@{factory}"),
+        protocol.ATTR_REQ_FACTORY: protocol.literal(factory),
+        protocol.ATTR_REQ_ENTRY: protocol.literal(entry),
+        protocol.ATTR_CLIENT_NAME: protocol.literal(client),
+        protocol.ATTR_FRONTEND_NAME: protocol.literal(frontend),
+        protocol.ATTR_GROUP_NAME: protocol.literal(group),
+        protocol.ATTR_REQ_IDLE: protocol.literal(int(request.idle)),
+        protocol.ATTR_REQ_MAX_RUN: protocol.literal(int(request.max_glideins)),
+        protocol.ATTR_REQ_REMOVE_EXCESS: protocol.literal(request.remove.upper()),
+        protocol.ATTR_REQ_REMOVE_MARGIN: protocol.literal(int(request.margin)),
+        protocol.ATTR_REQ_IDLE_LIFETIME: protocol.literal(int(request.idle_lifetime_s)),
     }
     for name, value in request.params.items():
-        ad[p.PARAM_PREFIX + name] = p.literal(str(value))
+        ad[protocol.PARAM_PREFIX + name] = protocol.literal(str(value))
     if token:
-        public_pem = str(p.parse_literal(factory_ad[p.ATTR_PUBKEY_VALUE]))
+        public_pem = str(protocol.parse_literal(factory_ad[protocol.ATTR_PUBKEY_VALUE]))
         key, sealed_key = new_request_key(public_pem)
-        ad[p.ATTR_REQ_PUBKEY_ID] = factory_ad[p.ATTR_PUBKEY_ID]
-        ad[p.ATTR_REQ_ENC_KEY] = p.literal(sealed_key)
-        ad[p.ENC_PARAM_PREFIX + "Token"] = p.literal(seal(key, token))
+        ad[protocol.ATTR_REQ_PUBKEY_ID] = factory_ad[protocol.ATTR_PUBKEY_ID]
+        ad[protocol.ATTR_REQ_ENC_KEY] = protocol.literal(sealed_key)
+        ad[protocol.ENC_PARAM_PREFIX + "Token"] = protocol.literal(seal(key, token))
     return ad
 
 
@@ -61,30 +61,34 @@ def glideresource_ad(
     factory_ad: Mapping[str, str], frontend: str, group: str, counts: Any, decision: Any
 ) -> dict[str, str]:
     """The frontend's view of one (entry, group) for monitoring: the numbers and what limited the request."""
-    entry = str(p.parse_literal(factory_ad[p.ATTR_ENTRY_NAME]))
-    factory = str(p.parse_literal(factory_ad[p.ATTR_FACTORY_NAME]))
+    entry = str(protocol.parse_literal(factory_ad[protocol.ATTR_ENTRY_NAME]))
+    factory = str(protocol.parse_literal(factory_ad[protocol.ATTR_FACTORY_NAME]))
     prefix = "GlideClientMonitor"
     ad = {
-        p.ATTR_NAME: p.literal(f"{entry}@{factory}@{frontend}.{group}"),
-        p.ATTR_REQ_ENTRY: p.literal(entry),
-        p.ATTR_REQ_FACTORY: p.literal(factory),
-        p.ATTR_CLIENT_NAME: p.literal(f"{frontend}.{group}"),
-        p.ATTR_FRONTEND_NAME: p.literal(frontend),
-        p.ATTR_GROUP_NAME: p.literal(group),
-        p.ATTR_GLIDEIN_SITE: factory_ad.get(p.ATTR_GLIDEIN_SITE, p.literal("")),
-        f"{prefix}JobsIdle": p.literal(round(float(counts.idle_jobs), 3)),
-        f"{prefix}JobsOldIdle": p.literal(round(float(counts.old_idle_jobs), 3)),
-        f"{prefix}JobsRunning": p.literal(round(float(counts.running_jobs), 3)),
-        f"{prefix}GlideinsQueued": p.literal(int(counts.glideins_queued)),
-        f"{prefix}GlideinsRunning": p.literal(int(counts.glideins_running)),
-        f"{prefix}GlideinsHeld": p.literal(int(counts.glideins_held)),
-        f"{prefix}PilotsIdle": p.literal(int(counts.idle_slots)),
-        f"{prefix}PilotsBusy": p.literal(int(counts.busy_slots)),
-        f"{prefix}PilotsFailed": p.literal(int(counts.failed_pilots)),
-        f"{prefix}RequestedIdle": p.literal(int(decision.idle)),
-        f"{prefix}RequestedMaxRun": p.literal(int(decision.max_run)),
-        f"{prefix}RemoveExcess": p.literal(decision.remove),
-        f"{prefix}LimitsTriggered": p.literal(", ".join(f"{k} ({v})" for k, v in decision.limits.items())),
-        f"{prefix}CurbsTriggered": p.literal(", ".join(f"{k} ({v})" for k, v in decision.curbs.items())),
+        protocol.ATTR_NAME: protocol.literal(f"{entry}@{factory}@{frontend}.{group}"),
+        protocol.ATTR_REQ_ENTRY: protocol.literal(entry),
+        protocol.ATTR_REQ_FACTORY: protocol.literal(factory),
+        protocol.ATTR_CLIENT_NAME: protocol.literal(f"{frontend}.{group}"),
+        protocol.ATTR_FRONTEND_NAME: protocol.literal(frontend),
+        protocol.ATTR_GROUP_NAME: protocol.literal(group),
+        protocol.ATTR_GLIDEIN_SITE: factory_ad.get(protocol.ATTR_GLIDEIN_SITE, protocol.literal("")),
+        f"{prefix}JobsIdle": protocol.literal(round(float(counts.idle_jobs), 3)),
+        f"{prefix}JobsOldIdle": protocol.literal(round(float(counts.old_idle_jobs), 3)),
+        f"{prefix}JobsRunning": protocol.literal(round(float(counts.running_jobs), 3)),
+        f"{prefix}GlideinsQueued": protocol.literal(int(counts.glideins_queued)),
+        f"{prefix}GlideinsRunning": protocol.literal(int(counts.glideins_running)),
+        f"{prefix}GlideinsHeld": protocol.literal(int(counts.glideins_held)),
+        f"{prefix}PilotsIdle": protocol.literal(int(counts.idle_slots)),
+        f"{prefix}PilotsBusy": protocol.literal(int(counts.busy_slots)),
+        f"{prefix}PilotsFailed": protocol.literal(int(counts.failed_pilots)),
+        f"{prefix}RequestedIdle": protocol.literal(int(decision.idle)),
+        f"{prefix}RequestedMaxRun": protocol.literal(int(decision.max_run)),
+        f"{prefix}RemoveExcess": protocol.literal(decision.remove),
+        f"{prefix}LimitsTriggered": protocol.literal(
+            ", ".join(f"{k} ({v})" for k, v in decision.limits.items())
+        ),
+        f"{prefix}CurbsTriggered": protocol.literal(
+            ", ".join(f"{k} ({v})" for k, v in decision.curbs.items())
+        ),
     }
     return ad

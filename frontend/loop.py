@@ -33,8 +33,7 @@ from frontend.glideclient import PilotRequest, glideclient_ad, glideresource_ad
 from frontend.matching import entries_from_ads, kinds_from_summary
 from frontend.overflow import OverflowReport, overflow
 from frontend.planner import GroupData, GroupRecord, Observation, Planner
-from updraft.core import classads
-from updraft.core import protocol as p
+from updraft.core import classads, payloads, protocol
 from updraft.core.client import Client, ClientError, PoolUnreachable
 from updraft.core.metrics import Exposition, MetricsServer
 from updraft.service import ServiceLoop, renew_token, service_client, write_json_atomically
@@ -60,8 +59,8 @@ class Frontend(ServiceLoop):
         self.tokens: dict[str, tuple[str, float]] = {}  # group -> (pilot token, when to mint a new one)
         self.last_ads: dict[str, list[dict[str, str]]] = {}  # group -> its glideclient ads last cycle
         self.advertised: dict[str, set[str]] = {
-            p.AdType.GlideClient.value: set(),
-            p.AdType.GlideResource.value: set(),
+            protocol.AdType.GlideClient.value: set(),
+            protocol.AdType.GlideResource.value: set(),
         }
         self.records: dict[str, GroupRecord] = {}
         self.cycles = 0
@@ -140,7 +139,9 @@ class Frontend(ServiceLoop):
         groups = [g for g in config.groups if g.enabled]
         observation = Observation()
         try:
-            observation.entries = entries_from_ads(self.client.query_ads(p.AdType.GlideFactory.value), config)
+            observation.entries = entries_from_ads(
+                self.client.query_ads(protocol.AdType.GlideFactory.value), config
+            )
         except (PoolUnreachable, ClientError) as exc:
             observation.errors["entries"] = f"cannot read the factories' entries: {exc}"
         reports: dict[str, OverflowReport] = {}
@@ -166,7 +167,7 @@ class Frontend(ServiceLoop):
 
     def _observe(self, observation: Observation, groups: list[GroupConfig]) -> None:
         """Every query in parallel, each bounded by query_timeout_s; a failed one leaves None and an error."""
-        fe = p.quote(self.config.name)
+        fe = protocol.quote(self.config.name)
         jobs: dict[str, tuple[Future[Any], Future[Any]]] = {}
         for group in groups:
             attrs = [*group.job_refs, "RequestCpus"]
@@ -176,18 +177,18 @@ class Frontend(ServiceLoop):
             running = self.executor.submit(
                 self._summary,
                 f"({group.job_constraint}) && JobStatus == 2",
-                [p.ATTR_MATCH_FACTORY, p.ATTR_MATCH_ENTRY, "RequestCpus"],
+                [protocol.ATTR_MATCH_FACTORY, protocol.ATTR_MATCH_ENTRY, "RequestCpus"],
                 0,
             )
             jobs[group.name] = (idle, running)
-        glideins = self.executor.submit(self._ads, p.AdType.GlideFactoryClient.value, "")
+        glideins = self.executor.submit(self._ads, protocol.AdType.GlideFactoryClient.value, "")
         slots = self.executor.submit(
-            self._ads, p.AdType.Slot.value, f"{p.ATTR_GLIDEIN_CLIENT} == {fe}",
-            [p.ATTR_GLIDEIN_ENTRY, p.ATTR_GLIDEIN_FACTORY, p.ATTR_GLIDEIN_CLIENT_GROUP, "State", p.ATTR_PILOT_STATE],
+            self._ads, protocol.AdType.Slot.value, f"{protocol.ATTR_GLIDEIN_CLIENT} == {fe}",
+            [protocol.ATTR_GLIDEIN_ENTRY, protocol.ATTR_GLIDEIN_FACTORY, protocol.ATTR_GLIDEIN_CLIENT_GROUP, "State", protocol.ATTR_PILOT_STATE],
         )  # fmt: skip
         failures = self.executor.submit(
-            self._ads, p.AdType.PilotFailure.value, f"{p.ATTR_GLIDEIN_CLIENT} == {fe}",
-            [p.ATTR_GLIDEIN_ENTRY, p.ATTR_GLIDEIN_FACTORY, p.ATTR_GLIDEIN_CLIENT_GROUP],
+            self._ads, protocol.AdType.PilotFailure.value, f"{protocol.ATTR_GLIDEIN_CLIENT} == {fe}",
+            [protocol.ATTR_GLIDEIN_ENTRY, protocol.ATTR_GLIDEIN_FACTORY, protocol.ATTR_GLIDEIN_CLIENT_GROUP],
         )  # fmt: skip
         deadline = time.monotonic() + self.config.query_timeout_s + 5
         entry_cpus = {e.name: e.cpus for e in observation.entries or []}
@@ -196,16 +197,14 @@ class Frontend(ServiceLoop):
         if ads is not None:
             observation.glideins = {}
             for texts in ads:
-                client_name = str(p.ad_value(texts, p.ATTR_CLIENT_NAME, ""))
+                client_name = str(protocol.ad_value(texts, protocol.ATTR_CLIENT_NAME, ""))
                 if not client_name.startswith(prefix):
                     continue
-                entry = (
-                    f"{p.ad_value(texts, p.ATTR_REQ_ENTRY, '')}@{p.ad_value(texts, p.ATTR_REQ_FACTORY, '')}"
-                )
+                entry = f"{protocol.ad_value(texts, protocol.ATTR_REQ_ENTRY, '')}@{protocol.ad_value(texts, protocol.ATTR_REQ_FACTORY, '')}"
                 observation.glideins[(entry, client_name[len(prefix) :])] = {
-                    key[len(p.ATTR_MONITOR_PREFIX) :]: int(p.ad_value(texts, key, 0) or 0)
+                    key[len(protocol.ATTR_MONITOR_PREFIX) :]: int(protocol.ad_value(texts, key, 0) or 0)
                     for key in texts
-                    if key.startswith(p.ATTR_MONITOR_PREFIX + "Status")
+                    if key.startswith(protocol.ATTR_MONITOR_PREFIX + "Status")
                 }
         slot_ads, failure_ads = (
             self._wait(slots, deadline, observation, "pilots"),
@@ -215,8 +214,8 @@ class Frontend(ServiceLoop):
             observation.pilots = {}
             for texts in slot_ads:
                 key = _pilot_key(texts)
-                state = str(p.ad_value(texts, p.ATTR_PILOT_STATE, ""))
-                busy = p.ad_value(texts, "State", "") == "Claimed"
+                state = str(protocol.ad_value(texts, protocol.ATTR_PILOT_STATE, ""))
+                busy = protocol.ad_value(texts, "State", "") == "Claimed"
                 observation.pilots.setdefault(key, Counter())[
                     "busy" if busy else ("idle" if state in ("idle", "") else "other")
                 ] += 1
@@ -240,8 +239,8 @@ class Frontend(ServiceLoop):
                     data.running[name] = data.running.get(name, 0.0) + row.running * share
             observation.groups[group.name] = data
 
-    def _summary(self, constraint: str, attrs: list[str], old_idle_s: float) -> p.SummaryResult:
-        return self._client().summary(p.SummaryRequest(constraint, attrs, old_idle_s))
+    def _summary(self, constraint: str, attrs: list[str], old_idle_s: float) -> payloads.SummaryResult:
+        return self._client().summary(payloads.SummaryRequest(constraint, attrs, old_idle_s))
 
     def _ads(
         self, ad_type: str, constraint: str, projection: list[str] | None = None
@@ -265,7 +264,7 @@ class Frontend(ServiceLoop):
             return token
         settings = group.pilot_tokens
         result = self.client.mint_token(
-            p.TokenRequest(
+            payloads.TokenRequest(
                 f"{self.config.name}/{group.name}", ["pilot"], settings.lifetime_s, {"group": group.name}
             )
         )
@@ -284,7 +283,7 @@ class Frontend(ServiceLoop):
             record = records[group.name]
             if not record.complete:
                 held = [
-                    {**ad, p.ATTR_REQ_REMOVE_EXCESS: p.literal("NO")}
+                    {**ad, protocol.ATTR_REQ_REMOVE_EXCESS: protocol.literal("NO")}
                     for ad in self.last_ads.get(group.name, [])
                 ]
                 clients += held
@@ -303,7 +302,7 @@ class Frontend(ServiceLoop):
                 continue
             params = dict(group.params)
             if group.start_expr.strip().lower() != "true":
-                params["GLIDEIN_Start_Expr"] = group.start_expr
+                params[protocol.ATTR_GLIDEIN_START_EXPR] = group.start_expr
             group_ads = []
             for name, entry_record in record.entries.items():
                 decision = entry_record.decision
@@ -327,10 +326,10 @@ class Frontend(ServiceLoop):
             clients += group_ads
             self.totals["requested_idle"] += sum(r.decision.idle for r in record.entries.values())
         for ad_type, ads in (
-            (p.AdType.GlideClient.value, clients),
-            (p.AdType.GlideResource.value, resources),
+            (protocol.AdType.GlideClient.value, clients),
+            (protocol.AdType.GlideResource.value, resources),
         ):
-            names = {str(p.parse_literal(ad[p.ATTR_NAME])) for ad in ads}
+            names = {str(protocol.parse_literal(ad[protocol.ATTR_NAME])) for ad in ads}
             try:
                 for start in range(0, len(ads), 5000):
                     self.client.advertise(ad_type, ads[start : start + 5000], lifetime)
@@ -409,15 +408,15 @@ class Frontend(ServiceLoop):
 
 def _pilot_key(texts: dict[str, str]) -> tuple[str, str]:
     """(entry@factory, group) of a pilot's slot or failure ad."""
-    entry = f"{p.ad_value(texts, p.ATTR_GLIDEIN_ENTRY, '')}@{p.ad_value(texts, p.ATTR_GLIDEIN_FACTORY, '')}"
-    return entry, str(p.ad_value(texts, p.ATTR_GLIDEIN_CLIENT_GROUP, ""))
+    entry = f"{protocol.ad_value(texts, protocol.ATTR_GLIDEIN_ENTRY, '')}@{protocol.ad_value(texts, protocol.ATTR_GLIDEIN_FACTORY, '')}"
+    return entry, str(protocol.ad_value(texts, protocol.ATTR_GLIDEIN_CLIENT_GROUP, ""))
 
 
 def _literal(text: str | None) -> Any:
     if text is None:
         return ""
     try:
-        return p.parse_literal(text)
+        return protocol.parse_literal(text)
     except ValueError:
         return text
 

@@ -14,8 +14,7 @@ from typing import Any
 
 from frontend.config import FrontendConfig, GroupConfig
 from frontend.policy import EntryCounts
-from updraft.core import classads
-from updraft.core import protocol as p
+from updraft.core import classads, payloads, protocol
 
 
 @dataclass
@@ -36,20 +35,22 @@ def entries_from_ads(ads: Iterable[dict[str, str]], config: FrontendConfig) -> l
     """The entries that let this frontend in (and belong to a factory it uses)."""
     out = []
     for texts in ads:
-        factory = str(p.ad_value(texts, p.ATTR_FACTORY_NAME, ""))
+        factory = str(protocol.ad_value(texts, protocol.ATTR_FACTORY_NAME, ""))
         if config.factories and factory not in config.factories:
             continue
         allowed = [
-            a.strip() for a in str(p.ad_value(texts, p.ATTR_ALLOWED_FRONTENDS, "")).split(",") if a.strip()
+            a.strip()
+            for a in str(protocol.ad_value(texts, protocol.ATTR_ALLOWED_FRONTENDS, "")).split(",")
+            if a.strip()
         ]
         if "*" not in allowed and config.name not in allowed:
             continue
-        cpus = p.ad_value(texts, "GLIDEIN_CPUS", 0)
+        cpus = protocol.ad_value(texts, protocol.ATTR_GLIDEIN_CPUS, 0)
         out.append(
             Entry(
-                name=str(p.ad_value(texts, p.ATTR_NAME, "")), entry=str(p.ad_value(texts, p.ATTR_ENTRY_NAME, "")), factory=factory,
-                site=str(p.ad_value(texts, p.ATTR_GLIDEIN_SITE, "")), cpus=cpus if isinstance(cpus, int) else 0,
-                down=p.ad_value(texts, p.ATTR_IN_DOWNTIME, False) is True, texts=texts, ad=classads.build(texts),
+                name=str(protocol.ad_value(texts, protocol.ATTR_NAME, "")), entry=str(protocol.ad_value(texts, protocol.ATTR_ENTRY_NAME, "")), factory=factory,
+                site=str(protocol.ad_value(texts, protocol.ATTR_GLIDEIN_SITE, "")), cpus=cpus if isinstance(cpus, int) else 0,
+                down=protocol.ad_value(texts, protocol.ATTR_IN_DOWNTIME, False) is True, texts=texts, ad=classads.build(texts),
             )
         )  # fmt: skip
     return sorted(out, key=lambda e: e.name)
@@ -122,7 +123,7 @@ def demand(matcher: Matcher, kinds: Iterable[Kind]) -> tuple[dict[str, EntryCoun
     return counts, unmatched
 
 
-def kinds_from_summary(rows: Iterable[p.SummaryRow], attrs: Sequence[str]) -> list[Kind]:
+def kinds_from_summary(rows: Iterable[payloads.SummaryRow], attrs: Sequence[str]) -> list[Kind]:
     """Summary rows (keyed by the match attributes, then RequestCpus) as kinds of jobs."""
     out = []
     for row in rows:

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from frontend.config import GroupConfig, Overflow
-from updraft.core import protocol as p
+from updraft.core import payloads, protocol
 from updraft.core.client import Client
 
 log = logging.getLogger("updraft.frontend")
@@ -38,7 +38,7 @@ def sites_of(text: str | None) -> list[str]:
     if text is None:
         return []
     try:
-        value = p.parse_literal(text)
+        value = protocol.parse_literal(text)
     except ValueError:
         return []
     if not isinstance(value, str):
@@ -60,9 +60,9 @@ def overflow(
     now = time.time() if now is None else now
     base = f"({group.job_constraint})"
     overflowing = client.summary(
-        p.SummaryRequest(
-            f"{base} && {p.ATTR_OVERFLOWED} =?= true && (JobStatus == 1 || JobStatus == 2)",
-            [p.ATTR_OVERFLOW_HOME_SITES],
+        payloads.SummaryRequest(
+            f"{base} && {protocol.ATTR_OVERFLOWED} =?= true && (JobStatus == 1 || JobStatus == 2)",
+            [protocol.ATTR_OVERFLOW_HOME_SITES],
             0,
         )
     )
@@ -71,10 +71,10 @@ def overflow(
         for home in sites_of(row.key[0]):
             current[home] += row.idle + row.running
     waiting = client.summary(
-        p.SummaryRequest(
-            f"{base} && JobStatus == 1 && {p.ATTR_OVERFLOWED} =!= true && {p.ATTR_ALLOW_OVERFLOW} =!= false"
-            f" && {p.ATTR_DESIRED_SITES} isnt undefined",
-            [p.ATTR_DESIRED_SITES],
+        payloads.SummaryRequest(
+            f"{base} && JobStatus == 1 && {protocol.ATTR_OVERFLOWED} =!= true && {protocol.ATTR_ALLOW_OVERFLOW} =!= false"
+            f" && {protocol.ATTR_DESIRED_SITES} isnt undefined",
+            [protocol.ATTR_DESIRED_SITES],
             settings.after_s,
         )
     )
@@ -84,9 +84,9 @@ def overflow(
         ids = [
             f"{ad['ClusterId']}.{ad['ProcId']}"
             for ad in client.query(
-                p.QueryRequest(
-                    f"{base} && JobStatus == 1 && {p.ATTR_OVERFLOWED} =!= true && {p.ATTR_ALLOW_OVERFLOW} =!= false"
-                    f" && {p.ATTR_DESIRED_SITES} =?= {move.desired} && EnteredCurrentStatus < {now - settings.after_s:.0f}",
+                payloads.QueryRequest(
+                    f"{base} && JobStatus == 1 && {protocol.ATTR_OVERFLOWED} =!= true && {protocol.ATTR_ALLOW_OVERFLOW} =!= false"
+                    f" && {protocol.ATTR_DESIRED_SITES} =?= {move.desired} && EnteredCurrentStatus < {now - settings.after_s:.0f}",
                     ["ClusterId", "ProcId"],
                     limit=move.count,
                 )
@@ -94,7 +94,9 @@ def overflow(
         ]
         widened = ",".join([*homes, *targets])
         done = (
-            len(client.edit(p.EditRequest(ids, overflow_attrs(move.desired, homes, widened, now))).done)
+            len(
+                client.edit(payloads.EditRequest(ids, overflow_attrs(move.desired, homes, widened, now))).done
+            )
             if ids
             else 0
         )
@@ -180,9 +182,9 @@ def plan_overflow(
 def overflow_attrs(desired: str, homes: list[str], widened: str, now: float) -> dict[str, str]:
     """The job attributes an overflow sets (ClassAd texts)."""
     return {
-        p.ATTR_DESIRED_SITES: p.literal(widened),
-        p.ATTR_DESIRED_SITES_ORIG: desired,
-        p.ATTR_OVERFLOW_TIME: str(int(now)),
-        p.ATTR_OVERFLOWED: "true",
-        p.ATTR_OVERFLOW_HOME_SITES: p.literal(",".join(homes)),
+        protocol.ATTR_DESIRED_SITES: protocol.literal(widened),
+        protocol.ATTR_DESIRED_SITES_ORIG: desired,
+        protocol.ATTR_OVERFLOW_TIME: str(int(now)),
+        protocol.ATTR_OVERFLOWED: "true",
+        protocol.ATTR_OVERFLOW_HOME_SITES: protocol.literal(",".join(homes)),
     }

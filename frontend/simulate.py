@@ -30,8 +30,7 @@ from frontend.config import FrontendConfig, GroupConfig, duration_s
 from frontend.matching import Entry, Kind, Matcher, entries_from_ads
 from frontend.overflow import OverflowReport, plan_overflow
 from frontend.planner import GroupData, Observation, Planner
-from updraft.core import classads
-from updraft.core import protocol as p
+from updraft.core import classads, protocol
 from updraft.core.configfile import build_model, load_model
 from updraft.core.errors import UpdraftError
 from updraft.core.tables import render_table
@@ -425,13 +424,15 @@ class Simulation:
     def _factory_ad(site: SiteState, factory: str) -> dict[str, str]:
         model = site.model
         texts = {
-            p.ATTR_NAME: p.literal(f"{model.name}_CE@{factory}"), p.ATTR_ENTRY_NAME: p.literal(f"{model.name}_CE"),
-            p.ATTR_FACTORY_NAME: p.literal(factory), p.ATTR_GLIDEIN_SITE: p.literal(model.name),
-            "GLIDEIN_CPUS": str(model.pilot_cores), "GLIDEIN_Max_Walltime": str(int(model.walltime_s)),
-            p.ATTR_ALLOWED_FRONTENDS: p.literal("*"),
+            protocol.ATTR_NAME: protocol.literal(f"{model.name}_CE@{factory}"), protocol.ATTR_ENTRY_NAME: protocol.literal(f"{model.name}_CE"),
+            protocol.ATTR_FACTORY_NAME: protocol.literal(factory), protocol.ATTR_GLIDEIN_SITE: protocol.literal(model.name),
+            protocol.ATTR_GLIDEIN_CPUS: str(model.pilot_cores), protocol.ATTR_GLIDEIN_MAX_WALLTIME: str(int(model.walltime_s)),
+            protocol.ATTR_ALLOWED_FRONTENDS: protocol.literal("*"),
         }  # fmt: skip
         for name, value in model.attributes.items():
-            texts[name] = p.literal(value) if isinstance(value, (str, bool, int, float)) else str(value)
+            texts[name] = (
+                protocol.literal(value) if isinstance(value, (str, bool, int, float)) else str(value)
+            )
         return texts
 
     def _schedule_workload(self, workload: WorkloadFile) -> None:
@@ -469,15 +470,17 @@ class Simulation:
         kind = self.kind_index.get(key)
         if kind is not None:
             return kind
-        texts = {"Owner": p.literal(batch.owner), "RequestCpus": str(batch.cores), "JobStatus": "1"}
+        texts = {"Owner": protocol.literal(batch.owner), "RequestCpus": str(batch.cores), "JobStatus": "1"}
         for name, value in batch.attributes.items():
-            texts[name] = p.literal(value) if isinstance(value, (str, bool, int, float)) else str(value)
+            texts[name] = (
+                protocol.literal(value) if isinstance(value, (str, bool, int, float)) else str(value)
+            )
         if desired is not None:
-            texts[p.ATTR_DESIRED_SITES] = p.literal(desired)
+            texts[protocol.ATTR_DESIRED_SITES] = protocol.literal(desired)
         if not batch.allow_overflow:
-            texts[p.ATTR_ALLOW_OVERFLOW] = "false"
+            texts[protocol.ATTR_ALLOW_OVERFLOW] = "false"
         if homes:
-            texts[p.ATTR_OVERFLOWED] = "true"
+            texts[protocol.ATTR_OVERFLOWED] = "true"
         ad = classads.build(texts)
         group = next(
             (g for g in self.groups if classads.is_true(classads.evaluate(g.job_constraint, ad))), None
@@ -752,7 +755,7 @@ class Simulation:
                 elif kind.desired is not None and kind.batch.allow_overflow and kind.idle:
                     old = kind.older_than(threshold)
                     if old:
-                        text = p.literal(kind.desired)
+                        text = protocol.literal(kind.desired)
                         rows[text] += old
                         waiting.setdefault(text, []).append(kind)
             for move in plan_overflow(settings, rows.items(), current, sites, 10**9, report):

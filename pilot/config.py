@@ -14,26 +14,27 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any, Optional
 
+from updraft.core import protocol
 from updraft.core.pilotparams import DEFAULT_CHECKS, PilotConfig, PilotConfigError, convert_parameter
 
 #: environment names a factory's startup script may use instead of UPDRAFT_PILOT_<NAME>
 ENV_ALIASES: Mapping[str, list[str]] = {
     "pool": ["UPDRAFT_POOL"],
     "token_file": ["UPDRAFT_TOKEN_FILE"],
-    "site": ["GLIDEIN_Site"],
-    "entry": ["GLIDEIN_Entry_Name"],
-    "factory": ["GLIDEIN_Factory"],
-    "glidein_name": ["GLIDEIN_Name"],
-    "frontend": ["GLIDEIN_Client"],
-    "group": ["GLIDEIN_Client_Group"],
-    "cpus": ["GLIDEIN_CPUS"],
-    "memory_mb": ["GLIDEIN_MaxMemMBs"],
-    "max_walltime_s": ["GLIDEIN_Max_Walltime"],
-    "max_cputime_s": ["GLIDEIN_MaxCPUTime"],
-    "work_dir": ["GLIDEIN_WORK_DIR"],
-    "glexec": ["GLIDEIN_Glexec_Use_Location", "GLEXEC_BIN"],
-    "glexec_policy": ["GLIDEIN_Glexec_Use"],
-    "squid": ["GLIDEIN_Proxy_URL"],
+    "site": [protocol.ATTR_GLIDEIN_SITE],
+    "entry": [protocol.ATTR_GLIDEIN_ENTRY],
+    "factory": [protocol.ATTR_GLIDEIN_FACTORY],
+    "glidein_name": [protocol.ATTR_GLIDEIN_NAME],
+    "frontend": [protocol.ATTR_GLIDEIN_CLIENT],
+    "group": [protocol.ATTR_GLIDEIN_CLIENT_GROUP],
+    "cpus": [protocol.ATTR_GLIDEIN_CPUS],
+    "memory_mb": [protocol.ATTR_GLIDEIN_MAX_MEMORY],
+    "max_walltime_s": [protocol.ATTR_GLIDEIN_MAX_WALLTIME],
+    "max_cputime_s": [protocol.ATTR_GLIDEIN_MAX_CPUTIME],
+    "work_dir": [protocol.ATTR_GLIDEIN_WORK_DIR],
+    "glexec": [protocol.ATTR_GLIDEIN_GLEXEC_LOCATION, "GLEXEC_BIN"],
+    "glexec_policy": [protocol.ATTR_GLIDEIN_GLEXEC_USE],
+    "squid": [protocol.ATTR_GLIDEIN_PROXY_URL],
 }
 
 _FLAGS = {

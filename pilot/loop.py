@@ -24,7 +24,7 @@ from pilot.launch import DirectLauncher, Launcher
 from pilot.record import PilotLog
 from pilot.runner import JobRun, Outcome, RunContext
 from pilot.slot import PilotState, advance, base_ad
-from updraft.core import protocol as p
+from updraft.core import payloads, protocol
 from updraft.core.client import Client, ClientError
 from updraft.core.pilotparams import PilotConfigError
 from updraft.core.pilotrecord import write_result
@@ -170,24 +170,24 @@ class Pilot:
         self.exit_status = EXIT_VALIDATION
         self.log(f"validation FAILED ({failed.failure_type}, code {failed.code}): {failed.message}")
         ad = {
-            "Name": p.literal(self.name),
-            p.ATTR_GLIDEIN_SITE: p.literal(self.config.site),
-            p.ATTR_GLIDEIN_ENTRY: p.literal(self.config.entry),
-            p.ATTR_GLIDEIN_FACTORY: p.literal(self.config.factory),
-            p.ATTR_GLIDEIN_NAME: p.literal(self.config.glidein_name),
-            p.ATTR_GLIDEIN_CLIENT: p.literal(self.config.frontend),
-            p.ATTR_GLIDEIN_CLIENT_GROUP: p.literal(self.config.group),
-            "Machine": p.literal(self.host),
-            "FailedCheck": p.literal(failed.name),
-            "FailureType": p.literal(failed.failure_type),
+            "Name": protocol.literal(self.name),
+            protocol.ATTR_GLIDEIN_SITE: protocol.literal(self.config.site),
+            protocol.ATTR_GLIDEIN_ENTRY: protocol.literal(self.config.entry),
+            protocol.ATTR_GLIDEIN_FACTORY: protocol.literal(self.config.factory),
+            protocol.ATTR_GLIDEIN_NAME: protocol.literal(self.config.glidein_name),
+            protocol.ATTR_GLIDEIN_CLIENT: protocol.literal(self.config.frontend),
+            protocol.ATTR_GLIDEIN_CLIENT_GROUP: protocol.literal(self.config.group),
+            "Machine": protocol.literal(self.host),
+            "FailedCheck": protocol.literal(failed.name),
+            "FailureType": protocol.literal(failed.failure_type),
             "FailureCode": str(failed.code),
-            "FailureMessage": p.literal(failed.message),
-            "FailureMetrics": p.literal(str(failed.metrics)),
+            "FailureMessage": protocol.literal(failed.message),
+            "FailureMetrics": protocol.literal(str(failed.metrics)),
             "FailureTime": str(int(time.time())),
         }
         try:
             self.client.advertise(
-                p.AdType.PilotFailure.value, [ad], lifetime_s=max(3600, self.config.failure_hold_s)
+                protocol.AdType.PilotFailure.value, [ad], lifetime_s=max(3600, self.config.failure_hold_s)
             )
             self.client.record_event(
                 "pilot_failed",
@@ -254,7 +254,7 @@ class Pilot:
     def _accepting(self) -> bool:
         return self.state in (PilotState.IDLE, PilotState.BUSY) and time.time() < self.to_retire
 
-    def _poll_request(self) -> p.PollRequest:
+    def _poll_request(self) -> payloads.PollRequest:
         ad, free, accepting = self._slot_ad()
         with self.lock:
             claims = list(self.running)
@@ -265,7 +265,7 @@ class Pilot:
         else:
             wait = min(wait, max(0.5, self._idle_deadline() - time.monotonic()))
         wait = max(0.0, min(wait, self.to_die - time.time()))
-        return p.PollRequest(ad, claims, wait, max(0, free["cpus"]) if accepting else 0)
+        return payloads.PollRequest(ad, claims, wait, max(0, free["cpus"]) if accepting else 0)
 
     def _next_slot_ad(self, leaving: JobRun) -> Optional[dict[str, str]]:
         """The slot once ``leaving`` is gone, sent with its exit report so that the pool hands
@@ -284,11 +284,11 @@ class Pilot:
                 "Cpus": str(max(0, free["cpus"])),
                 "Memory": str(max(0, free["memory"])),
                 "Disk": str(max(0, free["disk"])),
-                "State": p.literal("Claimed" if jobs else "Unclaimed"),
-                "Activity": p.literal("Busy" if jobs else "Idle"),
+                "State": protocol.literal("Claimed" if jobs else "Unclaimed"),
+                "Activity": protocol.literal("Busy" if jobs else "Idle"),
                 "JobsRunning": str(len(jobs)),
                 "TotalJobStarts": str(self.jobs["started"]),
-                p.ATTR_PILOT_STATE: p.literal(self.state.value),
+                protocol.ATTR_PILOT_STATE: protocol.literal(self.state.value),
             }
         )
         accepting = self._accepting() and free["cpus"] > 0
@@ -300,7 +300,7 @@ class Pilot:
         timeout = self.config.idle_timeout_s if self.first_match_at is None else self.config.tail_timeout_s
         return self.idle_since + timeout
 
-    def _take(self, match: p.Match, replacing: Optional[JobRun] = None) -> JobRun:
+    def _take(self, match: payloads.Match, replacing: Optional[JobRun] = None) -> JobRun:
         """Book a matched job (in place of ``replacing``, in one step, so that no poll in
         between sees the resources free); the caller starts it."""
         if self.first_match_at is None:
@@ -316,7 +316,7 @@ class Pilot:
         self.state = advance(self.state, PilotState.BUSY) if self.state == PilotState.IDLE else self.state
         return job
 
-    def _handle(self, result: p.PollResult) -> None:
+    def _handle(self, result: payloads.PollResult) -> None:
         for match in result.matches:
             self._take(match).start()
         with self.lock:
@@ -330,7 +330,7 @@ class Pilot:
             job = running.get(claim_id)
             if job is not None and job.state not in ("uploading", "done"):
                 self.log(f"job {job.match.job_id}: the pool let go of its claim; stopping it")
-                job.command(p.PilotCommand.KILL.value, "claim unknown to the pool")
+                job.command(protocol.PilotCommand.KILL.value, "claim unknown to the pool")
 
     def _job_done(self, job: JobRun, outcome: Outcome) -> None:
         following = [self._take(match, replacing=job) for match in outcome.next_matches]
@@ -425,7 +425,7 @@ class Pilot:
             with self.lock:
                 jobs = list(self.running.values())
             for job in jobs:
-                job.command(p.PilotCommand.KILL.value, "pool unreachable")
+                job.command(protocol.PilotCommand.KILL.value, "pool unreachable")
             return True
         return False
 
@@ -474,7 +474,7 @@ class Pilot:
         self.state = PilotState.DONE
         try:
             if hasattr(self, "slot_base"):
-                self.client.invalidate(p.AdType.Slot.value, [self.name])
+                self.client.invalidate(protocol.AdType.Slot.value, [self.name])
         except (PoolUnreachable, ClientError):
             pass
         self.log(f"ending: {self.end_reason or 'done'}")

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from updraft.core import protocol
+
 try:
     import psutil  # type: ignore[import-untyped]
 except ImportError:  # pragma: no cover - bare nodes
@@ -117,7 +119,7 @@ def slot_cpus(environ: Mapping[str, str]) -> Optional[int]:
         "NSLOTS",
         "PBS_NP",
         "OMP_NUM_THREADS",
-        "GLIDEIN_CPUS",
+        protocol.ATTR_GLIDEIN_CPUS,
     ):
         value = environ.get(name, "")
         if value.isdigit() and int(value) > 0:
@@ -126,7 +128,7 @@ def slot_cpus(environ: Mapping[str, str]) -> Optional[int]:
 
 
 def slot_memory_mb(environ: Mapping[str, str]) -> Optional[int]:
-    for name in ("SLURM_MEM_PER_NODE", "GLIDEIN_MaxMemMBs"):
+    for name in ("SLURM_MEM_PER_NODE", protocol.ATTR_GLIDEIN_MAX_MEMORY):
         value = environ.get(name, "")
         if value.isdigit() and int(value) > 0:
             return int(value)

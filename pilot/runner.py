@@ -27,8 +27,7 @@ from typing import Any, Optional
 
 from pilot import process
 from pilot.launch import Launcher
-from updraft.core import arglist
-from updraft.core import protocol as p
+from updraft.core import arglist, payloads, protocol
 from updraft.core.client import Client, ClientError
 from updraft.core.transport import PoolUnreachable
 
@@ -82,14 +81,14 @@ class Outcome:
     timings: dict[str, float] = field(default_factory=dict)
     message: str = ""
     pilot_fault: bool = False  # the pilot, not the job, went wrong: counts toward black-hole detection
-    next_matches: list[p.Match] = field(default_factory=list)  # handed over with the exit report
+    next_matches: list[payloads.Match] = field(default_factory=list)  # handed over with the exit report
 
 
 def _text(ad: dict[str, str], name: str, default: Any = None) -> Any:
     for key, text in ad.items():
         if key.lower() == name.lower():
             try:
-                return p.parse_literal(text)
+                return protocol.parse_literal(text)
             except ValueError:
                 return default
     return default
@@ -120,7 +119,7 @@ def _exit_watch(pid: int) -> Callable[[float], None]:
 
 class JobRun:
     def __init__(
-        self, match: p.Match, context: RunContext, on_done: Callable[[JobRun, Outcome], None]
+        self, match: payloads.Match, context: RunContext, on_done: Callable[[JobRun, Outcome], None]
     ) -> None:
         self.match = match
         self.context = context
@@ -158,7 +157,9 @@ class JobRun:
             self.context.log(f"job {self.match.job_id}: {outcome.message}")
             try:
                 self._kill()
-                self._report(client, p.ClaimReport(p.ClaimEvent.VACATED.value, message=outcome.message))
+                self._report(
+                    client, payloads.ClaimReport(protocol.ClaimEvent.VACATED.value, message=outcome.message)
+                )
             except Exception:
                 outcome.kind = "lost"
         finally:
@@ -168,7 +169,7 @@ class JobRun:
             self.state = "done"
             self.on_done(self, outcome)
 
-    def _report(self, client: Client, report: p.ClaimReport) -> dict[str, Any]:
+    def _report(self, client: Client, report: payloads.ClaimReport) -> payloads.ReportResult:
         client.token = self.context.token()
         return client.report(self.match.claim_id, report)
 
@@ -192,12 +193,12 @@ class JobRun:
             except PermissionError as exc:
                 raise JobHeld(
                     f"cannot start the job {self.context.launcher.describe()}: {exc}",
-                    p.HoldCode.FailedToCreateProcess,
+                    protocol.HoldCode.FailedToCreateProcess,
                 ) from None
             self._start(launched_argv, stdin_path)
         except JobHeld as held:
             return self._hold(client, outcome, held)
-        self._report(client, p.ClaimReport(p.ClaimEvent.STARTED.value))
+        self._report(client, payloads.ClaimReport(protocol.ClaimEvent.STARTED.value))
         self.state = "running"
         ended = self._watch(client)
         outcome.wall_s = round(time.monotonic() - self.started, 3)
@@ -208,7 +209,8 @@ class JobRun:
             return outcome
         if kind == "vacated":
             self._report(
-                client, p.ClaimReport(p.ClaimEvent.VACATED.value, usage=self._usage(), message=detail)
+                client,
+                payloads.ClaimReport(protocol.ClaimEvent.VACATED.value, usage=self._usage(), message=detail),
             )
             outcome.kind, outcome.message = "vacated", detail
             return outcome
@@ -229,23 +231,23 @@ class JobRun:
         # a failure goes the long way, through a poll: the pilot looks at it (black holes) first
         succeeded = outcome.exit_code == 0 and outcome.exit_signal is None
         next_slot = self.context.next_slot(self) if succeeded else None
-        report = p.ClaimReport(
-            p.ClaimEvent.EXITED.value,
+        report = payloads.ClaimReport(
+            protocol.ClaimEvent.EXITED.value,
             outcome.exit_code,
             outcome.exit_signal,
             self._usage(),
             slot_ad=next_slot or {},
         )
         answer = self._report(client, report)
-        outcome.next_matches = [p.Match.from_dict(m) for m in answer.get("matches") or []]
+        outcome.next_matches = list(answer.matches)
         outcome.kind = "exited"
         return outcome
 
     def _hold(self, client: Client, outcome: Outcome, held: JobHeld) -> Outcome:
         self._kill()
         self.context.log(f"job {self.match.job_id}: held: {held.reason}")
-        report = p.ClaimReport(
-            p.ClaimEvent.HELD.value,
+        report = payloads.ClaimReport(
+            protocol.ClaimEvent.HELD.value,
             usage=self._usage(),
             hold_reason=held.reason,
             hold_reason_code=held.code,
@@ -259,9 +261,11 @@ class JobRun:
     def _fetch_inputs(self, client: Client) -> None:
         for item in self.match.inputs:
             try:
-                relative = p.safe_relative_path(item.path)
-            except p.ProtocolError as exc:
-                raise JobHeld(f"input sandbox refused: {exc}", p.HoldCode.DownloadFileError, 1) from None
+                relative = protocol.safe_relative_path(item.path)
+            except protocol.ProtocolError as exc:
+                raise JobHeld(
+                    f"input sandbox refused: {exc}", protocol.HoldCode.DownloadFileError, 1
+                ) from None
             target = self.scratch / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -270,7 +274,7 @@ class JobRun:
                 if exc.status >= 500:  # the pool's trouble, not the job's: give it back
                     raise
                 raise JobHeld(
-                    f"failed to download input {relative}: {exc}", p.HoldCode.DownloadFileError, 2
+                    f"failed to download input {relative}: {exc}", protocol.HoldCode.DownloadFileError, 2
                 ) from None
             # an unreachable pool or a full or vanished scratch disk is not the job's fault
             # either: those fall through to vacating, and the job runs again elsewhere
@@ -278,7 +282,7 @@ class JobRun:
             if digest != item.digest or target.stat().st_size != item.size:
                 raise JobHeld(
                     f"input {relative} arrived corrupted (sha256 {digest[:12]}..., expected {item.digest[:12]}...)",
-                    p.HoldCode.DownloadFileError,
+                    protocol.HoldCode.DownloadFileError,
                     3,
                 )
             os.chmod(target, item.mode & 0o777)
@@ -286,7 +290,7 @@ class JobRun:
     def _command(self, ad: dict[str, str]) -> tuple[list[str], Optional[Path]]:
         command = str(_text(ad, "Cmd", ""))
         if not command:
-            raise JobHeld("the job has no Cmd", p.HoldCode.FailedToCreateProcess)
+            raise JobHeld("the job has no Cmd", protocol.HoldCode.FailedToCreateProcess)
         transfer = _text(ad, "TransferExecutable", True)
         executable = command if transfer is False else str(self.scratch / os.path.basename(command))
         arguments = _text(ad, "Arguments", "") or ""
@@ -298,7 +302,7 @@ class JobRun:
             )
         except arglist.SyntaxProblem as exc:
             raise JobHeld(
-                f"cannot parse the job's arguments: {exc}", p.HoldCode.FailedToCreateProcess
+                f"cannot parse the job's arguments: {exc}", protocol.HoldCode.FailedToCreateProcess
             ) from None
         stdin = str(_text(ad, "In", "/dev/null") or "/dev/null")
         stdin_path = None if stdin == "/dev/null" else self.scratch / os.path.basename(stdin)
@@ -315,7 +319,7 @@ class JobRun:
                         env[name] = value
             except arglist.SyntaxProblem as exc:
                 raise JobHeld(
-                    f"cannot parse the job's environment: {exc}", p.HoldCode.FailedToCreateProcess
+                    f"cannot parse the job's environment: {exc}", protocol.HoldCode.FailedToCreateProcess
                 ) from None
         (self.scratch / ".job.ad").write_text("".join(f"{k} = {v}\n" for k, v in sorted(ad.items())))
         (self.scratch / ".machine.ad").write_text(
@@ -350,7 +354,8 @@ class JobRun:
             stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL  # noqa: SIM115
         except OSError as exc:
             raise JobHeld(
-                f"cannot open the job's input {stdin_path}: {exc.strerror}", p.HoldCode.UnableToOpenInput
+                f"cannot open the job's input {stdin_path}: {exc.strerror}",
+                protocol.HoldCode.UnableToOpenInput,
             ) from None
         try:
             for attempt in range(10):
@@ -373,7 +378,7 @@ class JobRun:
                     time.sleep(0.02 * (attempt + 1))
         except OSError as exc:
             raise JobHeld(
-                f"Failed to execute '{argv[0]}': {exc.strerror}", p.HoldCode.FailedToCreateProcess
+                f"Failed to execute '{argv[0]}': {exc.strerror}", protocol.HoldCode.FailedToCreateProcess
             ) from None
         finally:
             stdout.close()
@@ -388,8 +393,8 @@ class JobRun:
         ad = self.match.job_ad
         limits = []
         for name, code in (
-            ("AllowedExecuteDuration", p.HoldCode.JobExecuteExceeded),
-            ("AllowedJobDuration", p.HoldCode.JobDurationExceeded),
+            ("AllowedExecuteDuration", protocol.HoldCode.JobExecuteExceeded),
+            ("AllowedJobDuration", protocol.HoldCode.JobDurationExceeded),
         ):
             value = _text(ad, name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
@@ -399,7 +404,7 @@ class JobRun:
                 (
                     float(self.context.job_max_runtime_s),
                     "the pilot's job_max_runtime_s",
-                    int(p.HoldCode.JobExecuteExceeded),
+                    int(protocol.HoldCode.JobExecuteExceeded),
                 )
             )
         return min(limits) if limits else (None, "", 0)
@@ -432,7 +437,7 @@ class JobRun:
                 if memory_limit_mb and self.last_usage.rss_kb / 1024.0 > memory_limit_mb:
                     used = self.last_usage.rss_kb // 1024
                     return "held", (
-                        int(p.HoldCode.JobOutOfResources),
+                        int(protocol.HoldCode.JobOutOfResources),
                         f"Job has gone over memory limit of {memory_limit_mb} megabytes. Peak usage: {used} megabytes.",
                     )
                 running_for = now - self.started - suspended_total
@@ -446,30 +451,30 @@ class JobRun:
             except queue.Empty:
                 exit_watch(0.05)  # returns at once when the job exits, else after 50 ms
                 continue
-            if command == p.PilotCommand.KILL.value:
+            if command == protocol.PilotCommand.KILL.value:
                 self._kill()
                 return "killed", reason or "removed or held in the pool"
             if command == "vacate":
                 self._vacate()
                 return "vacated", reason
-            if command == p.PilotCommand.REFRESH_CREDENTIAL.value:
+            if command == protocol.PilotCommand.REFRESH_CREDENTIAL.value:
                 self._refresh_credential(client, details)
-            if command == p.PilotCommand.SUSPEND.value and suspended_at is None:
+            if command == protocol.PilotCommand.SUSPEND.value and suspended_at is None:
                 self.context.launcher.signal(pid, pid, signal.SIGSTOP, self.env)
                 suspended_at = time.monotonic()
                 self.state = "suspended"
-                self._report(client, p.ClaimReport(p.ClaimEvent.SUSPENDED.value))
-            elif command == p.PilotCommand.CONTINUE.value and suspended_at is not None:
+                self._report(client, payloads.ClaimReport(protocol.ClaimEvent.SUSPENDED.value))
+            elif command == protocol.PilotCommand.CONTINUE.value and suspended_at is not None:
                 self.context.launcher.signal(pid, pid, signal.SIGCONT, self.env)
                 suspended_total += time.monotonic() - suspended_at
                 suspended_at = None
                 self.state = "running"
-                self._report(client, p.ClaimReport(p.ClaimEvent.CONTINUED.value))
+                self._report(client, payloads.ClaimReport(protocol.ClaimEvent.CONTINUED.value))
 
     def _refresh_credential(self, client: Client, details: dict[str, str]) -> None:
         """The owner refreshed the job's proxy in the queue: replace it in the sandbox, atomically."""
         try:
-            name = p.safe_relative_path(details.get("path", ""))
+            name = protocol.safe_relative_path(details.get("path", ""))
             target = self.scratch / name
             incoming = target.with_name(target.name + ".incoming")
             client.token = self.context.token()
@@ -481,11 +486,13 @@ class JobRun:
             glexec_copy = self.scratch / ".glexec.proxy"
             if glexec_copy.exists():
                 shutil.copyfile(target, glexec_copy)
-        except (KeyError, ValueError, OSError, p.ProtocolError, ClientError, PoolUnreachable) as exc:
+        except (KeyError, ValueError, OSError, protocol.ProtocolError, ClientError, PoolUnreachable) as exc:
             self.context.log(f"job {self.match.job_id}: could not refresh its proxy: {exc}")
             return
         self.context.log(f"job {self.match.job_id}: proxy {name} refreshed")
-        self._report(client, p.ClaimReport(p.ClaimEvent.CREDENTIAL_REFRESHED.value, message=name))
+        self._report(
+            client, payloads.ClaimReport(protocol.ClaimEvent.CREDENTIAL_REFRESHED.value, message=name)
+        )
 
     def _vacate(self) -> None:
         """SIGTERM the job, SIGKILL it after the grace period."""
@@ -539,9 +546,11 @@ class JobRun:
         if isinstance(listed, str) and listed.strip():
             for name in [n.strip() for n in listed.split(",") if n.strip()]:
                 try:
-                    relative = p.safe_relative_path(name)
-                except p.ProtocolError as exc:
-                    raise JobHeld(f"transfer_output_files: {exc}", p.HoldCode.UploadFileError, 1) from None
+                    relative = protocol.safe_relative_path(name)
+                except protocol.ProtocolError as exc:
+                    raise JobHeld(
+                        f"transfer_output_files: {exc}", protocol.HoldCode.UploadFileError, 1
+                    ) from None
                 path = self.scratch / relative
                 if path.is_dir():
                     files += [
@@ -552,7 +561,7 @@ class JobRun:
                 else:
                     raise JobHeld(
                         f"Transfer output files failure: the job did not create {relative}",
-                        p.HoldCode.UploadFileError,
+                        protocol.HoldCode.UploadFileError,
                         2,
                     )
             return files
@@ -582,7 +591,7 @@ class JobRun:
             if exc.status >= 500:  # the pool's trouble: the lease runs out and the job runs again
                 raise
             raise JobHeld(
-                f"the pool refused the job's output: {exc.message}", p.HoldCode.UploadFileError, 3
+                f"the pool refused the job's output: {exc.message}", protocol.HoldCode.UploadFileError, 3
             ) from None
         finally:
             archive_path.unlink(missing_ok=True)

@@ -7,6 +7,7 @@ import platform
 from collections.abc import Mapping
 from typing import Any
 
+from updraft.core import protocol
 from updraft.core.errors import UpdraftError
 from updraft.core.protocol import (
     ATTR_GLIDEIN_CLIENT,
@@ -32,16 +33,15 @@ class PilotState(str, enum.Enum):
     DONE = "done"  # leaving: slot ad withdrawn, final record written
 
 
-S = PilotState
 ALLOWED: Mapping[PilotState, frozenset[PilotState]] = {
-    S.STARTING: frozenset({S.VALIDATING, S.FAILED, S.DONE}),
-    S.VALIDATING: frozenset({S.IDLE, S.FAILED, S.DONE}),
-    S.FAILED: frozenset({S.DONE}),
-    S.IDLE: frozenset({S.BUSY, S.RETIRING, S.VACATING, S.DONE}),
-    S.BUSY: frozenset({S.IDLE, S.RETIRING, S.VACATING}),
-    S.RETIRING: frozenset({S.VACATING, S.DONE}),
-    S.VACATING: frozenset({S.DONE}),
-    S.DONE: frozenset(),
+    PilotState.STARTING: frozenset({PilotState.VALIDATING, PilotState.FAILED, PilotState.DONE}),
+    PilotState.VALIDATING: frozenset({PilotState.IDLE, PilotState.FAILED, PilotState.DONE}),
+    PilotState.FAILED: frozenset({PilotState.DONE}),
+    PilotState.IDLE: frozenset({PilotState.BUSY, PilotState.RETIRING, PilotState.VACATING, PilotState.DONE}),
+    PilotState.BUSY: frozenset({PilotState.IDLE, PilotState.RETIRING, PilotState.VACATING}),
+    PilotState.RETIRING: frozenset({PilotState.VACATING, PilotState.DONE}),
+    PilotState.VACATING: frozenset({PilotState.DONE}),
+    PilotState.DONE: frozenset(),
 }
 TERMINAL = frozenset(state for state, following in ALLOWED.items() if not following)
 
@@ -102,11 +102,11 @@ def base_ad(
         "PartitionableSlot": "true",
         "START": start_expression(config.start_expr, config.group_start_expr),
         "Rank": config.rank or "0",
-        "GLIDEIN_Idle_Timeout": str(config.idle_timeout_s),
-        "GLIDEIN_Tail_Timeout": str(config.tail_timeout_s),
+        protocol.ATTR_GLIDEIN_IDLE_TIMEOUT: str(config.idle_timeout_s),
+        protocol.ATTR_GLIDEIN_TAIL_TIMEOUT: str(config.tail_timeout_s),
     }
     if squid:
-        ad["GLIDEIN_Proxy_URL"] = literal(squid)
+        ad[protocol.ATTR_GLIDEIN_PROXY_URL] = literal(squid)
     for key, value in (config.attributes or {}).items():
         ad[str(key)] = attribute_text(value)
     return ad

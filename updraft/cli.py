@@ -41,7 +41,7 @@ def cmd_pool(args: argparse.Namespace) -> int:
 
 # -- tokens -----------------------------------------------------------------------------------
 def cmd_token_create(args: argparse.Namespace) -> int:
-    from updraft.core.protocol import TokenRequest
+    from updraft.core.payloads import TokenRequest
     from userpool.tokens import TokenSigner, parse_scopes
 
     scopes = parse_scopes(args.scope)
@@ -79,7 +79,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
     from updraft.core.client import Client
-    from updraft.core.protocol import RevokeRequest
+    from updraft.core.payloads import RevokeRequest
 
     keys = Client.from_environment(pool=args.pool).revoke_tokens(
         RevokeRequest(args.token_id or "", args.subject or "", args.binding or "")

@@ -25,9 +25,10 @@ from pathlib import Path
 
 import yaml
 
-from updraft.core import protocol as p
+from updraft.core import protocol
 from updraft.core.client import Client
-from updraft.core.protocol import QueryRequest, Scope
+from updraft.core.payloads import QueryRequest
+from updraft.core.protocol import Scope
 from updraft.core.tables import render_table
 from updraft.service import terminate
 from userpool.process import PoolProcess
@@ -123,7 +124,7 @@ class Demo:
         say("Starting the pool ...")
         self.pool.start()
         self.env = {**self.pool.environment(), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-        say(f"  pool at {self.pool.url} (monitor: {self.pool.url}/monitor)")
+        say(f"  pool at {self.pool.url} (monitor: {self.pool.url}{protocol.MONITOR_PAGE})")
         self._storage()
         signer = TokenSigner((self.pool.home / "keys" / "signing.key").read_bytes())
         for name, scope in (("demo-factory", Scope.FACTORY), ("demo-frontend", Scope.FRONTEND)):
@@ -192,8 +193,8 @@ class Demo:
         for site, (cores, pilots, walltime) in SITES.items():
             entries.append({
                 "name": f"{site}_local", "gridtype": "local",
-                "attributes": {"GLIDEIN_Site": site, "GLIDEIN_CPUS": cores, "GLIDEIN_Max_Walltime": walltime,
-                               "GLIDEIN_Supported_VOs": "CMS,OSG"},
+                "attributes": {protocol.ATTR_GLIDEIN_SITE: site, protocol.ATTR_GLIDEIN_CPUS: cores, protocol.ATTR_GLIDEIN_MAX_WALLTIME: walltime,
+                               protocol.ATTR_GLIDEIN_SUPPORTED_VOS: "CMS,OSG"},
                 "allowed_frontends": ["demo-frontend"],
                 "limits": {"max_glideins": pilots + 1, "max_idle": 2, "max_held": 2},
                 "options": {"max_running": pilots},
@@ -265,10 +266,14 @@ class Demo:
             queue = client.query(QueryRequest("", [], [], [], 0, True, True)).totals or {}
             finished = len(client.query(QueryRequest("", ["ProcId"]), history=True).ads)
             slots = Counter(
-                _site(ad) for ad in client.query_ads(p.AdType.Slot.value, "", [p.ATTR_GLIDEIN_SITE])
+                _site(ad)
+                for ad in client.query_ads(protocol.AdType.Slot.value, "", [protocol.ATTR_GLIDEIN_SITE])
             )
             failed = Counter(
-                _site(ad) for ad in client.query_ads(p.AdType.PilotFailure.value, "", [p.ATTR_GLIDEIN_SITE])
+                _site(ad)
+                for ad in client.query_ads(
+                    protocol.AdType.PilotFailure.value, "", [protocol.ATTR_GLIDEIN_SITE]
+                )
             )
             overflowed = len(client.query(QueryRequest("Overflowed =?= true", ["ProcId"])).ads) + len(
                 client.query(QueryRequest("Overflowed =?= true", ["ProcId"]), history=True).ads
@@ -290,7 +295,7 @@ class Demo:
         client = self.client()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and client.query_ads(
-            p.AdType.Slot.value, "", [p.ATTR_GLIDEIN_SITE]
+            protocol.AdType.Slot.value, "", [protocol.ATTR_GLIDEIN_SITE]
         ):
             time.sleep(1.0)
         time.sleep(5.0)  # a factory cycle or two to collect what they printed
@@ -299,17 +304,17 @@ class Demo:
     def summary(self, total: int) -> None:
         client = self.client()
         history = client.query(
-            QueryRequest("", ["ClusterId", "ProcId", "JobBatchName", p.ATTR_MATCH_SITE, "ExitCode", "Overflowed", p.ATTR_DESIRED_SITES_ORIG]),
+            QueryRequest("", ["ClusterId", "ProcId", "JobBatchName", protocol.ATTR_MATCH_SITE, "ExitCode", protocol.ATTR_OVERFLOWED, protocol.ATTR_DESIRED_SITES_ORIG]),
             history=True,
         ).ads  # fmt: skip
         per_site: dict[str, Counter[str]] = {}
         for ad in history:
-            site = str(p.parse_literal(ad.get(p.ATTR_MATCH_SITE, '"?"')))
-            batch = str(p.parse_literal(ad.get("JobBatchName", '"?"')))
+            site = str(protocol.parse_literal(ad.get(protocol.ATTR_MATCH_SITE, '"?"')))
+            batch = str(protocol.parse_literal(ad.get("JobBatchName", '"?"')))
             row = per_site.setdefault(site, Counter())
             row[batch] += 1
             row["failed"] += 1 if ad.get("ExitCode", "0") not in ("0", "undefined") else 0
-            row["overflowed"] += 1 if ad.get("Overflowed") == "true" else 0
+            row["overflowed"] += 1 if ad.get(protocol.ATTR_OVERFLOWED) == "true" else 0
         batches = ["any-site", "ucsd-reco", "broken"]
         rows = [[site, *(per_site.get(site, Counter())[b] for b in batches), per_site.get(site, Counter())["overflowed"], per_site.get(site, Counter())["failed"]] for site in SITES]  # fmt: skip
         say("\nJobs per site")
@@ -346,14 +351,14 @@ class Demo:
                 ["ENTRY", "GLIDEINS", "JOBS", "VALIDATION FAILURES", "EFFICIENCY"], rows, right=(1, 2, 4)
             )
         )
-        overflowed = sum(1 for ad in history if ad.get("Overflowed") == "true")
+        overflowed = sum(1 for ad in history if ad.get(protocol.ATTR_OVERFLOWED) == "true")
         say(
             f"\n{len(history)}/{total} jobs done, {overflowed} overflowed from UCSD, {failures} node(s) failed validation, "
             f"pilot efficiency {used / core_hours:.0%} "
             if core_hours
             else f"\n{len(history)}/{total} jobs done "
         )
-        say(f"wall time {time.monotonic() - self.began:.0f} s; monitor: {self.pool.url}/monitor")
+        say(f"wall time {time.monotonic() - self.began:.0f} s; monitor: {self.pool.url}{protocol.MONITOR_PAGE}")
         outputs = sorted((self.work / "out").glob("ucsd.*.out"), key=lambda f: "root://" not in f.read_text())
         for path in outputs[:2]:
             say(f"  {path.name}: {path.read_text().strip()}")
@@ -377,7 +382,7 @@ class Demo:
 
 def _site(ad: dict[str, str]) -> str:
     try:
-        return str(p.parse_literal(ad.get(p.ATTR_GLIDEIN_SITE, '"?"')))
+        return str(protocol.parse_literal(ad.get(protocol.ATTR_GLIDEIN_SITE, '"?"')))
     except ValueError:
         return "?"
 

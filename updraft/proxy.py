@@ -7,7 +7,8 @@ import hashlib
 from pathlib import Path
 
 from updraft.core.client import Client
-from updraft.core.protocol import CredentialRequest, QueryRequest, parse_literal
+from updraft.core.payloads import CredentialRequest, QueryRequest
+from updraft.core.protocol import parse_literal
 from userpool.submit.credentials import proxy_attributes
 
 

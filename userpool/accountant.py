@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from updraft.core.payloads import AccountantRow
 from userpool.store import Batch, Store
 
 MIN_PRIORITY = 0.5
@@ -104,19 +105,19 @@ class Accountant:
             raise ValueError("a priority factor must be positive")
         self.get(name).factor = factor
 
-    def report(self) -> list[dict[str, float | str]]:
+    def report(self) -> list[AccountantRow]:
         now = self.clock()
-        out: list[dict[str, float | str]] = []
+        out: list[AccountantRow] = []
         for submitter in sorted(self.submitters.values(), key=lambda s: s.effective):
             self._decay(submitter, now)
             out.append(
-                {
-                    "submitter": submitter.name,
-                    "priority": round(submitter.priority, 3),
-                    "factor": submitter.factor,
-                    "effective": round(submitter.effective, 3),
-                    "in_use_cpus": submitter.in_use_cpus,
-                    "usage_hours": round(submitter.usage_seconds / 3600.0, 3),
-                }
+                AccountantRow(
+                    submitter.name,
+                    round(submitter.priority, 3),
+                    submitter.factor,
+                    round(submitter.effective, 3),
+                    submitter.in_use_cpus,
+                    round(submitter.usage_seconds / 3600.0, 3),
+                )
             )
         return out

@@ -7,17 +7,13 @@ from typing import TYPE_CHECKING
 from updraft.core import classads
 from updraft.core.classads import float_of, int_of
 from updraft.core.errors import BadRequest, Forbidden
+from updraft.core.payloads import ActRequest, ActResult, CredentialRequest, EditRequest, SandboxFile
 from updraft.core.protocol import (
-    ActRequest,
-    ActResult,
-    CredentialRequest,
-    EditRequest,
     HoldCode,
     JobAction,
     JobStatus,
     PilotCommand,
     ProtocolError,
-    SandboxFile,
     Scope,
     quote,
     safe_relative_path,

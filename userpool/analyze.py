@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from updraft.core import classads
+from updraft.core.payloads import AnalysisResult
 from updraft.core.protocol import AdType, JobStatus
 from userpool.negotiator import FIT
 
@@ -39,7 +40,7 @@ def gather(pool: Any, job_id: str, slot_constraint: str = "") -> AnalysisInput:
     return AnalysisInput(job_id, job.ad(), job.status, slots, skipped)
 
 
-def analysis_report(given: AnalysisInput) -> dict[str, Any]:
+def analysis_report(given: AnalysisInput) -> AnalysisResult:
     job_id, texts = given.job_id, given.texts
     job_ad = classads.build(texts)
     slot_ads = [classads.build(s) for s in given.slots]
@@ -110,15 +111,7 @@ def analysis_report(given: AnalysisInput) -> dict[str, Any]:
             if count["matched"] == 0:
                 lines.append(f"      No slot satisfies: {count['condition']}")
                 break
-    return {
-        "job_id": job_id,
-        "status": status.name,
-        "slots": len(slot_ads),
-        "conditions": counts,
-        "rejected_by_job": rejected_by_job,
-        "too_small": too_small,
-        "rejected_by_slot": rejected_by_slot,
-        "willing": willing,
-        "skipped_until": given.skipped_until,
-        "text": "\n".join(lines),
-    }
+    return AnalysisResult(
+        job_id, status.name, len(slot_ads), counts, rejected_by_job, too_small, rejected_by_slot, willing,
+        "\n".join(lines), given.skipped_until,
+    )  # fmt: skip

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Body, Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import (
     FileResponse,
@@ -22,7 +22,7 @@ from fastapi.responses import (
 )
 
 import updraft
-from updraft.core import protocol as p
+from updraft.core import payloads, protocol
 from updraft.core.errors import (
     BadRequest,
     Forbidden,
@@ -61,7 +61,7 @@ def _log_refusal(request: Request, status: int, message: str) -> None:
     log_refusal(request.scope, getattr(request.state, "who", None), status, message)
 
 
-def _refusals_logged(request: Request, result: p.ActResult) -> p.ActResult:
+def _refusals_logged(request: Request, result: payloads.ActResult) -> payloads.ActResult:
     """Jobs an action may not touch are refused one by one in the answer, and logged."""
     for job_id, reason in list(result.refused.items())[:20]:
         _log_refusal(request, 403, f"job {job_id}: {reason}")
@@ -69,7 +69,9 @@ def _refusals_logged(request: Request, result: p.ActResult) -> p.ActResult:
 
 
 def _error(status: int, kind: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
+    return JSONResponse(
+        payloads.ErrorAnswer(payloads.ErrorDetail(kind, message)).to_dict(), status_code=status
+    )
 
 
 def build_app(pool: Pool) -> FastAPI:
@@ -85,8 +87,8 @@ def build_app(pool: Pool) -> FastAPI:
             _log_refusal(request, exc.http_status, str(exc))
         return _error(exc.http_status, type(exc).__name__, str(exc))
 
-    @app.exception_handler(p.ProtocolError)
-    async def protocol_error(_request: Request, exc: p.ProtocolError) -> JSONResponse:
+    @app.exception_handler(protocol.ProtocolError)
+    async def protocol_error(_request: Request, exc: protocol.ProtocolError) -> JSONResponse:
         return _error(400, "ProtocolError", str(exc))
 
     @app.exception_handler(RequestValidationError)
@@ -125,32 +127,30 @@ def build_app(pool: Pool) -> FastAPI:
     Who = Annotated[Identity, Depends(identity)]
 
     # -- general ---------------------------------------------------------------------------
-    @app.get(p.PING)
-    async def ping() -> dict[str, Any]:
-        answer: dict[str, Any] = {
-            "service": "updraft-pool",
-            "version": updraft.__version__,
-            "protocol": p.PROTOCOL_VERSION,
-            "time": time.time(),
-        }
-        if pool.disk.degraded:
-            answer["degraded"] = pool.disk.reason
-        return answer
+    @app.get(protocol.PING)
+    async def ping() -> payloads.PingResult:
+        return payloads.PingResult(
+            protocol.SERVICE_NAME,
+            updraft.__version__,
+            protocol.PROTOCOL_VERSION,
+            time.time(),
+            pool.disk.reason,
+        )
 
-    @app.get(p.METRICS, response_class=PlainTextResponse)
+    @app.get(protocol.METRICS, response_class=PlainTextResponse)
     async def metrics() -> str:
         return pool.metrics()
 
     # -- the monitor: aggregates, readable without a token like /metrics -----------------------
-    @app.get(p.MONITOR_PAGE, response_class=HTMLResponse)
+    @app.get(protocol.MONITOR_PAGE, response_class=HTMLResponse)
     async def monitor_page() -> str:
         return monitor_html()
 
-    @app.get(p.MONITOR)
+    @app.get(protocol.MONITOR)
     async def monitor() -> Response:
         return FastJSON(pool.monitor.snapshot())
 
-    @app.get(p.MONITOR_STREAM)
+    @app.get(protocol.MONITOR_STREAM)
     async def monitor_stream(after: int = -1) -> StreamingResponse:
         return StreamingResponse(
             _sse(pool, after, lambda event: _monitor_event(event, pool.config.monitor.show_reasons)),
@@ -159,103 +159,103 @@ def build_app(pool: Pool) -> FastAPI:
         )
 
     # -- schedd ----------------------------------------------------------------------------
-    @app.post(p.CLUSTERS)
-    async def reserve(who: Who) -> p.ReserveResult:
-        return p.ReserveResult(await pool.reserve(who))
+    @app.post(protocol.CLUSTERS)
+    async def reserve(who: Who) -> payloads.ReserveResult:
+        return payloads.ReserveResult(await pool.reserve(who))
 
-    @app.post(p.JOBS)
-    async def submit(who: Who, body: p.SubmitRequest) -> p.SubmitResult:
+    @app.post(protocol.JOBS)
+    async def submit(who: Who, body: payloads.SubmitRequest) -> payloads.SubmitResult:
         return await pool.submit(who, body)
 
-    @app.post(p.JOBS_QUERY)
-    async def query(who: Who, body: p.QueryRequest) -> Response:
-        return FastJSON(pool_query(pool, body))
+    @app.post(protocol.JOBS_QUERY)
+    async def query(who: Who, body: payloads.QueryRequest) -> Response:
+        return FastJSON(pool_query(pool, body).to_dict())
 
-    @app.post(p.JOBS_SUMMARY)
-    async def summary(who: Who, body: p.SummaryRequest) -> Response:
+    @app.post(protocol.JOBS_SUMMARY)
+    async def summary(who: Who, body: payloads.SummaryRequest) -> Response:
         result = summarize(pool.schedd.queue, body)
         return FastJSON(result.to_dict())
 
-    @app.post(p.JOBS_ACT)
-    async def act(request: Request, who: Who, body: p.ActRequest) -> p.ActResult:
+    @app.post(protocol.JOBS_ACT)
+    async def act(request: Request, who: Who, body: payloads.ActRequest) -> payloads.ActResult:
         result, tx = pool.schedd.act(who, body)
         await pool.commit(tx)
         return _refusals_logged(request, result)
 
-    @app.post(p.JOBS_EDIT)
-    async def edit(request: Request, who: Who, body: p.EditRequest) -> p.ActResult:
+    @app.post(protocol.JOBS_EDIT)
+    async def edit(request: Request, who: Who, body: payloads.EditRequest) -> payloads.ActResult:
         return _refusals_logged(request, await pool.edit(who, body))
 
-    @app.post(p.JOBS_CREDENTIAL)
-    async def refresh_credential(request: Request, who: Who, body: p.CredentialRequest) -> p.ActResult:
+    @app.post(protocol.JOBS_CREDENTIAL)
+    async def refresh_credential(
+        request: Request, who: Who, body: payloads.CredentialRequest
+    ) -> payloads.ActResult:
         result, tx = pool.schedd.refresh_credential(who, body, pool.blobs.has(body.digest))
         await pool.commit(tx)
         return _refusals_logged(request, result)
 
-    @app.post(p.JOBS_ANALYZE)
-    async def analyze(who: Who, body: p.AnalyzeRequest) -> dict[str, Any]:
+    @app.post(protocol.JOBS_ANALYZE)
+    async def analyze(who: Who, body: payloads.AnalyzeRequest) -> payloads.AnalysisResult:
         return await pool.matcher.run(analysis_report, gather(pool, body.job_id, body.constraint))
 
-    @app.get(p.JOB_EVENTS)
-    async def job_events(who: Who, job_id: str) -> list[p.Event]:
-        cluster_id, proc_id = p.parse_job_id(job_id)
+    @app.get(protocol.JOB_EVENTS)
+    async def job_events(who: Who, job_id: str) -> list[payloads.Event]:
+        cluster_id, proc_id = protocol.parse_job_id(job_id)
         events = pool.events.for_job(cluster_id, proc_id)
         if not events:
             raise NotFound(f"no events for job {job_id}")
         return events
 
-    @app.get(p.JOB_OUTPUT)
+    @app.get(protocol.JOB_OUTPUT)
     async def job_output(who: Who, job_id: str) -> Response:
-        cluster_id, proc_id = p.parse_job_id(job_id)
+        cluster_id, proc_id = protocol.parse_job_id(job_id)
         if proc_id is None:
             raise BadRequest("name one job (CLUSTER.PROC)")
         who.require(Scope.USER)
-        owner = _owner_of(pool, cluster_id, proc_id)
+        owner = pool.owner_of(cluster_id, proc_id)
         if owner != who.subject and not who.is_admin:
             raise Forbidden(f"job {job_id} belongs to {owner}")
         data = await asyncio.to_thread(pool.spool.tar, cluster_id, proc_id)
         return Response(data, media_type="application/gzip")
 
-    @app.get(p.AUTOCLUSTERS)
-    async def autoclusters(who: Who) -> list[dict[str, Any]]:
+    @app.get(protocol.AUTOCLUSTERS)
+    async def autoclusters(who: Who) -> list[payloads.AutoclusterRow]:
         return pool.schedd.index.summary()
 
-    @app.post(p.HISTORY_QUERY)
-    async def history(who: Who, body: p.QueryRequest) -> Response:
+    @app.post(protocol.HISTORY_QUERY)
+    async def history(who: Who, body: payloads.QueryRequest) -> Response:
         ads = await asyncio.to_thread(
             pool.history.query, body.ids, body.owners, body.constraint, body.projection, body.limit
         )
-        return FastJSON({"ads": ads, "totals": None})
+        return FastJSON(payloads.QueryResult(ads).to_dict())
 
     # -- bookkeeping -------------------------------------------------------------------------
-    @app.post(p.EVENTS)
-    async def record_event(who: Who, body: p.EventRequest) -> p.Event:
+    @app.post(protocol.EVENTS)
+    async def record_event(who: Who, body: payloads.EventRequest) -> payloads.Event:
         return await pool.record_event(who, body)
 
-    @app.get(p.EVENTS)
+    @app.get(protocol.EVENTS)
     async def events(
         who: Who, after: int = 0, limit: Annotated[int, Query(ge=1, le=10000)] = 1000
-    ) -> list[p.Event]:
+    ) -> list[payloads.Event]:
         return pool.events.after(after, limit)
 
-    @app.get(p.EVENTS_STREAM)
+    @app.get(protocol.EVENTS_STREAM)
     async def event_stream(who: Who, after: int = -1) -> StreamingResponse:
         return StreamingResponse(
             _sse(pool, after), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
         )
 
     # -- sandboxes ---------------------------------------------------------------------------
-    @app.post(p.BLOBS_MISSING)
-    async def blobs_missing(
-        who: Who, digests: Annotated[list[str], Body(embed=True)]
-    ) -> dict[str, list[str]]:
+    @app.post(protocol.BLOBS_MISSING)
+    async def blobs_missing(who: Who, body: payloads.BlobsQuery) -> payloads.MissingBlobs:
         who.require(Scope.USER)
-        for digest in digests:
+        for digest in body.digests:
             check_digest(digest)
-        return {"missing": pool.blobs.missing(digests)}
+        return payloads.MissingBlobs(pool.blobs.missing(body.digests))
 
-    @app.put(p.BLOB)
-    async def blob_put(who: Who, digest: str, request: Request) -> dict[str, Any]:
+    @app.put(protocol.BLOB)
+    async def blob_put(who: Who, digest: str, request: Request) -> payloads.BlobStored:
         who.require(Scope.USER)
         check_digest(digest)
         pool.refuse_new_work()
@@ -263,9 +263,9 @@ def build_app(pool: Pool) -> FastAPI:
         if length and length.isdigit() and int(length) > pool.blobs.max_file_bytes:
             raise TooLarge(f"file of {length} bytes; the per-file limit is {pool.blobs.max_file_bytes}")
         size = await pool.blobs.put(digest, request.stream())
-        return {"digest": digest, "size": size}
+        return payloads.BlobStored(digest, size)
 
-    @app.get(p.BLOB)
+    @app.get(protocol.BLOB)
     async def blob_get(
         who: Who, digest: str, x_updraft_claim: Annotated[str | None, Header()] = None
     ) -> FileResponse:
@@ -274,36 +274,38 @@ def build_app(pool: Pool) -> FastAPI:
         return FileResponse(pool.blobs.open(digest), media_type="application/octet-stream")
 
     # -- collector ---------------------------------------------------------------------------
-    @app.post(p.ADS)
-    async def advertise(who: Who, body: p.AdvertiseRequest) -> dict[str, int]:
+    @app.post(protocol.ADS)
+    async def advertise(who: Who, body: payloads.AdvertiseRequest) -> payloads.AdCount:
         stored = pool.collector.advertise(who, AdType.parse(body.ad_type), body.ads, body.lifetime_s)
-        return {"count": len(stored)}
+        return payloads.AdCount(len(stored))
 
-    @app.post(p.ADS_QUERY)
-    async def ads_query(who: Who, body: p.AdQuery) -> Response:
+    @app.post(protocol.ADS_QUERY)
+    async def ads_query(who: Who, body: payloads.AdQuery) -> Response:
         kind = None if body.ad_type.lower() == "any" else AdType.parse(body.ad_type)
-        return FastJSON({"ads": pool.collector.query(kind, body.constraint, body.projection)})
+        return FastJSON(
+            payloads.AdsResult(pool.collector.query(kind, body.constraint, body.projection)).to_dict()
+        )
 
-    @app.post(p.ADS_INVALIDATE)
-    async def invalidate(who: Who, body: p.InvalidateRequest) -> dict[str, int]:
-        return {
-            "count": pool.collector.invalidate(who, AdType.parse(body.ad_type), body.names, body.constraint)
-        }
+    @app.post(protocol.ADS_INVALIDATE)
+    async def invalidate(who: Who, body: payloads.InvalidateRequest) -> payloads.AdCount:
+        return payloads.AdCount(
+            pool.collector.invalidate(who, AdType.parse(body.ad_type), body.names, body.constraint)
+        )
 
     # -- pilots ------------------------------------------------------------------------------
-    @app.post(p.PILOT_POLL)
-    async def poll(who: Who, body: p.PollRequest) -> Response:
+    @app.post(protocol.PILOT_POLL)
+    async def poll(who: Who, body: payloads.PollRequest) -> Response:
         result = await pool.poll(who, body)
         return FastJSON(result.to_dict())
 
-    @app.get(p.CLAIM_SANDBOX)
-    async def claim_sandbox(who: Who, claim_id: str) -> dict[str, Any]:
+    @app.get(protocol.CLAIM_SANDBOX)
+    async def claim_sandbox(who: Who, claim_id: str) -> payloads.ClaimSandbox:
         claim = pool.claim_of(who, claim_id)
         job = claim.job
-        return {"job_id": job.job_id, "inputs": [f.to_dict() for f in job.cluster.inputs_of(job.proc_id)]}
+        return payloads.ClaimSandbox(job.job_id, list(job.cluster.inputs_of(job.proc_id)))
 
-    @app.put(p.CLAIM_OUTPUT)
-    async def claim_output(who: Who, claim_id: str, request: Request) -> dict[str, Any]:
+    @app.put(protocol.CLAIM_OUTPUT)
+    async def claim_output(who: Who, claim_id: str, request: Request) -> payloads.OutputStored:
         pool.claim_of(who, claim_id)
         limit = pool.spool.max_output_bytes
         fd, name = tempfile.mkstemp(prefix="output-", dir=pool.config.spool_dir)
@@ -321,15 +323,15 @@ def build_app(pool: Pool) -> FastAPI:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name)
-        return {"files": files}
+        return payloads.OutputStored(files)
 
-    @app.post(p.CLAIM_REPORT)
-    async def claim_report(who: Who, claim_id: str, body: p.ClaimReport) -> dict[str, Any]:
-        return await pool.report(who, claim_id, body)
+    @app.post(protocol.CLAIM_REPORT)
+    async def claim_report(who: Who, claim_id: str, body: payloads.ClaimReport) -> Response:
+        return FastJSON((await pool.report(who, claim_id, body)).to_dict())
 
     # -- tokens and priorities ---------------------------------------------------------------
-    @app.post(p.TOKENS)
-    async def mint(who: Who, body: p.TokenRequest) -> p.TokenResult:
+    @app.post(protocol.TOKENS)
+    async def mint(who: Who, body: payloads.TokenRequest) -> payloads.TokenResult:
         scopes = parse_scopes(body.scopes)
         lifetime = min(int(body.lifetime_s), pool.config.max_token_lifetime_s)
         bindings = dict(body.bindings)
@@ -347,32 +349,30 @@ def build_app(pool: Pool) -> FastAPI:
                     f"{who.name} may not mint {', '.join(sorted(s.value for s in scopes))} tokens for {body.subject}"
                 )
         token, expires = pool.tokens.issue(subject, frozenset(scopes), lifetime, bindings)
-        return p.TokenResult(token, expires, subject, sorted(s.value for s in scopes))
+        return payloads.TokenResult(token, expires, subject, sorted(s.value for s in scopes))
 
-    @app.post(p.TOKENS_RENEW)
-    async def renew(who: Who) -> p.TokenResult:
+    @app.post(protocol.TOKENS_RENEW)
+    async def renew(who: Who) -> payloads.TokenResult:
         lifetime = min(who.lifetime_s, pool.config.max_token_lifetime_s)
         token, expires = pool.tokens.issue(who.subject, who.scopes, lifetime, who.bindings)
-        return p.TokenResult(token, expires, who.subject, sorted(s.value for s in who.scopes))
+        return payloads.TokenResult(token, expires, who.subject, sorted(s.value for s in who.scopes))
 
-    @app.post(p.TOKENS_REVOKE)
-    async def revoke(who: Who, body: p.RevokeRequest) -> dict[str, list[str]]:
-        return {"revoked": await pool.revoke(who, body)}
+    @app.post(protocol.TOKENS_REVOKE)
+    async def revoke(who: Who, body: payloads.RevokeRequest) -> payloads.RevokeResult:
+        return payloads.RevokeResult(await pool.revoke(who, body))
 
-    @app.get(p.ACCOUNTANT)
-    async def accountant(who: Who) -> list[dict[str, Any]]:
+    @app.get(protocol.ACCOUNTANT)
+    async def accountant(who: Who) -> list[payloads.AccountantRow]:
         return pool.schedd.accountant.report()
 
-    @app.post(p.ACCOUNTANT + "/factor")
-    async def set_factor(
-        who: Who, submitter: Annotated[str, Body()], factor: Annotated[float, Body()]
-    ) -> dict[str, Any]:
+    @app.post(protocol.ACCOUNTANT_FACTOR)
+    async def set_factor(who: Who, body: payloads.FactorRequest) -> payloads.FactorRequest:
         who.require(Scope.ADMIN)
         try:
-            pool.schedd.accountant.set_factor(submitter, factor)
+            pool.schedd.accountant.set_factor(body.submitter, body.factor)
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
-        return {"submitter": submitter, "factor": factor}
+        return body
 
     config = pool.config
     limits = BodyLimits(
@@ -386,34 +386,22 @@ def build_app(pool: Pool) -> FastAPI:
     return app
 
 
-def pool_query(pool: Pool, body: p.QueryRequest) -> dict[str, Any]:
+def pool_query(pool: Pool, body: payloads.QueryRequest) -> payloads.QueryResult:
     schedd = pool.schedd
     if body.totals_only and not body.ids and not body.owners and not body.constraint:
-        return {"ads": [], "totals": schedd.queue.totals()}
+        return payloads.QueryResult([], schedd.queue.totals())
     jobs, _missing = schedd.select(body.ids, body.owners, body.constraint)
     totals = schedd.queue.totals(jobs) if (body.totals or body.totals_only) else None
     if body.totals_only:
-        return {"ads": [], "totals": totals}
+        return payloads.QueryResult([], totals)
     if body.limit > 0:
         jobs = jobs[: body.limit]
     ads = [job.project(body.projection) for job in jobs] if body.projection else [job.ad() for job in jobs]
-    return {"ads": ads, "totals": totals}
-
-
-def _owner_of(pool: Pool, cluster_id: int, proc_id: int) -> str:
-    job = pool.schedd.queue.get(cluster_id, proc_id)
-    if job is not None:
-        return job.owner
-    rows = pool.store.read(
-        "SELECT owner FROM history WHERE cluster_id = ? AND proc_id = ?", (cluster_id, proc_id)
-    )
-    if not rows:
-        raise NotFound(f"job {cluster_id}.{proc_id} is neither in the queue nor in history")
-    return str(rows[0][0])
+    return payloads.QueryResult(ads, totals)
 
 
 async def _sse(
-    pool: Pool, after: int, render: Callable[[p.Event], bytes | None] | None = None
+    pool: Pool, after: int, render: Callable[[payloads.Event], bytes | None] | None = None
 ) -> AsyncIterator[bytes]:
     """Server-sent events: replay committed events after ``after``, then follow live.
 
@@ -451,7 +439,7 @@ async def _sse(
         pool.events.unsubscribe(subscriber)
 
 
-def _monitor_event(event: p.Event, show_reasons: bool) -> bytes | None:
+def _monitor_event(event: payloads.Event, show_reasons: bool) -> bytes | None:
     if event.type not in SHOWN_EVENTS:
         return None
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (
@@ -461,5 +449,5 @@ def _monitor_event(event: p.Event, show_reasons: bool) -> bytes | None:
     )
 
 
-def _sse_event(event: p.Event) -> bytes:
+def _sse_event(event: payloads.Event) -> bytes:
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.id, event.type.encode(), orjson.dumps(event.to_dict()))

@@ -16,6 +16,7 @@ import heapq
 from collections.abc import Iterable
 
 from updraft.core import classads
+from updraft.core.payloads import AutoclusterRow
 from userpool.jobs import IDLE
 from userpool.queue import PER_JOB, Cluster, Job, JobQueue
 from userpool.selection import _ClusterView
@@ -252,9 +253,9 @@ class AutoclusterIndex:
         if empty > 1000 and empty > len(self.ordered) // 2:
             self.rebuild()
 
-    def summary(self) -> list[dict[str, object]]:
+    def summary(self) -> list[AutoclusterRow]:
         return [
-            {"id": ac.id, "idle": ac.idle, "submitter": ac.submitter, "prio": ac.prio, "attrs": ac.texts}
+            AutoclusterRow(ac.id, ac.idle, ac.submitter, ac.prio, dict(ac.texts))
             for ac in self.ordered
             if ac.idle > 0
         ]

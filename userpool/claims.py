@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 from updraft.core import classads
 from updraft.core.errors import Conflict, Forbidden
-from updraft.core.protocol import Command, PilotCommand
+from updraft.core.payloads import Command
+from updraft.core.protocol import PilotCommand
 from userpool.queue import Job
 
 REVOKED_MEMORY_S = 3600.0

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from updraft.core import protocol
 from updraft.core.configfile import ConfigError, check_keys, line_of
 
 
@@ -94,11 +95,11 @@ class PoolConfig:
     #: job attributes a frontend identity may edit on any job (overflow widens DESIRED_Sites)
     frontend_editable: list[str] = field(
         default_factory=lambda: [
-            "DESIRED_Sites",
-            "DESIRED_Sites_Orig",
-            "OverflowTime",
-            "Overflowed",
-            "OverflowHomeSites",
+            protocol.ATTR_DESIRED_SITES,
+            protocol.ATTR_DESIRED_SITES_ORIG,
+            protocol.ATTR_OVERFLOW_TIME,
+            protocol.ATTR_OVERFLOWED,
+            protocol.ATTR_OVERFLOW_HOME_SITES,
         ]
     )
     #: the longest a token may live, however it was made (minted, renewed, `updraft token create`):

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from updraft.core.protocol import Event
+from updraft.core.payloads import Event
 from userpool.store import Batch, Store
 
 log = logging.getLogger("updraft.events")

@@ -114,6 +114,12 @@ class History:
                 break
         return out
 
+    def owner_of(self, cluster_id: int, proc_id: int) -> str | None:
+        rows = self.store.read(
+            "SELECT owner FROM history WHERE cluster_id = ? AND proc_id = ?", (cluster_id, proc_id)
+        )
+        return str(rows[0][0]) if rows else None
+
     def prune(self) -> Batch:
         """Drop the oldest rows beyond ``max_jobs`` and cluster ads nothing refers to any more."""
         batch = Batch()

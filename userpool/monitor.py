@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from updraft.core import protocol as p
+from updraft.core import payloads, protocol
 
 if TYPE_CHECKING:
     from userpool.pool import Pool
@@ -77,11 +77,13 @@ class Monitor:
     def _pilot_counts(self) -> dict[str, Counter[str]]:
         sites: dict[str, Counter[str]] = {}
         collector = self.pool.collector
-        for ad in collector.query(p.AdType.Slot, "", [p.ATTR_GLIDEIN_SITE, "State", "Cpus", "TotalCpus"]):
-            site = sites.setdefault(_text(ad.get(p.ATTR_GLIDEIN_SITE)), Counter())
+        for ad in collector.query(
+            protocol.AdType.Slot, "", [protocol.ATTR_GLIDEIN_SITE, "State", "Cpus", "TotalCpus"]
+        ):
+            site = sites.setdefault(_text(ad.get(protocol.ATTR_GLIDEIN_SITE)), Counter())
             site["busy" if _text(ad.get("State")) == "Claimed" else "idle"] += 1
-        for ad in collector.query(p.AdType.PilotFailure, "", [p.ATTR_GLIDEIN_SITE]):
-            sites.setdefault(_text(ad.get(p.ATTR_GLIDEIN_SITE)), Counter())["failed"] += 1
+        for ad in collector.query(protocol.AdType.PilotFailure, "", [protocol.ATTR_GLIDEIN_SITE]):
+            sites.setdefault(_text(ad.get(protocol.ATTR_GLIDEIN_SITE)), Counter())["failed"] += 1
         return sites
 
     def snapshot(self) -> dict[str, Any]:
@@ -91,25 +93,32 @@ class Monitor:
         collector = self.pool.collector
         entries: dict[str, list[dict[str, Any]]] = {}
         for ad in collector.query(
-            p.AdType.GlideFactory, "", [p.ATTR_NAME, p.ATTR_GLIDEIN_SITE, p.ATTR_IN_DOWNTIME]
+            protocol.AdType.GlideFactory,
+            "",
+            [protocol.ATTR_NAME, protocol.ATTR_GLIDEIN_SITE, protocol.ATTR_IN_DOWNTIME],
         ):
-            site = _text(ad.get(p.ATTR_GLIDEIN_SITE))
+            site = _text(ad.get(protocol.ATTR_GLIDEIN_SITE))
             sites.setdefault(site, Counter())
             entries.setdefault(site, []).append(
-                {"name": _text(ad.get(p.ATTR_NAME)), "down": ad.get(p.ATTR_IN_DOWNTIME) == "true"}
+                {
+                    "name": _text(ad.get(protocol.ATTR_NAME)),
+                    "down": ad.get(protocol.ATTR_IN_DOWNTIME) == "true",
+                }
             )
         requested: Counter[str] = Counter()
         for ad in collector.query(
-            p.AdType.GlideResource, "", [p.ATTR_GLIDEIN_SITE, "GlideClientMonitorRequestedIdle"]
+            protocol.AdType.GlideResource, "", [protocol.ATTR_GLIDEIN_SITE, "GlideClientMonitorRequestedIdle"]
         ):
-            requested[_text(ad.get(p.ATTR_GLIDEIN_SITE))] += _int(ad.get("GlideClientMonitorRequestedIdle"))
+            requested[_text(ad.get(protocol.ATTR_GLIDEIN_SITE))] += _int(
+                ad.get("GlideClientMonitorRequestedIdle")
+            )
         running: Counter[str] = Counter()
         flows: Counter[tuple[str, str]] = Counter()
         for claim in list(self.pool.schedd.claims.active.values()):
-            site = _text(claim.job.get(p.ATTR_MATCH_SITE))
+            site = _text(claim.job.get(protocol.ATTR_MATCH_SITE))
             running[site] += 1
-            if claim.job.get(p.ATTR_OVERFLOWED) == "true":
-                for home in _text(claim.job.get(p.ATTR_OVERFLOW_HOME_SITES)).split(","):
+            if claim.job.get(protocol.ATTR_OVERFLOWED) == "true":
+                for home in _text(claim.job.get(protocol.ATTR_OVERFLOW_HOME_SITES)).split(","):
                     if home:
                         flows[(home, site)] += 1
         widened: Counter[tuple[str, str]] = Counter()
@@ -155,7 +164,7 @@ def monitor_html() -> str:
 OWNER_WORDED = frozenset({"hold", "release", "remove", "suspend", "continue", "evict"})
 
 
-def event_view(event: p.Event, show_reasons: bool = False) -> dict[str, Any]:
+def event_view(event: payloads.Event, show_reasons: bool = False) -> dict[str, Any]:
     """An event as the page shows it: no arguments, environments or paths, just what happened."""
     details = event.details
     shown = ["site", "home", "to", "jobs", "exit_code", "code", "type", "message", "slot"]
@@ -180,7 +189,7 @@ def _text(text: str | None) -> str:
     if text is None:
         return ""
     try:
-        value = p.parse_literal(text)
+        value = protocol.parse_literal(text)
     except ValueError:
         return text
     return str(value) if value is not None else ""

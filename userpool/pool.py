@@ -21,13 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from updraft.core import classads
+from updraft.core import classads, protocol
 from updraft.core.errors import BadRequest, Forbidden, InsufficientStorage, NotFound
 from updraft.core.failpoints import failpoint
-from updraft.core.protocol import (
+from updraft.core.payloads import (
     ActResult,
-    AdType,
-    ClaimEvent,
     ClaimReport,
     EditRequest,
     Event,
@@ -35,14 +33,12 @@ from updraft.core.protocol import (
     Match,
     PollRequest,
     PollResult,
+    ReportResult,
     RevokeRequest,
-    Scope,
     SubmitRequest,
     SubmitResult,
-    format_job_id,
-    literal,
-    parse_literal,
 )
+from updraft.core.protocol import AdType, ClaimEvent, Scope, format_job_id, literal, parse_literal
 from userpool import matchsub
 from userpool.asowner import owner_writer
 from userpool.claims import slot_name_of
@@ -355,7 +351,7 @@ class Pool:
                 self._drop_waiter(waiter)
 
     def _slot_accepts_jobs(self, slot: dict[str, str]) -> bool:
-        text = slot.get("GLIDEIN_ToRetire")
+        text = slot.get(protocol.ATTR_GLIDEIN_TO_RETIRE)
         if text is None or not classads.is_literal(text):
             return True
         value = classads.number(classads.value_of_text(text))
@@ -473,7 +469,7 @@ class Pool:
         identity.require(Scope.PILOT)
         return self.schedd.claims.check(claim_id, identity.principal)
 
-    async def report(self, identity: Identity, claim_id: str, report: ClaimReport) -> dict[str, Any]:
+    async def report(self, identity: Identity, claim_id: str, report: ClaimReport) -> ReportResult:
         claim = self.claim_of(identity, claim_id)
         tx = Tx()
         self.schedd.report(tx, claim, report)
@@ -483,10 +479,7 @@ class Pool:
             tx.after_commit.append(lambda: self._claim_news(claim.claim_id))
         await self.commit(tx)
         job = claim.job
-        answer: dict[str, Any] = {
-            "job_id": format_job_id(job.cluster.cluster_id, job.proc_id),
-            "status": job.status,
-        }
+        matches: list[Match] = []
         if (
             report.slot_ad
             and report.event == ClaimEvent.EXITED.value
@@ -495,8 +488,8 @@ class Pool:
         ):
             slot = self._advertise_slot(identity, report.slot_ad)  # with this job's share back
             if self._slot_accepts_jobs(slot):
-                answer["matches"] = [m.to_dict() for m in await self._match(identity, slot, 1)]
-        return answer
+                matches = await self._match(identity, slot, 1)
+        return ReportResult(format_job_id(job.cluster.cluster_id, job.proc_id), job.status, matches)
 
     async def revoke(self, identity: Identity, request: RevokeRequest) -> list[str]:
         """Admins revoke anything; a frontend revokes the tokens bound to itself (its pilots)."""
@@ -651,6 +644,16 @@ class Pool:
     # =========================================================================================
     # Views
     # =========================================================================================
+    def owner_of(self, cluster_id: int, proc_id: int) -> str:
+        """The owner of a job in the queue or in the history."""
+        job = self.schedd.queue.get(cluster_id, proc_id)
+        if job is not None:
+            return job.owner
+        owner = self.history.owner_of(cluster_id, proc_id)
+        if owner is None:
+            raise NotFound(f"job {cluster_id}.{proc_id} is neither in the queue nor in history")
+        return owner
+
     def job_or_404(self, job_id: str) -> Job:
         return self.schedd.job_or_404(job_id)
 

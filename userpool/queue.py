@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
-from updraft.core import classads
+from updraft.core import classads, protocol
 from updraft.core.classads import canonical
-from updraft.core.protocol import JobStatus, SandboxFile, format_job_id, parse_job_id, parse_literal
+from updraft.core.payloads import SandboxFile
+from updraft.core.protocol import JobStatus, format_job_id, parse_job_id, parse_literal
 
 #: attributes computed from fields, never stored as overrides
 SYNTHESIZED = frozenset({"ClusterId", "ProcId", "JobStatus"})
@@ -22,7 +23,7 @@ PROTECTED = frozenset(
     classads.canonical(n)
     for n in (
         "ClusterId", "ProcId", "JobStatus", "Owner", "User", "QDate", "MyType", "EnteredCurrentStatus",
-        "NumJobStarts", "NumJobMatches", "RemoteHost", "GlobalJobId", "AuthenticatedIdentity", "NumJobCompletions",
+        "NumJobStarts", "NumJobMatches", "RemoteHost", "GlobalJobId", protocol.ATTR_AUTHENTICATED_IDENTITY, "NumJobCompletions",
     )
 )  # fmt: skip
 

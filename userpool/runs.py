@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from updraft.core import classads
+from updraft.core import classads, protocol
 from updraft.core.classads import float_of, int_of
 from updraft.core.errors import BadRequest
-from updraft.core.protocol import ClaimEvent, ClaimReport, HoldCode, literal, quote
+from updraft.core.payloads import ClaimReport
+from updraft.core.protocol import ClaimEvent, HoldCode, literal, quote
 from userpool import policy
 from userpool.autoclusters import Autocluster
 from userpool.claims import Claim, slot_name_of
@@ -56,7 +57,12 @@ class RunsMixin(_Base):
         }
         if job.get("JobStartDate") is None:
             attrs["JobStartDate"] = str(now)
-        for name in ("GLIDEIN_Site", "GLIDEIN_Entry_Name", "GLIDEIN_Factory", "GLIDEIN_Name"):
+        for name in (
+            protocol.ATTR_GLIDEIN_SITE,
+            protocol.ATTR_GLIDEIN_ENTRY,
+            protocol.ATTR_GLIDEIN_FACTORY,
+            protocol.ATTR_GLIDEIN_NAME,
+        ):
             if name in slot:
                 attrs[f"MATCH_EXP_JOB_{name}"] = slot[name]
         machine_attrs = job.get("JobMachineAttrs")

@@ -23,7 +23,8 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 from updraft.core.errors import BadRequest, NotFound, SandboxRefused, TooLarge
-from updraft.core.protocol import ProtocolError, SandboxFile, parse_literal, safe_relative_path
+from updraft.core.payloads import SandboxFile
+from updraft.core.protocol import ProtocolError, parse_literal, safe_relative_path
 
 log = logging.getLogger("updraft.sandbox")
 

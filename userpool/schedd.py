@@ -20,16 +20,8 @@ import orjson
 from updraft.core import classads
 from updraft.core.classads import int_of
 from updraft.core.errors import BadRequest, Conflict, Forbidden, NotFound, TooCostly, TooLarge
-from updraft.core.protocol import (
-    HoldCode,
-    JobStatus,
-    SandboxFile,
-    Scope,
-    SubmitRequest,
-    SubmitResult,
-    format_job_id,
-    quote,
-)
+from updraft.core.payloads import SandboxFile, SubmitRequest, SubmitResult
+from updraft.core.protocol import HoldCode, JobStatus, Scope, format_job_id, quote
 from userpool import exprcost, policy
 from userpool.accountant import Accountant
 from userpool.actions import ActionsMixin

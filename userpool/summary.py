@@ -12,7 +12,8 @@ from typing import Any
 
 from updraft.core import classads
 from updraft.core.errors import BadRequest
-from updraft.core.protocol import JobStatus, SummaryRequest, SummaryResult, SummaryRow
+from updraft.core.payloads import SummaryRequest, SummaryResult, SummaryRow
+from updraft.core.protocol import JobStatus
 from userpool.queue import PER_JOB, JobQueue
 from userpool.selection import Selector
 

@@ -39,7 +39,6 @@ from factory.errors import SiteUnavailable
 from factory.glideins import GlideinState
 from factory.proxies import ProxyError, delegate
 
-S = GlideinState
 ALL_STATES = (
     "ACCEPTING,ACCEPTED,PREPARING,PREPARED,SUBMITTING,QUEUING,RUNNING,HELD,EXITINGLRMS,OTHER,EXECUTED,"
     "FINISHING,KILLING,FINISHED,FAILED,KILLED,WIPED"
@@ -73,22 +72,22 @@ class ArcAdapter(SiteAdapter):
     kind = "arc"
     options_model = ArcOptions
     native_states = {
-        "ACCEPTING": S.QUEUED,
-        "ACCEPTED": S.QUEUED,
-        "PREPARING": S.QUEUED,
-        "PREPARED": S.QUEUED,
-        "SUBMITTING": S.QUEUED,
-        "QUEUING": S.QUEUED,
-        "HELD": S.HELD,
-        "RUNNING": S.RUNNING,
-        "EXITINGLRMS": S.RUNNING,
-        "EXECUTED": S.RUNNING,
-        "FINISHING": S.RUNNING,
-        "KILLING": S.RUNNING,
-        "OTHER": S.QUEUED,
-        "FINISHED": S.COMPLETED,
-        "FAILED": S.FAILED,
-        "KILLED": S.REMOVED,
+        "ACCEPTING": GlideinState.QUEUED,
+        "ACCEPTED": GlideinState.QUEUED,
+        "PREPARING": GlideinState.QUEUED,
+        "PREPARED": GlideinState.QUEUED,
+        "SUBMITTING": GlideinState.QUEUED,
+        "QUEUING": GlideinState.QUEUED,
+        "HELD": GlideinState.HELD,
+        "RUNNING": GlideinState.RUNNING,
+        "EXITINGLRMS": GlideinState.RUNNING,
+        "EXECUTED": GlideinState.RUNNING,
+        "FINISHING": GlideinState.RUNNING,
+        "KILLING": GlideinState.RUNNING,
+        "OTHER": GlideinState.QUEUED,
+        "FINISHED": GlideinState.COMPLETED,
+        "FAILED": GlideinState.FAILED,
+        "KILLED": GlideinState.REMOVED,
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -278,7 +277,7 @@ class ArcAdapter(SiteAdapter):
                     "GET", f"/jobs/{site_id}/diagnose/failed", expect=(200, 404)
                 ).text.strip()
                 if CANCELLED in reason:
-                    state = S.REMOVED
+                    state = GlideinState.REMOVED
             out[site_id] = SiteStatus(state, native, reason)
         return out
 

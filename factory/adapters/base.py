@@ -17,10 +17,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from factory.errors import SiteError, SiteUnavailable
 from factory.glideins import GlideinState
+
+if TYPE_CHECKING:
+    from factory.config import EntryConfig
 
 TAG_PREFIX = "updraft"
 
@@ -124,7 +127,7 @@ class SiteAdapter(ABC):
     #: what was committed after the journal recorded it (two-phase), so there is nothing to find
     finds_by_tag: ClassVar[bool] = True
 
-    def __init__(self, entry: Any, factory: str, work_dir: Path, run: Runner = run_argv) -> None:
+    def __init__(self, entry: EntryConfig, factory: str, work_dir: Path, run: Runner = run_argv) -> None:
         self.entry = entry
         self.factory = factory
         self.work_dir = work_dir  # the factory's own directory for this entry (scripts, outputs)
@@ -132,7 +135,7 @@ class SiteAdapter(ABC):
         self.options = entry.adapter_options if entry.adapter_options is not None else self.options_model()
 
     @classmethod
-    def check_entry(cls, entry: Any) -> tuple[str, str] | None:
+    def check_entry(cls, entry: EntryConfig) -> tuple[str, str] | None:
         """A (field, message) problem with an entry for this gridtype, or None."""
         return None
 
@@ -231,12 +234,12 @@ class SiteAdapter(ABC):
         return path
 
 
-def render_extras(entry: object, glidein: GlideinSpec) -> str:
+def render_extras(entry: EntryConfig, glidein: GlideinSpec) -> str:
     """The entry's submit_extras template, rendered with its attributes and this glidein."""
     from jinja2 import Environment, StrictUndefined
 
-    template = Environment(undefined=StrictUndefined).from_string(getattr(entry, "submit_extras", ""))
-    attributes = dict(getattr(entry, "attributes", {}))
+    template = Environment(undefined=StrictUndefined).from_string(entry.submit_extras)
+    attributes = entry.published_attributes()
     return template.render(entry=entry, attributes=attributes, glidein=glidein, **attributes)
 
 

@@ -32,7 +32,6 @@ from factory.errors import SiteUnavailable
 from factory.glideins import GlideinState
 from updraft.core.protocol import quote
 
-S = GlideinState
 TAG = "UpdraftTag"
 FACTORY = "UpdraftFactory"
 # JobStatus of the grid universe job in the factory's schedd
@@ -70,13 +69,13 @@ class CondorCEAdapter(SiteAdapter):
     kind = "condor"
     options_model = CondorCEOptions
     native_states = {
-        "IDLE": S.QUEUED,
-        "RUNNING": S.RUNNING,
-        "TRANSFERRING_OUTPUT": S.RUNNING,
-        "HELD": S.HELD,
-        "SUSPENDED": S.HELD,
-        "COMPLETED": S.COMPLETED,
-        "REMOVED": S.REMOVED,
+        "IDLE": GlideinState.QUEUED,
+        "RUNNING": GlideinState.RUNNING,
+        "TRANSFERRING_OUTPUT": GlideinState.RUNNING,
+        "HELD": GlideinState.HELD,
+        "SUSPENDED": GlideinState.HELD,
+        "COMPLETED": GlideinState.COMPLETED,
+        "REMOVED": GlideinState.REMOVED,
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -184,7 +183,7 @@ class CondorCEAdapter(SiteAdapter):
             if native == "HELD":
                 reason = str(ad.get("HoldReason", ""))
             if native == "COMPLETED" and int(ad.get("ExitCode", 0) or 0) != 0:
-                state, reason = S.FAILED, f"exit code {ad.get('ExitCode')}"
+                state, reason = GlideinState.FAILED, f"exit code {ad.get('ExitCode')}"
             out[site_id] = SiteStatus(state, f"{native} ({remote})" if remote else native, reason)
         return out
 

@@ -45,7 +45,6 @@ from factory.glideins import GlideinState
 from factory.proxies import ProxyError, delegate
 from updraft.core.protocol import literal
 
-S = GlideinState
 REFUSALS = {"InvalidArgumentFault", "AuthorizationFault", "JobSubmissionDisabledFault"}
 
 
@@ -63,16 +62,16 @@ class CreamAdapter(SiteAdapter):
     kind = "cream"
     options_model = CreamOptions
     native_states = {
-        "REGISTERED": S.QUEUED,
-        "PENDING": S.QUEUED,
-        "IDLE": S.QUEUED,
-        "RUNNING": S.RUNNING,
-        "REALLY-RUNNING": S.RUNNING,
-        "HELD": S.HELD,
-        "DONE-OK": S.COMPLETED,
-        "DONE-FAILED": S.FAILED,
-        "CANCELLED": S.REMOVED,
-        "ABORTED": S.FAILED,
+        "REGISTERED": GlideinState.QUEUED,
+        "PENDING": GlideinState.QUEUED,
+        "IDLE": GlideinState.QUEUED,
+        "RUNNING": GlideinState.RUNNING,
+        "REALLY-RUNNING": GlideinState.RUNNING,
+        "HELD": GlideinState.HELD,
+        "DONE-OK": GlideinState.COMPLETED,
+        "DONE-FAILED": GlideinState.FAILED,
+        "CANCELLED": GlideinState.REMOVED,
+        "ABORTED": GlideinState.FAILED,
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

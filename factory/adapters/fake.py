@@ -25,8 +25,6 @@ from factory.adapters.base import (
 from factory.errors import SiteUnavailable
 from factory.glideins import GlideinState
 
-S = GlideinState
-
 
 @dataclass
 class FakeOptions:
@@ -60,12 +58,12 @@ class FakeAdapter(SiteAdapter):
     kind = "fake"
     options_model = FakeOptions
     native_states = {
-        "IDLE": S.QUEUED,
-        "RUNNING": S.RUNNING,
-        "HELD": S.HELD,
-        "DONE": S.COMPLETED,
-        "FAILED": S.FAILED,
-        "CANCELLED": S.REMOVED,
+        "IDLE": GlideinState.QUEUED,
+        "RUNNING": GlideinState.RUNNING,
+        "HELD": GlideinState.HELD,
+        "DONE": GlideinState.COMPLETED,
+        "FAILED": GlideinState.FAILED,
+        "CANCELLED": GlideinState.REMOVED,
     }
 
     @property
@@ -104,8 +102,8 @@ class FakeAdapter(SiteAdapter):
         out = {}
         for site_id in site_ids:
             job = self.site.jobs.get(site_id)
-            if job is not None and job.state not in (S.COMPLETED, S.FAILED):
-                job.state, job.native = S.REMOVED, "CANCELLED"
+            if job is not None and job.state not in (GlideinState.COMPLETED, GlideinState.FAILED):
+                job.state, job.native = GlideinState.REMOVED, "CANCELLED"
             out[site_id] = job is not None
         return out
 
@@ -121,8 +119,8 @@ class FakeAdapter(SiteAdapter):
         out = {}
         for site_id in site_ids:
             job = self.site.jobs.get(site_id)
-            if job is not None and job.state == S.HELD:
-                job.state, job.native, job.releases = S.QUEUED, "IDLE", job.releases + 1
+            if job is not None and job.state == GlideinState.HELD:
+                job.state, job.native, job.releases = GlideinState.QUEUED, "IDLE", job.releases + 1
                 out[site_id] = True
             else:
                 out[site_id] = False

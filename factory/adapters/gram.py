@@ -49,7 +49,6 @@ from factory.errors import SiteUnavailable
 from factory.glideins import GlideinState
 from updraft.core.pilotrecord import RESULT_MARKER
 
-S = GlideinState
 TRANSIENT = {
     gc.ERROR_CONNECTION_FAILED,
     gc.ERROR_JOB_MANAGER_UNREACHABLE,
@@ -77,14 +76,14 @@ class GramAdapter(SiteAdapter):
     options_model = GramOptions
     finds_by_tag = False
     native_states = {
-        "UNSUBMITTED": S.QUEUED,  # waiting for commit
-        "STAGE_IN": S.QUEUED,
-        "PENDING": S.QUEUED,
-        "ACTIVE": S.RUNNING,
-        "STAGE_OUT": S.RUNNING,
-        "SUSPENDED": S.HELD,
-        "DONE": S.COMPLETED,
-        "FAILED": S.FAILED,
+        "UNSUBMITTED": GlideinState.QUEUED,  # waiting for commit
+        "STAGE_IN": GlideinState.QUEUED,
+        "PENDING": GlideinState.QUEUED,
+        "ACTIVE": GlideinState.RUNNING,
+        "STAGE_OUT": GlideinState.RUNNING,
+        "SUSPENDED": GlideinState.HELD,
+        "DONE": GlideinState.COMPLETED,
+        "FAILED": GlideinState.FAILED,
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -268,7 +267,7 @@ class GramAdapter(SiteAdapter):
                 uncommitted.append(contact)  # recorded in the journal (we asked about it): let it run
             if native == "FAILED":
                 if failure == 8:  # the job was cancelled
-                    state, reason = S.REMOVED, "cancelled"
+                    state, reason = GlideinState.REMOVED, "cancelled"
                 elif failure == 111:
                     reason = "never committed: the request expired"
                 else:

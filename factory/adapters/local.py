@@ -29,8 +29,6 @@ from factory.adapters.base import (
 )
 from factory.glideins import GlideinState
 
-S = GlideinState
-
 
 @dataclass
 class LocalOptions:
@@ -44,11 +42,11 @@ class LocalAdapter(SiteAdapter):
     kind = "local"
     options_model = LocalOptions
     native_states = {
-        "queued": S.QUEUED,
-        "running": S.RUNNING,
-        "exited 0": S.COMPLETED,
-        "walltime exceeded": S.FAILED,
-        "cancelled": S.REMOVED,
+        "queued": GlideinState.QUEUED,
+        "running": GlideinState.RUNNING,
+        "exited 0": GlideinState.COMPLETED,
+        "walltime exceeded": GlideinState.FAILED,
+        "cancelled": GlideinState.REMOVED,
     }
 
     def root(self) -> Path:
@@ -145,22 +143,26 @@ class LocalAdapter(SiteAdapter):
             if not node.is_dir():
                 continue
             if (node / "cancelled").exists() and not _alive(node, sessions):
-                out[site_id] = SiteStatus(S.REMOVED, "cancelled")
+                out[site_id] = SiteStatus(GlideinState.REMOVED, "cancelled")
             elif (node / "exit_code").exists():
                 code = (node / "exit_code").read_text().strip()
                 if code == "0":
-                    out[site_id] = SiteStatus(S.COMPLETED, "exited 0")
+                    out[site_id] = SiteStatus(GlideinState.COMPLETED, "exited 0")
                 elif code in ("124", "137"):
-                    out[site_id] = SiteStatus(S.FAILED, "walltime exceeded", "killed at the wall-clock limit")
+                    out[site_id] = SiteStatus(
+                        GlideinState.FAILED, "walltime exceeded", "killed at the wall-clock limit"
+                    )
                 else:
-                    out[site_id] = SiteStatus(S.FAILED, f"exited {code}", f"the glidein exited with {code}")
+                    out[site_id] = SiteStatus(
+                        GlideinState.FAILED, f"exited {code}", f"the glidein exited with {code}"
+                    )
             elif (node / "queued").exists():
-                out[site_id] = SiteStatus(S.QUEUED, "queued")
+                out[site_id] = SiteStatus(GlideinState.QUEUED, "queued")
             elif _alive(node, sessions):
-                out[site_id] = SiteStatus(S.RUNNING, "running")
+                out[site_id] = SiteStatus(GlideinState.RUNNING, "running")
             else:  # started, not running, no exit code: killed without its shell
                 out[site_id] = SiteStatus(
-                    S.FAILED, "vanished", "the glidein's processes are gone without an exit code"
+                    GlideinState.FAILED, "vanished", "the glidein's processes are gone without an exit code"
                 )
         return out
 

@@ -13,7 +13,6 @@ from factory.adapters.batch import BatchAdapter
 from factory.errors import SiteError, SiteUnavailable
 from factory.glideins import GlideinState
 
-S = GlideinState
 HELD_REASONS = ("JobHeldUser", "JobHeldAdmin")
 
 
@@ -34,23 +33,23 @@ class SlurmAdapter(BatchAdapter):
     kind = "slurm"
     options_model = SlurmOptions
     native_states = {
-        "PENDING": S.QUEUED,
-        "CONFIGURING": S.QUEUED,
-        "REQUEUED": S.QUEUED,
-        "RUNNING": S.RUNNING,
-        "COMPLETING": S.RUNNING,
-        "RESIZING": S.RUNNING,
-        "SUSPENDED": S.HELD,
-        "COMPLETED": S.COMPLETED,
-        "CANCELLED": S.REMOVED,
-        "FAILED": S.FAILED,
-        "TIMEOUT": S.FAILED,
-        "NODE_FAIL": S.FAILED,
-        "BOOT_FAIL": S.FAILED,
-        "DEADLINE": S.FAILED,
-        "OUT_OF_MEMORY": S.FAILED,
-        "PREEMPTED": S.FAILED,
-        "SPECIAL_EXIT": S.FAILED,
+        "PENDING": GlideinState.QUEUED,
+        "CONFIGURING": GlideinState.QUEUED,
+        "REQUEUED": GlideinState.QUEUED,
+        "RUNNING": GlideinState.RUNNING,
+        "COMPLETING": GlideinState.RUNNING,
+        "RESIZING": GlideinState.RUNNING,
+        "SUSPENDED": GlideinState.HELD,
+        "COMPLETED": GlideinState.COMPLETED,
+        "CANCELLED": GlideinState.REMOVED,
+        "FAILED": GlideinState.FAILED,
+        "TIMEOUT": GlideinState.FAILED,
+        "NODE_FAIL": GlideinState.FAILED,
+        "BOOT_FAIL": GlideinState.FAILED,
+        "DEADLINE": GlideinState.FAILED,
+        "OUT_OF_MEMORY": GlideinState.FAILED,
+        "PREEMPTED": GlideinState.FAILED,
+        "SPECIAL_EXIT": GlideinState.FAILED,
     }
 
     def command_env(self) -> dict[str, str] | None:
@@ -104,7 +103,7 @@ class SlurmAdapter(BatchAdapter):
             native, reason = parts[1], parts[2] if len(parts) > 2 else ""
             state = self.map_native(native)
             if native == "PENDING" and reason in HELD_REASONS:
-                state = S.HELD
+                state = GlideinState.HELD
             out[parts[0]] = SiteStatus(
                 state, native if reason in ("None", "") else f"{native} ({reason})", reason
             )

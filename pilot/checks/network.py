@@ -14,6 +14,7 @@ from typing import Optional
 
 from pilot.checks.base import CheckContext, metrics
 from pilot.errors import NETWORK, CheckFailed
+from updraft.core import protocol
 
 
 def candidates(context: CheckContext) -> list[str]:
@@ -23,7 +24,7 @@ def candidates(context: CheckContext) -> list[str]:
     if setting and setting.lower() != "auto":
         return [setting]
     found = []
-    for name in ("GLIDEIN_Proxy_URL", "http_proxy", "HTTP_PROXY"):
+    for name in (protocol.ATTR_GLIDEIN_PROXY_URL, "http_proxy", "HTTP_PROXY"):
         value = context.environ.get(name, "").strip()
         if value and value.lower() != "none" and value not in found:
             found.append(value if "://" in value else "http://" + value)
@@ -54,7 +55,7 @@ def check_squid(context: CheckContext) -> Optional[str]:
             )
         context.facts["squid"] = ""
         return "no squid configured"
-    url = config.squid_test_url or config.pool.rstrip("/") + "/v1/ping"
+    url = config.squid_test_url or config.pool.rstrip("/") + protocol.PING
     problems = []
     for proxy in proxies:
         try:

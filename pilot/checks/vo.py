@@ -22,6 +22,7 @@ from typing import Any, Optional
 
 from pilot.checks.base import CheckContext, metrics
 from pilot.errors import CORRUPTION, FAILURE_TYPES, VO_CONFIG, CheckFailed
+from updraft.core import protocol
 
 
 def check_software(context: CheckContext) -> Optional[str]:
@@ -91,7 +92,7 @@ def check_environment(context: CheckContext) -> dict[str, str]:
     config = context.config
     env = dict(context.environ)
     env.update({
-        "GLIDEIN_Site": config.site, "GLIDEIN_Entry_Name": config.entry, "GLIDEIN_Factory": config.factory,
+        protocol.ATTR_GLIDEIN_SITE: config.site, protocol.ATTR_GLIDEIN_ENTRY: config.entry, protocol.ATTR_GLIDEIN_FACTORY: config.factory,
         "UPDRAFT_PILOT_WORK_DIR": str(context.work_dir),
     })  # fmt: skip
     return env

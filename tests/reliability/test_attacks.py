@@ -32,18 +32,17 @@ from tests.support.accounts import IS_ROOT, JOB_ACCOUNT
 from tests.support.pilots import ProtocolPilot, output_tar, slot_ad
 from tests.support.pools import RunningPool, start_pool
 from updraft.core.client import Client, ClientError
-from updraft.core.protocol import (
+from updraft.core.payloads import (
     ActRequest,
     ClaimReport,
     EditRequest,
     Match,
     QueryRequest,
     RevokeRequest,
-    Scope,
     SubmitRequest,
     TokenRequest,
-    quote,
 )
+from updraft.core.protocol import Scope, quote
 
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="writing as another account is what a root pool does")
 
@@ -327,7 +326,7 @@ def test_bodies_past_the_limit_are_refused(target: RunningPool) -> None:
         f"{target.url}/v1/jobs/query", data=chunks(), headers={"Authorization": f"Bearer {token}"}, timeout=60
     )
     assert response.status_code == 413 and "max_request_body_mb" in response.text
-    assert target.client().ping()["service"] == "updraft-pool"
+    assert target.client().ping().service == "updraft-pool"
     assert "max_request_body_mb" in logged(target, "max_request_body_mb")
 
 

@@ -58,7 +58,7 @@ def fill(disk: Path) -> Path:
 
 
 def degraded(pool: RunningPool) -> str:
-    return str(pool.client().ping().get("degraded", ""))
+    return pool.client().ping().degraded
 
 
 def wait_for(condition, what: str, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
@@ -89,7 +89,7 @@ def test_a_full_disk_refuses_new_work_and_keeps_running_jobs(small_disk: Path, w
         assert "Traceback" not in refused.stderr
         assert pool.job(f"{cluster}.0", "JobStatus", user="alice") == "2"  # queries answer
         pilot.poll(max_matches=0)  # a running job's heartbeat
-        assert pilot.finish(match, exit_code=0)["status"] == 4  # and its completion is written
+        assert pilot.finish(match, exit_code=0).status == 4  # and its completion is written
         assert pool.job(f"{cluster}.0", "ExitCode", user="alice", history=True) == "0"
 
         filler.unlink()

@@ -24,9 +24,8 @@ from tests.support.accounts import give_to_job_account
 from tests.support.factories import FactorySetup, local_entry, wait_for
 from tests.support.frontends import FrontendSetup, group
 from tests.support.pools import RunningPool, start_pool
-from updraft.core.protocol import QueryRequest
+from updraft.core.payloads import QueryRequest
 
-S = GlideinState
 JOBS = 1000
 DEADLINE_S = 420  # the whole run, faults included; a bound, not a target
 pytestmark = pytest.mark.timeout(DEADLINE_S + 180)
@@ -254,7 +253,7 @@ def test_every_job_completes_exactly_once_through_kill_9_of_every_component(
         journal.close()
     tags = Counter(g.tag for g in rows)
     assert set(tags.values()) == {1}, "a glidein is twice in the journal"
-    assert not [g for g in rows if g.state == S.UNSUBMITTED], "a glidein is still in doubt"
+    assert not [g for g in rows if g.state == GlideinState.UNSUBMITTED], "a glidein is still in doubt"
     at_sites = {n.name for n in system.nodes()}
     assert at_sites <= set(tags), f"glideins at a site the journal does not know: {at_sites - set(tags)}"
     say(f"glideins: {len(rows)} in the journal, {Counter(g.state.value for g in rows)}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from bench.load import run_load
 from tests.support.pools import RunningPool
-from updraft.core.protocol import QueryRequest
+from updraft.core.payloads import QueryRequest
 
 
 def test_pilots_and_submissions_under_load(fresh_pool: RunningPool) -> None:

@@ -20,7 +20,8 @@ import pytest
 from tests.support.pilots import ProtocolPilot, output_tar, slot_ad
 from tests.support.pools import RunningPool, start_pool
 from updraft.core.client import Client, ClientError
-from updraft.core.protocol import ClaimReport, QueryRequest, SandboxFile, Scope, SubmitRequest
+from updraft.core.payloads import ClaimReport, QueryRequest, SandboxFile, SubmitRequest
+from updraft.core.protocol import Scope
 from userpool.tokens import TokenSigner
 
 

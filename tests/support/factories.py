@@ -21,7 +21,7 @@ from factory.journal import Journal
 from factory.loop import Factory
 from frontend.glideclient import PilotRequest, glideclient_ad
 from tests.support.processes import ServiceSetup
-from updraft.core import protocol as p
+from updraft.core import protocol
 from updraft.core.protocol import Scope
 
 #: pilot settings that keep test glideins short-lived and light
@@ -79,7 +79,7 @@ class FactorySetup(ServiceSetup):
         """Advertise a glideclient ad as frontend ``author`` (default: the frontend it names)."""
         author = author or frontend
         client = self.pool.client(author, Scope.FRONTEND)
-        ads = client.query_ads(p.AdType.GlideFactory.value, f'Name == "{entry}@{self.name}"')
+        ads = client.query_ads(protocol.AdType.GlideFactory.value, f'Name == "{entry}@{self.name}"')
         assert ads, f"the factory does not advertise entry {entry} (yet)"
         pilot_token = (
             token
@@ -87,7 +87,7 @@ class FactorySetup(ServiceSetup):
             else self.pool.token(author, Scope.PILOT, bindings={"frontend": author})
         )
         ad = glideclient_ad(ads[0], frontend, group, PilotRequest(idle, max_glideins, **more), pilot_token)
-        client.advertise(p.AdType.GlideClient.value, [ad])
+        client.advertise(protocol.AdType.GlideClient.value, [ad])
 
     def copy_proxy(self, source: str) -> Path:
         """The factory's own copy of a site's proxy (renewal tests replace it)."""

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from updraft.core import protocol as p
+from updraft.core import payloads, protocol
 from updraft.core.client import Client
 
 
@@ -26,7 +26,7 @@ def slot_ad(
     **extra: str,
 ) -> dict[str, str]:
     ad = {
-        "Name": p.quote(name),
+        "Name": protocol.quote(name),
         "Cpus": str(cpus),
         "Memory": str(memory_mb),
         "Disk": str(disk_kb),
@@ -34,7 +34,7 @@ def slot_ad(
         "OpSys": '"LINUX"',
         "HasFileTransfer": "true",
         "FileSystemDomain": '"worker.invalid"',
-        "GLIDEIN_Site": p.quote(site),
+        "GLIDEIN_Site": protocol.quote(site),
         "START": "true",
     }
     ad.update(extra)
@@ -45,28 +45,28 @@ def slot_ad(
 class ProtocolPilot:
     client: Client
     slot: dict[str, str]
-    claims: list[p.Match] = field(default_factory=list)
+    claims: list[payloads.Match] = field(default_factory=list)
 
-    def poll(self, wait_s: float = 0.0, max_matches: int = 1) -> p.PollResult:
+    def poll(self, wait_s: float = 0.0, max_matches: int = 1) -> payloads.PollResult:
         result = self.client.poll(
-            p.PollRequest(self.slot, [m.claim_id for m in self.claims], wait_s, max_matches)
+            payloads.PollRequest(self.slot, [m.claim_id for m in self.claims], wait_s, max_matches)
         )
         self.claims.extend(result.matches)
         return result
 
-    def take(self, wait_s: float = 2.0) -> p.Match | None:
+    def take(self, wait_s: float = 2.0) -> payloads.Match | None:
         result = self.poll(wait_s)
         return result.matches[0] if result.matches else None
 
     def finish(
         self,
-        match: p.Match,
+        match: payloads.Match,
         exit_code: int | None = 0,
         signal: int | None = None,
         stdout: str = "",
         files: dict[str, str] | None = None,
-    ) -> dict:
-        self.client.report(match.claim_id, p.ClaimReport("started"))
+    ) -> payloads.ReportResult:
+        self.client.report(match.claim_id, payloads.ClaimReport("started"))
         with tempfile.TemporaryDirectory() as scratch:
             root = Path(scratch)
             outputs = {"_condor_stdout": stdout, "_condor_stderr": "", **(files or {})}
@@ -78,7 +78,7 @@ class ProtocolPilot:
                     path.write_text(text)
                     archive.add(path, name)
             self.client.put_output(match.claim_id, tar_path)
-        report = p.ClaimReport(
+        report = payloads.ClaimReport(
             "exited",
             exit_code=exit_code if signal is None else None,
             exit_signal=signal,
@@ -88,7 +88,7 @@ class ProtocolPilot:
         self.claims = [m for m in self.claims if m.claim_id != match.claim_id]
         return answer
 
-    def drop(self, match: p.Match) -> None:
+    def drop(self, match: payloads.Match) -> None:
         """Forget a claim without telling the pool (a pilot that died)."""
         self.claims = [m for m in self.claims if m.claim_id != match.claim_id]
 

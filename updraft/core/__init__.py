@@ -8,4 +8,13 @@ only and run on Python 3.9, as bare worker nodes have it.
 """
 
 #: the core modules the pilot zipapp carries (pilot/build.py); standard library only, Python >= 3.9
-PILOT_BUNDLE = ("errors", "protocol", "transport", "client", "arglist", "pilotrecord", "pilotparams")
+PILOT_BUNDLE = (
+    "errors",
+    "protocol",
+    "payloads",
+    "transport",
+    "client",
+    "arglist",
+    "pilotrecord",
+    "pilotparams",
+)

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from updraft.core import protocol as p
+from updraft.core import payloads, protocol
 from updraft.core.errors import UpdraftError
 from updraft.core.transport import PoolUnreachable, Response, make_transport
 
@@ -111,7 +111,7 @@ class Client:
     def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
         if self.token:
-            headers[p.AUTH_HEADER] = "Bearer " + self.token
+            headers[protocol.AUTH_HEADER] = "Bearer " + self.token
         if extra:
             headers.update(extra)
         return headers
@@ -137,13 +137,12 @@ class Client:
         kind, message = "HTTPError", raw.decode(errors="replace")[:500] or f"HTTP {status}"
         try:
             data = json.loads(raw)
-            error = data.get("error") if isinstance(data, dict) else None
-            if isinstance(error, dict):
-                kind = str(error.get("type", kind))
-                message = str(error.get("message", message))
-            elif isinstance(data, dict) and "detail" in data:
+            if isinstance(data, dict) and isinstance(data.get("error"), dict):
+                answer = payloads.ErrorAnswer.from_dict(data)
+                kind, message = answer.error.type, answer.error.message
+            elif isinstance(data, dict) and "detail" in data:  # a 422 from the framework itself
                 message = json.dumps(data["detail"])[:500]
-        except ValueError:
+        except (ValueError, protocol.ProtocolError):
             pass
         return ClientError(status, kind, message)
 
@@ -151,79 +150,99 @@ class Client:
         body = None
         headers = {}
         if payload is not None:
-            body = payload.to_json() if isinstance(payload, p._Payload) else p._dumps(payload)
+            body = payload.to_json() if isinstance(payload, payloads._Payload) else payloads._dumps(payload)
             headers["Content-Type"] = "application/json"
         response = self.request_raw(method, path, body, headers, timeout)
         raw = response.read()
         return json.loads(raw) if raw else None
 
     # -- schedd ------------------------------------------------------------------------------
-    def ping(self) -> dict[str, Any]:
-        return self.call("GET", p.PING)
+    def ping(self) -> payloads.PingResult:
+        return payloads.PingResult.from_dict(self.call("GET", protocol.PING))
 
     def reserve_cluster(self) -> int:
-        return int(self.call("POST", p.CLUSTERS)["cluster_id"])
+        return payloads.ReserveResult.from_dict(self.call("POST", protocol.CLUSTERS)).cluster_id
 
-    def submit(self, request: p.SubmitRequest) -> p.SubmitResult:
-        return p.SubmitResult.from_dict(self.call("POST", p.JOBS, request, timeout=max(self.timeout, 600)))
+    def submit(self, request: payloads.SubmitRequest) -> payloads.SubmitResult:
+        return payloads.SubmitResult.from_dict(
+            self.call("POST", protocol.JOBS, request, timeout=max(self.timeout, 600))
+        )
 
-    def query(self, request: p.QueryRequest, history: bool = False) -> p.QueryResult:
-        data = self.call("POST", p.HISTORY_QUERY if history else p.JOBS_QUERY, request)
-        return p.QueryResult(data["ads"], data.get("totals"))
+    def query(self, request: payloads.QueryRequest, history: bool = False) -> payloads.QueryResult:
+        return payloads.QueryResult.from_dict(
+            self.call("POST", protocol.HISTORY_QUERY if history else protocol.JOBS_QUERY, request)
+        )
 
-    def summary(self, request: p.SummaryRequest, timeout: float | None = None) -> p.SummaryResult:
-        return p.SummaryResult.from_dict(self.call("POST", p.JOBS_SUMMARY, request, timeout=timeout))
+    def summary(
+        self, request: payloads.SummaryRequest, timeout: float | None = None
+    ) -> payloads.SummaryResult:
+        return payloads.SummaryResult.from_dict(
+            self.call("POST", protocol.JOBS_SUMMARY, request, timeout=timeout)
+        )
 
-    def act(self, request: p.ActRequest) -> p.ActResult:
-        return p.ActResult.from_dict(self.call("POST", p.JOBS_ACT, request))
+    def act(self, request: payloads.ActRequest) -> payloads.ActResult:
+        return payloads.ActResult.from_dict(self.call("POST", protocol.JOBS_ACT, request))
 
-    def edit(self, request: p.EditRequest) -> p.ActResult:
-        return p.ActResult.from_dict(self.call("POST", p.JOBS_EDIT, request))
+    def edit(self, request: payloads.EditRequest) -> payloads.ActResult:
+        return payloads.ActResult.from_dict(self.call("POST", protocol.JOBS_EDIT, request))
 
-    def refresh_credential(self, request: p.CredentialRequest) -> p.ActResult:
-        return p.ActResult.from_dict(self.call("POST", p.JOBS_CREDENTIAL, request))
+    def refresh_credential(self, request: payloads.CredentialRequest) -> payloads.ActResult:
+        return payloads.ActResult.from_dict(self.call("POST", protocol.JOBS_CREDENTIAL, request))
 
-    def analyze(self, job_id: str, constraint: str = "") -> dict[str, Any]:
-        return self.call("POST", p.JOBS_ANALYZE, p.AnalyzeRequest(job_id, constraint))
+    def analyze(self, job_id: str, constraint: str = "") -> payloads.AnalysisResult:
+        return payloads.AnalysisResult.from_dict(
+            self.call("POST", protocol.JOBS_ANALYZE, payloads.AnalyzeRequest(job_id, constraint))
+        )
 
-    def job_events(self, job_id: str) -> list[p.Event]:
-        return [p.Event.from_dict(e) for e in self.call("GET", p.JOB_EVENTS.format(job_id=job_id))]
+    def job_events(self, job_id: str) -> list[payloads.Event]:
+        return [
+            payloads.Event.from_dict(e) for e in self.call("GET", protocol.JOB_EVENTS.format(job_id=job_id))
+        ]
 
-    def events(self, after: int = 0, limit: int = 1000) -> list[p.Event]:
-        return [p.Event.from_dict(e) for e in self.call("GET", f"{p.EVENTS}?after={after}&limit={limit}")]
+    def events(self, after: int = 0, limit: int = 1000) -> list[payloads.Event]:
+        return [
+            payloads.Event.from_dict(e)
+            for e in self.call("GET", f"{protocol.EVENTS}?after={after}&limit={limit}")
+        ]
 
-    def record_event(self, kind: str, details: dict[str, Any]) -> p.Event:
-        return p.Event.from_dict(self.call("POST", p.EVENTS, p.EventRequest(kind, details)))
+    def record_event(self, kind: str, details: dict[str, Any]) -> payloads.Event:
+        return payloads.Event.from_dict(
+            self.call("POST", protocol.EVENTS, payloads.EventRequest(kind, details))
+        )
 
-    def stream_events(self, after: int = -1, timeout: float = 60.0) -> Iterator[p.Event]:
+    def stream_events(self, after: int = -1, timeout: float = 60.0) -> Iterator[payloads.Event]:
         """Follow the event stream (server-sent events) until the connection ends."""
-        response = self.request_raw("GET", f"{p.EVENTS_STREAM}?after={after}", timeout=timeout, stream=True)
+        response = self.request_raw(
+            "GET", f"{protocol.EVENTS_STREAM}?after={after}", timeout=timeout, stream=True
+        )
         data: list[str] = []
         for raw in response:
             line = raw.decode().rstrip("\n").rstrip("\r")
             if not line:
                 if data:
-                    yield p.Event.from_dict(json.loads("\n".join(data)))
+                    yield payloads.Event.from_dict(json.loads("\n".join(data)))
                     data = []
                 continue
             if line.startswith("data:"):
                 data.append(line[5:].strip())
 
     def job_output(self, job_id: str) -> bytes:
-        return self.request_raw("GET", p.JOB_OUTPUT.format(job_id=job_id)).read()
+        return self.request_raw("GET", protocol.JOB_OUTPUT.format(job_id=job_id)).read()
 
-    def autoclusters(self) -> list[dict[str, Any]]:
-        return self.call("GET", p.AUTOCLUSTERS)
+    def autoclusters(self) -> list[payloads.AutoclusterRow]:
+        return [payloads.AutoclusterRow.from_dict(row) for row in self.call("GET", protocol.AUTOCLUSTERS)]
 
-    def accountant(self) -> list[dict[str, Any]]:
-        return self.call("GET", p.ACCOUNTANT)
+    def accountant(self) -> list[payloads.AccountantRow]:
+        return [payloads.AccountantRow.from_dict(row) for row in self.call("GET", protocol.ACCOUNTANT)]
 
-    def set_priority_factor(self, submitter: str, factor: float) -> dict[str, Any]:
-        return self.call("POST", p.ACCOUNTANT + "/factor", {"submitter": submitter, "factor": factor})
+    def set_priority_factor(self, submitter: str, factor: float) -> payloads.FactorRequest:
+        request = payloads.FactorRequest(submitter, factor)
+        return payloads.FactorRequest.from_dict(self.call("POST", protocol.ACCOUNTANT_FACTOR, request))
 
     # -- sandboxes ---------------------------------------------------------------------------
     def missing_blobs(self, digests: Sequence[str]) -> list[str]:
-        return list(self.call("POST", p.BLOBS_MISSING, {"digests": list(digests)})["missing"])
+        answer = self.call("POST", protocol.BLOBS_MISSING, payloads.BlobsQuery(list(digests)))
+        return payloads.MissingBlobs.from_dict(answer).missing
 
     def _put_file(self, path: str, local: Path, content_type: str) -> Any:
         """PUT a local file as the body (streamed, with its length), return the JSON answer."""
@@ -236,56 +255,61 @@ class Client:
             return json.loads(response.read())
 
     def put_blob(self, digest: str, path: Path) -> int:
-        return int(self._put_file(p.BLOB.format(digest=digest), path, "application/octet-stream")["size"])
+        answer = self._put_file(protocol.BLOB.format(digest=digest), path, "application/octet-stream")
+        return payloads.BlobStored.from_dict(answer).size
 
     def get_blob(self, digest: str, destination: Path, claim_id: str | None = None) -> None:
-        headers = {p.CLAIM_HEADER: claim_id} if claim_id else {}
-        response = self.request_raw("GET", p.BLOB.format(digest=digest), headers=headers, stream=True)
+        headers = {protocol.CLAIM_HEADER: claim_id} if claim_id else {}
+        response = self.request_raw("GET", protocol.BLOB.format(digest=digest), headers=headers, stream=True)
         with open(destination, "wb") as handle:
             _copy(response, handle)
 
     # -- collector ---------------------------------------------------------------------------
     def advertise(self, ad_type: str, ads: list[dict[str, str]], lifetime_s: int | None = None) -> int:
-        return int(self.call("POST", p.ADS, p.AdvertiseRequest(ad_type, ads, lifetime_s))["count"])
+        answer = self.call("POST", protocol.ADS, payloads.AdvertiseRequest(ad_type, ads, lifetime_s))
+        return payloads.AdCount.from_dict(answer).count
 
     def query_ads(
         self, ad_type: str = "any", constraint: str = "", projection: Sequence[str] = ()
     ) -> list[dict[str, str]]:
-        return list(self.call("POST", p.ADS_QUERY, p.AdQuery(ad_type, constraint, list(projection)))["ads"])
+        answer = self.call(
+            "POST", protocol.ADS_QUERY, payloads.AdQuery(ad_type, constraint, list(projection))
+        )
+        return payloads.AdsResult.from_dict(answer).ads
 
     def invalidate(self, ad_type: str, names: Sequence[str] = (), constraint: str = "") -> int:
-        return int(
-            self.call("POST", p.ADS_INVALIDATE, p.InvalidateRequest(ad_type, list(names), constraint))[
-                "count"
-            ]
-        )
+        request = payloads.InvalidateRequest(ad_type, list(names), constraint)
+        return payloads.AdCount.from_dict(self.call("POST", protocol.ADS_INVALIDATE, request)).count
 
     # -- pilots ------------------------------------------------------------------------------
-    def poll(self, request: p.PollRequest) -> p.PollResult:
-        data = self.call("POST", p.PILOT_POLL, request, timeout=float(request.wait_s) + 30.0)
-        return p.PollResult.from_dict(data)
+    def poll(self, request: payloads.PollRequest) -> payloads.PollResult:
+        data = self.call("POST", protocol.PILOT_POLL, request, timeout=float(request.wait_s) + 30.0)
+        return payloads.PollResult.from_dict(data)
 
-    def claim_sandbox(self, claim_id: str) -> list[p.SandboxFile]:
-        data = self.call("GET", p.CLAIM_SANDBOX.format(claim_id=claim_id))
-        return [p.SandboxFile.from_dict(f) for f in data["inputs"]]
+    def claim_sandbox(self, claim_id: str) -> list[payloads.SandboxFile]:
+        answer = self.call("GET", protocol.CLAIM_SANDBOX.format(claim_id=claim_id))
+        return payloads.ClaimSandbox.from_dict(answer).inputs
 
     def put_output(self, claim_id: str, tar_path: Path) -> list[str]:
-        return list(
-            self._put_file(p.CLAIM_OUTPUT.format(claim_id=claim_id), tar_path, "application/x-tar")["files"]
+        answer = self._put_file(
+            protocol.CLAIM_OUTPUT.format(claim_id=claim_id), tar_path, "application/x-tar"
+        )
+        return payloads.OutputStored.from_dict(answer).files
+
+    def report(self, claim_id: str, report: payloads.ClaimReport) -> payloads.ReportResult:
+        return payloads.ReportResult.from_dict(
+            self.call("POST", protocol.CLAIM_REPORT.format(claim_id=claim_id), report)
         )
 
-    def report(self, claim_id: str, report: p.ClaimReport) -> dict[str, Any]:
-        return self.call("POST", p.CLAIM_REPORT.format(claim_id=claim_id), report)
-
     # -- tokens ------------------------------------------------------------------------------
-    def mint_token(self, request: p.TokenRequest) -> p.TokenResult:
-        return p.TokenResult.from_dict(self.call("POST", p.TOKENS, request))
+    def mint_token(self, request: payloads.TokenRequest) -> payloads.TokenResult:
+        return payloads.TokenResult.from_dict(self.call("POST", protocol.TOKENS, request))
 
-    def revoke_tokens(self, request: p.RevokeRequest) -> list[str]:
-        return list(self.call("POST", p.TOKENS_REVOKE, request)["revoked"])
+    def revoke_tokens(self, request: payloads.RevokeRequest) -> list[str]:
+        return payloads.RevokeResult.from_dict(self.call("POST", protocol.TOKENS_REVOKE, request)).revoked
 
-    def renew_token(self) -> p.TokenResult:
-        result = p.TokenResult.from_dict(self.call("POST", p.TOKENS_RENEW))
+    def renew_token(self) -> payloads.TokenResult:
+        result = payloads.TokenResult.from_dict(self.call("POST", protocol.TOKENS_RENEW))
         self.token = result.token
         return result
 
@@ -311,7 +335,7 @@ def _copy(source: Any, destination: BinaryIO) -> None:
         destination.write(chunk)
 
 
-def wait_for_pool(client: Client, timeout: float = 30.0) -> dict[str, Any]:
+def wait_for_pool(client: Client, timeout: float = 30.0) -> payloads.PingResult:
     """Ping until the pool answers (start-up scripts and tests)."""
     deadline = time.monotonic() + timeout
     while True:

@@ -10,6 +10,8 @@ import http.server
 import threading
 from collections.abc import Callable, Mapping
 
+from updraft.core import protocol
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 Labels = Mapping[str, str]
 
@@ -90,7 +92,7 @@ class MetricsServer(BackgroundServer):
     def __init__(self, host: str, port: int, render: Callable[[], str]) -> None:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                if self.path.split("?", 1)[0] != "/metrics":
+                if self.path.split("?", 1)[0] != protocol.METRICS:
                     self.send_error(404, "only /metrics here")
                     return
                 send_metrics(self, render())
@@ -99,4 +101,4 @@ class MetricsServer(BackgroundServer):
                 pass
 
         super().__init__(host, port, Handler, "metrics")
-        self.path = "/metrics"
+        self.path = protocol.METRICS

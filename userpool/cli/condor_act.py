@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from updraft.core.client import token_claims
-from updraft.core.protocol import ActRequest, JobAction, parse_job_id
+from updraft.core.payloads import ActRequest
+from updraft.core.protocol import JobAction, parse_job_id
 from userpool.cli import common
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from updraft.core.protocol import QueryRequest
+from updraft.core.payloads import QueryRequest
 from userpool.cli import common
 from userpool.cli.condor_q import split_restrictions
 from userpool.cli.formats import format_history_table

@@ -11,7 +11,8 @@ from typing import Any
 
 from updraft.core import classads
 from updraft.core.client import token_claims
-from updraft.core.protocol import QueryRequest, parse_job_id
+from updraft.core.payloads import QueryRequest
+from updraft.core.protocol import parse_job_id
 from userpool.cli import common
 from userpool.cli.formats import (
     format_batch_table,
@@ -217,19 +218,17 @@ def print_formats(ads: list[dict[str, str]], formats: list[list[str]]) -> None:
 def show_autoclusters(client: Any, args: argparse.Namespace, af_flags: str) -> int:
     autoclusters = client.autoclusters()
     if args.json:
-        common.print_json(autoclusters)
+        common.print_json([ac.to_dict() for ac in autoclusters])
         return 0
-    rows = [
-        {"AutoClusterId": str(ac["id"]), "JobCount": str(ac["idle"]), **ac["attrs"]} for ac in autoclusters
-    ]
+    rows = [{"AutoClusterId": str(ac.id), "JobCount": str(ac.idle), **ac.attrs} for ac in autoclusters]
     if args.af:
         common.print_autoformat(rows, args.af, af_flags)
         return 0
     print(f"{'AutoId':>6} {'JobCount':>8}  {'Submitter':<16} {'Cpus':>4} {'Memory':>12}  Requirements")
     for ac in autoclusters:
-        attrs = ac["attrs"]
+        attrs = ac.attrs
         print(
-            f"{ac['id']:>6} {ac['idle']:>8}  {ac['submitter']:<16} {attrs.get('RequestCpus', '1'):>4} "
+            f"{ac.id:>6} {ac.idle:>8}  {ac.submitter:<16} {attrs.get('RequestCpus', '1'):>4} "
             f"{attrs.get('RequestMemory', '')[:12]:>12}  {attrs.get('Requirements', 'true')}"
         )
     return 0
@@ -247,7 +246,7 @@ def analyze(client: Any, ids: list[str], owners: list[str], constraint: str) -> 
         print("No idle jobs to analyze.")
         return 0
     for job_id in targets:
-        print("\n" + client.analyze(job_id)["text"])
+        print("\n" + client.analyze(job_id).text)
     return 0
 
 

@@ -7,6 +7,7 @@ import sys
 import time
 from collections import Counter
 
+from updraft.core import protocol
 from updraft.core.protocol import AdType
 from userpool.cli import common
 
@@ -20,7 +21,7 @@ SLOT_ATTRS = [
     "LoadAvg",
     "Memory",
     "Cpus",
-    "GLIDEIN_Site",
+    protocol.ATTR_GLIDEIN_SITE,
     "EnteredCurrentActivity",
 ]
 
@@ -81,7 +82,9 @@ def print_slots(ads: list[dict[str, str]], total_only: bool) -> None:
             continue
         since = values["EnteredCurrentActivity"]
         age = _age(now - since) if isinstance(since, int) else "0+00:00:00"
-        site = values["GLIDEIN_Site"] if isinstance(values["GLIDEIN_Site"], str) else ""
+        site = (
+            values[protocol.ATTR_GLIDEIN_SITE] if isinstance(values[protocol.ATTR_GLIDEIN_SITE], str) else ""
+        )
         print(
             f"{values['Name']!s:<40} {values['OpSys']!s:<6} {values['Arch']!s:<7} {state:<10} {values['Activity']!s:<9}"
             f" {values['Cpus']!s:>4} {values['Memory']!s:>7} {site:<12} {age}"
@@ -102,7 +105,7 @@ def print_slots(ads: list[dict[str, str]], total_only: bool) -> None:
 def print_generic(ads: list[dict[str, str]]) -> None:
     print(f"{'MyType':<20} {'Name':<50} AuthenticatedIdentity")
     for texts in ads:
-        values = common.evaluate(texts, ["MyType", "Name", "AuthenticatedIdentity"])
+        values = common.evaluate(texts, ["MyType", "Name", protocol.ATTR_AUTHENTICATED_IDENTITY])
         print(f"{values[0]!s:<20} {values[1]!s:<50} {values[2]}")
 
 

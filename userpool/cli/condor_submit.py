@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from updraft.core.client import Client, token_claims
-from updraft.core.protocol import SubmitRequest
+from updraft.core.payloads import SubmitRequest
 from userpool.cli import common
 from userpool.submit.cluster import ClusterSpec, build_cluster
 from userpool.submit.parse import SubmitError, parse_submit

@@ -9,7 +9,8 @@ import tarfile
 from pathlib import Path
 
 from updraft.core.client import ClientError, token_claims
-from updraft.core.protocol import QueryRequest, safe_relative_path
+from updraft.core.payloads import QueryRequest
+from updraft.core.protocol import safe_relative_path
 from userpool.cli import common
 from userpool.cli.condor_q import split_restrictions
 from userpool.sandbox import output_destinations

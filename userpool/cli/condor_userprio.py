@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = client.accountant()
     if args.json:
-        common.print_json(rows)
+        common.print_json([row.to_dict() for row in rows])
         return 0
     print(
         f"{'User Name':<30} {'Effective Priority':>18} {'Real Priority':>13} {'Priority Factor':>15} {'In Use':>7} {'Usage (hours)':>14}"
@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * 102)
     for row in rows:
         print(
-            f"{row['submitter']:<30} {row['effective']:>18.2f} {row['priority']:>13.2f} {row['factor']:>15.2f}"
-            f" {row['in_use_cpus']:>7.0f} {row['usage_hours']:>14.2f}"
+            f"{row.submitter:<30} {row.effective:>18.2f} {row.priority:>13.2f} {row.factor:>15.2f}"
+            f" {row.in_use_cpus:>7.0f} {row.usage_hours:>14.2f}"
         )
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from updraft.core.protocol import SandboxFile
+from updraft.core.payloads import SandboxFile
 from userpool.submit.inputs import Hasher, LocalInput, local_inputs
 from userpool.submit.parse import Expander, SubmitFile, segments
 from userpool.submit.translate import (

@@ -12,7 +12,8 @@ import hashlib
 import os
 from dataclasses import dataclass
 
-from updraft.core.protocol import ProtocolError, SandboxFile, safe_relative_path
+from updraft.core.payloads import SandboxFile
+from updraft.core.protocol import ProtocolError, safe_relative_path
 from userpool.submit.translate import Context, split_list
 
 CHUNK = 1 << 20

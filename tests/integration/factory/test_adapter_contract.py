@@ -17,8 +17,6 @@ from factory.adapters.gram import stop_gass_servers
 from factory.glideins import TERMINAL, GlideinState
 from tests.support.sites import make_adapter, make_entry
 
-S = GlideinState
-
 SCRIPT = """#!/bin/sh
 echo "glidein {glidein_id} starting in $(pwd)"
 echo "token: $(cat pilot.token)"
@@ -114,16 +112,16 @@ def test_submit_find_run_output_cleanup(adapter: SiteAdapter) -> None:
         assert {"updraft_contract_g1", "updraft_contract_g2"} <= set(adapter.list_tagged())
     else:  # two-phase: nothing runs before the commit that follows the journal's record
         time.sleep(1)
-        assert all(s.state == S.QUEUED for s in adapter.status(site_ids).values())
+        assert all(s.state == GlideinState.QUEUED for s in adapter.status(site_ids).values())
     adapter.commit(dict(zip(site_ids, ("g1", "g2"), strict=True)))
     adapter.commit(dict(zip(site_ids, ("g1", "g2"), strict=True)))  # committing twice is harmless
     first = adapter.status(site_ids)
     assert set(first) == set(site_ids) and all(
-        s.state in (S.QUEUED, S.RUNNING, S.COMPLETED) for s in first.values()
+        s.state in (GlideinState.QUEUED, GlideinState.RUNNING, GlideinState.COMPLETED) for s in first.values()
     )
     assert all(s.native for s in first.values())  # the site's own words, for operators
     final = until(adapter, site_ids, lambda a: all(a.get(i) and a[i].state in TERMINAL for i in site_ids))
-    assert all(s.state == S.COMPLETED for s in final.values()), final
+    assert all(s.state == GlideinState.COMPLETED for s in final.values()), final
     for glidein_id, site_id in zip(("g1", "g2"), site_ids, strict=True):
         output = adapter.fetch_output(site_id, glidein_id)
         assert output is not None and f"token: token-of-{glidein_id}" in output.stdout
@@ -140,7 +138,7 @@ def test_cancel_a_running_glidein(adapter: SiteAdapter) -> None:
     until(
         adapter,
         [outcome.site_id],
-        lambda a: a.get(outcome.site_id) is not None and a[outcome.site_id].state == S.RUNNING,
+        lambda a: a.get(outcome.site_id) is not None and a[outcome.site_id].state == GlideinState.RUNNING,
     )
     assert adapter.cancel([outcome.site_id]) == {outcome.site_id: True}
     final = until(
@@ -150,7 +148,7 @@ def test_cancel_a_running_glidein(adapter: SiteAdapter) -> None:
         timeout=30,
     )
     if outcome.site_id in final:
-        assert final[outcome.site_id].state == S.REMOVED, final
+        assert final[outcome.site_id].state == GlideinState.REMOVED, final
 
 
 def unknown_id(adapter: SiteAdapter) -> str:

@@ -15,8 +15,6 @@ from factory.glideins import GlideinState
 from tests.support.factories import FactorySetup, local_entry, wait_for
 from tests.support.pools import RunningPool
 
-S = GlideinState
-
 
 def at_site(setup: FactorySetup, entry: str) -> set[str]:
     """Tags of the glideins the (local) site has: one directory each."""
@@ -37,7 +35,9 @@ def journal_rows(setup: FactorySetup, entry: str) -> list:
 
 def no_duplicates_and_none_forgotten(setup: FactorySetup, entry: str, wanted: int) -> None:
     rows = journal_rows(setup, entry)
-    live_tags = {g.tag for g in rows if g.state in (S.QUEUED, S.RUNNING, S.HELD)}
+    live_tags = {
+        g.tag for g in rows if g.state in (GlideinState.QUEUED, GlideinState.RUNNING, GlideinState.HELD)
+    }
     assert at_site(setup, entry) == live_tags, "the site and the journal disagree"
     assert len(live_tags) == wanted, f"{len(live_tags)} glideins at the site for {wanted} requested"
     assert len({g.tag for g in rows}) == len(rows)
@@ -60,7 +60,7 @@ def test_kill_during_submission_neither_duplicates_nor_forgets(
     setup.wait_started()
     setup.request("K_local", idle=5, max_glideins=5)
     assert crashing.wait(timeout=60) == 137, setup.log()
-    in_doubt = [g for g in journal_rows(setup, "K_local") if g.state == S.UNSUBMITTED]
+    in_doubt = [g for g in journal_rows(setup, "K_local") if g.state == GlideinState.UNSUBMITTED]
     assert len(in_doubt) == 1  # the crash left exactly the glidein being sent in doubt
     on_the_site = in_doubt[0].tag in at_site(setup, "K_local")
     assert on_the_site == (point == "factory.after_site_submit")
@@ -69,7 +69,7 @@ def test_kill_during_submission_neither_duplicates_nor_forgets(
     wait_for(
         lambda: (
             len(at_site(setup, "K_local")) >= 5
-            and not [g for g in journal_rows(setup, "K_local") if g.state == S.UNSUBMITTED]
+            and not [g for g in journal_rows(setup, "K_local") if g.state == GlideinState.UNSUBMITTED]
         ),
         timeout=60,
         what="reconcile and the rest of the submission",
@@ -77,7 +77,7 @@ def test_kill_during_submission_neither_duplicates_nor_forgets(
     time.sleep(2)  # a few more cycles: nothing more may be submitted
     no_duplicates_and_none_forgotten(setup, "K_local", 5)
     settled = next(g for g in journal_rows(setup, "K_local") if g.tag == in_doubt[0].tag)
-    assert settled.state == (S.QUEUED if on_the_site else S.FAILED)
+    assert settled.state == (GlideinState.QUEUED if on_the_site else GlideinState.FAILED)
 
 
 def test_random_kill_9_during_a_run(setup: FactorySetup, pool: RunningPool) -> None:
@@ -101,7 +101,7 @@ def test_random_kill_9_during_a_run(setup: FactorySetup, pool: RunningPool) -> N
         process = setup.spawn()
     wait_for(lambda: len(at_site(setup, "R_local")) >= 8, timeout=60, what="eight glideins")
     wait_for(
-        lambda: not [g for g in journal_rows(setup, "R_local") if g.state == S.UNSUBMITTED],
+        lambda: not [g for g in journal_rows(setup, "R_local") if g.state == GlideinState.UNSUBMITTED],
         timeout=30,
         what="reconcile",
     )
@@ -133,7 +133,7 @@ def test_glideins_the_journal_does_not_know_are_adopted_or_cancelled(
     else:
         wait_for(lambda: not at_site(setup, "A_local"), what="cancellation")
         wait_for(
-            lambda: all(g.state == S.REMOVED for g in journal_rows(setup, "A_local")),
+            lambda: all(g.state == GlideinState.REMOVED for g in journal_rows(setup, "A_local")),
             what="removed in the journal",
         )
 
@@ -194,7 +194,7 @@ def test_reconfig_valid_invalid_and_an_entry_removed(setup: FactorySetup, pool: 
         lambda: "Gone_local" not in json.loads((setup.state_dir / "status.json").read_text())["entries"],
         what="retirement",
     )
-    assert all(g.state == S.COMPLETED for g in journal_rows(setup, "Gone_local"))
+    assert all(g.state == GlideinState.COMPLETED for g in journal_rows(setup, "Gone_local"))
 
 
 def test_check_command(tmp_path: Path) -> None:

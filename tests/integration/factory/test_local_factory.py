@@ -14,10 +14,8 @@ from pathlib import Path
 from factory.glideins import GlideinState
 from tests.support.factories import FactorySetup, cycle_until, local_entry, wait_for
 from tests.support.pools import RunningPool
-from updraft.core import protocol as p
+from updraft.core import protocol
 from updraft.core.protocol import Scope
-
-S = GlideinState
 
 
 def live_states(setup: FactorySetup, entry: str) -> dict[str, int]:
@@ -41,8 +39,8 @@ def test_glideins_start_pilots_that_run_the_users_job(
     factory = setup.factory()
     factory.cycle()
     ads = pool.client("fe1", Scope.FRONTEND).query_ads("glidefactory", f'FactoryName == "{setup.name}"')
-    assert [p.parse_literal(a["GLIDEIN_Site"]) for a in ads] == [site]
-    assert p.parse_literal(ads[0][p.ATTR_IN_DOWNTIME]) is False
+    assert [protocol.parse_literal(a["GLIDEIN_Site"]) for a in ads] == [site]
+    assert protocol.parse_literal(ads[0][protocol.ATTR_IN_DOWNTIME]) is False
 
     (workdir / "hello.sh").write_text("#!/bin/sh\necho hello from $1\n")
     (workdir / "hello.sh").chmod(0o755)
@@ -60,7 +58,7 @@ def test_glideins_start_pilots_that_run_the_users_job(
     client_ads = pool.client("fe1", Scope.FRONTEND).query_ads(
         "glidefactoryclient", f'ReqFactory == "{setup.name}"'
     )
-    assert client_ads and p.parse_literal(client_ads[0][p.ATTR_CLIENT_NAME]) == "fe1.main"
+    assert client_ads and protocol.parse_literal(client_ads[0][protocol.ATTR_CLIENT_NAME]) == "fe1.main"
 
     # the glideins end by themselves (tail timeout); their output and final record are kept
     setup.request("A_local", idle=0, max_glideins=0)
@@ -139,7 +137,7 @@ def test_excess_is_removed_only_as_the_request_says(setup: FactorySetup, pool: R
 
     setup.request("R_local", idle=1, max_glideins=4, remove="IDLE", margin=1)
     cycle_until(factory, lambda: live_states(setup, "R_local") == {"queued": 2})
-    removed = [g for g in factory.journal.recent(0, "R_local") if g.state == S.REMOVED]
+    removed = [g for g in factory.journal.recent(0, "R_local") if g.state == GlideinState.REMOVED]
     assert len(removed) == 2 and all("excess" in g.reason for g in removed)
     assert factory.totals[("R_local", "removed")] == 2
 
@@ -157,7 +155,7 @@ def test_downtimes_stop_new_submissions(setup: FactorySetup, pool: RunningPool) 
     assert live_states(setup, "D_local") == {}
     assert any("in downtime" in why for why in factory.health["D_local"].reasons["fe1.main"])
     ads = pool.client("fe1", Scope.FRONTEND).query_ads("glidefactory", f'FactoryName == "{setup.name}"')
-    assert p.parse_literal(ads[0][p.ATTR_IN_DOWNTIME]) is True
+    assert protocol.parse_literal(ads[0][protocol.ATTR_IN_DOWNTIME]) is True
 
     listing = setup.cli("downtime", "list", "--json")
     assert listing.returncode == 0 and '"disk swap"' in listing.stdout
@@ -203,7 +201,7 @@ def test_a_tampered_pilot_stops_the_glidein_with_a_corruption_error(
     setup.request("C_local", idle=1, max_glideins=1)
     ended = cycle_until(factory, lambda: [g for g in factory.journal.recent(0, "C_local") if g.cleaned])
     glidein = ended[0]
-    assert glidein.state == S.FAILED
+    assert glidein.state == GlideinState.FAILED
     assert glidein.record and glidein.record["status"] == "validation_failed"
     assert glidein.record["checks"][0]["failure_type"] == "Corruption"
     logs = setup.cli("logs", glidein.glidein_id)

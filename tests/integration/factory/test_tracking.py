@@ -13,8 +13,6 @@ from factory.glideins import GlideinState
 from tests.support.factories import FactorySetup, cycle_until, local_entry
 from tests.support.pools import RunningPool
 
-S = GlideinState
-
 
 def fake_entry(name: str, **overrides: object) -> dict[str, object]:
     entry = {
@@ -50,7 +48,7 @@ def test_held_glideins_are_released_with_backoff_then_removed(setup: FactorySetu
     factory.cycle()
     factory.wait_idle()
     assert site_jobs("H")[recoverable].releases == 1
-    assert site_jobs("H")[broken].state == S.REMOVED  # removed at once, never released
+    assert site_jobs("H")[broken].state == GlideinState.REMOVED  # removed at once, never released
     # held again: released again, but only after the doubled back-off
     adapter.set_state(recoverable, "HELD", "lost contact again")
     factory.cycle()
@@ -62,7 +60,7 @@ def test_held_glideins_are_released_with_backoff_then_removed(setup: FactorySetu
     assert site_jobs("H")[recoverable].releases == 2
     # and after the maximum number of releases, removed
     adapter.set_state(recoverable, "HELD", "lost contact a third time")
-    cycle_until(factory, lambda: site_jobs("H")[recoverable].state == S.REMOVED, timeout=20)
+    cycle_until(factory, lambda: site_jobs("H")[recoverable].state == GlideinState.REMOVED, timeout=20)
     glidein = factory.journal.find(recoverable)
     assert glidein is not None and "after 2 release(s)" in glidein.reason
 
@@ -86,8 +84,8 @@ def test_stale_and_lost_glideins(setup: FactorySetup, pool: RunningPool) -> None
     time.sleep(2.1)
     cycle_until(factory, lambda: not factory.journal.live("Q"), timeout=20)
     stale, lost = factory.journal.find(first), factory.journal.find(second)
-    assert stale is not None and stale.state == S.REMOVED and "stale: queued" in stale.reason
-    assert lost is not None and lost.state == S.LOST
+    assert stale is not None and stale.state == GlideinState.REMOVED and "stale: queued" in stale.reason
+    assert lost is not None and lost.state == GlideinState.LOST
     assert factory.totals[("Q", "lost")] == 1
 
 
@@ -104,7 +102,7 @@ def test_a_glidein_that_vanishes_after_ending_is_judged_by_its_output(
     job.output = 'log\nUPDRAFT_PILOT_RESULT {"status": "ok", "exit_status": 0, "jobs": {"started": 3}, "lifetime_s": 60, "cpus": 1, "job_core_s": 30}\n'
     output = job.output
     del site_jobs("O")[site_id]
-    site_jobs("O")["other"] = fake.FakeJob("someone-else", S.COMPLETED, "DONE", output="")
+    site_jobs("O")["other"] = fake.FakeJob("someone-else", GlideinState.COMPLETED, "DONE", output="")
 
     def gone_but_output_kept() -> bool:
         return not factory.journal.live("O")
@@ -117,7 +115,7 @@ def test_a_glidein_that_vanishes_after_ending_is_judged_by_its_output(
     glidein = factory.journal.find(site_id)
     assert (
         glidein is not None
-        and glidein.state == S.COMPLETED
+        and glidein.state == GlideinState.COMPLETED
         and glidein.record
         and glidein.record["jobs"]["started"] == 3
     )
@@ -156,14 +154,16 @@ def test_an_unreachable_site_is_reported_and_retried(setup: FactorySetup, pool: 
     assert health.backoff_until > time.time()
     assert "submission failed" in health.submit_problem
     in_doubt = factory.journal.live("U")
-    assert len(in_doubt) == 2 and all(g.state == S.UNSUBMITTED for g in in_doubt)
+    assert len(in_doubt) == 2 and all(g.state == GlideinState.UNSUBMITTED for g in in_doubt)
     time.sleep(2.1)  # submit_grace_s
     factory.cycle()
     factory.wait_idle()
     assert "does not answer" in health.last_error  # the status poll failed too: nothing decided
     entry.adapter_options.unavailable = False
-    cycle_until(factory, lambda: not [g for g in factory.journal.live("U") if g.state == S.UNSUBMITTED])
-    failed = [g for g in factory.journal.recent(0, "U") if g.state == S.FAILED]
+    cycle_until(
+        factory, lambda: not [g for g in factory.journal.live("U") if g.state == GlideinState.UNSUBMITTED]
+    )
+    failed = [g for g in factory.journal.recent(0, "U") if g.state == GlideinState.FAILED]
     assert len(failed) == 2 and all("never reached the site" in g.reason for g in failed)
 
 
@@ -175,7 +175,7 @@ def test_refused_submissions_fail_at_once_and_back_off(setup: FactorySetup, pool
     factory.cycle()
     factory.wait_idle()
     failed = factory.journal.recent(0, "N")
-    assert failed and all(g.state == S.FAILED and "refused" in g.reason for g in failed)
+    assert failed and all(g.state == GlideinState.FAILED and "refused" in g.reason for g in failed)
     assert len(failed) == 3 or len(failed) == factory.entries["N"].pacing.cluster_size
     factory.cycle()
     factory.wait_idle()

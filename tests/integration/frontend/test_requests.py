@@ -12,12 +12,10 @@ from frontend.policy import EntryCounts
 from tests.support.factories import FactorySetup, cycle_until, local_entry, wait_for
 from tests.support.frontends import FrontendSetup, both_cycle, group
 from tests.support.pools import RunningPool
-from updraft.core import protocol as p
+from updraft.core import protocol
 from updraft.core.client import token_claims
 from updraft.core.protocol import Scope
 from updraft.core.sealed import open_sealed
-
-S = GlideinState
 
 
 def sites(factory_setup: FactorySetup, frontend: str, *names: str, **overrides: object) -> None:
@@ -63,10 +61,10 @@ def test_requests_go_where_the_jobs_want_to_run_and_the_jobs_run(
     (ad,) = fe_client.query_ads(
         "glideclient", f'ReqEntry == "A_local" && FrontendName == "{frontend_setup.name}"'
     )
-    assert p.parse_literal(ad[p.ATTR_REQ_IDLE]) == 3
+    assert protocol.parse_literal(ad[protocol.ATTR_REQ_IDLE]) == 3
     token = open_sealed(
-        factory.keys.open_key(str(p.parse_literal(ad[p.ATTR_REQ_ENC_KEY]))),
-        str(p.parse_literal(ad[p.ENC_PARAM_PREFIX + "Token"])),
+        factory.keys.open_key(str(protocol.parse_literal(ad[protocol.ATTR_REQ_ENC_KEY]))),
+        str(protocol.parse_literal(ad[protocol.ENC_PARAM_PREFIX + "Token"])),
     )
     claims = token_claims(token)
     assert claims["scope"] == "pilot" and claims["bnd"] == {"frontend": frontend_setup.name, "group": "main"}
@@ -140,7 +138,7 @@ def test_removal_needs_quiet_cycles_with_complete_data(
     records = frontend.cycle()
     assert records["main"].complete and records["main"].entries[key].decision.remove == "IDLE"
     cycle_until(factory, lambda: not factory.journal.live("A_local"), timeout=30)
-    assert all(g.state == S.REMOVED for g in factory.journal.recent(0, "A_local"))
+    assert all(g.state == GlideinState.REMOVED for g in factory.journal.recent(0, "A_local"))
 
 
 def test_counts_are_proportional_and_multicore_aware(

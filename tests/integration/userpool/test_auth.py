@@ -10,7 +10,8 @@ import pytest
 from tests.support.pilots import ProtocolPilot, slot_ad
 from tests.support.pools import RunningPool
 from updraft.core.client import Client, ClientError
-from updraft.core.protocol import AdType, ClaimReport, RevokeRequest, Scope, SubmitRequest, TokenRequest
+from updraft.core.payloads import ClaimReport, RevokeRequest, SubmitRequest, TokenRequest
+from updraft.core.protocol import AdType, Scope
 from userpool.tokens import TokenSigner
 
 
@@ -29,7 +30,7 @@ def test_no_token_forged_token_expired_token(pool: RunningPool) -> None:
     assert "signature" in refused(forged.reserve_cluster, 401).message
     expired_token = pool.signer().issue("olga", frozenset({Scope.USER}), 1, now=time.time() - 100)[0]
     assert "expired" in refused(Client(pool.url, expired_token).reserve_cluster, 401).message
-    assert pool.client().ping()["service"] == "updraft-pool"  # ping needs no token
+    assert pool.client().ping().service == "updraft-pool"  # ping needs no token
 
 
 def test_scopes_limit_actions(pool: RunningPool) -> None:

@@ -12,7 +12,8 @@ from tests.support.accounts import IDENTITY_MAP
 from tests.support.pilots import ProtocolPilot, slot_ad
 from tests.support.pools import FAST, RunningPool
 from updraft.core.client import Client, ClientError, PoolUnreachable
-from updraft.core.protocol import QueryRequest, Scope, SubmitRequest
+from updraft.core.payloads import QueryRequest, SubmitRequest
+from updraft.core.protocol import Scope
 from userpool.process import PoolProcess
 
 PROCS = 5
@@ -75,7 +76,7 @@ def test_state_survives_restart(fresh_pool: RunningPool, workdir: Path) -> None:
         "2 1",
     ]
     pilot.poll(max_matches=0)  # the claim is still known: a heartbeat keeps it
-    assert pilot.finish(match, exit_code=0)["status"] == 4
+    assert pilot.finish(match, exit_code=0).status == 4
     events = pool.run("updraft", "logging-info", f"{cluster}.0", user="rita").stdout
     assert "submit" in events and "match" in events and "complete" in events
     next_cluster = pool.client("rita").reserve_cluster()

@@ -11,7 +11,8 @@ import pytest
 from tests.support.pilots import ProtocolPilot, slot_ad
 from tests.support.pools import RunningPool, start_pool
 from updraft.core.client import ClientError
-from updraft.core.protocol import ClaimReport, Match, Scope
+from updraft.core.payloads import ClaimReport
+from updraft.core.protocol import Scope
 
 
 def submit(pool: RunningPool, workdir: Path, user: str, text: str) -> str:
@@ -124,7 +125,7 @@ def test_lease_expiry_returns_the_job(fresh_pool: RunningPool, workdir: Path) ->
     with pytest.raises(ClientError) as refused:
         dying.client.report(
             match.claim_id,
-            __import__("updraft.core.protocol", fromlist=["ClaimReport"]).ClaimReport("started"),
+            __import__("updraft.core.payloads", fromlist=["ClaimReport"]).ClaimReport("started"),
         )
     assert refused.value.status == 409
     second = pilot(pool, "second").take()
@@ -141,7 +142,7 @@ def test_heartbeat_keeps_the_lease(fresh_pool: RunningPool, workdir: Path) -> No
         time.sleep(2)
         alive.poll(max_matches=0)
     assert pool.run("condor_q", f"{cluster}.0", "-af", "JobStatus", user="hal").stdout.strip() == "2"
-    assert alive.finish(match, exit_code=0)["status"] == 4
+    assert alive.finish(match, exit_code=0).status == 4
 
 
 def test_exit_report_hands_over_the_next_job(fresh_pool: RunningPool, workdir: Path) -> None:
@@ -153,14 +154,14 @@ def test_exit_report_hands_over_the_next_job(fresh_pool: RunningPool, workdir: P
     assert first is not None
     worker.client.report(first.claim_id, ClaimReport("started"))
     answer = worker.client.report(first.claim_id, ClaimReport("exited", exit_code=0, slot_ad=worker.slot))
-    assert answer["status"] == 4
-    (second,) = [Match.from_dict(m) for m in answer["matches"]]
+    assert answer.status == 4
+    (second,) = answer.matches
     assert second.job_id != first.job_id and second.job_id.startswith(f"{cluster}.")
     assert pool.job(second.job_id, "JobStatus", user="ria") == "2"  # claimed, without a poll
     worker.client.report(second.claim_id, ClaimReport("started"))
     closed = dict(worker.slot, START="false")  # a pilot that takes no more says so: no next job
     answer = worker.client.report(second.claim_id, ClaimReport("exited", exit_code=0, slot_ad=closed))
-    assert answer.get("matches") == []
+    assert answer.matches == []
     # the third job is still idle, for the next poll
     assert pool.run("condor_q", cluster, "-af", "JobStatus", user="ria").stdout.split() == ["1"]
 

@@ -93,7 +93,7 @@ def test_on_exit_hold(pool: RunningPool, workdir: Path) -> None:
     )
     pilot = pilot_for(pool, "oeh")
     match = pilot.take()
-    assert pilot.finish(match, exit_code=3)["status"] == 5
+    assert pilot.finish(match, exit_code=3).status == 5
     assert (
         pool.run(
             "condor_q", f"{cluster}.0", "-af", "HoldReason", "HoldReasonCode", "ExitCode", user="ann"
@@ -109,7 +109,7 @@ def test_on_exit_remove_false_requeues_then_max_retries(pool: RunningPool, workd
     for _ in range(3):
         match = pilot.take()
         assert match is not None
-        outcomes.append(pilot.finish(match, exit_code=1)["status"])
+        outcomes.append(pilot.finish(match, exit_code=1).status)
     assert outcomes == [1, 1, 4]  # retried twice, then removed from the queue as completed
     assert (
         pool.run(
@@ -123,7 +123,7 @@ def test_signal_exit(pool: RunningPool, workdir: Path) -> None:
     cluster = submit(pool, workdir, "ann", 'executable = job.sh\n+PolicyTag = "sig"\nqueue\n')
     pilot = pilot_for(pool, "sig")
     match = pilot.take()
-    assert pilot.finish(match, signal=9)["status"] == 4
+    assert pilot.finish(match, signal=9).status == 4
     out = pool.run(
         "condor_history", f"{cluster}.0", "-af", "ExitBySignal", "ExitSignal", "ExitCode", user="ann"
     ).stdout.strip()

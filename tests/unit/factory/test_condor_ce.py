@@ -13,8 +13,6 @@ from factory.glideins import GlideinState
 from tests.support.schedd_standin import ScheddStandin
 from tests.support.sites import make_adapter, make_entry
 
-S = GlideinState
-
 
 def spec(glidein_id: str) -> GlideinSpec:
     return GlideinSpec(
@@ -68,7 +66,7 @@ def test_states_are_mapped_from_the_schedd(adapter: tuple[CondorCEAdapter, Sched
     schedd.set("5.0", JobStatus=4, ExitCode=1)
     answer = made.status(["1.0", "2.0", "3.0", "4.0", "5.0", "99.0"])
     assert {k: v.state for k, v in answer.items()} == {
-        "1.0": S.QUEUED, "2.0": S.RUNNING, "3.0": S.HELD, "4.0": S.COMPLETED, "5.0": S.FAILED,
+        "1.0": GlideinState.QUEUED, "2.0": GlideinState.RUNNING, "3.0": GlideinState.HELD, "4.0": GlideinState.COMPLETED, "5.0": GlideinState.FAILED,
     }  # fmt: skip
     assert answer["2.0"].native == "RUNNING (RUNNING)"
     assert "Error connecting" in answer["3.0"].reason
@@ -83,7 +81,7 @@ def test_remove_release_and_proxy_refresh_go_to_the_schedd(
     assert made.release(["2.0"]) == {"2.0": True}
     assert made.cancel(["1.0"]) == {"1.0": True}
     assert schedd.actions == [("Release", ["2.0"]), ("Remove", ["1.0"])]
-    assert made.status(["1.0", "2.0"])["1.0"].state == S.REMOVED
+    assert made.status(["1.0", "2.0"])["1.0"].state == GlideinState.REMOVED
     assert made.renew_credential(["2.0"], tmp_path / "new.proxy") == {"2.0": True}
     assert schedd.refreshed == [(2, 0, str(tmp_path / "new.proxy"))]
 

@@ -11,7 +11,7 @@ from factory.limits import Counts
 from factory.requests import factory_ad, read_requests
 from frontend.glideclient import PilotRequest, glideclient_ad
 from tests.support.configs import assert_config_error
-from updraft.core import protocol as p
+from updraft.core import protocol
 from updraft.core.sealed import KeyPair
 
 REPO = Path(__file__).parents[3]
@@ -83,7 +83,7 @@ def test_frontend_limits_fall_back_to_defaults(tmp_path: Path) -> None:
 
 # -- requests ----------------------------------------------------------------------------------
 def stamped(ad: dict[str, str], author: str) -> dict[str, str]:
-    return {**ad, p.ATTR_AUTHENTICATED_IDENTITY: p.literal(author)}
+    return {**ad, protocol.ATTR_AUTHENTICATED_IDENTITY: protocol.literal(author)}
 
 
 def test_requests_are_authenticated_and_the_token_opens_only_for_this_factory(tmp_path: Path) -> None:
@@ -100,7 +100,9 @@ def test_requests_are_authenticated_and_the_token_opens_only_for_this_factory(tm
     elsewhere = glideclient_ad(
         factory_ad(config, entry, other_keys, Counts(), None, 300), "fe1", "x", wanted, "t"
     )
-    elsewhere = stamped({**elsewhere, p.ATTR_REQ_PUBKEY_ID: p.literal(keys.key_id)}, "frontend:fe1")
+    elsewhere = stamped(
+        {**elsewhere, protocol.ATTR_REQ_PUBKEY_ID: protocol.literal(keys.key_id)}, "frontend:fe1"
+    )
     accepted, rejected = read_requests([good, forged, stranger, elsewhere], config, keys)
     assert list(accepted) == [("e1", "fe1.main")]
     request = accepted[("e1", "fe1.main")]
@@ -116,8 +118,8 @@ def test_factory_ad_publishes_attributes_limits_and_key(tmp_path: Path) -> None:
     config = load_factory_config(write(tmp_path, GOOD))
     keys = KeyPair.load_or_create(tmp_path / "factory.key")
     ad = factory_ad(config, config.entries[0], keys, Counts(queued=2, running=3), "disk swap", 300)
-    values = {k: p.parse_literal(v) for k, v in ad.items()}
+    values = {k: protocol.parse_literal(v) for k, v in ad.items()}
     assert values["Name"] == "e1@f1" and values["GLIDEIN_Site"] == "S1" and values["GLIDEIN_CPUS"] == 4
-    assert values[p.ATTR_IN_DOWNTIME] is True and values["GLIDEIN_Limit_MaxGlideins"] == 10
+    assert values[protocol.ATTR_IN_DOWNTIME] is True and values["GLIDEIN_Limit_MaxGlideins"] == 10
     assert values["GlideinMonitorTotalStatusIdle"] == 2 and values["GlideinMonitorTotalStatusRunning"] == 3
-    assert values[p.ATTR_PUBKEY_VALUE].startswith("-----BEGIN PUBLIC KEY-----")
+    assert values[protocol.ATTR_PUBKEY_VALUE].startswith("-----BEGIN PUBLIC KEY-----")

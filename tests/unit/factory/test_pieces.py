@@ -24,8 +24,6 @@ from tests.support.proxies import make_grid
 from tests.support.sites import make_entry
 from updraft.core.pilotrecord import parse_result
 
-S = GlideinState
-
 
 # -- the startup script -------------------------------------------------------------------------
 class _Factory:
@@ -117,18 +115,18 @@ def test_the_script_carries_settings_not_the_token(tmp_path: Path) -> None:
 def test_journal_write_ahead_moves_and_counts(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite")
     first, second = journal.new_glideins("f1", "E1", "fe.g", 2)
-    assert first.state == S.UNSUBMITTED and first.tag.startswith("updraft_f1_")
+    assert first.state == GlideinState.UNSUBMITTED and first.tag.startswith("updraft_f1_")
     journal.submitted(first, "site-1")
     glidein = journal.get(first.glidein_id)
-    assert glidein is not None and glidein.state == S.QUEUED and glidein.site_id == "site-1"
-    assert journal.move(glidein, S.RUNNING, "R")
-    assert not journal.move(glidein, S.QUEUED, "Q")  # a late answer from the site: ignored
+    assert glidein is not None and glidein.state == GlideinState.QUEUED and glidein.site_id == "site-1"
+    assert journal.move(glidein, GlideinState.RUNNING, "R")
+    assert not journal.move(glidein, GlideinState.QUEUED, "Q")  # a late answer from the site: ignored
     journal.set(second.glidein_id, remove_requested=time.time())
     assert journal.counts() == {("E1", "fe.g"): {"running": 1, "removing": 1}}
-    assert journal.move(glidein, S.COMPLETED)
+    assert journal.move(glidein, GlideinState.COMPLETED)
     assert [g.glidein_id for g in journal.uncleaned()] == [first.glidein_id]
     assert journal.find("site-1").glidein_id == first.glidein_id  # type: ignore[union-attr]
-    adopted = journal.adopt("f1", "E1", "updraft_f1_abcdef012345", "site-9", S.QUEUED)
+    adopted = journal.adopt("f1", "E1", "updraft_f1_abcdef012345", "site-9", GlideinState.QUEUED)
     assert adopted.glidein_id == "abcdef012345" and "adopted" in adopted.reason
 
 
@@ -157,8 +155,8 @@ def test_analysis_of_final_records(tmp_path: Path) -> None:
     ]  # fmt: skip
     for row, record in zip(rows, records, strict=False):
         journal.submitted(row, f"s-{row.glidein_id}")
-        journal.move(journal.get(row.glidein_id), S.RUNNING)  # type: ignore[arg-type]
-        journal.move(journal.get(row.glidein_id), S.COMPLETED)  # type: ignore[arg-type]
+        journal.move(journal.get(row.glidein_id), GlideinState.RUNNING)  # type: ignore[arg-type]
+        journal.move(journal.get(row.glidein_id), GlideinState.COMPLETED)  # type: ignore[arg-type]
         journal.set(row.glidein_id, record=record)
     (result,) = analyze(journal.recent(0))
     summary = result.to_dict()

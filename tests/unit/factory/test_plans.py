@@ -9,7 +9,6 @@ from factory.errors import IllegalTransition
 from factory.glideins import ALLOWED, LIVE, TERMINAL, GlideinState, advance, is_stale
 from factory.limits import Counts, Request, plan
 
-S = GlideinState
 NO_LIMITS = Limits()
 
 
@@ -81,15 +80,17 @@ def test_removal_follows_the_policy_unsubmitted_then_idle_then_running(
 
 
 def test_state_table() -> None:
-    assert {S.COMPLETED, S.FAILED, S.REMOVED, S.LOST} == TERMINAL
-    assert {S.UNSUBMITTED, S.QUEUED, S.RUNNING, S.HELD} == LIVE
+    assert {GlideinState.COMPLETED, GlideinState.FAILED, GlideinState.REMOVED, GlideinState.LOST} == TERMINAL
+    assert {GlideinState.UNSUBMITTED, GlideinState.QUEUED, GlideinState.RUNNING, GlideinState.HELD} == LIVE
     for state in TERMINAL:
         assert not ALLOWED[state]
         with pytest.raises(IllegalTransition):
-            advance(state, S.RUNNING, "g1")
-    assert advance(S.QUEUED, S.RUNNING, "g1") == S.RUNNING
-    assert advance(S.HELD, S.QUEUED, "g1") == S.QUEUED  # released
+            advance(state, GlideinState.RUNNING, "g1")
+    assert advance(GlideinState.QUEUED, GlideinState.RUNNING, "g1") == GlideinState.RUNNING
+    assert advance(GlideinState.HELD, GlideinState.QUEUED, "g1") == GlideinState.QUEUED  # released
     # a late answer that would move a glidein backwards is stale
-    assert is_stale(S.RUNNING, S.QUEUED)
-    assert is_stale(S.QUEUED, S.UNSUBMITTED)
-    assert not is_stale(S.HELD, S.QUEUED) and not is_stale(S.RUNNING, S.HELD)
+    assert is_stale(GlideinState.RUNNING, GlideinState.QUEUED)
+    assert is_stale(GlideinState.QUEUED, GlideinState.UNSUBMITTED)
+    assert not is_stale(GlideinState.HELD, GlideinState.QUEUED) and not is_stale(
+        GlideinState.RUNNING, GlideinState.HELD
+    )
