@@ -28,7 +28,3 @@ class SiteUnavailable(FactoryError):
 
 class SubmitRefused(FactoryError):
     """The site will not take this glidein as it is: retrying unchanged will not help."""
-
-
-class IllegalTransition(FactoryError):
-    pass

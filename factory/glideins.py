@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 
-from factory.errors import IllegalTransition
+from updraft.core.states import StateMachine
 
 
 class GlideinState(enum.StrEnum):
@@ -75,8 +75,8 @@ LIVE = frozenset(GlideinState) - TERMINAL
 _ORDER = {GlideinState.UNSUBMITTED: 0, GlideinState.QUEUED: 1, GlideinState.HELD: 1, GlideinState.RUNNING: 2}
 
 
-def allowed(current: GlideinState, new: GlideinState) -> bool:
-    return new in ALLOWED[current]
+#: the only way a glidein's state changes (Journal.transition)
+GLIDEIN_STATES = StateMachine("glidein", ALLOWED)
 
 
 def is_stale(current: GlideinState, new: GlideinState) -> bool:
@@ -84,11 +84,3 @@ def is_stale(current: GlideinState, new: GlideinState) -> bool:
     if new == GlideinState.HELD or current == GlideinState.HELD:
         return False
     return new in _ORDER and current in _ORDER and _ORDER[new] < _ORDER[current]
-
-
-def advance(current: GlideinState, new: GlideinState, glidein_id: str) -> GlideinState:
-    if new == current:
-        return current
-    if new not in ALLOWED[current]:
-        raise IllegalTransition(f"glidein {glidein_id}: cannot go from {current.value} to {new.value}")
-    return new

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from factory.glideins import LIVE, TERMINAL, GlideinState, advance, is_stale
+from factory.glideins import GLIDEIN_STATES, LIVE, TERMINAL, GlideinState, is_stale
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS glideins (
@@ -258,7 +258,7 @@ class Journal:
             return False
         if is_stale(glidein.state, state):
             return False
-        advance(glidein.state, state, glidein.glidein_id)
+        GLIDEIN_STATES.advance(glidein.state, state, glidein.glidein_id)
         started = now if state == GlideinState.RUNNING and glidein.started is None else glidein.started
         ended = now if state in TERMINAL else glidein.ended
         with self.db:

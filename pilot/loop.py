@@ -22,8 +22,8 @@ from pilot.checks import REGISTRY, CheckContext, CheckResult, run_checks
 from pilot.config import PilotConfig, load_config
 from pilot.launch import DirectLauncher, Launcher
 from pilot.record import PilotLog
-from pilot.runner import JobRun, Outcome, RunContext
-from pilot.slot import PilotState, advance, base_ad
+from pilot.runner import JobOnPilot, JobRun, Outcome, OutcomeKind, RunContext
+from pilot.slot import PILOT_STATES, PilotState, base_ad
 from updraft.core import payloads, protocol
 from updraft.core.client import Client, ClientError
 from updraft.core.pilotparams import PilotConfigError
@@ -144,7 +144,7 @@ class Pilot:
             signal.signal(signum, stop)
 
     def _validate(self) -> bool:
-        self.state = advance(self.state, PilotState.VALIDATING)
+        self.state = PILOT_STATES.advance(self.state, PilotState.VALIDATING)
         started = time.monotonic()
         environ = dict(self.environ)
         context = CheckContext(self.config, self.work_dir, environ, float(self.to_die), self.token)
@@ -165,7 +165,7 @@ class Pilot:
 
     def _fail_validation(self) -> int:
         failed = self.checks[-1]
-        self.state = advance(self.state, PilotState.FAILED)
+        self.state = PILOT_STATES.advance(self.state, PilotState.FAILED)
         self.end_reason = f"validation failed: {failed.name}: {failed.message}"
         self.exit_status = EXIT_VALIDATION
         self.log(f"validation FAILED ({failed.failure_type}, code {failed.code}): {failed.message}")
@@ -216,7 +216,7 @@ class Pilot:
         )  # fmt: skip
 
     def _serve(self) -> None:
-        self.state = advance(self.state, PilotState.IDLE)
+        self.state = PILOT_STATES.advance(self.state, PilotState.IDLE)
         self.slot_base = base_ad(
             self.name,
             self.host, self.config, self.to_retire, self.to_die, self.launcher.kind == "glexec", self.squid,
@@ -313,7 +313,9 @@ class Pilot:
             self.running[match.claim_id] = job
             self.jobs["started"] += 1
         self.log(f"job {match.job_id}: matched ({match.request_cpus} core(s), {match.request_memory_mb} MB)")
-        self.state = advance(self.state, PilotState.BUSY) if self.state == PilotState.IDLE else self.state
+        self.state = (
+            PILOT_STATES.advance(self.state, PilotState.BUSY) if self.state == PilotState.IDLE else self.state
+        )
         return job
 
     def _handle(self, result: payloads.PollResult) -> None:
@@ -328,7 +330,7 @@ class Pilot:
                 job.command(command.command, command.reason, command.details)
         for claim_id in result.unknown_claims:
             job = running.get(claim_id)
-            if job is not None and job.state not in ("uploading", "done"):
+            if job is not None and job.state not in (JobOnPilot.UPLOADING, JobOnPilot.DONE):
                 self.log(f"job {job.match.job_id}: the pool let go of its claim; stopping it")
                 job.command(protocol.PilotCommand.KILL.value, "claim unknown to the pool")
 
@@ -339,32 +341,32 @@ class Pilot:
             next_job.start()
         with self.lock:
             self.running.pop(job.match.claim_id, None)
-            if outcome.kind == "exited" and (outcome.exit_code or outcome.exit_signal):
+            if outcome.kind == OutcomeKind.EXITED and (outcome.exit_code or outcome.exit_signal):
                 self.jobs["failed"] += 1
-            self.jobs[outcome.kind if outcome.kind in self.jobs else "lost"] += 1
+            self.jobs[outcome.kind.value] += 1
             self.job_core_s += outcome.wall_s * max(1, job.match.request_cpus)
             failed_fast = outcome.pilot_fault or (
-                outcome.kind in ("exited", "held")
-                and bool(outcome.exit_code or outcome.exit_signal or outcome.kind == "held")
+                outcome.kind in (OutcomeKind.EXITED, OutcomeKind.HELD)
+                and bool(outcome.exit_code or outcome.exit_signal or outcome.kind == OutcomeKind.HELD)
             )
             if failed_fast and outcome.wall_s < self.config.black_hole_seconds:
                 self.fast_failures += 1
-            elif outcome.kind == "exited":
+            elif outcome.kind == OutcomeKind.EXITED:
                 self.fast_failures = 0
             if not self.running:
                 self.idle_since = time.monotonic()
                 self.last_job_end = time.monotonic()
                 if self.state == PilotState.BUSY:
-                    self.state = PilotState.IDLE
+                    self.state = PILOT_STATES.advance(self.state, PilotState.IDLE)
         self.log.stage(
             f"job {outcome.job_id}",
             outcome.wall_s,
-            outcome=outcome.kind,
+            outcome=outcome.kind.value,
             exit=outcome.exit_code,
             **outcome.timings,
         )
         self.log(
-            f"job {outcome.job_id}: {outcome.kind} (exit {outcome.exit_code}, signal {outcome.exit_signal}) after {outcome.wall_s:.1f} s {outcome.message}"
+            f"job {outcome.job_id}: {outcome.kind.value} (exit {outcome.exit_code}, signal {outcome.exit_signal}) after {outcome.wall_s:.1f} s {outcome.message}"
         )
         if self.fast_failures >= self.config.black_hole_failures and not self.black_hole:
             self.black_hole = True
@@ -377,7 +379,7 @@ class Pilot:
         self.exit_status = EXIT_BLACK_HOLE
         with self.lock:
             if self.state in (PilotState.IDLE, PilotState.BUSY):
-                self.state = advance(self.state, PilotState.RETIRING)
+                self.state = PILOT_STATES.advance(self.state, PilotState.RETIRING)
         try:
             client = self._client()
             client.record_event(
@@ -400,7 +402,7 @@ class Pilot:
             return True
         if now >= self.to_retire and self.state in (PilotState.IDLE, PilotState.BUSY):
             self.log("GLIDEIN_ToRetire reached: taking no more jobs")
-            self.state = advance(self.state, PilotState.RETIRING)
+            self.state = PILOT_STATES.advance(self.state, PilotState.RETIRING)
         if self.state == PilotState.RETIRING and not busy:
             self.end_reason = self.end_reason or "retired"
             return True
@@ -445,7 +447,7 @@ class Pilot:
         except (PoolUnreachable, ClientError) as exc:
             self.log(f"could not renew the pool token: {exc}")
             if float(expires) - time.time() < 60 and self.state in (PilotState.IDLE, PilotState.BUSY):
-                self.state = advance(self.state, PilotState.RETIRING)
+                self.state = PILOT_STATES.advance(self.state, PilotState.RETIRING)
                 self.end_reason = "pool token not renewed"
             return
         self.token = renewed.token
@@ -461,8 +463,7 @@ class Pilot:
         with self.lock:
             jobs = list(self.running.values())
         if jobs:
-            if self.state != PilotState.VACATING:
-                self.state = PilotState.VACATING
+            self.state = PILOT_STATES.advance(self.state, PilotState.VACATING)
             self.log(f"vacating {len(jobs)} job(s): {self.end_reason}")
             for job in jobs:
                 job.command("vacate", self.end_reason)
@@ -471,7 +472,9 @@ class Pilot:
                 job.thread.join(timeout=max(0.1, deadline - time.monotonic()))
 
     def _finish(self) -> None:
-        self.state = PilotState.DONE
+        if not PILOT_STATES.can(self.state, PilotState.DONE):  # busy with nothing left: it vacated nothing
+            self.state = PILOT_STATES.advance(self.state, PilotState.VACATING)
+        self.state = PILOT_STATES.advance(self.state, PilotState.DONE)
         try:
             if hasattr(self, "slot_base"):
                 self.client.invalidate(protocol.AdType.Slot.value, [self.name])

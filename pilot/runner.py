@@ -9,6 +9,7 @@ the job never silently disappears.
 
 from __future__ import annotations
 
+import enum
 import errno
 import hashlib
 import os
@@ -29,6 +30,7 @@ from pilot import process
 from pilot.launch import Launcher
 from updraft.core import arglist, payloads, protocol
 from updraft.core.client import Client, ClientError
+from updraft.core.states import StateMachine
 from updraft.core.transport import PoolUnreachable
 
 INTERNAL_FILES = {".job.ad", ".machine.ad", ".glexec.proxy", "_condor_stdout", "_condor_stderr", "tmp"}
@@ -70,11 +72,46 @@ class RunContext:
         return Client(self.pool_url, self.token(), self.ca_file or None, 120.0, self.transport)
 
 
+class OutcomeKind(str, enum.Enum):
+    """How a job's time on this pilot ended (counted in the final record by value)."""
+
+    EXITED = "exited"  # the process ended and its output went back: the pool judges the exit
+    HELD = "held"  # the pilot held it (a sandbox it could not move, a limit it went over)
+    VACATED = "vacated"  # given back to run elsewhere (the pilot ends, or went wrong itself)
+    KILLED = "killed"  # the pool removed or held it: killed, no more words
+    LOST = "lost"  # the pool could not be told (unreachable): its lease brings the job back
+
+
+class JobOnPilot(str, enum.Enum):
+    """A job's state on this pilot (the pool's JobStatus is the pool's business)."""
+
+    STARTING = "starting"  # matched, its thread not yet at work
+    DOWNLOADING = "downloading"  # fetching the input sandbox
+    RUNNING = "running"  # its processes run
+    SUSPENDED = "suspended"  # stopped (SIGSTOP) at the pool's word; the claim stays
+    UPLOADING = "uploading"  # the processes ended; the output goes back
+    DONE = "done"  # reported (or given up): the thread ends
+
+
+#: the only way a job's state on the pilot changes (JobRun._enter)
+JOB_ON_PILOT_STATES = StateMachine(
+    "job on pilot",
+    {
+        JobOnPilot.STARTING: {JobOnPilot.DOWNLOADING, JobOnPilot.DONE},
+        JobOnPilot.DOWNLOADING: {JobOnPilot.RUNNING, JobOnPilot.DONE},
+        JobOnPilot.RUNNING: {JobOnPilot.SUSPENDED, JobOnPilot.UPLOADING, JobOnPilot.DONE},
+        JobOnPilot.SUSPENDED: {JobOnPilot.RUNNING, JobOnPilot.UPLOADING, JobOnPilot.DONE},
+        JobOnPilot.UPLOADING: {JobOnPilot.DONE},
+        JobOnPilot.DONE: set(),
+    },
+)
+
+
 @dataclass
 class Outcome:
     claim_id: str
     job_id: str
-    kind: str  # exited, held, vacated, killed, lost
+    kind: OutcomeKind
     exit_code: Optional[int] = None
     exit_signal: Optional[int] = None
     wall_s: float = 0.0
@@ -129,8 +166,11 @@ class JobRun:
         self.child: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
         self.env: dict[str, str] = {}
         self.started = 0.0
-        self.state = "starting"
+        self.state = JobOnPilot.STARTING
         self.thread = threading.Thread(target=self._run, name=f"job-{match.job_id}", daemon=True)
+
+    def _enter(self, state: JobOnPilot) -> None:
+        self.state = JOB_ON_PILOT_STATES.advance(self.state, state, self.match.job_id)
 
     # -- called by the main loop -----------------------------------------------------------
     def start(self) -> None:
@@ -145,15 +185,19 @@ class JobRun:
 
     # -- the thread ----------------------------------------------------------------------------
     def _run(self) -> None:
-        outcome = Outcome(self.match.claim_id, self.match.job_id, "lost")
+        outcome = Outcome(self.match.claim_id, self.match.job_id, OutcomeKind.LOST)
         client = self.context.client()
         try:
             outcome = self._execute(client, outcome)
         except (PoolUnreachable, ClientError) as exc:
-            outcome.kind, outcome.message = "lost", f"the pool could not be told: {exc}"
+            outcome.kind, outcome.message = OutcomeKind.LOST, f"the pool could not be told: {exc}"
             self.context.log(f"job {self.match.job_id}: {outcome.message}")
         except Exception as exc:  # never leave a claim without a word: give the job back
-            outcome.kind, outcome.message, outcome.pilot_fault = "vacated", f"pilot error: {exc!r}", True
+            outcome.kind, outcome.message, outcome.pilot_fault = (
+                OutcomeKind.VACATED,
+                f"pilot error: {exc!r}",
+                True,
+            )
             self.context.log(f"job {self.match.job_id}: {outcome.message}")
             try:
                 self._kill()
@@ -161,12 +205,12 @@ class JobRun:
                     client, payloads.ClaimReport(protocol.ClaimEvent.VACATED.value, message=outcome.message)
                 )
             except Exception:
-                outcome.kind = "lost"
+                outcome.kind = OutcomeKind.LOST
         finally:
             self._kill()
             client.close()
             shutil.rmtree(self.scratch, ignore_errors=True)
-            self.state = "done"
+            self._enter(JobOnPilot.DONE)
             self.on_done(self, outcome)
 
     def _report(self, client: Client, report: payloads.ClaimReport) -> payloads.ReportResult:
@@ -178,7 +222,7 @@ class JobRun:
         timings = outcome.timings
         began = time.monotonic()
         try:
-            self.state = "downloading"
+            self._enter(JobOnPilot.DOWNLOADING)
             self.scratch.mkdir(parents=True)
             (self.scratch / "tmp").mkdir()
             self.context.launcher.prepare(self.scratch)
@@ -199,22 +243,25 @@ class JobRun:
         except JobHeld as held:
             return self._hold(client, outcome, held)
         self._report(client, payloads.ClaimReport(protocol.ClaimEvent.STARTED.value))
-        self.state = "running"
+        self._enter(JobOnPilot.RUNNING)
         ended = self._watch(client)
         outcome.wall_s = round(time.monotonic() - self.started, 3)
         timings["run_s"] = outcome.wall_s
         kind, detail = ended
-        if kind == "killed":
-            outcome.kind, outcome.message = "killed", detail  # removed or held in the pool: no more words
+        if kind == OutcomeKind.KILLED:
+            outcome.kind, outcome.message = (
+                OutcomeKind.KILLED,
+                detail,
+            )  # removed or held in the pool: no more words
             return outcome
-        if kind == "vacated":
+        if kind == OutcomeKind.VACATED:
             self._report(
                 client,
                 payloads.ClaimReport(protocol.ClaimEvent.VACATED.value, usage=self._usage(), message=detail),
             )
-            outcome.kind, outcome.message = "vacated", detail
+            outcome.kind, outcome.message = OutcomeKind.VACATED, detail
             return outcome
-        if kind == "held":
+        if kind == OutcomeKind.HELD:
             code, reason = detail
             return self._hold(client, outcome, JobHeld(reason, code))
         status, rusage = detail
@@ -222,7 +269,7 @@ class JobRun:
         outcome.exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
         self.rusage = rusage
         uploading = time.monotonic()
-        self.state = "uploading"
+        self._enter(JobOnPilot.UPLOADING)
         try:
             self._send_outputs(client, ad)
         except JobHeld as held:
@@ -240,7 +287,7 @@ class JobRun:
         )
         answer = self._report(client, report)
         outcome.next_matches = list(answer.matches)
-        outcome.kind = "exited"
+        outcome.kind = OutcomeKind.EXITED
         return outcome
 
     def _hold(self, client: Client, outcome: Outcome, held: JobHeld) -> Outcome:
@@ -254,7 +301,7 @@ class JobRun:
             hold_reason_subcode=held.subcode,
         )
         self._report(client, report)
-        outcome.kind, outcome.message = "held", held.reason
+        outcome.kind, outcome.message = OutcomeKind.HELD, held.reason
         return outcome
 
     # -- sandbox -------------------------------------------------------------------------------
@@ -409,7 +456,7 @@ class JobRun:
             )
         return min(limits) if limits else (None, "", 0)
 
-    def _watch(self, client: Client) -> tuple[str, Any]:
+    def _watch(self, client: Client) -> tuple[OutcomeKind, Any]:
         assert self.child is not None
         pid = self.child.pid
         runtime_limit, limit_name, limit_code = self._limits()
@@ -426,9 +473,9 @@ class JobRun:
             try:
                 done_pid, status, rusage = os.wait4(pid, os.WNOHANG)
             except ChildProcessError:
-                return "exited", (0, None)
+                return OutcomeKind.EXITED, (0, None)
             if done_pid == pid:
-                return "exited", (status, rusage)
+                return OutcomeKind.EXITED, (status, rusage)
             now = time.monotonic()
             if now >= next_sample:
                 next_sample = now + self.context.monitor_interval_s
@@ -436,13 +483,13 @@ class JobRun:
                 self.peak_rss_kb = max(self.peak_rss_kb, self.last_usage.rss_kb)
                 if memory_limit_mb and self.last_usage.rss_kb / 1024.0 > memory_limit_mb:
                     used = self.last_usage.rss_kb // 1024
-                    return "held", (
+                    return OutcomeKind.HELD, (
                         int(protocol.HoldCode.JobOutOfResources),
                         f"Job has gone over memory limit of {memory_limit_mb} megabytes. Peak usage: {used} megabytes.",
                     )
                 running_for = now - self.started - suspended_total
                 if runtime_limit is not None and running_for > runtime_limit:
-                    return "held", (
+                    return OutcomeKind.HELD, (
                         limit_code,
                         f"The job exceeded {limit_name} of {int(runtime_limit)} seconds",
                     )
@@ -453,22 +500,22 @@ class JobRun:
                 continue
             if command == protocol.PilotCommand.KILL.value:
                 self._kill()
-                return "killed", reason or "removed or held in the pool"
+                return OutcomeKind.KILLED, reason or "removed or held in the pool"
             if command == "vacate":
                 self._vacate()
-                return "vacated", reason
+                return OutcomeKind.VACATED, reason
             if command == protocol.PilotCommand.REFRESH_CREDENTIAL.value:
                 self._refresh_credential(client, details)
             if command == protocol.PilotCommand.SUSPEND.value and suspended_at is None:
                 self.context.launcher.signal(pid, pid, signal.SIGSTOP, self.env)
                 suspended_at = time.monotonic()
-                self.state = "suspended"
+                self._enter(JobOnPilot.SUSPENDED)
                 self._report(client, payloads.ClaimReport(protocol.ClaimEvent.SUSPENDED.value))
             elif command == protocol.PilotCommand.CONTINUE.value and suspended_at is not None:
                 self.context.launcher.signal(pid, pid, signal.SIGCONT, self.env)
                 suspended_total += time.monotonic() - suspended_at
                 suspended_at = None
-                self.state = "running"
+                self._enter(JobOnPilot.RUNNING)
                 self._report(client, payloads.ClaimReport(protocol.ClaimEvent.CONTINUED.value))
 
     def _refresh_credential(self, client: Client, details: dict[str, str]) -> None:

@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from updraft.core import protocol
-from updraft.core.errors import UpdraftError
 from updraft.core.protocol import (
     ATTR_GLIDEIN_CLIENT,
     ATTR_GLIDEIN_CLIENT_GROUP,
@@ -20,6 +19,7 @@ from updraft.core.protocol import (
     ATTR_GLIDEIN_TO_RETIRE,
     literal,
 )
+from updraft.core.states import StateMachine
 
 
 class PilotState(str, enum.Enum):
@@ -46,16 +46,8 @@ ALLOWED: Mapping[PilotState, frozenset[PilotState]] = {
 TERMINAL = frozenset(state for state, following in ALLOWED.items() if not following)
 
 
-class IllegalTransition(UpdraftError):
-    pass
-
-
-def advance(current: PilotState, new: PilotState) -> PilotState:
-    if new == current:
-        return current
-    if new not in ALLOWED[current]:
-        raise IllegalTransition(f"pilot cannot go from {current.value} to {new.value}")
-    return new
+#: the only way the pilot's state changes
+PILOT_STATES = StateMachine("pilot", ALLOWED)
 
 
 def start_expression(entry_start: str, group_start: str) -> str:

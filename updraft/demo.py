@@ -358,7 +358,9 @@ class Demo:
             if core_hours
             else f"\n{len(history)}/{total} jobs done "
         )
-        say(f"wall time {time.monotonic() - self.began:.0f} s; monitor: {self.pool.url}{protocol.MONITOR_PAGE}")
+        say(
+            f"wall time {time.monotonic() - self.began:.0f} s; monitor: {self.pool.url}{protocol.MONITOR_PAGE}"
+        )
         outputs = sorted((self.work / "out").glob("ucsd.*.out"), key=lambda f: "root://" not in f.read_text())
         for path in outputs[:2]:
             say(f"  {path.name}: {path.read_text().strip()}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from updraft.core.errors import IllegalTransition
 from updraft.core.protocol import JobStatus
+from updraft.core.states import StateMachine
 
 IDLE, RUNNING, REMOVED, COMPLETED, HELD, TRANSFERRING_OUTPUT, SUSPENDED = (
     JobStatus.IDLE,
@@ -40,13 +40,5 @@ TERMINAL = frozenset(state for state, following in ALLOWED.items() if not follow
 CLAIMED = frozenset({RUNNING, TRANSFERRING_OUTPUT, SUSPENDED})
 
 
-def check_transition(current: int, new: int, job_id: str) -> None:
-    """Raise IllegalTransition unless the table allows current -> new."""
-    if JobStatus(new) not in ALLOWED[JobStatus(current)]:
-        raise IllegalTransition(
-            f"job {job_id}: cannot go from {JobStatus(current).name} to {JobStatus(new).name}"
-        )
-
-
-def can_transition(current: int, new: int) -> bool:
-    return JobStatus(new) in ALLOWED[JobStatus(current)]
+#: the only way a job's JobStatus changes (Schedd.move)
+JOB_STATES = StateMachine("job", ALLOWED)

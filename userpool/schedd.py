@@ -34,11 +34,11 @@ from userpool.jobs import (
     COMPLETED,
     HELD,
     IDLE,
+    JOB_STATES,
     REMOVED,
     RUNNING,
     SUSPENDED,
     TERMINAL,
-    check_transition,
 )
 from userpool.negotiator import Negotiator
 from userpool.queue import PROTECTED, Cluster, Job, JobQueue
@@ -239,7 +239,7 @@ class Schedd(ActionsMixin, RunsMixin):
         attrs: Mapping[str, str | None] | None = None,
     ) -> None:
         """The one way a job's JobStatus changes: table-checked, evented, indexed, persisted."""
-        check_transition(job.status, status, job.job_id)
+        JOB_STATES.advance(JobStatus(job.status), JobStatus(status), job.job_id)
         was_idle = job.status == IDLE
         if was_idle:
             self.index.remove(job)

@@ -17,4 +17,5 @@ PILOT_BUNDLE = (
     "arglist",
     "pilotrecord",
     "pilotparams",
+    "states",
 )

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from factory.config import Limits
-from factory.errors import IllegalTransition
-from factory.glideins import ALLOWED, LIVE, TERMINAL, GlideinState, advance, is_stale
+from factory.glideins import ALLOWED, GLIDEIN_STATES, LIVE, TERMINAL, GlideinState, is_stale
 from factory.limits import Counts, Request, plan
+from updraft.core.errors import IllegalTransition
 
 NO_LIMITS = Limits()
 
@@ -85,9 +85,11 @@ def test_state_table() -> None:
     for state in TERMINAL:
         assert not ALLOWED[state]
         with pytest.raises(IllegalTransition):
-            advance(state, GlideinState.RUNNING, "g1")
-    assert advance(GlideinState.QUEUED, GlideinState.RUNNING, "g1") == GlideinState.RUNNING
-    assert advance(GlideinState.HELD, GlideinState.QUEUED, "g1") == GlideinState.QUEUED  # released
+            GLIDEIN_STATES.advance(state, GlideinState.RUNNING, "g1")
+    assert GLIDEIN_STATES.advance(GlideinState.QUEUED, GlideinState.RUNNING, "g1") == GlideinState.RUNNING
+    assert (
+        GLIDEIN_STATES.advance(GlideinState.HELD, GlideinState.QUEUED, "g1") == GlideinState.QUEUED
+    )  # released
     # a late answer that would move a glidein backwards is stale
     assert is_stale(GlideinState.RUNNING, GlideinState.QUEUED)
     assert is_stale(GlideinState.QUEUED, GlideinState.UNSUBMITTED)

@@ -6,15 +6,8 @@ import pytest
 
 from pilot import resources
 from pilot.checks.vo import parse_check_output
-from pilot.slot import (
-    ALLOWED,
-    TERMINAL,
-    IllegalTransition,
-    PilotState,
-    advance,
-    attribute_text,
-    start_expression,
-)
+from pilot.slot import ALLOWED, PILOT_STATES, TERMINAL, PilotState, attribute_text, start_expression
+from updraft.core.errors import IllegalTransition
 from updraft.core.pilotrecord import parse_result, write_result
 
 
@@ -36,9 +29,9 @@ def test_resources_from_the_batch_slot(tmp_path: Path) -> None:
 
 def test_state_table() -> None:
     assert {PilotState.DONE} == TERMINAL
-    assert advance(PilotState.IDLE, PilotState.BUSY) == PilotState.BUSY
+    assert PILOT_STATES.advance(PilotState.IDLE, PilotState.BUSY) == PilotState.BUSY
     with pytest.raises(IllegalTransition):
-        advance(PilotState.FAILED, PilotState.BUSY)
+        PILOT_STATES.advance(PilotState.FAILED, PilotState.BUSY)
     assert all(PilotState.DONE in ALLOWED[s] or s in (PilotState.DONE, PilotState.BUSY) for s in PilotState)
 
 

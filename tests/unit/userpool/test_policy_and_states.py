@@ -4,14 +4,14 @@ from updraft.core import classads
 from updraft.core.errors import IllegalTransition
 from updraft.core.protocol import JobStatus
 from userpool import policy
-from userpool.jobs import ALLOWED, TERMINAL, check_transition
+from userpool.jobs import ALLOWED, JOB_STATES, TERMINAL
 
 
 def test_state_table() -> None:
     assert {JobStatus.REMOVED, JobStatus.COMPLETED} == TERMINAL
-    check_transition(1, 2, "1.0")
+    JOB_STATES.advance(JobStatus(1), JobStatus(2), "1.0")
     with pytest.raises(IllegalTransition, match="COMPLETED to RUNNING"):
-        check_transition(4, 2, "1.0")
+        JOB_STATES.advance(JobStatus(4), JobStatus(2), "1.0")
     assert all(isinstance(s, JobStatus) for s in ALLOWED)
 
 
