@@ -7,13 +7,16 @@ sha256) except the token, which travels as a file with the job: never on a comma
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from updraft.core import protocol
+
+if TYPE_CHECKING:
+    from factory.config import EntryConfig, FactoryConfig
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -23,6 +26,22 @@ class StagedFile:
     name: str
     sha256: str
     failure_type: str = ""  # custom checks: the failure type when the script says none
+
+
+@dataclass(frozen=True)
+class StartupSpec:
+    """Everything one glidein's startup script says: who it is, where to go, what to fetch."""
+
+    factory: FactoryConfig
+    entry: EntryConfig
+    glidein_id: str
+    client: str  # "<frontend>.<group>" the glidein serves
+    params: dict[str, str]  # the frontend group's GlideinParam<Name> choices
+    pool_url: str
+    staging_url: str
+    pilot: StagedFile
+    checks: list[StagedFile] = field(default_factory=list)
+    lease_until: float = 0.0  # the factory's lease: the pilot never lives past it
 
 
 def environment() -> Environment:
@@ -35,7 +54,7 @@ def environment() -> Environment:
 
 
 def pilot_settings(
-    factory: Any, entry: Any, client: str, params: dict[str, str], pool_url: str, checks: list[StagedFile], lease_until: float = 0.0
+    factory: FactoryConfig, entry: EntryConfig, client: str, params: dict[str, str], pool_url: str, checks: list[StagedFile], lease_until: float = 0.0
 ) -> dict[str, Any]:  # fmt: skip
     """pilot.json for one glidein: the factory's, then the entry's, then what the frontend asks for."""
     attributes = entry.published_attributes()
@@ -87,14 +106,14 @@ FRONTEND_PARAMS = {
 }
 
 
-def render(
-    factory: Any, entry: Any, glidein_id: str, client: str, params: dict[str, str], pool_url: str, staging_url: str,
-    pilot: StagedFile, checks: list[StagedFile], lease_until: float = 0.0,
-) -> str:  # fmt: skip
-    settings = pilot_settings(factory, entry, client, params, pool_url, checks, lease_until)
+def render(spec: StartupSpec) -> str:
+    settings = pilot_settings(
+        spec.factory, spec.entry, spec.client, spec.params, spec.pool_url, spec.checks, spec.lease_until
+    )
     settings["work_dir"] = ""  # set on the command line
     text = json.dumps(settings, indent=1, sort_keys=True)
     return environment().get_template("glidein_startup.sh.j2").render(
-        glidein_id=glidein_id, entry=entry.name, site=entry.site, factory=factory.name, client=client, staging_url=staging_url.rstrip("/"),
-        pilot_name=pilot.name, pilot_sha256=pilot.sha256, checks=checks, pilot_json=text,
+        glidein_id=spec.glidein_id, entry=spec.entry.name, site=spec.entry.site, factory=spec.factory.name,
+        client=spec.client, staging_url=spec.staging_url.rstrip("/"), pilot_name=spec.pilot.name,
+        pilot_sha256=spec.pilot.sha256, checks=spec.checks, pilot_json=text,
     )  # fmt: skip

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from factory.adapters.base import GlideinSpec, Refused, Retry, Submitted
 from factory.glideins import GlideinState
 from factory.limits import Plan, Request
-from factory.startup import StagedFile, render
+from factory.startup import StagedFile, StartupSpec, render
 from factory.tracking import EntryContext, cancel
 from updraft.core import protocol
 from updraft.core.failpoints import failpoint
@@ -126,8 +126,10 @@ def submit(
 
 def _script(ctx: EntryContext, glidein_id: str, request: Request, staged: Staged, lease: float) -> str:
     return render(
-        ctx.config, ctx.entry, glidein_id, request.client, request.params, staged.pool_url, staged.staging_url,
-        staged.pilot, list(staged.checks), lease,
+        StartupSpec(
+            ctx.config, ctx.entry, glidein_id, request.client, dict(request.params), staged.pool_url,
+            staged.staging_url, staged.pilot, list(staged.checks), lease,
+        )
     )  # fmt: skip
 
 

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
@@ -29,15 +28,17 @@ from factory.adapters.base import (
     GlideinSpec,
     Refused,
     Retry,
-    SiteAdapter,
     SiteStatus,
     SubmitOutcome,
     Submitted,
     render_extras,
 )
+from factory.adapters.grid import GridCE, rsl_quote
 from factory.errors import SiteUnavailable
 from factory.glideins import GlideinState
-from factory.proxies import ProxyError, delegate
+
+if TYPE_CHECKING:
+    from factory.config import EntryConfig
 
 ALL_STATES = (
     "ACCEPTING,ACCEPTED,PREPARING,PREPARED,SUBMITTING,QUEUING,RUNNING,HELD,EXITINGLRMS,OTHER,EXECUTED,"
@@ -64,11 +65,7 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _xrsl(value: str) -> str:
-    return '"' + value.replace('"', '""') + '"'
-
-
-class ArcAdapter(SiteAdapter):
+class ArcAdapter(GridCE):
     kind = "arc"
     options_model = ArcOptions
     native_states = {
@@ -90,14 +87,8 @@ class ArcAdapter(SiteAdapter):
         "KILLED": GlideinState.REMOVED,
     }
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.local = threading.local()
-        self.proxy = self.options.proxy
-        self.lock = threading.Lock()
-
     @classmethod
-    def check_entry(cls, entry: Any) -> tuple[str, str] | None:
+    def check_entry(cls, entry: EntryConfig) -> tuple[str, str] | None:
         if not entry.gatekeeper.startswith("https://"):
             return "gatekeeper", "give the CE's URL, e.g. https://ce.example.org:443/arex"
         options = entry.adapter_options
@@ -110,19 +101,12 @@ class ArcAdapter(SiteAdapter):
     def base(self) -> str:
         return self.entry.gatekeeper.rstrip("/") + "/rest/1.0"
 
-    def session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self.local, "session", None)
-        if session is None or getattr(self.local, "proxy", None) != self.proxy:
-            session = requests.Session()
-            session.headers["Accept"] = "application/json"
-            if self.options.token_file:
-                session.headers["Authorization"] = (
-                    "Bearer " + Path(self.options.token_file).read_text().strip()
-                )
-            elif self.proxy:
-                session.cert = self.proxy  # the proxy file holds certificate, key and chain
-            self.local.session, self.local.proxy = session, self.proxy
-        return session
+    def configure_session(self, session: requests.Session) -> None:
+        session.headers["Accept"] = "application/json"
+        if self.options.token_file:
+            session.headers["Authorization"] = "Bearer " + Path(self.options.token_file).read_text().strip()
+        else:
+            super().configure_session(session)
 
     def request(
         self, method: str, path: str, expect: Sequence[int] = (200, 201, 202), **kwargs: Any
@@ -154,29 +138,16 @@ class ArcAdapter(SiteAdapter):
         return _as_list(response.json().get("job")) if response.content.strip() else []
 
     # -- delegation -------------------------------------------------------------------------------
-    def delegation(self) -> str:
-        """The delegation every job of this entry references (created once, renewed in place)."""
-        record = self.work_dir / "delegation.json"
-        with self.lock:
-            try:
-                return str(json.loads(record.read_text())["id"])
-            except (OSError, ValueError, KeyError):
-                pass
-            response = self.request("POST", "/delegations", params={"action": "new"}, expect=(201,))
-            delegation_id = response.headers.get("Location", "").rstrip("/").rsplit("/", 1)[-1]
-            if not delegation_id:
-                raise SiteUnavailable(f"{self.entry.name}: the CE gave no delegation id")
-            self._put_delegation(delegation_id, response.content)
-            record.write_text(json.dumps({"id": delegation_id}))
-            return delegation_id
+    def new_delegation(self) -> str:
+        response = self.request("POST", "/delegations", params={"action": "new"}, expect=(201,))
+        delegation_id = response.headers.get("Location", "").rstrip("/").rsplit("/", 1)[-1]
+        if not delegation_id:
+            raise SiteUnavailable(f"{self.entry.name}: the CE gave no delegation id")
+        self._put_delegation(delegation_id, response.content)
+        return delegation_id
 
     def _put_delegation(self, delegation_id: str, request_pem: bytes) -> None:
-        try:
-            answer = delegate(Path(self.proxy).read_bytes(), request_pem)
-        except (OSError, ProxyError) as exc:
-            raise SiteUnavailable(
-                f"{self.entry.name}: cannot delegate the proxy {self.proxy}: {exc}"
-            ) from None
+        answer = self.delegated_proxy(request_pem)
         self.request("PUT", f"/delegations/{delegation_id}", data=answer, expect=(200, 201))
 
     # -- the verbs --------------------------------------------------------------------------------
@@ -184,19 +155,19 @@ class ArcAdapter(SiteAdapter):
         inputs = ["glidein_startup.sh", *sorted(glidein.files)]
         parts = [
             '(executable="glidein_startup.sh")',
-            "(inputfiles=" + "".join(f'({_xrsl(name)} "")' for name in inputs) + ")",
+            "(inputfiles=" + "".join(f'({rsl_quote(name)} "")' for name in inputs) + ")",
             '(stdout="stdout")(stderr="stderr")(outputfiles=("stdout" "")("stderr" ""))',
-            f"(jobname={_xrsl(glidein.tag)})",
+            f"(jobname={rsl_quote(glidein.tag)})",
             f"(count={glidein.cpus})" if glidein.cpus > 1 else "",
             f"(memory={glidein.memory_mb})" if glidein.memory_mb else "",
             f'(walltime="{max(1, (glidein.walltime_s + 59) // 60)} minutes")' if glidein.walltime_s else "",
-            f"(queue={_xrsl(self.options.queue)})" if self.options.queue else "",
-            f"(delegationid={_xrsl(delegation_id)})" if delegation_id else "",
+            f"(queue={rsl_quote(self.options.queue)})" if self.options.queue else "",
+            f"(delegationid={rsl_quote(delegation_id)})" if delegation_id else "",
         ]
         if glidein.environment:
             parts.append(
                 "(environment="
-                + "".join(f"({_xrsl(k)} {_xrsl(v)})" for k, v in sorted(glidein.environment.items()))
+                + "".join(f"({rsl_quote(k)} {rsl_quote(v)})" for k, v in sorted(glidein.environment.items()))
                 + ")"
             )
         if self.entry.submit_extras:
@@ -204,9 +175,10 @@ class ArcAdapter(SiteAdapter):
         return "&" + "".join(parts)
 
     def submit(self, glideins: Sequence[GlideinSpec]) -> list[SubmitOutcome]:
+        retry = self.stage_all(glideins)
+        if retry is not None:
+            return retry
         try:
-            for glidein in glideins:
-                self.stage(glidein)
             delegation_id = self.delegation() if self.options.delegate and self.proxy else ""
             body = "+" + "".join(f"({self.xrsl(g, delegation_id)})" for g in glideins)
             response = self.request(
@@ -220,7 +192,7 @@ class ArcAdapter(SiteAdapter):
         except SiteUnavailable as exc:
             return [Retry(str(exc))] * len(glideins)
         except OSError as exc:
-            return [Retry(f"cannot stage the glideins: {exc.strerror}")] * len(glideins)
+            return [Retry(f"cannot record the delegation: {exc.strerror}")] * len(glideins)
         answers = _as_list(response.json().get("job")) if response.content.strip() else []
         if len(answers) != len(glideins):
             return [

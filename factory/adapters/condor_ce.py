@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from factory.adapters.base import (
     GlideinOutput,
@@ -31,6 +31,9 @@ from factory.adapters.base import (
 from factory.errors import SiteUnavailable
 from factory.glideins import GlideinState
 from updraft.core.protocol import quote
+
+if TYPE_CHECKING:
+    from factory.config import EntryConfig
 
 TAG = "UpdraftTag"
 FACTORY = "UpdraftFactory"
@@ -83,7 +86,7 @@ class CondorCEAdapter(SiteAdapter):
         self._schedd: Any = None
 
     @classmethod
-    def check_entry(cls, entry: Any) -> tuple[str, str] | None:
+    def check_entry(cls, entry: EntryConfig) -> tuple[str, str] | None:
         if not entry.gatekeeper or "/" in entry.gatekeeper:
             return "gatekeeper", "give the CE's host name (and :port), e.g. ce.example.org:9619"
         return None

@@ -19,31 +19,32 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
-from factory.adapters import cream_soap as cs
+from factory.adapters import cream_soap
 from factory.adapters.base import (
     GlideinOutput,
     GlideinSpec,
     Refused,
     Retry,
-    SiteAdapter,
     SiteStatus,
     SubmitOutcome,
     Submitted,
     render_extras,
 )
+from factory.adapters.grid import GridCE
 from factory.errors import SiteUnavailable
 from factory.glideins import GlideinState
-from factory.proxies import ProxyError, delegate
 from updraft.core.protocol import literal
+
+if TYPE_CHECKING:
+    from factory.config import EntryConfig
 
 REFUSALS = {"InvalidArgumentFault", "AuthorizationFault", "JobSubmissionDisabledFault"}
 
@@ -58,7 +59,7 @@ class CreamOptions:
     timeout_s: float = 60.0
 
 
-class CreamAdapter(SiteAdapter):
+class CreamAdapter(GridCE):
     kind = "cream"
     options_model = CreamOptions
     native_states = {
@@ -76,13 +77,10 @@ class CreamAdapter(SiteAdapter):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.proxy = self.options.proxy
-        self.local = threading.local()
-        self.lock = threading.Lock()
         self.lease_until = 0.0
 
     @classmethod
-    def check_entry(cls, entry: Any) -> tuple[str, str] | None:
+    def check_entry(cls, entry: EntryConfig) -> tuple[str, str] | None:
         if not entry.gatekeeper.startswith("https://"):
             return "gatekeeper", "give the CE's URL, e.g. https://cream.example.org:8443"
         if entry.adapter_options is not None and not entry.adapter_options.proxy:
@@ -94,45 +92,39 @@ class CreamAdapter(SiteAdapter):
     def url(self) -> str:
         return self.entry.gatekeeper.rstrip("/")
 
-    def session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self.local, "session", None)
-        if session is None or getattr(self.local, "proxy", None) != self.proxy:
-            session = requests.Session()
-            session.cert = self.proxy
-            self.local.session, self.local.proxy = session, self.proxy
-        return session
-
-    def call(self, operation: str, body: cs.Node, delegation: bool = False) -> cs.Node:
+    def call(self, operation: str, body: cream_soap.Node, delegation: bool = False) -> cream_soap.Node:
         path, namespace = (
-            (cs.DELEGATION_PATH, cs.NS_DELEGATION) if delegation else (cs.CREAM_PATH, cs.NS_CREAM)
+            (cream_soap.DELEGATION_PATH, cream_soap.NS_DELEGATION)
+            if delegation
+            else (cream_soap.CREAM_PATH, cream_soap.NS_CREAM)
         )
         try:
             response = self.session().post(
-                self.url + path, data=cs.envelope(operation + "Request", body, namespace),
+                self.url + path, data=cream_soap.envelope(operation + "Request", body, namespace),
                 headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": operation},
                 verify=self.options.ca or True, timeout=self.options.timeout_s,
             )  # fmt: skip
         except (requests.RequestException, OSError) as exc:
             raise SiteUnavailable(f"{self.entry.name}: CREAM {operation}: {exc}") from None
         try:
-            element, content = cs.parse(response.content)
-        except cs.SoapFault as fault:
+            element, content = cream_soap.parse(response.content)
+        except cream_soap.SoapFault as fault:
             raise SiteUnavailable(f"{self.entry.name}: CREAM {operation}: {fault}") from None
         if element != operation + "Response":
             raise SiteUnavailable(f"{self.entry.name}: CREAM {operation}: unexpected answer {element}")
         return content
 
-    def jobs(self, operation: str, site_ids: Sequence[str]) -> dict[str, tuple[str, cs.Node]]:
+    def jobs(self, operation: str, site_ids: Sequence[str]) -> dict[str, tuple[str, cream_soap.Node]]:
         """Per job: ('', the result) or (the CREAM fault type, its description)."""
-        answer = self.call(operation, cs.job_ids(site_ids, self.url + cs.CREAM_PATH))
-        out: dict[str, tuple[str, cs.Node]] = {}
+        answer = self.call(operation, cream_soap.job_ids(site_ids, self.url + cream_soap.CREAM_PATH))
+        out: dict[str, tuple[str, cream_soap.Node]] = {}
         for result in answer.nodes("result"):
             job_id = result.node("jobId").text("id")
             fault = next(
                 (
                     name
                     for name, value in result.children
-                    if name.endswith("Fault") and isinstance(value, cs.Node)
+                    if name.endswith("Fault") and isinstance(value, cream_soap.Node)
                 ),
                 "",
             )
@@ -151,33 +143,29 @@ class CreamAdapter(SiteAdapter):
             return
         answer = self.call(
             "setLease",
-            cs.Node().add(
+            cream_soap.Node().add(
                 "lease",
-                cs.Node().add("leaseId", self.lease_id).add("leaseTime", f"{now + self.options.lease_s:.0f}"),
+                cream_soap.Node()
+                .add("leaseId", self.lease_id)
+                .add("leaseTime", f"{now + self.options.lease_s:.0f}"),
             ),
         )
         self.lease_until = float(answer.node("lease").text("leaseTime") or now)
 
-    def delegation(self) -> str:
-        record = self.work_dir / "delegation.json"
-        with self.lock:
-            try:
-                return str(json.loads(record.read_text())["id"])
-            except (OSError, ValueError, KeyError):
-                pass
-            delegation_id = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{self.lease_id}-{int(time.time())}")
-            request = self.call("getProxyReq", cs.Node().add("delegationID", delegation_id), delegation=True)
-            self._put_proxy(delegation_id, request.text("getProxyReqReturn"))
-            record.write_text(json.dumps({"id": delegation_id}))
-            return delegation_id
+    def new_delegation(self) -> str:
+        delegation_id = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{self.lease_id}-{int(time.time())}")
+        request = self.call(
+            "getProxyReq", cream_soap.Node().add("delegationID", delegation_id), delegation=True
+        )
+        self._put_proxy(delegation_id, request.text("getProxyReqReturn"))
+        return delegation_id
 
     def _put_proxy(self, delegation_id: str, request_pem: str) -> None:
-        try:
-            proxy = delegate(Path(self.proxy).read_bytes(), request_pem.encode()).decode()
-        except (OSError, ProxyError) as exc:
-            raise SiteUnavailable(f"{self.entry.name}: cannot delegate {self.proxy}: {exc}") from None
+        proxy = self.delegated_proxy(request_pem.encode()).decode()
         self.call(
-            "putProxy", cs.Node().add("delegationID", delegation_id).add("proxy", proxy), delegation=True
+            "putProxy",
+            cream_soap.Node().add("delegationID", delegation_id).add("proxy", proxy),
+            delegation=True,
         )
 
     # -- the verbs --------------------------------------------------------------------------------
@@ -209,14 +197,17 @@ class CreamAdapter(SiteAdapter):
         return "[\n" + "\n".join(lines) + "\n]"
 
     def submit(self, glideins: Sequence[GlideinSpec]) -> list[SubmitOutcome]:
+        retry = self.stage_all(glideins)
+        if retry is not None:
+            return retry
         try:
-            for glidein in glideins:
-                self.stage(glidein)
             self.renew_lease()
             delegation_id = self.delegation()
-            body = cs.Node()
+            body = cream_soap.Node()
             for glidein in glideins:
-                description = cs.Node().add("jobDescriptionId", glidein.tag).add("JDL", self.jdl(glidein))
+                description = (
+                    cream_soap.Node().add("jobDescriptionId", glidein.tag).add("JDL", self.jdl(glidein))
+                )
                 body.add(
                     "jobDescriptionList",
                     description.add("delegationId", delegation_id)
@@ -227,7 +218,7 @@ class CreamAdapter(SiteAdapter):
         except SiteUnavailable as exc:
             return [Retry(str(exc))] * len(glideins)
         except OSError as exc:
-            return [Retry(f"cannot stage the glideins: {exc.strerror}")] * len(glideins)
+            return [Retry(f"cannot record the delegation: {exc.strerror}")] * len(glideins)
         results = {r.text("jobDescriptionId"): r for r in answer.nodes("result")}
         outcomes: list[SubmitOutcome] = []
         for glidein in glideins:
@@ -349,7 +340,7 @@ class CreamAdapter(SiteAdapter):
         return GlideinOutput(*texts) if texts[0] or texts[1] else None
 
     def list_tagged(self) -> dict[str, str]:
-        listing = self.call("JobList", cs.Node())
+        listing = self.call("JobList", cream_soap.Node())
         site_ids = [r.text("id") for r in listing.nodes("result")]
         if not site_ids:
             return {}
@@ -370,7 +361,7 @@ class CreamAdapter(SiteAdapter):
         try:
             delegation_id = self.delegation()
             request = self.call(
-                "renewProxyReq", cs.Node().add("delegationID", delegation_id), delegation=True
+                "renewProxyReq", cream_soap.Node().add("delegationID", delegation_id), delegation=True
             )
             self._put_proxy(
                 delegation_id, request.text("renewProxyReqReturn") or request.text("getProxyReqReturn")
@@ -380,6 +371,6 @@ class CreamAdapter(SiteAdapter):
         return dict.fromkeys(site_ids, True)
 
 
-def _state(result: cs.Node) -> str:
+def _state(result: cream_soap.Node) -> str:
     statuses = result.node("JobInfo").nodes("status")
     return statuses[-1].text("name") if statuses else ""

@@ -30,28 +30,31 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from factory.adapters import gram_client as gc
+from factory.adapters import gram_client
 from factory.adapters.base import (
     GlideinOutput,
     GlideinSpec,
     Refused,
     Retry,
-    SiteAdapter,
     SiteStatus,
     SubmitOutcome,
     Submitted,
     read_output,
     render_extras,
 )
+from factory.adapters.grid import GridCE, rsl_quote
 from factory.errors import SiteUnavailable
 from factory.glideins import GlideinState
 from updraft.core.pilotrecord import RESULT_MARKER
 
+if TYPE_CHECKING:
+    from factory.config import EntryConfig
+
 TRANSIENT = {
-    gc.ERROR_CONNECTION_FAILED,
-    gc.ERROR_JOB_MANAGER_UNREACHABLE,
+    gram_client.ERROR_CONNECTION_FAILED,
+    gram_client.ERROR_JOB_MANAGER_UNREACHABLE,
     3,
     7,
     10,
@@ -71,7 +74,7 @@ class GramOptions:
     call_timeout_s: float = 120.0
 
 
-class GramAdapter(SiteAdapter):
+class GramAdapter(GridCE):
     kind = "gram"
     options_model = GramOptions
     finds_by_tag = False
@@ -88,12 +91,11 @@ class GramAdapter(SiteAdapter):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.helpers: queue.Queue[gc.Helper] = queue.Queue()
+        self.helpers: queue.Queue[gram_client.Helper] = queue.Queue()
         self.helper_count = 0
-        self.proxy_override: str | None = None
 
     @classmethod
-    def check_entry(cls, entry: Any) -> tuple[str, str] | None:
+    def check_entry(cls, entry: EntryConfig) -> tuple[str, str] | None:
         if not entry.gatekeeper:
             return "gatekeeper", "give the GRAM contact, e.g. ce.example.org:2119/jobmanager-pbs"
         if entry.gatekeeper.split(":")[0] in ("127.0.0.1", "::1"):
@@ -103,9 +105,8 @@ class GramAdapter(SiteAdapter):
     # -- the environment of helpers and the GASS server ---------------------------------------
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
-        proxy = self.proxy_override or self.options.proxy
-        if proxy:
-            env["X509_USER_PROXY"] = proxy
+        if self.proxy:
+            env["X509_USER_PROXY"] = self.proxy
         if self.options.cert_dir:
             env["X509_CERT_DIR"] = self.options.cert_dir
         if self.options.hostname:
@@ -116,7 +117,7 @@ class GramAdapter(SiteAdapter):
             env.pop(name, None)  # the proxy, never the long-lived key
         return env
 
-    def _helper(self) -> gc.Helper:
+    def _helper(self) -> gram_client.Helper:
         try:
             return self.helpers.get_nowait()
         except queue.Empty:
@@ -124,7 +125,7 @@ class GramAdapter(SiteAdapter):
         if self.helper_count < max(1, self.options.parallel):
             self.helper_count += 1
             try:
-                return gc.Helper(self.environment())
+                return gram_client.Helper(self.environment())
             except OSError as exc:
                 self.helper_count -= 1
                 raise SiteUnavailable(f"{self.entry.name}: {exc}") from None
@@ -201,7 +202,7 @@ class GramAdapter(SiteAdapter):
         stage_in = "".join(
             f"({gass}{directory / name} $(SCRATCH_DIRECTORY)/{name})" for name in sorted(glidein.files)
         )
-        environment = "".join(f"({k} {_quote(v)})" for k, v in sorted(glidein.environment.items()))
+        environment = "".join(f"({k} {rsl_quote(v)})" for k, v in sorted(glidein.environment.items()))
         parts = [
             f"(executable={gass}{directory / 'glidein_startup.sh'})",
             "(scratch_dir=$(HOME))(directory=$(SCRATCH_DIRECTORY))",
@@ -219,12 +220,13 @@ class GramAdapter(SiteAdapter):
     def submit(self, glideins: Sequence[GlideinSpec]) -> list[SubmitOutcome]:
         try:
             gass = self.gass_url()
-            for glidein in glideins:
-                self.stage(glidein)
         except SiteUnavailable as exc:
             return [Retry(str(exc))] * len(glideins)
         except OSError as exc:
-            return [Retry(f"cannot stage the glideins: {exc.strerror}")] * len(glideins)
+            return [Retry(f"cannot start the GASS server: {exc.strerror}")] * len(glideins)
+        retry = self.stage_all(glideins)
+        if retry is not None:
+            return retry
         answers = self._map(
             "submit", glideins, lambda g: {"gatekeeper": self.entry.gatekeeper, "rsl": self.rsl(g, gass)}
         )
@@ -232,7 +234,7 @@ class GramAdapter(SiteAdapter):
         for answer in answers:
             if isinstance(answer, Exception):
                 outcomes.append(Retry(str(answer)))
-            elif answer["rc"] in (0, gc.ERROR_WAITING_FOR_COMMIT) and answer.get("contact"):
+            elif answer["rc"] in (0, gram_client.ERROR_WAITING_FOR_COMMIT) and answer.get("contact"):
                 outcomes.append(Submitted(answer["contact"]))
             elif answer["rc"] in TRANSIENT:
                 outcomes.append(Retry(f"GRAM error {answer['rc']}: {answer.get('error', '')}"))
@@ -243,7 +245,9 @@ class GramAdapter(SiteAdapter):
     def commit(self, glideins: Mapping[str, str]) -> None:
         site_ids = list(glideins)
         self._map(
-            "signal", site_ids, lambda contact: {"contact": contact, "signal": gc.SIGNAL_COMMIT_REQUEST}
+            "signal",
+            site_ids,
+            lambda contact: {"contact": contact, "signal": gram_client.SIGNAL_COMMIT_REQUEST},
         )
 
     def status(self, site_ids: Sequence[str]) -> dict[str, SiteStatus]:
@@ -254,7 +258,7 @@ class GramAdapter(SiteAdapter):
             if isinstance(answer, Exception):
                 raise answer
             rc = answer["rc"]
-            if rc == gc.ERROR_CONTACT_NOT_FOUND:
+            if rc == gram_client.ERROR_CONTACT_NOT_FOUND:
                 continue  # forgotten by the job manager: the factory judges it by its output
             if rc != 0:
                 # 79 and friends: the job manager did not answer; "done" cannot be told from "unreachable"
@@ -280,12 +284,15 @@ class GramAdapter(SiteAdapter):
     def cancel(self, site_ids: Sequence[str]) -> dict[str, bool]:
         answers = self._map("cancel", site_ids, lambda contact: {"contact": contact})
         return {
-            contact: not isinstance(answer, Exception) and answer["rc"] in (0, gc.ERROR_CONTACT_NOT_FOUND)
+            contact: not isinstance(answer, Exception)
+            and answer["rc"] in (0, gram_client.ERROR_CONTACT_NOT_FOUND)
             for contact, answer in zip(site_ids, answers, strict=True)
         }
 
     def cleanup(self, site_ids: Sequence[str]) -> None:
-        self._map("signal", site_ids, lambda contact: {"contact": contact, "signal": gc.SIGNAL_COMMIT_END})
+        self._map(
+            "signal", site_ids, lambda contact: {"contact": contact, "signal": gram_client.SIGNAL_COMMIT_END}
+        )
 
     def fetch_output(self, site_id: str, glidein_id: str) -> GlideinOutput | None:
         # the GASS server may write stdout a moment after the job manager says DONE
@@ -303,7 +310,7 @@ class GramAdapter(SiteAdapter):
     def renew_credential(self, site_ids: Sequence[str], proxy: Path) -> dict[str, bool]:
         """Delegate the renewed proxy to the job manager of each glidein (fresh helpers read it)."""
         self.close()  # the Globus libraries keep the credential they acquired: new helpers, new proxy
-        self.proxy_override = str(proxy)
+        self.proxy = str(proxy)
         answers = self._map("refresh", site_ids, lambda contact: {"contact": contact})
         return {
             c: not isinstance(a, Exception) and a["rc"] == 0 for c, a in zip(site_ids, answers, strict=True)
@@ -315,10 +322,6 @@ def _is_gass_server(pid: int) -> bool:
         return b"globus-gass-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-
-
-def _quote(value: str) -> str:
-    return '"' + value.replace('"', '""') + '"'
 
 
 def stop_gass_servers(work_dirs: Iterable[Path]) -> None:

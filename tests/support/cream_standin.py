@@ -44,7 +44,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from factory.adapters import cream_soap as cs
+from factory.adapters import cream_soap
 
 MAX_LEASE_S = 24 * 3600
 
@@ -101,42 +101,49 @@ class CE:
     def job(self, owner: str, job_id: str) -> Job:
         job = self.jobs.get(job_id)
         if job is None or job.owner != owner:
-            raise cs.SoapFault("JobUnknownFault", f"job {job_id} is not known")
+            raise cream_soap.SoapFault("JobUnknownFault", f"job {job_id} is not known")
         return job
 
-    def properties(self, job: Job) -> cs.Node:
-        node = cs.Node().add("id", job.id).add("creamURL", self.url + cs.CREAM_PATH)
+    def properties(self, job: Job) -> cream_soap.Node:
+        node = cream_soap.Node().add("id", job.id).add("creamURL", self.url + cream_soap.CREAM_PATH)
         node.add(
             "property",
-            cs.Node().add("name", "CREAMInputSandboxURI").add("value", f"{self.url}/ce-cream/isb/{job.id}"),
+            cream_soap.Node()
+            .add("name", "CREAMInputSandboxURI")
+            .add("value", f"{self.url}/ce-cream/isb/{job.id}"),
         )
         node.add(
             "property",
-            cs.Node().add("name", "CREAMOutputSandboxURI").add("value", f"{self.url}/ce-cream/osb/{job.id}"),
+            cream_soap.Node()
+            .add("name", "CREAMOutputSandboxURI")
+            .add("value", f"{self.url}/ce-cream/osb/{job.id}"),
         )
         return node
 
     # -- CREAM2 ----------------------------------------------------------------------------------
-    def JobRegister(self, owner: str, body: cs.Node) -> cs.Node:
-        result = cs.Node()
+    def JobRegister(self, owner: str, body: cream_soap.Node) -> cream_soap.Node:
+        result = cream_soap.Node()
         for description in body.nodes("jobDescriptionList"):
             jdl = description.text("JDL")
             lease_id, delegation_id = description.text("leaseId"), description.text("delegationId")
-            entry = cs.Node().add("jobDescriptionId", description.text("jobDescriptionId"))
+            entry = cream_soap.Node().add("jobDescriptionId", description.text("jobDescriptionId"))
             try:
                 ad = classad2.parseOne(jdl)
                 if not isinstance(ad.get("Executable"), str):
-                    raise cs.SoapFault("InvalidArgumentFault", "the JDL has no Executable")
+                    raise cream_soap.SoapFault("InvalidArgumentFault", "the JDL has no Executable")
                 if lease_id and (owner, lease_id) not in self.leases:
-                    raise cs.SoapFault("LeaseIdMismatchFault", f"no lease {lease_id!r}")
+                    raise cream_soap.SoapFault("LeaseIdMismatchFault", f"no lease {lease_id!r}")
                 delegation = self.delegations.get((owner, delegation_id))
                 if delegation_id and (delegation is None or not delegation.proxy):
-                    raise cs.SoapFault("DelegationIdMismatchFault", f"no delegation {delegation_id!r}")
-            except cs.SoapFault as problem:
-                entry.add(problem.kind, cs.Node().add("description", problem.message))
+                    raise cream_soap.SoapFault(
+                        "DelegationIdMismatchFault", f"no delegation {delegation_id!r}"
+                    )
+            except cream_soap.SoapFault as problem:
+                entry.add(problem.kind, cream_soap.Node().add("description", problem.message))
             except Exception as exc:
                 entry.add(
-                    "InvalidArgumentFault", cs.Node().add("description", f"cannot parse the JDL: {exc}")
+                    "InvalidArgumentFault",
+                    cream_soap.Node().add("description", f"cannot parse the JDL: {exc}"),
                 )
             else:
                 job_id = "CREAM" + secrets.token_hex(5)
@@ -154,31 +161,31 @@ class CE:
 
     def _start(self, job: Job) -> None:
         if job.state != "REGISTERED":
-            raise cs.SoapFault("InvalidArgumentFault", f"job {job.id} is {job.state}, not REGISTERED")
+            raise cream_soap.SoapFault("InvalidArgumentFault", f"job {job.id} is {job.state}, not REGISTERED")
         job.move("PENDING")
 
-    def _each(self, owner: str, body: cs.Node, action: Any) -> cs.Node:
-        result = cs.Node()
+    def _each(self, owner: str, body: cream_soap.Node, action: Any) -> cream_soap.Node:
+        result = cream_soap.Node()
         for job_id_node in body.nodes("jobId"):
             job_id = job_id_node.text("id")
-            entry = cs.Node().add("jobId", cs.Node().add("id", job_id))
+            entry = cream_soap.Node().add("jobId", cream_soap.Node().add("id", job_id))
             try:
                 with self.lock:
                     action(self.job(owner, job_id))
-            except cs.SoapFault as problem:
-                entry.add(problem.kind, cs.Node().add("description", problem.message))
+            except cream_soap.SoapFault as problem:
+                entry.add(problem.kind, cream_soap.Node().add("description", problem.message))
             result.add("result", entry)
         return result
 
-    def JobStart(self, owner: str, body: cs.Node) -> cs.Node:
+    def JobStart(self, owner: str, body: cream_soap.Node) -> cream_soap.Node:
         return self._each(owner, body, self._start)
 
-    def JobCancel(self, owner: str, body: cs.Node) -> cs.Node:
+    def JobCancel(self, owner: str, body: cream_soap.Node) -> cream_soap.Node:
         return self._each(owner, body, lambda job: self._cancel(job, "Cancelled by user"))
 
     def _cancel(self, job: Job, why: str) -> None:
-        if job.state in cs.TERMINAL:
-            raise cs.SoapFault("InvalidArgumentFault", f"job {job.id} already ended ({job.state})")
+        if job.state in cream_soap.TERMINAL:
+            raise cream_soap.SoapFault("InvalidArgumentFault", f"job {job.id} already ended ({job.state})")
         if job.process is not None and job.process.poll() is None:
             try:
                 os.killpg(job.process.pid, signal.SIGKILL)
@@ -188,20 +195,22 @@ class CE:
         job.failure = why
         job.move("CANCELLED", why)
 
-    def JobSuspend(self, owner: str, body: cs.Node) -> cs.Node:
+    def JobSuspend(self, owner: str, body: cream_soap.Node) -> cream_soap.Node:
         def suspend(job: Job) -> None:
             if job.state not in ("IDLE", "RUNNING", "REALLY-RUNNING"):
-                raise cs.SoapFault("InvalidArgumentFault", f"job {job.id} is {job.state}: cannot suspend")
+                raise cream_soap.SoapFault(
+                    "InvalidArgumentFault", f"job {job.id} is {job.state}: cannot suspend"
+                )
             if job.process is not None:
                 os.killpg(job.process.pid, signal.SIGSTOP)
             job.move("HELD", "suspended by user")
 
         return self._each(owner, body, suspend)
 
-    def JobResume(self, owner: str, body: cs.Node) -> cs.Node:
+    def JobResume(self, owner: str, body: cream_soap.Node) -> cream_soap.Node:
         def resume(job: Job) -> None:
             if job.state != "HELD":
-                raise cs.SoapFault("InvalidArgumentFault", f"job {job.id} is {job.state}: not HELD")
+                raise cream_soap.SoapFault("InvalidArgumentFault", f"job {job.id} is {job.state}: not HELD")
             if job.process is not None:
                 os.killpg(job.process.pid, signal.SIGCONT)
                 job.move("REALLY-RUNNING", "resumed")
@@ -210,31 +219,33 @@ class CE:
 
         return self._each(owner, body, resume)
 
-    def JobPurge(self, owner: str, body: cs.Node) -> cs.Node:
+    def JobPurge(self, owner: str, body: cream_soap.Node) -> cream_soap.Node:
         def purge(job: Job) -> None:
-            if job.state not in cs.TERMINAL and job.state != "REGISTERED":
-                raise cs.SoapFault("InvalidArgumentFault", f"job {job.id} is {job.state}: cancel it first")
+            if job.state not in cream_soap.TERMINAL and job.state != "REGISTERED":
+                raise cream_soap.SoapFault(
+                    "InvalidArgumentFault", f"job {job.id} is {job.state}: cancel it first"
+                )
             self.jobs.pop(job.id, None)
 
         return self._each(owner, body, purge)
 
-    def JobInfo(self, owner: str, body: cs.Node) -> cs.Node:
-        result = cs.Node()
+    def JobInfo(self, owner: str, body: cream_soap.Node) -> cream_soap.Node:
+        result = cream_soap.Node()
         for job_id_node in body.nodes("jobId"):
             job_id = job_id_node.text("id")
-            entry = cs.Node().add("jobId", cs.Node().add("id", job_id))
+            entry = cream_soap.Node().add("jobId", cream_soap.Node().add("id", job_id))
             try:
                 with self.lock:
                     job = self.job(owner, job_id)
                     info = (
-                        cs.Node()
+                        cream_soap.Node()
                         .add("jobId", self.properties(job))
                         .add("JDL", job.jdl)
                         .add("leaseId", job.lease_id)
                     )
                     info.add("delegationProxyId", job.delegation_id)
                     for state, stamp in job.history:
-                        status = cs.Node().add("name", state).add("timestamp", f"{stamp:.3f}")
+                        status = cream_soap.Node().add("name", state).add("timestamp", f"{stamp:.3f}")
                         if state == job.state:
                             status.add("exitCode", job.exit_code or None).add(
                                 "failureReason", job.failure or None
@@ -242,70 +253,79 @@ class CE:
                             status.add("description", job.description or None)
                         info.add("status", status)
                 entry.add("JobInfo", info)
-            except cs.SoapFault as problem:
-                entry.add(problem.kind, cs.Node().add("description", problem.message))
+            except cream_soap.SoapFault as problem:
+                entry.add(problem.kind, cream_soap.Node().add("description", problem.message))
             result.add("result", entry)
         return result
 
-    def JobList(self, owner: str, body: cs.Node) -> cs.Node:
-        result = cs.Node()
+    def JobList(self, owner: str, body: cream_soap.Node) -> cream_soap.Node:
+        result = cream_soap.Node()
         with self.lock:
             for job in self.jobs.values():
                 if job.owner == owner:
                     result.add(
-                        "result", cs.Node().add("id", job.id).add("creamURL", self.url + cs.CREAM_PATH)
+                        "result",
+                        cream_soap.Node().add("id", job.id).add("creamURL", self.url + cream_soap.CREAM_PATH),
                     )
         return result
 
-    def setLease(self, owner: str, body: cs.Node) -> cs.Node:
+    def setLease(self, owner: str, body: cream_soap.Node) -> cream_soap.Node:
         lease = body.node("lease")
         lease_id = lease.text("leaseId")
         try:
             wanted = float(lease.text("leaseTime"))
         except ValueError:
-            raise cs.SoapFault("InvalidArgumentFault", "leaseTime must be epoch seconds") from None
+            raise cream_soap.SoapFault("InvalidArgumentFault", "leaseTime must be epoch seconds") from None
         if not lease_id:
-            raise cs.SoapFault("InvalidArgumentFault", "a lease needs an id")
+            raise cream_soap.SoapFault("InvalidArgumentFault", "a lease needs an id")
         granted = min(wanted, time.time() + MAX_LEASE_S)
         with self.lock:
             self.leases[(owner, lease_id)] = granted
-        return cs.Node().add("lease", cs.Node().add("leaseId", lease_id).add("leaseTime", f"{granted:.0f}"))
+        return cream_soap.Node().add(
+            "lease", cream_soap.Node().add("leaseId", lease_id).add("leaseTime", f"{granted:.0f}")
+        )
 
     # -- delegation --------------------------------------------------------------------------------
-    def getProxyReq(self, owner: str, body: cs.Node) -> cs.Node:
+    def getProxyReq(self, owner: str, body: cream_soap.Node) -> cream_soap.Node:
         return self._request(owner, body.text("delegationID"), "getProxyReqReturn")
 
-    def renewProxyReq(self, owner: str, body: cs.Node) -> cs.Node:
+    def renewProxyReq(self, owner: str, body: cream_soap.Node) -> cream_soap.Node:
         delegation_id = body.text("delegationID")
         if (owner, delegation_id) not in self.delegations:
-            raise cs.SoapFault("DelegationIdMismatchFault", f"no delegation {delegation_id!r} to renew")
+            raise cream_soap.SoapFault(
+                "DelegationIdMismatchFault", f"no delegation {delegation_id!r} to renew"
+            )
         return self._request(owner, delegation_id, "renewProxyReqReturn")
 
-    def _request(self, owner: str, delegation_id: str, answer: str) -> cs.Node:
+    def _request(self, owner: str, delegation_id: str, answer: str) -> cream_soap.Node:
         if not delegation_id:
-            raise cs.SoapFault("InvalidArgumentFault", "a delegation needs an id")
+            raise cream_soap.SoapFault("InvalidArgumentFault", "a delegation needs an id")
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         request = (
             x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(key, hashes.SHA256())
         )
         with self.lock:
             self.pending_keys[(owner, delegation_id)] = key
-        return cs.Node().add(answer, request.public_bytes(serialization.Encoding.PEM).decode())
+        return cream_soap.Node().add(answer, request.public_bytes(serialization.Encoding.PEM).decode())
 
-    def putProxy(self, owner: str, body: cs.Node) -> cs.Node:
+    def putProxy(self, owner: str, body: cream_soap.Node) -> cream_soap.Node:
         delegation_id, pem = body.text("delegationID"), body.text("proxy").encode()
         with self.lock:
             key = self.pending_keys.pop((owner, delegation_id), None)
             if key is None:
-                raise cs.SoapFault(
+                raise cream_soap.SoapFault(
                     "DelegationIdMismatchFault", f"no request outstanding for delegation {delegation_id!r}"
                 )
             try:
                 certificate = x509.load_pem_x509_certificate(pem)
             except ValueError:
-                raise cs.SoapFault("InvalidArgumentFault", "the proxy is not a PEM certificate") from None
+                raise cream_soap.SoapFault(
+                    "InvalidArgumentFault", "the proxy is not a PEM certificate"
+                ) from None
             if certificate.public_key().public_numbers() != key.public_key().public_numbers():  # type: ignore[union-attr]
-                raise cs.SoapFault("InvalidArgumentFault", "the proxy does not match the request's key")
+                raise cream_soap.SoapFault(
+                    "InvalidArgumentFault", "the proxy does not match the request's key"
+                )
             key_pem = key.private_bytes(
                 serialization.Encoding.PEM,
                 serialization.PrivateFormat.TraditionalOpenSSL,
@@ -321,7 +341,7 @@ class CE:
                     and (job.directory / "user.proxy").exists()
                 ):
                     _write(job.directory / "user.proxy", proxy)
-        return cs.Node()
+        return cream_soap.Node()
 
     # -- the "batch system" and the leases ---------------------------------------------------------
     def tick(self) -> None:
@@ -331,7 +351,7 @@ class CE:
                 if expiry > now:
                     continue
                 for job in [j for j in self.jobs.values() if j.owner == owner and j.lease_id == lease_id]:
-                    if job.state not in cs.TERMINAL:
+                    if job.state not in cream_soap.TERMINAL:
                         self._cancel(job, "lease expired")
                     self.jobs.pop(job.id, None)  # purged with its lease
                 del self.leases[(owner, lease_id)]
@@ -427,7 +447,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         certificate = self.connection.getpeercert()  # type: ignore[attr-defined]
         owner = user_of(certificate or {})
         if owner not in self.ce.allowed:
-            raise cs.SoapFault("AuthorizationFault", f"{owner} is not authorized on this CE")
+            raise cream_soap.SoapFault("AuthorizationFault", f"{owner} is not authorized on this CE")
         return owner
 
     def _send(self, code: int, body: bytes, content_type: str = "text/xml; charset=utf-8") -> None:
@@ -440,20 +460,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
         data = self.rfile.read(length)
-        namespace = cs.NS_DELEGATION if self.path == cs.DELEGATION_PATH else cs.NS_CREAM
+        namespace = (
+            cream_soap.NS_DELEGATION if self.path == cream_soap.DELEGATION_PATH else cream_soap.NS_CREAM
+        )
         try:
-            if self.path not in (cs.CREAM_PATH, cs.DELEGATION_PATH):
-                raise cs.SoapFault("GenericFault", f"no service at {self.path}")
+            if self.path not in (cream_soap.CREAM_PATH, cream_soap.DELEGATION_PATH):
+                raise cream_soap.SoapFault("GenericFault", f"no service at {self.path}")
             owner = self._owner()
-            element, body = cs.parse(data)
+            element, body = cream_soap.parse(data)
             operation = element.removesuffix("Request")
             method = getattr(self.ce, operation, None)
             if method is None or operation.startswith("_"):
-                raise cs.SoapFault("GenericFault", f"unknown operation {element}")
+                raise cream_soap.SoapFault("GenericFault", f"unknown operation {element}")
             answer = method(owner, body)
-            self._send(200, cs.envelope(operation + "Response", answer, namespace))
-        except cs.SoapFault as problem:
-            self._send(500, cs.fault(problem.kind, problem.message))
+            self._send(200, cream_soap.envelope(operation + "Response", answer, namespace))
+        except cream_soap.SoapFault as problem:
+            self._send(500, cream_soap.fault(problem.kind, problem.message))
 
     def _sandbox(self, kind: str) -> Path | None:
         parts = self.path.split("/")
@@ -476,7 +498,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return
             _write(target, self.rfile.read(int(self.headers.get("Content-Length", 0))))
             self._send(201, b"", "text/plain")
-        except cs.SoapFault as problem:
+        except cream_soap.SoapFault as problem:
             self._send(
                 403 if problem.kind == "AuthorizationFault" else 404, problem.message.encode(), "text/plain"
             )
@@ -488,7 +510,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self._send(404, b"no such file", "text/plain")
                 return
             self._send(200, target.read_bytes(), "application/octet-stream")
-        except cs.SoapFault as problem:
+        except cream_soap.SoapFault as problem:
             self._send(
                 403 if problem.kind == "AuthorizationFault" else 404, problem.message.encode(), "text/plain"
             )

@@ -19,7 +19,7 @@ from factory.glideins import GlideinState
 from factory.journal import Journal
 from factory.proxies import delegate, load_proxy, load_request, time_left
 from factory.staging import StagingServer, stage_file
-from factory.startup import StagedFile, render
+from factory.startup import StagedFile, StartupSpec, render
 from tests.support.proxies import make_grid
 from tests.support.sites import make_entry
 from updraft.core.pilotrecord import parse_result
@@ -43,17 +43,11 @@ def startup(tmp_path: Path, pilot_bytes: bytes, expected: bytes, with_token: boo
     try:
         entry = make_entry("E1", "local", attributes={"GLIDEIN_Site": "S1"})
         script = render(
-            _Factory(),
-            entry,
-            "g1",
-            "fe.main",
-            {},
-            "http://pool",
-            url,
-            StagedFile(pilot.name, pilot.sha256),
-            [],
-            time.time() + 60,
-        )
+            StartupSpec(
+                _Factory(), entry, "g1", "fe.main", {}, "http://pool", url,
+                StagedFile(pilot.name, pilot.sha256), [], time.time() + 60,
+            )
+        )  # fmt: skip
         node = tmp_path / "node"
         node.mkdir()
         (node / "glidein_startup.sh").write_text(script)
@@ -92,17 +86,12 @@ def test_the_script_carries_settings_not_the_token(tmp_path: Path) -> None:
     )
     lease = time.time() + 100
     script = render(
-        _Factory(),
-        entry,
-        "g9",
-        "fe.grp",
-        {"GLIDEIN_Glexec_Use": "REQUIRED", "Unknown": "x"},
-        "http://pool",
-        "http://stage",
-        StagedFile("p.pyz", "ab" * 32),
-        [StagedFile("check.sh", "cd" * 32, "VO_Config")],
-        lease,
-    )
+        StartupSpec(
+            _Factory(), entry, "g9", "fe.grp", {"GLIDEIN_Glexec_Use": "REQUIRED", "Unknown": "x"},
+            "http://pool", "http://stage", StagedFile("p.pyz", "ab" * 32),
+            [StagedFile("check.sh", "cd" * 32, "VO_Config")], lease,
+        )
+    )  # fmt: skip
     settings = json.loads(script.split("<<'UPDRAFT_PILOT_JSON'\n", 1)[1].split("\nUPDRAFT_PILOT_JSON", 1)[0])
     assert settings["glexec_policy"] == "REQUIRED" and settings["glexec"] == "auto"
     assert settings["max_walltime_s"] == 600 and settings["lease_until"] == pytest.approx(lease)
@@ -155,8 +144,8 @@ def test_analysis_of_final_records(tmp_path: Path) -> None:
     ]  # fmt: skip
     for row, record in zip(rows, records, strict=False):
         journal.submitted(row, f"s-{row.glidein_id}")
-        journal.move(journal.get(row.glidein_id), GlideinState.RUNNING)  # type: ignore[arg-type]
-        journal.move(journal.get(row.glidein_id), GlideinState.COMPLETED)  # type: ignore[arg-type]
+        journal.move(journal.get(row.glidein_id), GlideinState.RUNNING)
+        journal.move(journal.get(row.glidein_id), GlideinState.COMPLETED)
         journal.set(row.glidein_id, record=record)
     (result,) = analyze(journal.recent(0))
     summary = result.to_dict()
