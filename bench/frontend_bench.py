@@ -106,11 +106,12 @@ def cycle(work: Path, jobs: int, entries: int) -> list[Result]:
 
 
 def simulation(quick: bool) -> list[Result]:
-    from frontend import simulate as sim
+    from frontend.simulate import simulate
+    from frontend.simulate_inputs import load_sites, load_workload
 
     config = load_frontend_config(ROOT / "config" / "simulate" / "frontend-eager.yaml")
-    sites = sim.load_sites(ROOT / "config" / "simulate" / "sites.yaml")
-    workload = sim.load_workload(ROOT / "config" / "simulate" / "workload.yaml")
+    sites = load_sites(ROOT / "config" / "simulate" / "sites.yaml")
+    workload = load_workload(ROOT / "config" / "simulate" / "workload.yaml")
     hours = 24.0
     if quick:
         for batch in workload.batches:
@@ -120,7 +121,7 @@ def simulation(quick: bool) -> list[Result]:
     say(
         f"frontend: simulating {hours:g} h of {jobs:,} jobs on {sum(s.cores for s in sites):,} cores at {len(sites)} sites"
     )
-    report = sim.simulate(config, sites, workload, hours=hours, cycle_s=60, seed=1)
+    report = simulate(config, sites, workload, hours=hours, cycle_s=60, seed=1)
     return [
         result(
             f"frontend simulate: {jobs:,} jobs, {sum(s.cores for s in sites):,} cores, {len(sites)} sites, {hours:g} h",

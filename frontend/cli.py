@@ -235,7 +235,9 @@ def _why_not(group: GroupConfig, entry: Any, job_ad: Any, cpus: int) -> str:
 
 # -- simulate -----------------------------------------------------------------------------------
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from frontend.simulate import compare, load_sites, load_workload, print_report, simulate
+    from frontend.simulate import simulate
+    from frontend.simulate_inputs import load_sites, load_workload
+    from frontend.simulate_report import compare, print_report
 
     config = load_frontend_config(Path(args.config))
     sites = load_sites(Path(args.sites))

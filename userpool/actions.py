@@ -21,7 +21,7 @@ from updraft.core.protocol import (
 from userpool.events import Tx
 from userpool.jobs import CLAIMED, COMPLETED, HELD, IDLE, REMOVED, RUNNING, SUSPENDED, TERMINAL
 from userpool.queue import PROTECTED, SYNTHESIZED, Job
-from userpool.store import dumps_json
+from userpool.store import DELETE_CLAIM, UPDATE_CLUSTER_AD, UPDATE_CLUSTER_INPUTS, dumps_json
 from userpool.tokens import Identity
 
 if TYPE_CHECKING:
@@ -179,7 +179,7 @@ class ActionsMixin(_Base):
             return
         self.claims.end(claim, reason, revoke=True)
         self.accountant.charge(claim.submitter, -claim.cpus)
-        tx.batch.add("DELETE FROM claims WHERE claim_id = ?", (claim.claim_id,))
+        tx.batch.add(DELETE_CLAIM, (claim.claim_id,))
         tx.after_commit.append(lambda: self.on_claim_news(claim.claim_id))
 
     def _off_slot_attrs(self, job: Job) -> dict[str, str | None]:
@@ -241,9 +241,7 @@ class ActionsMixin(_Base):
                         if job.overrides and name in job.overrides:
                             job.set(name, None)
                             self._touch(tx, job)
-                tx.batch.add(
-                    "UPDATE clusters SET ad = ? WHERE cluster_id = ?", (dumps_json(cluster.ad), cluster_id)
-                )
+                tx.batch.add(UPDATE_CLUSTER_AD, (dumps_json(cluster.ad), cluster_id))
                 self.index.forget_cluster(cluster)
             else:
                 for job in members:
@@ -295,7 +293,7 @@ class ActionsMixin(_Base):
                 job.set("x509UserProxyExpiration", str(int(request.expiration)))
                 self._touch(tx, job)
             tx.batch.add(
-                "UPDATE clusters SET proc_inputs = ? WHERE cluster_id = ?",
+                UPDATE_CLUSTER_INPUTS,
                 (
                     dumps_json(
                         {str(k): [f.to_dict() for f in v] for k, v in job.cluster.proc_inputs.items()}

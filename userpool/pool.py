@@ -23,7 +23,6 @@ from typing import Any
 
 from updraft.core import classads, protocol
 from updraft.core.errors import BadRequest, Forbidden, InsufficientStorage, NotFound
-from updraft.core.failpoints import failpoint
 from updraft.core.payloads import (
     ActResult,
     ClaimReport,
@@ -53,24 +52,15 @@ from userpool.identities import IdentityMap
 from userpool.jobs import CLAIMED
 from userpool.matching import MatchWorker
 from userpool.monitor import Monitor
+from userpool.outbox import OutputOutbox
 from userpool.queue import Job
 from userpool.sandbox import BlobStore, Spool
 from userpool.schedd import Schedd
-from userpool.store import Store, StoreUnreadable
+from userpool.store import INSERT_REVOCATION, LIVE_REVOCATIONS, Store, StoreUnreadable
 from userpool.tokens import REVOKED_ALWAYS, Identity, TokenSigner
+from userpool.waiting import WaitingPolls
 
 log = logging.getLogger("updraft.pool")
-DELETE_DELIVERY = "DELETE FROM deliveries WHERE cluster_id = ? AND proc_id = ?"
-
-
-@dataclass
-class _Waiter:
-    """A pilot's poll that found nothing yet."""
-
-    future: asyncio.Future[None]
-    slot: dict[str, str]
-    claims: frozenset[str]
-    wants_jobs: bool
 
 
 @dataclass
@@ -89,14 +79,10 @@ class Pool:
         self.store = Store(config.database, config.synchronous, on_fatal=self._fatal, on_full=self._disk_full)
         self.disk = DiskGuard(config.state_dir, config.disk_reserve_mb, config.min_free_disk_mb)
         self.stats = PoolStats()
-        self._waiters: list[_Waiter] = []
         self.stopping = False
-        self._claim_waiters: dict[str, _Waiter] = {}
-        self._dispatch_pending = False
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.fatal_error: BaseException | None = None
-        self._pending: set[asyncio.Future[None]] = set()
 
     # =========================================================================================
     # Lifecycle
@@ -129,16 +115,11 @@ class Pool:
             self.schedd.load()
         except sqlite3.DatabaseError as exc:
             raise StoreUnreadable(self.config.database, exc) from None
-        self.schedd.on_idle = self._jobs_became_idle
-        self.schedd.on_claim_news = self._claim_news
-        self.schedd.on_completed = self._deliver_output
         self.collector = Collector(
             self.clock, self.config.max_expression_terms, self.config.max_expression_depth
         )
         self.tokens = TokenSigner.from_home(self.config.signing_key, self.config.max_token_lifetime_s)
-        for key, revoked in self.store.read(
-            "SELECT jti, revoked FROM revoked_tokens WHERE expires > ?", (self.clock(),)
-        ):
+        for key, revoked in self.store.read(LIVE_REVOCATIONS, (self.clock(),)):
             self.tokens.revoke(key if ":" in key else f"jti:{key}", revoked or REVOKED_ALWAYS)
         self.blobs = BlobStore(self.config.blob_dir, self.config.max_input_file_mb << 20)
         self.spool = Spool(
@@ -149,11 +130,18 @@ class Pool:
         self.history = History(self.store, self.config.history_max_jobs)
         self.monitor = Monitor(self, self.config.monitor_interval_s, clock=self.clock)
         self.matcher = MatchWorker(self.schedd.negotiator)
+        self.waiting = WaitingPolls(self.schedd.negotiator, self.matcher)
+        self.outbox = OutputOutbox(
+            self.store, self.events, self.history, self.spool, self.delivery, self.commit
+        )
+        self.schedd.on_idle = self.waiting.jobs_became_idle
+        self.schedd.on_claim_news = self.waiting.claim_news
+        self.schedd.on_completed = self.outbox.completed
         gc.freeze()  # the loaded queue lives long; see submit()
 
     async def start_background(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._resume_deliveries()
+        self._loop = self.waiting.loop = self.outbox.loop = asyncio.get_running_loop()
+        self.outbox.resume()
         every = [
             (self.config.lease_check_interval_s, self._check_leases),
             (self.config.periodic_interval_s, self._periodic_policy),
@@ -184,9 +172,7 @@ class Pool:
     def release_polls(self) -> None:
         """Answer every waiting long poll now (empty): the server is stopping and waits for them."""
         self.stopping = True
-        for waiter in self._waiters:
-            if not waiter.future.done():
-                waiter.future.set_result(None)
+        self.waiting.release_all()
 
     async def _every(self, interval: float, work: Callable[[], Any]) -> None:
         while True:
@@ -337,18 +323,7 @@ class Pool:
             remaining = deadline - time.monotonic()
             if matches or commands or unknown or remaining <= 0 or self.stopping:
                 return PollResult(matches, commands, unknown)
-            waiter = _Waiter(
-                asyncio.get_running_loop().create_future(), slot, frozenset(claims), request.max_matches > 0
-            )
-            self._waiters.append(waiter)
-            for claim_id in claims:
-                self._claim_waiters[claim_id] = waiter
-            try:
-                await asyncio.wait_for(asyncio.shield(waiter.future), timeout=remaining)
-            except TimeoutError:
-                pass
-            finally:
-                self._drop_waiter(waiter)
+            await self.waiting.wait(slot, claims, request.max_matches > 0, remaining)
 
     def _slot_accepts_jobs(self, slot: dict[str, str]) -> bool:
         text = slot.get(protocol.ATTR_GLIDEIN_TO_RETIRE)
@@ -356,15 +331,6 @@ class Pool:
             return True
         value = classads.number(classads.value_of_text(text))
         return not (value is not None and value <= self.clock())
-
-    def _drop_waiter(self, waiter: _Waiter) -> None:
-        try:
-            self._waiters.remove(waiter)
-        except ValueError:
-            pass
-        for claim_id in waiter.claims:
-            if self._claim_waiters.get(claim_id) is waiter:
-                del self._claim_waiters[claim_id]
 
     async def _match(self, identity: Identity, slot: dict[str, str], max_matches: int) -> list[Match]:
         negotiator = self.schedd.negotiator
@@ -435,36 +401,6 @@ class Pool:
                  "until": round(penalty.until)},
             )  # fmt: skip
 
-    def _jobs_became_idle(self, count: int) -> None:
-        if not self._waiters or self._dispatch_pending:
-            return
-        self._dispatch_pending = True
-        loop = self._loop or asyncio.get_event_loop()
-        loop.call_soon(self._dispatch)
-
-    def _dispatch(self) -> None:
-        """Wake waiting pilots whose slot shape has idle work now, no more than there is work."""
-        self._dispatch_pending = False
-        negotiator = self.schedd.negotiator
-        budget: dict[tuple[tuple[str, str | None], ...], int] = {}
-        for waiter in list(self._waiters):
-            if waiter.future.done() or not waiter.wants_jobs:
-                continue
-            key = negotiator.shape_key(waiter.slot)
-            if key not in budget:
-                matching, complete = negotiator.candidates(waiter.slot, evaluate=False)
-                if not complete:  # new autoclusters: evaluate them in the matchmaking thread, then look again
-                    self.matcher.evaluate_later(waiter.slot, lambda: self._jobs_became_idle(1))
-                budget[key] = sum(ac.idle for ac in matching)
-            if budget[key] > 0:
-                budget[key] -= 1
-                waiter.future.set_result(None)
-
-    def _claim_news(self, claim_id: str) -> None:
-        waiter = self._claim_waiters.get(claim_id)
-        if waiter is not None and not waiter.future.done():
-            waiter.future.set_result(None)
-
     def claim_of(self, identity: Identity, claim_id: str):  # type: ignore[no-untyped-def]
         identity.require(Scope.PILOT)
         return self.schedd.claims.check(claim_id, identity.principal)
@@ -476,7 +412,7 @@ class Pool:
         self.schedd.finish(tx)
         if claim.claim_id not in self.schedd.claims.active:
             # the pilot's own long poll still lists this claim: let it return and offer the freed resources
-            tx.after_commit.append(lambda: self._claim_news(claim.claim_id))
+            tx.after_commit.append(lambda: self.waiting.claim_news(claim.claim_id))
         await self.commit(tx)
         job = claim.job
         matches: list[Match] = []
@@ -514,7 +450,7 @@ class Pool:
         until = max(request.until, now + self.config.max_token_lifetime_s)
         tx = Tx()
         tx.batch.add_many(
-            "INSERT OR REPLACE INTO revoked_tokens (jti, expires, revoked) VALUES (?, ?, ?)",
+            INSERT_REVOCATION,
             [(k, until, now) for k in keys],
         )
         for key in keys:
@@ -565,47 +501,6 @@ class Pool:
                 return
             raise Forbidden("that file is not part of the claimed job's sandbox")
         raise Forbidden("input files are readable by the pilot running the job (claim) or an admin")
-
-    # =========================================================================================
-    # Output delivery
-    # =========================================================================================
-    def _deliver_output(self, job: Job) -> None:
-        self._start_delivery(job.ad(), job.cluster.cluster_id, job.proc_id)
-
-    def _start_delivery(self, texts: dict[str, str], cluster_id: int, proc_id: int) -> None:
-        files = self.spool.files(cluster_id, proc_id)
-        if not files:
-            self._record_delivery(cluster_id, proc_id, None)
-            return
-        asyncio.get_running_loop().run_in_executor(None, self._copy_to_iwd, texts, cluster_id, proc_id, files)
-
-    def _resume_deliveries(self) -> None:
-        """Copy the outputs a crash kept from their submit directories (the outbox table)."""
-        pending = self.store.read("SELECT cluster_id, proc_id FROM deliveries")
-        if pending:
-            log.info("resuming the delivery of %d job(s)' output", len(pending))
-        for cluster_id, proc_id in pending:
-            found = self.history.query([f"{cluster_id}.{proc_id}"], [], "", [], 1)
-            if found:
-                self._start_delivery(found[0], cluster_id, proc_id)
-            else:  # pruned from history meanwhile: the spool is all there is
-                self._record_delivery(cluster_id, proc_id, None)
-
-    def _copy_to_iwd(self, texts: dict[str, str], cluster_id: int, proc_id: int, files: list[str]) -> None:
-        failpoint("pool.before_delivery")
-        details = self.delivery.deliver(texts, cluster_id, proc_id, files)
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._record_delivery, cluster_id, proc_id, details)
-
-    def _record_delivery(self, cluster_id: int, proc_id: int, details: dict[str, Any] | None) -> None:
-        """``details`` None: there was nothing to copy."""
-        tx = Tx()
-        tx.batch.add(DELETE_DELIVERY, (cluster_id, proc_id))
-        if details is not None:
-            self.events.record(tx, "schedd", cluster_id, proc_id, "output_delivered", details)
-        task = asyncio.ensure_future(self.commit(tx))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
 
     # =========================================================================================
     # Background work
@@ -685,7 +580,7 @@ class Pool:
             "Autoclusters with idle jobs.",
             sum(1 for ac in self.schedd.index.ordered if ac.idle > 0),
         )
-        out.gauge("updraft_pool_waiting_pilots", "Pilots long-polling now.", len(self._waiters))
+        out.gauge("updraft_pool_waiting_pilots", "Pilots long-polling now.", len(self.waiting))
         out.gauge(
             "updraft_pool_uptime_seconds", "Seconds since start.", round(time.time() - self.stats.started, 1)
         )

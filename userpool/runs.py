@@ -16,7 +16,7 @@ from userpool.claims import Claim, slot_name_of
 from userpool.events import Tx
 from userpool.jobs import CLAIMED, COMPLETED, IDLE, RUNNING
 from userpool.queue import Job
-from userpool.store import dumps_json
+from userpool.store import DELETE_CLAIM, INSERT_CLAIM, dumps_json
 
 if TYPE_CHECKING:
     from userpool.schedd import Schedd
@@ -78,8 +78,7 @@ class RunsMixin(_Base):
         self.claims.add(claim)
         self.accountant.charge(claim.submitter, cpus)
         tx.batch.add(
-            "INSERT INTO claims (claim_id, cluster_id, proc_id, slot_name, pilot, lease_expires, lease_s, resources)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            INSERT_CLAIM,
             (
                 claim.claim_id, job.cluster.cluster_id, job.proc_id, claim.slot_name, pilot, claim.lease_expires, lease_s,
                 dumps_json({"cpus": cpus, "memory_mb": memory, "disk_kb": disk, "submitter": claim.submitter}),
@@ -151,7 +150,7 @@ class RunsMixin(_Base):
             return
         self.claims.end(claim)
         self.accountant.charge(claim.submitter, -claim.cpus)
-        tx.batch.add("DELETE FROM claims WHERE claim_id = ?", (claim.claim_id,))
+        tx.batch.add(DELETE_CLAIM, (claim.claim_id,))
         usage = self._usage_attrs(job, report, claim)
         if event == ClaimEvent.VACATED:
             attrs = {**self._off_slot_attrs(job), **usage}
@@ -251,7 +250,7 @@ class RunsMixin(_Base):
     def _requeue_lost(self, tx: Tx, claim: Claim, kind: str, reason: str) -> None:
         job = claim.job
         self.accountant.charge(claim.submitter, -claim.cpus)
-        tx.batch.add("DELETE FROM claims WHERE claim_id = ?", (claim.claim_id,))
+        tx.batch.add(DELETE_CLAIM, (claim.claim_id,))
         if self.queue.get(job.cluster.cluster_id, job.proc_id) is not job or job.status not in CLAIMED:
             return
         self._move(

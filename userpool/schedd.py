@@ -45,7 +45,7 @@ from userpool.queue import PROTECTED, Cluster, Job, JobQueue
 from userpool.runs import RunsMixin
 from userpool.sandbox import check_manifest
 from userpool.selection import Selector
-from userpool.store import Batch, Store, dumps_json
+from userpool.store import DELETE_JOB, INSERT_DELIVERY, INSERT_HISTORY, UPDATE_JOB, Batch, Store, dumps_json
 from userpool.tokens import Identity
 
 log = logging.getLogger("updraft.schedd")
@@ -67,11 +67,6 @@ JOB_DEFAULTS = {
     "DiskUsage": "0",
 }
 VANILLA = 5
-
-UPDATE_JOB = "UPDATE jobs SET status = ?, overrides = ? WHERE cluster_id = ? AND proc_id = ?"
-DELETE_JOB = "DELETE FROM jobs WHERE cluster_id = ? AND proc_id = ?"
-INSERT_DELIVERY = "INSERT OR IGNORE INTO deliveries (cluster_id, proc_id) VALUES (?, ?)"
-INSERT_HISTORY = "INSERT OR REPLACE INTO history (cluster_id, proc_id, completed, owner, status, overrides) VALUES (?, ?, ?, ?, ?, ?)"
 
 
 class Schedd(ActionsMixin, RunsMixin):

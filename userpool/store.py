@@ -96,6 +96,26 @@ CREATE TABLE IF NOT EXISTS deliveries (
 """
 
 
+# -- the statements the pool's modules write (the schema above has one owner: this module) --------
+UPDATE_JOB = "UPDATE jobs SET status = ?, overrides = ? WHERE cluster_id = ? AND proc_id = ?"
+DELETE_JOB = "DELETE FROM jobs WHERE cluster_id = ? AND proc_id = ?"
+INSERT_HISTORY = (
+    "INSERT OR REPLACE INTO history (cluster_id, proc_id, completed, owner, status, overrides)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+INSERT_DELIVERY = "INSERT OR IGNORE INTO deliveries (cluster_id, proc_id) VALUES (?, ?)"
+DELETE_DELIVERY = "DELETE FROM deliveries WHERE cluster_id = ? AND proc_id = ?"
+PENDING_DELIVERIES = "SELECT cluster_id, proc_id FROM deliveries"
+INSERT_CLAIM = (
+    "INSERT INTO claims (claim_id, cluster_id, proc_id, slot_name, pilot, lease_expires, lease_s, resources)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+DELETE_CLAIM = "DELETE FROM claims WHERE claim_id = ?"
+UPDATE_CLUSTER_AD = "UPDATE clusters SET ad = ? WHERE cluster_id = ?"
+UPDATE_CLUSTER_INPUTS = "UPDATE clusters SET proc_inputs = ? WHERE cluster_id = ?"
+LIVE_REVOCATIONS = "SELECT jti, revoked FROM revoked_tokens WHERE expires > ?"
+INSERT_REVOCATION = "INSERT OR REPLACE INTO revoked_tokens (jti, expires, revoked) VALUES (?, ?, ?)"
+
 #: columns added after a table first shipped: (table, column, declaration)
 ADDED_COLUMNS = (("revoked_tokens", "revoked", "REAL"),)
 

@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from frontend import simulate as sim
 from frontend.config import ConfigError, load_frontend_config
 from frontend.policy import decide
+from frontend.simulate import simulate
+from frontend.simulate_inputs import load_sites, load_workload
+from frontend.simulate_report import Report
+from updraft.core.errors import UpdraftError
 
 REPO = Path(__file__).parents[3]
 BIN = Path(sys.executable).parent
@@ -48,12 +51,12 @@ def inputs(
     return paths
 
 
-def run(tmp_path: Path, hours: float = 8, **texts: str) -> sim.Report:
+def run(tmp_path: Path, hours: float = 8, **texts: str) -> Report:
     fe, sites, work = inputs(tmp_path, **texts)
-    return sim.simulate(
+    return simulate(
         load_frontend_config(fe),
-        sim.load_sites(sites),
-        sim.load_workload(work),
+        load_sites(sites),
+        load_workload(work),
         hours=hours,
         cycle_s=60,
         seed=7,
@@ -133,13 +136,13 @@ def test_overflow_widens_after_the_timeout_within_the_bound(tmp_path: Path) -> N
 def test_bad_inputs_name_the_file_line_and_field(tmp_path: Path, which: str, text: str, message: str) -> None:
     _fe, sites, work = inputs(tmp_path, **{which: text})
     with pytest.raises(ConfigError) as caught:
-        sim.load_sites(sites)
-        sim.load_workload(work)
+        load_sites(sites)
+        load_workload(work)
     assert message in str(caught.value)
 
 
 def test_a_batch_no_group_takes_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(sim.UpdraftError, match="batch free: no group of the frontend takes its jobs"):
+    with pytest.raises(UpdraftError, match="batch free: no group of the frontend takes its jobs"):
         run(tmp_path, workload="batches:\n  - {name: free, count: 5}\n")
 
 
@@ -180,8 +183,8 @@ def test_cli_compare_and_json(tmp_path: Path) -> None:
 
 
 def test_the_shipped_examples_load() -> None:
-    sites = sim.load_sites(REPO / "config" / "simulate" / "sites.yaml")
+    sites = load_sites(REPO / "config" / "simulate" / "sites.yaml")
     assert len(sites) == 100 and 450_000 <= sum(s.cores for s in sites) <= 550_000
-    workload = sim.load_workload(REPO / "config" / "simulate" / "workload.yaml")
+    workload = load_workload(REPO / "config" / "simulate" / "workload.yaml")
     assert sum(b.count for b in workload.batches) == 1_000_000
     load_frontend_config(REPO / "config" / "simulate" / "frontend-eager.yaml")
