@@ -17,7 +17,6 @@ import queue
 import shutil
 import signal
 import subprocess
-import tarfile
 import threading
 import time
 import weakref
@@ -27,23 +26,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from pilot import process
+from pilot.jobenv import JobHeld, ad_text, job_command, job_environment
+from pilot.jobsandbox import fetch_inputs, output_files, send_outputs
 from pilot.launch import Launcher
-from updraft.core import arglist, payloads, protocol
+from updraft.core import payloads, protocol
 from updraft.core.client import Client, ClientError
 from updraft.core.states import StateMachine
 from updraft.core.transport import PoolUnreachable
-
-INTERNAL_FILES = {".job.ad", ".machine.ad", ".glexec.proxy", "_condor_stdout", "_condor_stderr", "tmp"}
-
-
-class JobHeld(Exception):
-    """The pilot puts the job on hold: ``code`` is a HoldReasonCode."""
-
-    def __init__(self, reason: str, code: int, subcode: int = 0) -> None:
-        self.reason = reason
-        self.code = code
-        self.subcode = subcode
-        super().__init__(reason)
 
 
 @dataclass
@@ -119,16 +108,6 @@ class Outcome:
     message: str = ""
     pilot_fault: bool = False  # the pilot, not the job, went wrong: counts toward black-hole detection
     next_matches: list[payloads.Match] = field(default_factory=list)  # handed over with the exit report
-
-
-def _text(ad: dict[str, str], name: str, default: Any = None) -> Any:
-    for key, text in ad.items():
-        if key.lower() == name.lower():
-            try:
-                return protocol.parse_literal(text)
-            except ValueError:
-                return default
-    return default
 
 
 def _exit_watch(pid: int) -> Callable[[float], None]:
@@ -226,10 +205,10 @@ class JobRun:
             self.scratch.mkdir(parents=True)
             (self.scratch / "tmp").mkdir()
             self.context.launcher.prepare(self.scratch)
-            self._fetch_inputs(client)
+            fetch_inputs(client, self.match, self.scratch)
             timings["download_s"] = round(time.monotonic() - began, 3)
-            argv, stdin_path = self._command(ad)
-            self.env = self._environment(ad)
+            argv, stdin_path = job_command(ad, self.scratch)
+            self.env = job_environment(ad, self.scratch, self.context, self.match)
             try:
                 launched_argv, self.env = self.context.launcher.wrap(
                     argv, self.env, self.scratch, self.env.get("X509_USER_PROXY")
@@ -271,7 +250,9 @@ class JobRun:
         uploading = time.monotonic()
         self._enter(JobOnPilot.UPLOADING)
         try:
-            self._send_outputs(client, ad)
+            client.token = self.context.token()
+            files = output_files(ad, self.scratch, self.match, self.started_wall())
+            send_outputs(client, self.match, self.scratch, files)
         except JobHeld as held:
             return self._hold(client, outcome, held)
         timings["upload_s"] = round(time.monotonic() - uploading, 3)
@@ -305,94 +286,6 @@ class JobRun:
         return outcome
 
     # -- sandbox -------------------------------------------------------------------------------
-    def _fetch_inputs(self, client: Client) -> None:
-        for item in self.match.inputs:
-            try:
-                relative = protocol.safe_relative_path(item.path)
-            except protocol.ProtocolError as exc:
-                raise JobHeld(
-                    f"input sandbox refused: {exc}", protocol.HoldCode.DownloadFileError, 1
-                ) from None
-            target = self.scratch / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                client.get_blob(item.digest, target, self.match.claim_id)
-            except ClientError as exc:
-                if exc.status >= 500:  # the pool's trouble, not the job's: give it back
-                    raise
-                raise JobHeld(
-                    f"failed to download input {relative}: {exc}", protocol.HoldCode.DownloadFileError, 2
-                ) from None
-            # an unreachable pool or a full or vanished scratch disk is not the job's fault
-            # either: those fall through to vacating, and the job runs again elsewhere
-            digest = hashlib.sha256(target.read_bytes()).hexdigest()
-            if digest != item.digest or target.stat().st_size != item.size:
-                raise JobHeld(
-                    f"input {relative} arrived corrupted (sha256 {digest[:12]}..., expected {item.digest[:12]}...)",
-                    protocol.HoldCode.DownloadFileError,
-                    3,
-                )
-            os.chmod(target, item.mode & 0o777)
-
-    def _command(self, ad: dict[str, str]) -> tuple[list[str], Optional[Path]]:
-        command = str(_text(ad, "Cmd", ""))
-        if not command:
-            raise JobHeld("the job has no Cmd", protocol.HoldCode.FailedToCreateProcess)
-        transfer = _text(ad, "TransferExecutable", True)
-        executable = command if transfer is False else str(self.scratch / os.path.basename(command))
-        arguments = _text(ad, "Arguments", "") or ""
-        try:
-            args = (
-                arglist.split_v2(arguments, "arguments")
-                if arguments
-                else str(_text(ad, "Args", "") or "").split()
-            )
-        except arglist.SyntaxProblem as exc:
-            raise JobHeld(
-                f"cannot parse the job's arguments: {exc}", protocol.HoldCode.FailedToCreateProcess
-            ) from None
-        stdin = str(_text(ad, "In", "/dev/null") or "/dev/null")
-        stdin_path = None if stdin == "/dev/null" else self.scratch / os.path.basename(stdin)
-        return [executable, *args], stdin_path
-
-    def _environment(self, ad: dict[str, str]) -> dict[str, str]:
-        env = dict(self.context.base_env)
-        raw = str(_text(ad, "Environment", "") or "")
-        if raw:
-            try:
-                for item in arglist.split_v2(raw, "environment"):
-                    name, _, value = item.partition("=")
-                    if name:
-                        env[name] = value
-            except arglist.SyntaxProblem as exc:
-                raise JobHeld(
-                    f"cannot parse the job's environment: {exc}", protocol.HoldCode.FailedToCreateProcess
-                ) from None
-        (self.scratch / ".job.ad").write_text("".join(f"{k} = {v}\n" for k, v in sorted(ad.items())))
-        (self.scratch / ".machine.ad").write_text(
-            "".join(f"{k} = {v}\n" for k, v in sorted(self.context.slot_ad.items()))
-        )
-        env.update(
-            {
-                "_CONDOR_SCRATCH_DIR": str(self.scratch),
-                "_CONDOR_JOB_AD": str(self.scratch / ".job.ad"),
-                "_CONDOR_MACHINE_AD": str(self.scratch / ".machine.ad"),
-                "_CONDOR_SLOT": str(_text(self.context.slot_ad, "Name", "slot1")),
-                "_CONDOR_JOB_IWD": str(self.scratch),
-                "TMPDIR": str(self.scratch / "tmp"),
-                "OMP_NUM_THREADS": str(max(1, self.match.request_cpus)),
-                "UPDRAFT_JOB_ID": self.match.job_id,
-                process.TAG_VARIABLE: self.match.claim_id[:16],
-            }
-        )
-        proxy = _text(ad, "x509userproxy")
-        if proxy:
-            env["X509_USER_PROXY"] = str(self.scratch / os.path.basename(str(proxy)))
-        if self.context.squid:
-            env.setdefault("http_proxy", self.context.squid)
-            env.setdefault("HTTP_PROXY", self.context.squid)
-        return env
-
     # -- running -------------------------------------------------------------------------------
     def _start(self, argv: list[str], stdin_path: Optional[Path]) -> None:
         stdout = open(self.scratch / "_condor_stdout", "wb")  # noqa: SIM115 - the child keeps them
@@ -443,7 +336,7 @@ class JobRun:
             ("AllowedExecuteDuration", protocol.HoldCode.JobExecuteExceeded),
             ("AllowedJobDuration", protocol.HoldCode.JobDurationExceeded),
         ):
-            value = _text(ad, name)
+            value = ad_text(ad, name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
                 limits.append((float(value), name, int(code)))
         if self.context.job_max_runtime_s > 0:
@@ -586,59 +479,5 @@ class JobRun:
             )
         return usage
 
-    # -- outputs -------------------------------------------------------------------------------
-    def _output_files(self, ad: dict[str, str]) -> list[tuple[str, Path]]:
-        files = [(name, self.scratch / name) for name in ("_condor_stdout", "_condor_stderr")]
-        listed = _text(ad, "TransferOutput")
-        if isinstance(listed, str) and listed.strip():
-            for name in [n.strip() for n in listed.split(",") if n.strip()]:
-                try:
-                    relative = protocol.safe_relative_path(name)
-                except protocol.ProtocolError as exc:
-                    raise JobHeld(
-                        f"transfer_output_files: {exc}", protocol.HoldCode.UploadFileError, 1
-                    ) from None
-                path = self.scratch / relative
-                if path.is_dir():
-                    files += [
-                        (str(f.relative_to(self.scratch)), f) for f in sorted(path.rglob("*")) if f.is_file()
-                    ]
-                elif path.is_file():
-                    files.append((relative, path))
-                else:
-                    raise JobHeld(
-                        f"Transfer output files failure: the job did not create {relative}",
-                        protocol.HoldCode.UploadFileError,
-                        2,
-                    )
-            return files
-        inputs = {item.path: item.digest for item in self.match.inputs}
-        for path in sorted(self.scratch.iterdir()):
-            if path.name in INTERNAL_FILES or not path.is_file():
-                continue
-            if path.name in inputs and path.stat().st_mtime <= self.started_wall():
-                continue  # an input the job did not touch
-            files.append((path.name, path))
-        return files
-
     def started_wall(self) -> float:
         return time.time() - (time.monotonic() - self.started)
-
-    def _send_outputs(self, client: Client, ad: dict[str, str]) -> None:
-        files = self._output_files(ad)
-        archive_path = self.scratch.parent / f"output-{self.match.claim_id[:12]}.tar"
-        try:
-            with tarfile.open(archive_path, "w") as archive:
-                for name, path in files:
-                    if path.exists():
-                        archive.add(path, arcname=name, recursive=False)
-            client.token = self.context.token()
-            client.put_output(self.match.claim_id, archive_path)
-        except ClientError as exc:
-            if exc.status >= 500:  # the pool's trouble: the lease runs out and the job runs again
-                raise
-            raise JobHeld(
-                f"the pool refused the job's output: {exc.message}", protocol.HoldCode.UploadFileError, 3
-            ) from None
-        finally:
-            archive_path.unlink(missing_ok=True)
