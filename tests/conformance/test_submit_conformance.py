@@ -21,8 +21,8 @@ import pytest
 from tests.support.proxies import make_user_proxy
 from updraft.core import classads
 from userpool.submit.cluster import build_cluster
+from userpool.submit.context import SubmitEnvironment
 from userpool.submit.parse import SubmitError, parse_submit
-from userpool.submit.translate import SubmitEnvironment
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = Path(__file__).parent / "corpus"

@@ -16,8 +16,8 @@ from updraft.core.client import Client, token_claims
 from updraft.core.payloads import SubmitRequest
 from userpool.cli import common
 from userpool.submit.cluster import ClusterSpec, build_cluster
+from userpool.submit.context import SubmitEnvironment
 from userpool.submit.parse import SubmitError, parse_submit
-from userpool.submit.translate import SubmitEnvironment
 
 TOOL = "condor_submit"
 

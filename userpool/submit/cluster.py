@@ -6,16 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from updraft.core.payloads import SandboxFile
+from userpool.submit.commands import check_commands
+from userpool.submit.context import Context, SubmitEnvironment
 from userpool.submit.inputs import Hasher, LocalInput, local_inputs
 from userpool.submit.parse import Expander, SubmitFile, segments
-from userpool.submit.translate import (
-    Context,
-    HandlerRun,
-    SubmitEnvironment,
-    check_commands,
-    merge,
-    run_handlers,
-)
+from userpool.submit.translate import HandlerRun, merge, run_handlers
 
 INPUT_KEYS = frozenset(
     {"executable", "transfer_executable", "transfer_input_files", "input", "initialdir", "x509userproxy"}
@@ -121,7 +116,7 @@ def _rerun_delta(
     handlers write none of those (the usual case) the change is patched into the segment's
     delta; otherwise everything is merged again.
     """
-    from userpool.submit.translate import HANDLERS
+    from userpool.submit.context import HANDLERS
 
     indexes, others = plan
     fresh = {index: HANDLERS[index].function(Context(values, file, env)) for index in indexes}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from updraft.core.payloads import SandboxFile
 from updraft.core.protocol import ProtocolError, safe_relative_path
-from userpool.submit.translate import Context, split_list
+from userpool.submit.context import Context, split_list
 
 CHUNK = 1 << 20
 

@@ -12,132 +12,24 @@ from __future__ import annotations
 import math
 import os
 import signal
-import socket
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from updraft.core import arglist, classads
 from updraft.core.errors import BadRequest
 from updraft.core.protocol import HoldCode, quote
-from userpool.submit.parse import SubmitError, SubmitFile
+from userpool.submit.context import (
+    FALSE_WORDS,
+    HANDLERS,
+    TRUE_WORDS,
+    Context,
+    SubmitEnvironment,
+    handler,
+    is_url,
+    split_list,
+)
+from userpool.submit.parse import SubmitFile
 from userpool.submit.units import quantity
-
-TRUE_WORDS = ("true", "yes", "t", "y", "1")
-FALSE_WORDS = ("false", "no", "f", "n", "0")
-
-
-@dataclass
-class SubmitEnvironment:
-    """What condor_submit takes from where it runs."""
-
-    cwd: str
-    owner: str
-    environ: Mapping[str, str]
-    filesystem_domain: str
-
-    @classmethod
-    def here(cls, owner: str, cwd: str | None = None) -> SubmitEnvironment:
-        return cls(cwd or os.getcwd(), owner, dict(os.environ), full_hostname())
-
-
-def full_hostname() -> str:
-    """HTCondor's FULL_HOSTNAME (the FILESYSTEM_DOMAIN default): the canonical name if it has dots."""
-    name = socket.gethostname()
-    if "." in name:
-        return name
-    try:
-        for info in socket.getaddrinfo(name, None, flags=socket.AI_CANONNAME):
-            canonical = info[3]
-            if canonical and "." in canonical and not canonical.startswith("localhost"):
-                return canonical
-    except OSError:
-        pass
-    return name
-
-
-class Context:
-    """The expanded commands of one proc, read through methods that record what was read."""
-
-    def __init__(self, values: Mapping[str, str], file: SubmitFile, env: SubmitEnvironment) -> None:
-        self.values = values  # lower-case command -> expanded value
-        self.file = file
-        self.env = env
-        self.reads: set[str] = set()
-
-    def raw(self, key: str) -> str | None:
-        self.reads.add(key)
-        value = self.values.get(key)
-        return value.strip() if value is not None else None
-
-    def get(self, key: str) -> str | None:
-        """The value, or None when absent or empty."""
-        value = self.raw(key)
-        return value if value else None
-
-    def flag(self, key: str, default: bool) -> bool:
-        value = self.get(key)
-        if value is None:
-            return default
-        lowered = value.lower()
-        if lowered in TRUE_WORDS:
-            return True
-        if lowered in FALSE_WORDS:
-            return False
-        raise self.error(key, f"{key} must be true or false, not {value!r}")
-
-    def integer(self, key: str) -> int | None:
-        value = self.get(key)
-        if value is None:
-            return None
-        try:
-            result = classads.evaluate(value)
-        except classads.ExpressionError:
-            result = None
-        result = classads.whole_number(result)
-        if result is None:
-            raise self.error(key, f"{key} must be an integer, not {value!r}")
-        return result
-
-    def expression(self, key: str, value: str | None = None) -> str:
-        text = self.get(key) if value is None else value
-        assert text is not None
-        try:
-            return classads.normalize(text)
-        except classads.ExpressionError as exc:
-            raise self.error(key, f"{self.file.as_written(key)}: {exc.reason}: {text}") from None
-
-    def error(self, key: str | None, message: str) -> SubmitError:
-        return self.file.error(key, message)
-
-    def iwd(self) -> str:
-        initial = self.get("initialdir")
-        if initial is None:
-            return self.env.cwd
-        return initial if os.path.isabs(initial) else os.path.join(self.env.cwd, initial)
-
-    def in_iwd(self, path: str) -> str:
-        return path if os.path.isabs(path) else os.path.join(self.iwd(), path)
-
-
-Handler = Callable[[Context], dict[str, str]]
-
-
-@dataclass
-class HandlerSpec:
-    function: Handler
-    keys: tuple[str, ...]  # the commands it understands (for "unknown command" checks)
-    prefixes: tuple[str, ...] = ()
-
-
-HANDLERS: list[HandlerSpec] = []
-
-
-def handler(*keys: str, prefixes: tuple[str, ...] = ()) -> Callable[[Handler], Handler]:
-    def register(function: Handler) -> Handler:
-        HANDLERS.append(HandlerSpec(function, tuple(k.lower() for k in keys), prefixes))
-        return function
-
-    return register
 
 
 def _string(value: str) -> str:
@@ -220,16 +112,6 @@ def _kilobytes(path: str) -> int:
         return math.ceil(_bytes(path) / 1024.0)
     except OSError:
         return 0
-
-
-def split_list(value: str | None) -> list[str]:
-    if not value:
-        return []
-    return [item.strip() for item in value.replace("\n", ",").split(",") if item.strip()]
-
-
-def is_url(item: str) -> bool:
-    return "://" in item
 
 
 @handler("initialdir", "transfer_input_files", "input")
@@ -708,86 +590,6 @@ def proxy(ctx: Context) -> dict[str, str]:
         return proxy_attributes(ctx.in_iwd(path))
     except BadRequest as exc:
         raise ctx.error("x509userproxy", str(exc)) from None
-
-
-# =============================================================================================
-# Commands that are HTCondor's but not Updraft's, said plainly
-# =============================================================================================
-UNSUPPORTED = {
-    "docker_image": "docker universe",
-    "container_image": "container universe",
-    "grid_resource": "grid universe: submit to the pool, the factory does the grid part",
-    "machine_count": "parallel universe",
-    "vm_type": "vm universe",
-    "vm_memory": "vm universe",
-    "vm_disk": "vm universe",
-    "deferral_time": "job deferral",
-    "deferral_window": "job deferral",
-    "cron_minute": "crondor jobs",
-    "cron_hour": "crondor jobs",
-    "cron_day_of_month": "crondor jobs",
-    "cron_month": "crondor jobs",
-    "cron_day_of_week": "crondor jobs",
-    "transfer_plugins": "custom file transfer plugins",
-    "run_as_owner": "run_as_owner (jobs run under the pilot, or under gLExec)",
-    "max_materialize": "late materialization",
-    "requestcpus": "spell it request_cpus",
-}
-
-#: accepted, with no effect here (kept for submit files written for a full HTCondor)
-IGNORED = (
-    "log_xml", "copy_to_spool", "getenv_allowlist", "want_remote_io", "buffer_size", "buffer_block_size",
-    "dagman_log", "submit_event_notes", "email_attributes", "encrypt_input_files", "encrypt_output_files",
-    "dont_encrypt_input_files", "dont_encrypt_output_files", "skip_filechecks", "image_size", "job_lease_duration_limit",
-    "rendezvousdir", "stack_size", "want_io_proxy", "use_oauth_services", "ulog_execute_attrs", "job_priority",
-)  # fmt: skip
-
-BUILTIN_MACROS = {
-    "arch",
-    "opsys",
-    "opsysandver",
-    "opsysmajorver",
-    "opsysver",
-    "spool",
-    "islinux",
-    "iswindows",
-    "submit_file",
-}
-
-
-def known_command(key: str) -> bool:
-    for spec in HANDLERS:
-        if key in spec.keys or any(key.startswith(p) for p in spec.prefixes):
-            return True
-    return key in IGNORED
-
-
-def check_commands(file: SubmitFile, item_names: Iterable[str]) -> None:
-    """Refuse unknown commands, unless some value uses them as a macro; explain unsupported ones."""
-    import difflib
-    import re
-
-    names = {n.lower() for n in item_names}
-    all_values = "\n".join(file.raw_values.values())
-    known_list = sorted({k for spec in HANDLERS for k in spec.keys} | set(IGNORED))
-    for key in file.raw_values:
-        if key in UNSUPPORTED:
-            raise file.error(key, f"'{key}' is not supported by Updraft ({UNSUPPORTED[key]})")
-        if key.startswith("request_") and key not in STANDARD_REQUESTS:
-            typo = difflib.get_close_matches(key, list(STANDARD_REQUESTS), n=1, cutoff=0.8)
-            if typo:  # request_<anything> is a custom resource, but not one this close to a standard one
-                raise file.error(key, f"unknown submit command '{key}' (did you mean '{typo[0]}'?)")
-        if known_command(key) or key in names or key in BUILTIN_MACROS:
-            continue
-        if re.search(r"\$\w*\(\s*" + re.escape(key) + r"\b", all_values, re.IGNORECASE):
-            continue  # a macro the file uses
-        close = difflib.get_close_matches(key, known_list, n=1, cutoff=0.75)
-        hint = (
-            f" (did you mean '{close[0]}'?)"
-            if close
-            else " (not a submit command, and no value uses it as $(" + key + "))"
-        )
-        raise file.error(key, f"unknown submit command '{key}'{hint}")
 
 
 # =============================================================================================

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from userpool.submit.cluster import build_cluster
+from userpool.submit.context import SubmitEnvironment
 from userpool.submit.parse import SubmitError, parse_submit
-from userpool.submit.translate import SubmitEnvironment
 
 
 @pytest.fixture
