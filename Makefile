@@ -23,11 +23,13 @@ test: $(TESTSTAMP)
 bench: $(STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
 
-lint: $(STAMP)
+lint: $(TESTSTAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(PY) -m pilot.build --list | xargs $(VENV)/bin/vermin -q -t=3.9- --violations --no-tips  # the pilot bundle runs on Python 3.9
 
-format: $(STAMP)
+format: $(TESTSTAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 

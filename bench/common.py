@@ -40,7 +40,7 @@ def check(value: float, target: str) -> bool | None:
 
 
 def result(name: str, value: float, unit: str, target: str = "", **kwargs: object) -> Result:
-    return Result(name, round(value, 4), unit, target, check(value, target), **kwargs)  # type: ignore[arg-type]
+    return Result(name, round(value, 4), unit, target, check(value, target), **kwargs)
 
 
 @contextmanager

@@ -118,7 +118,7 @@ def gram(count: int, work: Path) -> list[Result]:
         adapter.commit(recorded)
         ours = len(recorded) / (time.perf_counter() - began)
     finally:
-        adapter.close()  # type: ignore[attr-defined]
+        adapter.close()
         stop_gass_servers([work / "gram"])
     return [
         against(

@@ -14,8 +14,10 @@ from pathlib import Path
 from bench.common import Result, result, say
 from updraft.core.payloads import SubmitRequest
 from updraft.core.protocol import quote
+from userpool.actions import JobActions
 from userpool.config import PoolConfig
 from userpool.events import EventLog, Tx
+from userpool.leases import Leases
 from userpool.schedd import Schedd
 from userpool.store import Store
 from userpool.tokens import Identity
@@ -82,6 +84,7 @@ def run(quick: bool = False) -> list[Result]:
     assert sum(1 for ac in schedd.index.ordered if ac.idle) == autoclusters
     ads = slots(slot_count)
     negotiator = schedd.negotiator
+    leases = Leases(schedd, JobActions(schedd))
     say(f"matchmaking: {slot_count:,} slots asking for work")
     pending = []
     matched = 0
@@ -91,7 +94,7 @@ def run(quick: bool = False) -> list[Result]:
         negotiator.prepare(slot)
         picked = negotiator.match_one(slot)
         if picked is not None:
-            schedd.start(tx, picked.job, picked.autocluster, slot, picked.slot_ad, "pilot:bench")
+            leases.start(tx, picked.job, picked.autocluster, slot, picked.slot_ad, "pilot:bench")
             matched += 1
         if number % 1000 == 0:
             schedd.finish(tx)

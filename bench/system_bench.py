@@ -98,7 +98,7 @@ class LocalSystem:
             after = batch[-1].id
         return out
 
-    def wait(self, condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    def wait(self, condition, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while not condition():
             for process in self.processes:

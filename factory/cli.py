@@ -355,7 +355,7 @@ def cmd_downtime_add(args: argparse.Namespace) -> int:
         _parse_time(args.end, None)
         if args.end
         else (start + _seconds(args.duration) if args.duration else None)
-    )  # type: ignore[operator]
+    )
     if end is not None and start is not None and end <= start:
         raise UsageError("the downtime ends before it starts")
     journal = Journal(state_dir / "journal.sqlite")

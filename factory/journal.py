@@ -120,7 +120,7 @@ def _locked(method: F) -> F:
         with self.lock:
             return method(self, *args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 class Journal:
@@ -170,7 +170,7 @@ class Journal:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-        return [self.get(row[0]) for row in rows]  # type: ignore[misc]
+        return [self.get(row[0]) for row in rows]
 
     @_locked
     def get(self, glidein_id: str) -> Glidein | None:

@@ -359,7 +359,7 @@ class Factory(ServiceLoop):
             entry_counts = entry_counts.add(Counts.from_states(states))
         clients = {client for (_, client) in counts} | {c for (e, c) in (requests or {}) if e == entry.name}
         budget = entry.pacing.max_per_cycle
-        staged = Staged(self.pilot, checks, self.staging_url, config.pool.pilot_url or self.client.url)  # type: ignore[arg-type]
+        staged = Staged(self.pilot, checks, self.staging_url, config.pool.pilot_url or self.client.url)
         for client in sorted(clients):
             request = requests.get((entry.name, client)) if requests is not None else None
             frontend = request.frontend if request else client.split(".", 1)[0]
@@ -429,7 +429,7 @@ class Factory(ServiceLoop):
                     continue
                 log.info("entry %s: its last glidein ended; no longer tracked", name)
                 for table in (self.entries, self.adapters, self.health, self.workers):
-                    table.pop(name, None)  # type: ignore[attr-defined]
+                    table.pop(name, None)
 
     def _renew_token(self) -> None:
         token_file = self.config.resolve(self.config.pool.token_file) if self.config.pool.token_file else None

@@ -43,7 +43,7 @@ def stage_file(directory: Path, source: Path) -> StagedFile:
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
-    metrics: Callable[[], str] = staticmethod(lambda: "")  # type: ignore[assignment]
+    metrics: Callable[[], str] = staticmethod(lambda: "")
 
     def do_GET(self) -> None:
         if self.path.split("?", 1)[0] == protocol.METRICS:
@@ -51,7 +51,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             return
         super().do_GET()
 
-    def list_directory(self, path: str):  # type: ignore[no-untyped-def]
+    def list_directory(self, path: str):
         self.send_error(403, "no listing")
         return None
 

@@ -52,3 +52,14 @@ def build(output: Path) -> str:
     temporary.chmod(0o755)
     temporary.replace(output)
     return hashlib.sha256(data).hexdigest()
+
+
+if (
+    __name__ == "__main__"
+):  # python -m pilot.build --list: the bundle's files (the lint checks them for Python 3.9)
+    import sys
+
+    if sys.argv[1:] == ["--list"]:
+        print("\n".join(str(path.relative_to(ROOT)) for path in sources()))
+    else:
+        sys.exit("usage: python -m pilot.build --list   (to build the pilot: updraft pilot build)")

@@ -74,9 +74,7 @@ def job_environment(ad: dict[str, str], scratch: Path, context: Any, match: payl
                 f"cannot parse the job's environment: {exc}", protocol.HoldCode.FailedToCreateProcess
             ) from None
     (scratch / ".job.ad").write_text("".join(f"{k} = {v}\n" for k, v in sorted(ad.items())))
-    (scratch / ".machine.ad").write_text(
-        "".join(f"{k} = {v}\n" for k, v in sorted(context.slot_ad.items()))
-    )
+    (scratch / ".machine.ad").write_text("".join(f"{k} = {v}\n" for k, v in sorted(context.slot_ad.items())))
     env.update(
         {
             "_CONDOR_SCRATCH_DIR": str(scratch),

@@ -11,7 +11,7 @@ import signal
 from dataclasses import dataclass
 
 try:
-    import psutil  # type: ignore[import-untyped]
+    import psutil
 except ImportError:  # pragma: no cover - bare nodes
     psutil = None
 

@@ -17,7 +17,7 @@ from typing import Optional
 from updraft.core import protocol
 
 try:
-    import psutil  # type: ignore[import-untyped]
+    import psutil
 except ImportError:  # pragma: no cover - bare nodes
     psutil = None
 

@@ -142,7 +142,7 @@ class JobRun:
         self.on_done = on_done
         self.commands: queue.Queue[tuple[str, str, dict[str, str]]] = queue.Queue()
         self.scratch = context.work_dir / "execute" / f"dir_{match.job_id}_{match.claim_id[:8]}"
-        self.child: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
+        self.child: Optional[subprocess.Popen] = None
         self.env: dict[str, str] = {}
         self.started = 0.0
         self.state = JobOnPilot.STARTING
@@ -324,7 +324,7 @@ class JobRun:
             stdout.close()
             stderr.close()
             if stdin is not subprocess.DEVNULL:
-                stdin.close()  # type: ignore[union-attr]
+                stdin.close()
         self.started = time.monotonic()
         self.peak_rss_kb = 0
         self.last_usage = process.Usage()

@@ -44,5 +44,11 @@ if [ ! -x .venv/bin/python ]; then
     echo "bootstrap: creating .venv"
     "$PYTHON" -m venv .venv
 fi
-echo "bootstrap: installing updraft and its test tools into .venv"
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+if [ "${1:-}" = "--test" ]; then
+    echo "bootstrap: installing updraft, its test tools and the lint into .venv"
+    extras="test,dev"
+else
+    echo "bootstrap: installing updraft (pool, factory, frontend) into .venv"
+    extras="all"
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[$extras]"

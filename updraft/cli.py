@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from updraft.core.errors import UpdraftError
 
@@ -148,6 +150,26 @@ def cmd_pilot_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_component(nouns: Any, component: str) -> None:
+    """``updraft factory|frontend ...``; on a host without that role's packages, a word saying so."""
+    try:
+        module = importlib.import_module(f"{component}.cli")
+    except ImportError as exc:
+        missing = exc.name or str(exc)
+
+        def not_installed(_args: argparse.Namespace) -> int:
+            raise UpdraftError(
+                f"the {component} is not installed on this host ({missing} is missing):"
+                f" pip install 'updraft[{component}]'"
+            )
+
+        placeholder = nouns.add_parser(component, help=f"the {component} (not installed here)")
+        placeholder.add_argument("rest", nargs=argparse.REMAINDER)
+        placeholder.set_defaults(func=not_installed)
+        return
+    module.add_commands(nouns)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="updraft", description="Updraft: pilot-based workload management.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -223,12 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_logging_info)
 
-    from factory.cli import add_commands as add_factory_commands
-
-    add_factory_commands(nouns)
-    from frontend.cli import add_commands as add_frontend_commands
-
-    add_frontend_commands(nouns)
+    for component in ("factory", "frontend"):
+        _add_component(nouns, component)
 
     events = nouns.add_parser("events", help="the pool's event log (JSON lines)")
     events.add_argument("--pool")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from updraft.core import classads
-from updraft.core.classads import float_of, int_of
+from updraft.core.classads import int_of
 from updraft.core.errors import BadRequest, Forbidden
 from updraft.core.payloads import ActRequest, ActResult, CredentialRequest, EditRequest, SandboxFile
 from updraft.core.protocol import (
@@ -18,18 +18,16 @@ from updraft.core.protocol import (
     quote,
     safe_relative_path,
 )
+from userpool import policy
 from userpool.events import Tx
 from userpool.jobs import CLAIMED, COMPLETED, HELD, IDLE, REMOVED, RUNNING, SUSPENDED, TERMINAL
 from userpool.queue import PROTECTED, SYNTHESIZED, Job
-from userpool.store import DELETE_CLAIM, UPDATE_CLUSTER_AD, UPDATE_CLUSTER_INPUTS, dumps_json
+from userpool.selection import Selector
+from userpool.store import UPDATE_CLUSTER_AD, UPDATE_CLUSTER_INPUTS, dumps_json
 from userpool.tokens import Identity
 
 if TYPE_CHECKING:
     from userpool.schedd import Schedd
-
-    _Base = Schedd
-else:
-    _Base = object
 
 TOOLS = {
     JobAction.Hold: "condor_hold",
@@ -54,8 +52,11 @@ class _Edited:
         return text if text is not None else self.job.get(name)
 
 
-class ActionsMixin(_Base):
-    """Mixed into Schedd: changes users (and policy) ask for."""
+class JobActions:
+    """Changes users (and policy) ask for, made through the schedd's transitions."""
+
+    def __init__(self, schedd: Schedd) -> None:
+        self.schedd = schedd
 
     # =========================================================================================
     # Actions
@@ -72,7 +73,7 @@ class ActionsMixin(_Base):
             ) from None
         if not request.ids and not request.constraint and not request.owners:
             raise BadRequest("say which jobs: ids, owners or a constraint")
-        jobs, missing = self.select(request.ids, request.owners, request.constraint)
+        jobs, missing = self.schedd.select(request.ids, request.owners, request.constraint)
         tx = Tx()
         result = ActResult(done=[], not_found=missing)
         reason = request.reason or f"via {TOOLS[action]} (by user {identity.subject})"
@@ -85,8 +86,8 @@ class ActionsMixin(_Base):
                 result.unchanged[job.job_id] = why_not
             else:
                 result.done.append(job.job_id)
-        self._retire(tx)
-        return result, self.finish(tx)
+        self.schedd.retire(tx)
+        return result, self.schedd.finish(tx)
 
     def apply_action(self, tx: Tx, job: Job, action: JobAction, reason: str, source: str) -> str:
         """Apply one action; returns why nothing changed, or '' when it did."""
@@ -102,44 +103,46 @@ class ActionsMixin(_Base):
         elif action in (JobAction.Remove, JobAction.RemoveX):
             if status in (REMOVED, COMPLETED):
                 return f"job is already {status.name.lower()}"
-            self._end_claim(tx, job, reason)
-            self._move(
+            self.schedd.end_claim(tx, job, reason)
+            self.schedd.move(
                 tx, job, REMOVED, source, "remove", {"reason": reason}, {"RemoveReason": quote(reason)}
             )
         elif action == JobAction.Suspend:
             if status != RUNNING:
                 return "job is not running"
-            claim = self.claims.of_job(job)
-            self._move(
+            claim = self.schedd.claims.of_job(job)
+            self.schedd.move(
                 tx,
                 job,
                 SUSPENDED,
                 source,
                 "suspend",
                 {"reason": reason},
-                {"LastSuspensionTime": str(int(self.clock()))},
+                {"LastSuspensionTime": str(int(self.schedd.clock()))},
             )
             job.set("TotalSuspensions", str(int_of(job.get("TotalSuspensions")) + 1))
             if claim is not None:
-                self.claims.command(claim, PilotCommand.SUSPEND, reason)
-                tx.after_commit.append(lambda: self.on_claim_news(claim.claim_id))
+                self.schedd.claims.command(claim, PilotCommand.SUSPEND, reason)
+                tx.after_commit.append(lambda: self.schedd.on_claim_news(claim.claim_id))
         elif action == JobAction.Continue:
             if status != SUSPENDED:
                 return "job is not suspended"
-            claim = self.claims.of_job(job)
-            self._move(tx, job, RUNNING, source, "continue", {"reason": reason})
+            claim = self.schedd.claims.of_job(job)
+            self.schedd.move(tx, job, RUNNING, source, "continue", {"reason": reason})
             if claim is not None:
-                self.claims.command(claim, PilotCommand.CONTINUE, reason)
-                tx.after_commit.append(lambda: self.on_claim_news(claim.claim_id))
+                self.schedd.claims.command(claim, PilotCommand.CONTINUE, reason)
+                tx.after_commit.append(lambda: self.schedd.on_claim_news(claim.claim_id))
         elif action in (JobAction.Vacate, JobAction.VacateFast):
             if status not in CLAIMED:
                 return "job is not running"
-            self._end_claim(tx, job, reason)
-            self._move(tx, job, IDLE, source, "evict", {"reason": reason}, self._off_slot_attrs(job))
+            self.schedd.end_claim(tx, job, reason)
+            self.schedd.move(
+                tx, job, IDLE, source, "evict", {"reason": reason}, self.schedd.off_slot_attrs(job)
+            )
         return ""
 
     def hold(self, tx: Tx, job: Job, reason: str, code: int, subcode: int, source: str) -> None:
-        self._end_claim(tx, job, reason)
+        self.schedd.end_claim(tx, job, reason)
         attrs = {
             "HoldReason": quote(reason),
             "HoldReasonCode": str(int(code)),
@@ -149,8 +152,8 @@ class ActionsMixin(_Base):
         if code not in (HoldCode.UserRequest, HoldCode.SubmittedOnHold):
             attrs["NumSystemHolds"] = str(int_of(job.get("NumSystemHolds")) + 1)
         if job.status in CLAIMED:
-            attrs.update(self._off_slot_attrs(job))
-        self._move(
+            attrs.update(self.schedd.off_slot_attrs(job))
+        self.schedd.move(
             tx,
             job,
             HELD,
@@ -170,32 +173,13 @@ class ActionsMixin(_Base):
             "HoldReasonCode": None,
             "HoldReasonSubCode": None,
         }
-        self._move(tx, job, IDLE, source, "release", {"reason": reason}, attrs)
-
-    def _end_claim(self, tx: Tx, job: Job, reason: str) -> None:
-        """The job stops running under its claim: the pilot is told to kill it."""
-        claim = self.claims.of_job(job)
-        if claim is None:
-            return
-        self.claims.end(claim, reason, revoke=True)
-        self.accountant.charge(claim.submitter, -claim.cpus)
-        tx.batch.add(DELETE_CLAIM, (claim.claim_id,))
-        tx.after_commit.append(lambda: self.on_claim_news(claim.claim_id))
-
-    def _off_slot_attrs(self, job: Job) -> dict[str, str | None]:
-        now = int(self.clock())
-        attrs: dict[str, str | None] = {"RemoteHost": None, "LastVacateTime": str(now)}
-        if job.get("RemoteHost") is not None:
-            attrs["LastRemoteHost"] = job.get("RemoteHost")
-        started = int_of(job.get("JobCurrentStartDate"), now)
-        attrs["RemoteWallClockTime"] = repr(float_of(job.get("RemoteWallClockTime")) + max(0, now - started))
-        return attrs
+        self.schedd.move(tx, job, IDLE, source, "release", {"reason": reason}, attrs)
 
     # =========================================================================================
     # Edits (condor_qedit; the frontend's overflow)
     # =========================================================================================
     def edit(self, identity: Identity, request: EditRequest) -> tuple[ActResult, Tx]:
-        attrs = self._check_ad(request.attrs, "edit")
+        attrs = self.schedd.check_ad(request.attrs, "edit")
         if not attrs:
             raise BadRequest("edit needs at least one attribute")
         for name in attrs:
@@ -205,7 +189,7 @@ class ActionsMixin(_Base):
             not identity.is_admin and identity.has(Scope.FRONTEND) and not identity.has(Scope.USER)
         )
         if frontend_only:
-            allowed = {classads.canonical(n) for n in self.config.frontend_editable}
+            allowed = {classads.canonical(n) for n in self.schedd.config.frontend_editable}
             refused = sorted(set(attrs) - allowed)
             if refused:
                 raise Forbidden(
@@ -213,7 +197,7 @@ class ActionsMixin(_Base):
                 )
         elif not identity.has(Scope.USER):
             raise Forbidden(f"{identity.name} may not edit jobs")
-        jobs, missing = self.queue.by_ids(request.ids)
+        jobs, missing = self.schedd.queue.by_ids(request.ids)
         result = ActResult(done=[], not_found=missing)
         tx = Tx()
         by_cluster: dict[int, list[Job]] = {}
@@ -229,35 +213,35 @@ class ActionsMixin(_Base):
             for members in by_cluster.values():  # before anything changes: all or nothing
                 for job in {frozenset((job.overrides or {}).items()): job for job in members}.values():
                     view = _Edited(job, attrs)
-                    self.check_cost(
+                    self.schedd.check_cost(
                         view, {*job.cluster.ad, *(job.overrides or {}), *attrs}, f"edit of {job.job_id}"
                     )
         for cluster_id, members in by_cluster.items():
-            cluster = self.queue.clusters[cluster_id]
+            cluster = self.schedd.queue.clusters[cluster_id]
             if len(members) == len(cluster.jobs) and len(members) > 1:
                 cluster.ad.update(attrs)  # the whole cluster: one change to the cluster ad
                 for job in members:
                     for name in attrs:
                         if job.overrides and name in job.overrides:
                             job.set(name, None)
-                            self._touch(tx, job)
+                            self.schedd.touch(tx, job)
                 tx.batch.add(UPDATE_CLUSTER_AD, (dumps_json(cluster.ad), cluster_id))
-                self.index.forget_cluster(cluster)
+                self.schedd.index.forget_cluster(cluster)
             else:
                 for job in members:
                     for name, text in attrs.items():
                         job.set(name, text)
-                    self._touch(tx, job)
+                    self.schedd.touch(tx, job)
             for job in members:
-                self.index.rekey(job)
+                self.schedd.index.rekey(job)
                 result.done.append(job.job_id)
-            self.events.record(
+            self.schedd.events.record(
                 tx, identity.name, cluster_id, members[0].proc_id if len(members) == 1 else -1, "edit",
                 {"attrs": attrs, "procs": [j.proc_id for j in members] if len(members) <= 100 else len(members)},
             )  # fmt: skip
         if result.done:
-            tx.after_commit.append(lambda: self.on_idle(len(result.done)))
-        return result, self.finish(tx)
+            tx.after_commit.append(lambda: self.schedd.on_idle(len(result.done)))
+        return result, self.schedd.finish(tx)
 
     # =========================================================================================
     # Credentials (the owner refreshed the proxy the jobs carry)
@@ -273,7 +257,7 @@ class ActionsMixin(_Base):
             name = safe_relative_path(request.path)
         except ProtocolError as exc:
             raise BadRequest(str(exc)) from None
-        jobs, missing = self.queue.by_ids(request.ids)
+        jobs, missing = self.schedd.queue.by_ids(request.ids)
         result = ActResult(done=[], not_found=missing)
         tx = Tx()
         for job in jobs:
@@ -291,7 +275,7 @@ class ActionsMixin(_Base):
             job.cluster.proc_inputs[job.proc_id] = fresh
             if request.expiration:
                 job.set("x509UserProxyExpiration", str(int(request.expiration)))
-                self._touch(tx, job)
+                self.schedd.touch(tx, job)
             tx.batch.add(
                 UPDATE_CLUSTER_INPUTS,
                 (
@@ -301,14 +285,14 @@ class ActionsMixin(_Base):
                     job.cluster.cluster_id,
                 ),
             )
-            claim = self.claims.of_job(job)
+            claim = self.schedd.claims.of_job(job)
             if claim is not None:
                 details = {"path": name, "digest": request.digest, "size": str(request.size)}
-                self.claims.command(
+                self.schedd.claims.command(
                     claim, PilotCommand.REFRESH_CREDENTIAL, "the owner refreshed the proxy", details
                 )
-                tx.after_commit.append(lambda claim_id=claim.claim_id: self.on_claim_news(claim_id))
-            self.events.record(
+                tx.after_commit.append(lambda claim_id=claim.claim_id: self.schedd.on_claim_news(claim_id))
+            self.schedd.events.record(
                 tx,
                 identity.name,
                 job.cluster.cluster_id,
@@ -317,4 +301,54 @@ class ActionsMixin(_Base):
                 {"path": name, "running": claim is not None},
             )
             result.done.append(job.job_id)
-        return result, self.finish(tx)
+        return result, self.schedd.finish(tx)
+
+    # =========================================================================================
+    # Periodic policy
+    # =========================================================================================
+    def periodic(self) -> Tx:
+        tx = Tx()
+        active = frozenset({IDLE, RUNNING, SUSPENDED, JobStatus.TRANSFERRING_OUTPUT})
+        passes = (
+            ("PeriodicHold", active),
+            ("PeriodicRemove", active | {HELD}),
+            ("PeriodicRelease", frozenset({HELD})),
+        )
+        for attribute, statuses in passes:
+            fired = Selector(
+                f"isUndefined({attribute}) || isError({attribute}) || ({attribute} =?= true) || ({attribute} > 0)"
+            )
+            name = classads.canonical(attribute)
+            for cluster in list(self.schedd.queue.clusters.values()):
+                if name not in cluster.ad and name not in cluster.varying:
+                    continue
+                for job in list(fired.filter(cluster)):
+                    if job.status not in statuses or (
+                        attribute == "PeriodicRelease"
+                        and int_of(job.get("HoldReasonCode")) == HoldCode.UserRequest
+                    ):
+                        continue
+                    if job.get(name) is None:
+                        continue
+                    decision = policy.periodic_decision(classads.build(job.ad()), attribute)
+                    if decision is None:
+                        continue
+                    if decision.action == "hold":
+                        if job.status == HELD:
+                            continue
+                        self.hold(tx, job, decision.reason, decision.code, decision.subcode, "schedd")
+                    elif decision.action == "remove":
+                        self.schedd.end_claim(tx, job, decision.reason)
+                        self.schedd.move(
+                            tx,
+                            job,
+                            REMOVED,
+                            "schedd",
+                            "remove",
+                            {"reason": decision.reason},
+                            {"RemoveReason": quote(decision.reason)},
+                        )
+                    elif decision.action == "release":
+                        self.release(tx, job, decision.reason, "schedd")
+        self.schedd.retire(tx)
+        return self.schedd.finish(tx)

@@ -178,7 +178,7 @@ def build_app(pool: Pool) -> FastAPI:
 
     @app.post(protocol.JOBS_ACT)
     async def act(request: Request, who: Who, body: payloads.ActRequest) -> payloads.ActResult:
-        result, tx = pool.schedd.act(who, body)
+        result, tx = pool.actions.act(who, body)
         await pool.commit(tx)
         return _refusals_logged(request, result)
 
@@ -190,7 +190,7 @@ def build_app(pool: Pool) -> FastAPI:
     async def refresh_credential(
         request: Request, who: Who, body: payloads.CredentialRequest
     ) -> payloads.ActResult:
-        result, tx = pool.schedd.refresh_credential(who, body, pool.blobs.has(body.digest))
+        result, tx = pool.actions.refresh_credential(who, body, pool.blobs.has(body.digest))
         await pool.commit(tx)
         return _refusals_logged(request, result)
 

@@ -75,7 +75,7 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
                 limits.log_once(self._host or "?", kind, why)
                 self.transport.close()
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
             host = self.client[0] if self.client else "?"
             if limits.open[host] >= limits.max_per_client:

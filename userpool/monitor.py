@@ -20,7 +20,10 @@ from typing import TYPE_CHECKING, Any
 from updraft.core import payloads, protocol
 
 if TYPE_CHECKING:
-    from userpool.pool import Pool
+    from userpool.claims import ClaimBook
+    from userpool.collector import Collector
+    from userpool.events import EventLog
+    from userpool.queue import JobQueue
 
 #: events the page shows as they come (and names them for people)
 SHOWN_EVENTS = {
@@ -47,8 +50,14 @@ class Sample:
 
 @dataclass
 class Monitor:
-    pool: Pool
+    """Reads four things (the queue, the collector, the claims, the event log), writes none."""
+
+    queue: JobQueue
+    collector: Collector
+    claims: ClaimBook
+    events: EventLog
     interval_s: float = 30.0
+    show_reasons: bool = False
     keep_s: float = 6 * 3600.0
     clock: Callable[[], float] = time.time
     samples: deque[Sample] = field(init=False)
@@ -61,7 +70,7 @@ class Monitor:
         self.waits.append(max(0.0, waited_s))
 
     def sample(self) -> Sample:
-        totals = self.pool.schedd.queue.totals()
+        totals = self.queue.totals()
         pilots = self._pilot_counts()
         waits = sorted(self.waits)
         self.waits = []
@@ -76,7 +85,7 @@ class Monitor:
 
     def _pilot_counts(self) -> dict[str, Counter[str]]:
         sites: dict[str, Counter[str]] = {}
-        collector = self.pool.collector
+        collector = self.collector
         for ad in collector.query(
             protocol.AdType.Slot, "", [protocol.ATTR_GLIDEIN_SITE, "State", "Cpus", "TotalCpus"]
         ):
@@ -90,7 +99,7 @@ class Monitor:
         """Everything the page shows, in one answer."""
         now = self.clock()
         sites = self._pilot_counts()
-        collector = self.pool.collector
+        collector = self.collector
         entries: dict[str, list[dict[str, Any]]] = {}
         for ad in collector.query(
             protocol.AdType.GlideFactory,
@@ -114,7 +123,7 @@ class Monitor:
             )
         running: Counter[str] = Counter()
         flows: Counter[tuple[str, str]] = Counter()
-        for claim in list(self.pool.schedd.claims.active.values()):
+        for claim in list(self.claims.active.values()):
             site = _text(claim.job.get(protocol.ATTR_MATCH_SITE))
             running[site] += 1
             if claim.job.get(protocol.ATTR_OVERFLOWED) == "true":
@@ -123,15 +132,15 @@ class Monitor:
                         flows[(home, site)] += 1
         widened: Counter[tuple[str, str]] = Counter()
         events = []
-        for event in list(self.pool.events.recent):
+        for event in list(self.events.recent):
             if event.type == "frontend_overflow":
                 for target in str(event.details.get("to", "")).split(","):
                     widened[(str(event.details.get("home", "")), target)] += int(event.details.get("jobs", 0))
             if event.type in SHOWN_EVENTS:
-                events.append(event_view(event, self.pool.config.monitor.show_reasons))
+                events.append(event_view(event, self.show_reasons))
         for site in running:
             sites.setdefault(site, Counter())
-        totals = self.pool.schedd.queue.totals()
+        totals = self.queue.totals()
         return {
             "time": now,
             "jobs": {k: v for k, v in totals.items() if k != "total"},

@@ -39,6 +39,7 @@ from updraft.core.payloads import (
 )
 from updraft.core.protocol import AdType, ClaimEvent, Scope, format_job_id, literal, parse_literal
 from userpool import matchsub
+from userpool.actions import JobActions
 from userpool.asowner import owner_writer
 from userpool.claims import slot_name_of
 from userpool.collector import Collector
@@ -50,6 +51,7 @@ from userpool.history import History
 from userpool.home import StateLock
 from userpool.identities import IdentityMap
 from userpool.jobs import CLAIMED
+from userpool.leases import Leases
 from userpool.matching import MatchWorker
 from userpool.monitor import Monitor
 from userpool.outbox import OutputOutbox
@@ -115,6 +117,8 @@ class Pool:
             self.schedd.load()
         except sqlite3.DatabaseError as exc:
             raise StoreUnreadable(self.config.database, exc) from None
+        self.actions = JobActions(self.schedd)
+        self.leases = Leases(self.schedd, self.actions)
         self.collector = Collector(
             self.clock, self.config.max_expression_terms, self.config.max_expression_depth
         )
@@ -128,7 +132,10 @@ class Pool:
         self.identities = IdentityMap(self.config.identity_map_path)
         self.delivery = Delivery(self.config.home, self.spool, self.identities, self.writer)
         self.history = History(self.store, self.config.history_max_jobs)
-        self.monitor = Monitor(self, self.config.monitor_interval_s, clock=self.clock)
+        self.monitor = Monitor(
+            self.schedd.queue, self.collector, self.schedd.claims, self.events,
+            self.config.monitor_interval_s, self.config.monitor.show_reasons, clock=self.clock,
+        )  # fmt: skip
         self.matcher = MatchWorker(self.schedd.negotiator)
         self.waiting = WaitingPolls(self.schedd.negotiator, self.matcher)
         self.outbox = OutputOutbox(
@@ -278,7 +285,7 @@ class Pool:
                 refusals = await asyncio.to_thread(self.delivery.initialdir_refusals, owner, [value])
                 if refusals:
                     raise Forbidden(refusals[0])
-        result, tx = self.schedd.edit(identity, request)
+        result, tx = self.actions.edit(identity, request)
         await self.commit(tx)
         return result
 
@@ -311,7 +318,7 @@ class Pool:
                 len(forgotten),
                 slot_name,
             )
-            await self.commit(self.schedd.release_forgotten(forgotten))
+            await self.commit(self.leases.release_forgotten(forgotten))
         while True:
             _renewed, stop = self.schedd.claims.renew(claims, identity.principal)
             commands = self.schedd.claims.take_commands(claims)
@@ -346,7 +353,7 @@ class Pool:
                 break
             idle_since = picked.job.get("EnteredCurrentStatus")
             self.monitor.job_started(self.clock() - float(idle_since) if idle_since else 0.0)
-            claim = self.schedd.start(
+            claim = self.leases.start(
                 tx, picked.job, picked.autocluster, texts, picked.slot_ad, identity.principal
             )
             ad, recorded = matchsub.expand(picked.job.ad(), texts)  # $$(Attr) from this slot
@@ -401,14 +408,14 @@ class Pool:
                  "until": round(penalty.until)},
             )  # fmt: skip
 
-    def claim_of(self, identity: Identity, claim_id: str):  # type: ignore[no-untyped-def]
+    def claim_of(self, identity: Identity, claim_id: str):
         identity.require(Scope.PILOT)
         return self.schedd.claims.check(claim_id, identity.principal)
 
     async def report(self, identity: Identity, claim_id: str, report: ClaimReport) -> ReportResult:
         claim = self.claim_of(identity, claim_id)
         tx = Tx()
-        self.schedd.report(tx, claim, report)
+        self.leases.report(tx, claim, report)
         self.schedd.finish(tx)
         if claim.claim_id not in self.schedd.claims.active:
             # the pilot's own long poll still lists this claim: let it return and offer the freed resources
@@ -484,7 +491,7 @@ class Pool:
         names = await asyncio.to_thread(self.spool.accept, job.cluster.cluster_id, job.proc_id, tar_path)
         tx = Tx()
         job.set("SpooledOutputFiles", literal(",".join(names)))
-        self.schedd._touch(tx, job)
+        self.schedd.touch(tx, job)
         self.events.record(
             tx, identity.name, job.cluster.cluster_id, job.proc_id, "output_received", {"files": len(names)}
         )
@@ -506,12 +513,12 @@ class Pool:
     # Background work
     # =========================================================================================
     async def _check_leases(self) -> None:
-        tx = self.schedd.expire_leases()
+        tx = self.leases.expire_leases()
         if tx.batch:
             await self.commit(tx)
 
     async def _periodic_policy(self) -> None:
-        tx = self.schedd.periodic()
+        tx = self.actions.periodic()
         if tx.batch:
             await self.commit(tx)
 

@@ -18,13 +18,12 @@ from typing import Any
 import orjson
 
 from updraft.core import classads
-from updraft.core.classads import int_of
+from updraft.core.classads import float_of, int_of
 from updraft.core.errors import BadRequest, Conflict, Forbidden, NotFound, TooCostly, TooLarge
 from updraft.core.payloads import SandboxFile, SubmitRequest, SubmitResult
-from updraft.core.protocol import HoldCode, JobStatus, Scope, format_job_id, quote
-from userpool import exprcost, policy
+from updraft.core.protocol import JobStatus, Scope, format_job_id, quote
+from userpool import exprcost
 from userpool.accountant import Accountant
-from userpool.actions import ActionsMixin
 from userpool.autoclusters import AutoclusterIndex
 from userpool.claims import Claim, ClaimBook
 from userpool.config import PoolConfig
@@ -35,17 +34,22 @@ from userpool.jobs import (
     HELD,
     IDLE,
     JOB_STATES,
-    REMOVED,
-    RUNNING,
-    SUSPENDED,
     TERMINAL,
 )
 from userpool.negotiator import Negotiator
 from userpool.queue import PROTECTED, Cluster, Job, JobQueue
-from userpool.runs import RunsMixin
 from userpool.sandbox import check_manifest
 from userpool.selection import Selector
-from userpool.store import DELETE_JOB, INSERT_DELIVERY, INSERT_HISTORY, UPDATE_JOB, Batch, Store, dumps_json
+from userpool.store import (
+    DELETE_CLAIM,
+    DELETE_JOB,
+    INSERT_DELIVERY,
+    INSERT_HISTORY,
+    UPDATE_JOB,
+    Batch,
+    Store,
+    dumps_json,
+)
 from userpool.tokens import Identity
 
 log = logging.getLogger("updraft.schedd")
@@ -69,7 +73,13 @@ JOB_DEFAULTS = {
 VANILLA = 5
 
 
-class Schedd(ActionsMixin, RunsMixin):
+class Schedd:
+    """The queue and its transitions: the one writer of job state, the pool's core.
+
+    JobActions (userpool/actions.py) and Leases (userpool/leases.py) change jobs only through
+    its public methods: ``move``, ``touch``, ``retire``, ``finish``, ``end_claim``.
+    """
+
     def __init__(
         self, config: PoolConfig, store: Store, events: EventLog, clock: Callable[[], float] = time.time
     ) -> None:
@@ -179,7 +189,7 @@ class Schedd(ActionsMixin, RunsMixin):
         tx = Tx()
         for job in orphans:
             reason = "no claim survived the pool's restart"
-            self._move(tx, job, IDLE, "schedd", "evict", {"reason": reason}, self._off_slot_attrs(job))
+            self.move(tx, job, IDLE, "schedd", "evict", {"reason": reason}, self.off_slot_attrs(job))
         self.store.write_now(self.finish(tx).batch)
         log.warning("requeued %d running job(s) that had no claim", len(orphans))
 
@@ -220,10 +230,10 @@ class Schedd(ActionsMixin, RunsMixin):
         tx.flush_events()
         return tx
 
-    def _touch(self, tx: Tx, job: Job) -> None:
+    def touch(self, tx: Tx, job: Job) -> None:
         tx.dirty[(job.cluster.cluster_id, job.proc_id)] = job
 
-    def _move(
+    def move(
         self,
         tx: Tx,
         job: Job,
@@ -245,10 +255,10 @@ class Schedd(ActionsMixin, RunsMixin):
         if status == IDLE:
             self.index.add(job)
             tx.after_commit.append(lambda: self.on_idle(1))
-        self._touch(tx, job)
+        self.touch(tx, job)
         self.events.record(tx, source, job.cluster.cluster_id, job.proc_id, kind, details)
 
-    def _retire(self, tx: Tx) -> None:
+    def retire(self, tx: Tx) -> None:
         """Move finished jobs (COMPLETED, REMOVED) to history, unless LeaveJobInQueue says stay."""
         for job in list(tx.dirty.values()):
             if job.status not in TERMINAL or job.cluster.jobs.get(job.proc_id) is not job:
@@ -285,7 +295,7 @@ class Schedd(ActionsMixin, RunsMixin):
         )
         return cluster_id, batch
 
-    def _check_ad(self, texts: Mapping[str, Any], where: str) -> dict[str, str]:
+    def check_ad(self, texts: Mapping[str, Any], where: str) -> dict[str, str]:
         if not isinstance(texts, Mapping):
             raise BadRequest(f"{where}: expected an object of attribute texts")
         if len(texts) > MAX_ATTRIBUTES:
@@ -330,7 +340,7 @@ class Schedd(ActionsMixin, RunsMixin):
             raise TooLarge(
                 f"{len(request.procs)} procs; this pool takes at most {self.config.max_jobs_per_submission} per submission"
             )
-        ad = self._check_ad(request.cluster_ad, "cluster ad")
+        ad = self.check_ad(request.cluster_ad, "cluster ad")
         now = int(self.clock())
         for name, text in JOB_DEFAULTS.items():
             ad.setdefault(classads.canonical(name), text)
@@ -366,7 +376,7 @@ class Schedd(ActionsMixin, RunsMixin):
         costed: set[frozenset[tuple[str, str]]] = set()
         for proc_id, delta in enumerate(request.procs):
             if delta:
-                texts = self._check_ad(delta, f"proc {proc_id}")
+                texts = self.check_ad(delta, f"proc {proc_id}")
                 status = int_of(texts.pop("JobStatus", None), initial_status)
                 for name in PROTECTED:
                     texts.pop(name, None)
@@ -447,54 +457,26 @@ class Schedd(ActionsMixin, RunsMixin):
         return out, []
 
     # =========================================================================================
-    # Periodic policy
+    # Claims ending (used by the job actions and the leases)
     # =========================================================================================
-    def periodic(self) -> Tx:
-        tx = Tx()
-        active = frozenset({IDLE, RUNNING, SUSPENDED, JobStatus.TRANSFERRING_OUTPUT})
-        passes = (
-            ("PeriodicHold", active),
-            ("PeriodicRemove", active | {HELD}),
-            ("PeriodicRelease", frozenset({HELD})),
-        )
-        for attribute, statuses in passes:
-            fired = Selector(
-                f"isUndefined({attribute}) || isError({attribute}) || ({attribute} =?= true) || ({attribute} > 0)"
-            )
-            name = classads.canonical(attribute)
-            for cluster in list(self.queue.clusters.values()):
-                if name not in cluster.ad and name not in cluster.varying:
-                    continue
-                for job in list(fired.filter(cluster)):
-                    if job.status not in statuses or (
-                        attribute == "PeriodicRelease"
-                        and int_of(job.get("HoldReasonCode")) == HoldCode.UserRequest
-                    ):
-                        continue
-                    if job.get(name) is None:
-                        continue
-                    decision = policy.periodic_decision(classads.build(job.ad()), attribute)
-                    if decision is None:
-                        continue
-                    if decision.action == "hold":
-                        if job.status == HELD:
-                            continue
-                        self.hold(tx, job, decision.reason, decision.code, decision.subcode, "schedd")
-                    elif decision.action == "remove":
-                        self._end_claim(tx, job, decision.reason)
-                        self._move(
-                            tx,
-                            job,
-                            REMOVED,
-                            "schedd",
-                            "remove",
-                            {"reason": decision.reason},
-                            {"RemoveReason": quote(decision.reason)},
-                        )
-                    elif decision.action == "release":
-                        self.release(tx, job, decision.reason, "schedd")
-        self._retire(tx)
-        return self.finish(tx)
+    def end_claim(self, tx: Tx, job: Job, reason: str) -> None:
+        """The job stops running under its claim: the pilot is told to kill it."""
+        claim = self.claims.of_job(job)
+        if claim is None:
+            return
+        self.claims.end(claim, reason, revoke=True)
+        self.accountant.charge(claim.submitter, -claim.cpus)
+        tx.batch.add(DELETE_CLAIM, (claim.claim_id,))
+        tx.after_commit.append(lambda: self.on_claim_news(claim.claim_id))
+
+    def off_slot_attrs(self, job: Job) -> dict[str, str | None]:
+        now = int(self.clock())
+        attrs: dict[str, str | None] = {"RemoteHost": None, "LastVacateTime": str(now)}
+        if job.get("RemoteHost") is not None:
+            attrs["LastRemoteHost"] = job.get("RemoteHost")
+        started = int_of(job.get("JobCurrentStartDate"), now)
+        attrs["RemoteWallClockTime"] = repr(float_of(job.get("RemoteWallClockTime")) + max(0, now - started))
+        return attrs
 
     # =========================================================================================
     # Views

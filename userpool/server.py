@@ -33,7 +33,7 @@ def setup_logging(home: Path, level: str = "INFO") -> None:
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(home / "pool.log")):
         handler.setFormatter(formatter)
-        handler._updraft = True  # type: ignore[attr-defined]
+        handler._updraft = True
         root.addHandler(handler)
     root.setLevel(level)
 

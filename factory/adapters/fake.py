@@ -48,7 +48,7 @@ class FakeJob:
 @dataclass
 class FakeSite:
     jobs: dict[str, FakeJob] = field(default_factory=dict)
-    counter: itertools.count = field(default_factory=lambda: itertools.count(1))  # type: ignore[type-arg]
+    counter: itertools.count = field(default_factory=lambda: itertools.count(1))
 
 
 SITES: dict[str, FakeSite] = {}  # by entry name: shared by every FakeAdapter of that entry, as a real site is

@@ -20,7 +20,7 @@ from pilot.errors import VO_PROXY, CheckFailed
 def x509_expiry(path: str) -> float:
     """notAfter of the first certificate in a PEM file (the proxy itself)."""
     try:
-        decoded = ssl._ssl._test_decode_cert(path)  # type: ignore[attr-defined]  # stdlib, no cryptography needed
+        decoded = ssl._ssl._test_decode_cert(path)  # stdlib, no cryptography needed
     except (OSError, ssl.SSLError, ValueError) as exc:
         raise ValueError(f"cannot read certificate {path}: {exc}") from None
     return float(ssl.cert_time_to_seconds(decoded["notAfter"]))

@@ -61,7 +61,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPool]:
     running.stop()
 
 
-def refused(call, status: int) -> ClientError:  # type: ignore[no-untyped-def]
+def refused(call, status: int) -> ClientError:
     with pytest.raises(ClientError) as caught:
         call()
     assert caught.value.status == status, caught.value.message

@@ -61,7 +61,7 @@ def degraded(pool: RunningPool) -> str:
     return pool.client().ping().degraded
 
 
-def wait_for(condition, what: str, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
+def wait_for(condition, what: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, what

@@ -322,7 +322,7 @@ class CE:
                 raise cream_soap.SoapFault(
                     "InvalidArgumentFault", "the proxy is not a PEM certificate"
                 ) from None
-            if certificate.public_key().public_numbers() != key.public_key().public_numbers():  # type: ignore[union-attr]
+            if certificate.public_key().public_numbers() != key.public_key().public_numbers():
                 raise cream_soap.SoapFault(
                     "InvalidArgumentFault", "the proxy does not match the request's key"
                 )
@@ -444,7 +444,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def _owner(self) -> str:
-        certificate = self.connection.getpeercert()  # type: ignore[attr-defined]
+        certificate = self.connection.getpeercert()
         owner = user_of(certificate or {})
         if owner not in self.ce.allowed:
             raise cream_soap.SoapFault("AuthorizationFault", f"{owner} is not authorized on this CE")

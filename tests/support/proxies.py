@@ -19,7 +19,7 @@ from factory.proxies import make_proxy
 
 
 def _name(*parts: tuple[object, str]) -> x509.Name:
-    return x509.Name([x509.NameAttribute(oid, value) for oid, value in parts])  # type: ignore[arg-type]
+    return x509.Name([x509.NameAttribute(oid, value) for oid, value in parts])
 
 
 def _write_key(path: Path, key: rsa.RSAPrivateKey) -> None:

@@ -16,11 +16,10 @@ from typing import Any, Protocol
 
 import classad2
 import htcondor2  # noqa: F401  (must precede classad2: registers HTCondor's ClassAd functions)
+from classad2 import ClassAd, ExprTree
 
 from updraft.core.errors import ExpressionError
 
-ClassAd = classad2.ClassAd
-ExprTree = classad2.ExprTree
 Undefined = classad2.Value.Undefined
 Error = classad2.Value.Error
 

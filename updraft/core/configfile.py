@@ -204,7 +204,7 @@ def convert(kind: Any, value: Any, where: FieldPath, source: Source) -> Any:
         raise source.error(where, "; ".join(problems))
     if kind is Any:
         return value
-    if dataclasses.is_dataclass(kind):
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
         return build_model(kind, value, where, source)
     if origin in (list, typing.List):  # noqa: UP006
         if isinstance(value, str) and args and args[0] is str:

@@ -35,6 +35,7 @@ def _dumps(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 
 
+_orjson: Any
 try:  # faster when the host has it; the pilot on a bare node falls back to json
     import orjson as _orjson
 except ImportError:  # pragma: no cover
@@ -54,7 +55,7 @@ class _Payload:
         return _dumps(self.to_dict())
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]):  # type: ignore[no-untyped-def]
+    def from_dict(cls, data: Mapping[str, Any]):
         if not isinstance(data, Mapping):
             raise ProtocolError(f"{cls.__name__}: expected a JSON object")
         names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
@@ -77,7 +78,7 @@ class _Payload:
             raise ProtocolError(f"{cls.__name__}: {exc}") from None
 
     @classmethod
-    def from_json(cls, raw: bytes):  # type: ignore[no-untyped-def]
+    def from_json(cls, raw: bytes):
         try:
             data = json.loads(raw)
         except ValueError as exc:

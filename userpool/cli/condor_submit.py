@@ -54,7 +54,7 @@ def read_text(path: str | None) -> tuple[str, str]:
             common.die(TOOL, "no submit file given and standard input is a terminal", 1)
         return sys.stdin.read(), "<stdin>"
     try:
-        return Path(path).read_text(), path  # type: ignore[arg-type]
+        return Path(path).read_text(), path
     except FileNotFoundError:
         common.die(TOOL, f'ERROR: Can\'t open "{path}"  with flags 00 (No such file or directory)', 1)
     except (OSError, UnicodeDecodeError) as exc:

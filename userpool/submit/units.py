@@ -25,6 +25,6 @@ def quantity(value: str, default_unit: str) -> int | None:
     unit = match.group(2).upper() if match.group(2) else None
     if unit is None:
         return math.ceil(number)
-    kilobytes = number * _FACTORS_KB[unit]  # type: ignore[operator]
+    kilobytes = number * _FACTORS_KB[unit]
     divisor = _FACTORS_KB[default_unit.upper()]
-    return math.ceil(kilobytes / divisor)  # type: ignore[operator]
+    return math.ceil(kilobytes / divisor)

@@ -66,12 +66,12 @@ def adapter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SiteAdap
     submitted: list[str] = []
     submit = made.submit
 
-    def recording(glideins):  # type: ignore[no-untyped-def]
+    def recording(glideins):
         outcomes = submit(glideins)
         submitted.extend(o.site_id for o in outcomes if isinstance(o, Submitted))
         return outcomes
 
-    made.submit = recording  # type: ignore[method-assign]
+    made.submit = recording
     yield made
     if submitted:
         made.cancel(submitted)
@@ -103,7 +103,7 @@ def site_settings(kind: str, values: dict[str, str]) -> dict[str, object]:
 def test_submit_find_run_output_cleanup(adapter: SiteAdapter) -> None:
     outcomes = adapter.submit([spec("g1"), spec("g2")])
     assert all(isinstance(o, Submitted) for o in outcomes), outcomes
-    site_ids = [o.site_id for o in outcomes]  # type: ignore[union-attr]
+    site_ids = [o.site_id for o in outcomes]
     assert len(set(site_ids)) == 2
     if adapter.finds_by_tag:  # a restarted factory finds its glideins by tag, and only those asked for
         assert adapter.find(["updraft_contract_g1", "updraft_contract_nope"]) == {

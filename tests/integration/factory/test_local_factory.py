@@ -66,7 +66,7 @@ def test_glideins_start_pilots_that_run_the_users_job(
     ended = factory.journal.recent(0, "A_local")
     assert ended and all(g.cleaned and g.record for g in ended)
     served = [g for g in ended if g.record and g.record["jobs"]["started"]]
-    assert len(served) == 1 and served[0].record["status"] == "ok"  # type: ignore[index]
+    assert len(served) == 1 and served[0].record["status"] == "ok"
     assert "UPDRAFT_PILOT_RESULT" in (setup.state_dir / "outputs" / f"{served[0].glidein_id}.out").read_text()
 
 

@@ -109,7 +109,7 @@ def test_gram_proxy_renewal_reaches_the_job_manager(
         proxy.write_bytes(Path(renewed["X509_USER_PROXY"]).read_bytes())
         cycle_until(
             factory, lambda: factory.journal.get(glidein.glidein_id).credential not in ("", first), timeout=60
-        )  # type: ignore[union-attr]
+        )
         assert factory.totals[("GRAM_fork", "credential_renewed")] >= 1
         assert not factory.health["GRAM_fork"].credential_failures
     finally:
@@ -125,7 +125,7 @@ def test_gram_two_phase_commit_survives_a_crash(
     and expires.  Crash after the journal had it but before the commit: the restarted factory commits it."""
     site = f"{setup.name}-GRAM2pc"
     entry = gram_entry(site, gram_site, pacing={"cluster_size": 1, "max_per_cycle": 1})
-    entry["options"] = {**entry["options"], "two_phase_s": 6}  # type: ignore[dict-item]
+    entry["options"] = {**entry["options"], "two_phase_s": 6}
     setup.entries = [entry]
     setup.write()
     try:
@@ -199,16 +199,16 @@ def test_arc_delegation_is_renewed_with_the_proxy(
         factory.cycle()
         glidein = setup.one_running(factory, "ARC_slurm")
         adapter = factory.adapters["ARC_slurm"]
-        delegation_id = adapter.delegation()  # type: ignore[attr-defined]
-        before = adapter.request("POST", f"/delegations/{delegation_id}", params={"action": "get"}).text  # type: ignore[attr-defined]
+        delegation_id = adapter.delegation()
+        before = adapter.request("POST", f"/delegations/{delegation_id}", params={"action": "get"}).text
         renewed = run_site_script("arc", "proxy", "24h")
         proxy.write_bytes(Path(renewed["X509_USER_PROXY"]).read_bytes())
         cycle_until(
             factory,
             lambda: factory.journal.get(glidein.glidein_id).credential != glidein.credential,
             timeout=60,
-        )  # type: ignore[union-attr]
-        after = adapter.request("POST", f"/delegations/{delegation_id}", params={"action": "get"}).text  # type: ignore[attr-defined]
+        )
+        after = adapter.request("POST", f"/delegations/{delegation_id}", params={"action": "get"}).text
         assert before != after  # the CE holds a new delegated proxy for the running glidein
         assert not factory.health["ARC_slurm"].credential_failures
     finally:
@@ -235,7 +235,7 @@ def test_cream_lease_expiry_removes_the_jobs_of_a_silent_factory(
 ) -> None:
     site = f"{setup.name}-CREAMlease"
     entry = cream_entry(site, cream_site, pilot=dict(QUICK_PILOT, idle_timeout_s=300))
-    entry["options"] = {**entry["options"], "lease_s": 4}  # type: ignore[dict-item]
+    entry["options"] = {**entry["options"], "lease_s": 4}
     entry["stale"] = {"missing_s": 0}
     setup.entries = [entry]
     factory = setup.factory()
@@ -244,8 +244,8 @@ def test_cream_lease_expiry_removes_the_jobs_of_a_silent_factory(
     setup.request("CREAM_standin", idle=0, max_glideins=0)
     time.sleep(6)  # the factory is silent: nobody renews the lease, the CE cancels and purges the job
     adapter = factory.adapters["CREAM_standin"]
-    assert adapter.status([glidein.site_id]) == {}  # type: ignore[list-item]
-    cycle_until(factory, lambda: factory.journal.get(glidein.glidein_id).state.value == "lost", timeout=30)  # type: ignore[union-attr]
+    assert adapter.status([glidein.site_id]) == {}
+    cycle_until(factory, lambda: factory.journal.get(glidein.glidein_id).state.value == "lost", timeout=30)
 
 
 def test_cream_held_glideins_are_resumed_and_proxies_renewed(
@@ -269,9 +269,9 @@ def test_cream_held_glideins_are_resumed_and_proxies_renewed(
         factory.cycle()
         glidein = setup.one_running(factory, "CREAM_standin", native="REALLY-RUNNING")
         adapter = factory.adapters["CREAM_standin"]
-        adapter.jobs("JobSuspend", [glidein.site_id])  # type: ignore[attr-defined]  # the site's admin holds it
-        cycle_until(factory, lambda: factory.journal.get(glidein.glidein_id).releases == 1, timeout=30)  # type: ignore[union-attr]
-        assert adapter.status([glidein.site_id])[glidein.site_id].native == "REALLY-RUNNING"  # type: ignore[index]
+        adapter.jobs("JobSuspend", [glidein.site_id])  # the site's admin holds it
+        cycle_until(factory, lambda: factory.journal.get(glidein.glidein_id).releases == 1, timeout=30)
+        assert adapter.status([glidein.site_id])[glidein.site_id].native == "REALLY-RUNNING"
         # the factory's proxy is renewed: the CE replaces the running job's delegated proxy
         job_proxy = next(Path(cream_site["GRID_DIR"]).parent.glob(f"ce/jobs/{glidein.site_id}/user.proxy"))
         before = job_proxy.read_bytes()

@@ -110,7 +110,7 @@ def test_a_glidein_that_vanishes_after_ending_is_judged_by_its_output(
     adapter = factory.adapters["O"]
     assert isinstance(adapter, fake.FakeAdapter)
     original = adapter.fetch_output
-    adapter.fetch_output = lambda s, g: fake.GlideinOutput(output) if s == site_id else original(s, g)  # type: ignore[method-assign]
+    adapter.fetch_output = lambda s, g: fake.GlideinOutput(output) if s == site_id else original(s, g)
     cycle_until(factory, gone_but_output_kept, timeout=20)
     glidein = factory.journal.find(site_id)
     assert (

@@ -15,7 +15,7 @@ from updraft.core.protocol import AdType, Scope
 from userpool.tokens import TokenSigner
 
 
-def refused(call, status: int) -> ClientError:  # type: ignore[no-untyped-def]
+def refused(call, status: int) -> ClientError:
     with pytest.raises(ClientError) as caught:
         call()
     assert caught.value.status == status, caught.value.message

@@ -23,7 +23,7 @@ def submit(pool: RunningPool, workdir: Path, user: str, text: str) -> str:
 
 
 def pilot(pool: RunningPool, name: str, **slot: object) -> ProtocolPilot:
-    return ProtocolPilot(pool.client(f"pilot-{name}", Scope.PILOT), slot_ad(f"slot@{name}", **slot))  # type: ignore[arg-type]
+    return ProtocolPilot(pool.client(f"pilot-{name}", Scope.PILOT), slot_ad(f"slot@{name}", **slot))
 
 
 def test_match_both_ways(fresh_pool: RunningPool, workdir: Path) -> None:

@@ -35,7 +35,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_example_config_is_valid() -> None:
     config = load_factory_config(REPO / "config" / "factory.yaml")
     assert [e.name for e in config.entries] == ["UCSD_local", "Nebraska_local", "Wisconsin_local"]
-    assert config.entry("UCSD_local").cpus == 2  # type: ignore[union-attr]
+    assert config.entry("UCSD_local").cpus == 2
 
 
 @pytest.mark.parametrize(

@@ -114,7 +114,7 @@ def test_journal_write_ahead_moves_and_counts(tmp_path: Path) -> None:
     assert journal.counts() == {("E1", "fe.g"): {"running": 1, "removing": 1}}
     assert journal.move(glidein, GlideinState.COMPLETED)
     assert [g.glidein_id for g in journal.uncleaned()] == [first.glidein_id]
-    assert journal.find("site-1").glidein_id == first.glidein_id  # type: ignore[union-attr]
+    assert journal.find("site-1").glidein_id == first.glidein_id
     adopted = journal.adopt("f1", "E1", "updraft_f1_abcdef012345", "site-9", GlideinState.QUEUED)
     assert adopted.glidein_id == "abcdef012345" and "adopted" in adopted.reason
 
@@ -187,4 +187,4 @@ def test_arc_requests_with_version_2_are_read(tmp_path: Path) -> None:
         + base64.encodebytes(bytes(der))
         + b"-----END CERTIFICATE REQUEST-----\n"
     )
-    assert load_request(pem).public_key().public_numbers() == key.public_key().public_numbers()  # type: ignore[union-attr]
+    assert load_request(pem).public_key().public_numbers() == key.public_key().public_numbers()

@@ -39,7 +39,7 @@ def request(idle: int, max_glideins: int = 100, remove: str = "NO", margin: int 
         (request(90), Counts(), NO_LIMITS, NO_LIMITS, 0, 0, "submission pace of the cycle"),
     ],
 )  # fmt: skip
-def test_submission(req, client, entry_limits, client_limits, budget, submit, reason) -> None:  # type: ignore[no-untyped-def]
+def test_submission(req, client, entry_limits, client_limits, budget, submit, reason) -> None:
     result = plan(req, client, client, entry_limits, client_limits, budget)
     assert result.submit == submit
     if reason:
@@ -74,7 +74,7 @@ def test_downtime_stops_submission_only() -> None:
 )  # fmt: skip
 def test_removal_follows_the_policy_unsubmitted_then_idle_then_running(
     policy, margin, counts, expected
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     result = plan(Request("E", "fe.g", "fe", 1, 2, policy, margin), counts, counts, NO_LIMITS, NO_LIMITS, 50)
     assert (result.remove_unsubmitted, result.remove_idle, result.remove_running) == expected
 

@@ -101,4 +101,4 @@ def test_whole_file_errors(tmp_path: Path) -> None:
     [(90, 90.0), ("90s", 90.0), ("30m", 1800.0), ("6h", 21600.0), ("1d", 86400.0), ("1.5h", 5400.0)],
 )
 def test_durations(text: object, seconds: float) -> None:
-    assert duration_s(text) == seconds  # type: ignore[arg-type]
+    assert duration_s(text) == seconds

@@ -20,7 +20,7 @@ from updraft.core import classads
 
 
 def group(**changes: object) -> GroupConfig:
-    made = GroupConfig(name="g", **{"ramp_up_attenuation": 1.0, **changes})  # type: ignore[arg-type]
+    made = GroupConfig(name="g", **{"ramp_up_attenuation": 1.0, **changes})
     assert made.check() is None
     return made
 
@@ -36,7 +36,7 @@ def L(**changes: object) -> GroupLimits:
         "idle_slots_total": MaxCurb(1000, 0),
         "running_glideins_total": MaxCurb(100000, 0),
     }
-    return GroupLimits(**{**base, **changes})  # type: ignore[arg-type]
+    return GroupLimits(**{**base, **changes})
 
 
 @pytest.mark.parametrize(
@@ -68,7 +68,7 @@ def L(**changes: object) -> GroupLimits:
         (EntryCounts(idle_jobs=1.2, glideins_queued=1), L(idle_slots_per_entry=MaxCurb(100, 1)), NO_TOTALS, NO_TOTALS, 1, {"CurbIdleGlideinsPerEntry"}),
     ],
 )  # fmt: skip
-def test_requested_idle(counts, limits, group_totals, global_totals, idle, fired) -> None:  # type: ignore[no-untyped-def]
+def test_requested_idle(counts, limits, group_totals, global_totals, idle, fired) -> None:
     decision = decide(counts, group_totals, global_totals, group(limits=limits), LOOSE)
     assert decision.idle == idle, decision.steps
     assert set(decision.limits) | set(decision.curbs) == set(fired)

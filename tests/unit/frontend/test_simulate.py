@@ -86,7 +86,7 @@ def test_the_frontends_own_limits_drive_the_requests(tmp_path: Path, monkeypatch
 
     def counting(*args: object, **kwargs: object) -> object:
         calls.append(1)
-        return decide(*args, **kwargs)  # type: ignore[arg-type]
+        return decide(*args, **kwargs)
 
     monkeypatch.setattr("frontend.planner.decide", counting)  # the planner's own decide is what runs
     capped = FRONTEND + "    limits: {idle_glideins_per_entry: {max: 2, reserve: 0}}\n"

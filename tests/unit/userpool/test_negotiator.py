@@ -12,7 +12,7 @@ from userpool.store import Store
 
 
 @pytest.fixture
-def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+def store(tmp_path: Path):
     store = Store(tmp_path / "q.db", "OFF")
     store.open()
     yield store

@@ -15,7 +15,7 @@ def env(tmp_path: Path) -> SubmitEnvironment:
     return SubmitEnvironment(str(tmp_path), "tester", {"HOME": "/home/tester"}, "example.org")
 
 
-def build(text: str, env: SubmitEnvironment, append: list[str] | None = None):  # type: ignore[no-untyped-def]
+def build(text: str, env: SubmitEnvironment, append: list[str] | None = None):
     return build_cluster(parse_submit(text, "t.sub", append or []), 7, env, with_inputs=False)
 
 

@@ -1,4 +1,4 @@
-"""The schedd's side of the pilot protocol: starting matched jobs, pilot reports, lease expiry."""
+"""Claims and their leases: starting matched jobs, the pilots' reports, leases that run out."""
 
 from __future__ import annotations
 
@@ -19,15 +19,16 @@ from userpool.queue import Job
 from userpool.store import DELETE_CLAIM, INSERT_CLAIM, dumps_json
 
 if TYPE_CHECKING:
+    from userpool.actions import JobActions
     from userpool.schedd import Schedd
 
-    _Base = Schedd
-else:
-    _Base = object
 
+class Leases:
+    """Claims under their leases: a match started, the pilot's reports, leases running out."""
 
-class RunsMixin(_Base):
-    """Mixed into Schedd: everything between a match and the job leaving its pilot."""
+    def __init__(self, schedd: Schedd, actions: JobActions) -> None:
+        self.schedd = schedd
+        self.actions = actions
 
     # =========================================================================================
     # Pilots: start, report, lease expiry
@@ -43,7 +44,7 @@ class RunsMixin(_Base):
     ) -> Claim:
         """A job the negotiator took out of its autocluster starts on ``slot``."""
         cpus, memory, disk = self.requests_of(autocluster, slot_ad)
-        now = int(self.clock())
+        now = int(self.schedd.clock())
         slot_name = slot_name_of(slot)
         lease_s = max(10, int_of(job.get("JobLeaseDuration"), 2400))
         attrs: dict[str, str | None] = {
@@ -71,12 +72,12 @@ class RunsMixin(_Base):
                 if classads.canonical(name) in slot:
                     attrs[f"MachineAttr{name}0"] = slot[classads.canonical(name)]
         claim = Claim(
-            self.claims.new_id(), job, slot_name, pilot, lease_s, self.clock() + lease_s, cpus, memory, disk,
-            autocluster.submitter, self.clock(),
+            self.schedd.claims.new_id(), job, slot_name, pilot, lease_s, self.schedd.clock() + lease_s, cpus, memory, disk,
+            autocluster.submitter, self.schedd.clock(),
         )  # fmt: skip
-        self._move(tx, job, RUNNING, pilot, "match", {"slot": slot_name, "pilot": pilot}, attrs)
-        self.claims.add(claim)
-        self.accountant.charge(claim.submitter, cpus)
+        self.schedd.move(tx, job, RUNNING, pilot, "match", {"slot": slot_name, "pilot": pilot}, attrs)
+        self.schedd.claims.add(claim)
+        self.schedd.accountant.charge(claim.submitter, cpus)
         tx.batch.add(
             INSERT_CLAIM,
             (
@@ -134,34 +135,34 @@ class RunsMixin(_Base):
             raise BadRequest(
                 f"unknown claim event {report.event!r} (known: {', '.join(e.value for e in ClaimEvent)})"
             ) from None
-        now = int(self.clock())
+        now = int(self.schedd.clock())
         if event == ClaimEvent.STARTED:
             claim.started = True
             job.set("JobCurrentStartExecutingDate", str(now))
-            self._touch(tx, job)
-            self.events.record(
+            self.schedd.touch(tx, job)
+            self.schedd.events.record(
                 tx, claim.pilot, job.cluster.cluster_id, job.proc_id, "execute", {"slot": claim.slot_name}
             )
             return
         if event in (ClaimEvent.SUSPENDED, ClaimEvent.CONTINUED, ClaimEvent.CREDENTIAL_REFRESHED):
-            self.events.record(
+            self.schedd.events.record(
                 tx, claim.pilot, job.cluster.cluster_id, job.proc_id, event.value, {"slot": claim.slot_name}
             )
             return
-        self.claims.end(claim)
-        self.accountant.charge(claim.submitter, -claim.cpus)
+        self.schedd.claims.end(claim)
+        self.schedd.accountant.charge(claim.submitter, -claim.cpus)
         tx.batch.add(DELETE_CLAIM, (claim.claim_id,))
         usage = self._usage_attrs(job, report, claim)
         if event == ClaimEvent.VACATED:
-            attrs = {**self._off_slot_attrs(job), **usage}
-            self._move(
+            attrs = {**self.schedd.off_slot_attrs(job), **usage}
+            self.schedd.move(
                 tx, job, IDLE, claim.pilot, "evict", {"reason": report.message or "vacated by pilot"}, attrs
             )
         elif event == ClaimEvent.HELD:
             for name, text in usage.items():
                 job.set(name, text)
             reason = report.hold_reason or "held by the pilot"
-            self.hold(
+            self.actions.hold(
                 tx,
                 job,
                 reason,
@@ -171,7 +172,7 @@ class RunsMixin(_Base):
             )
         elif event == ClaimEvent.EXITED:
             self._exited(tx, job, claim, report, usage)
-        self._retire(tx)
+        self.schedd.retire(tx)
 
     def _usage_attrs(self, job: Job, report: ClaimReport, claim: Claim) -> dict[str, str | None]:
         usage = report.usage or {}
@@ -182,7 +183,7 @@ class RunsMixin(_Base):
         attrs["RemoteSysCpu"] = repr(system)
         attrs["CumulativeRemoteUserCpu"] = repr(float_of(job.get("CumulativeRemoteUserCpu")) + user)
         attrs["CumulativeRemoteSysCpu"] = repr(float_of(job.get("CumulativeRemoteSysCpu")) + system)
-        wall = max(0.0, self.clock() - claim.granted)
+        wall = max(0.0, self.schedd.clock() - claim.granted)
         attrs["CumulativeSlotTime"] = repr(
             float_of(job.get("CumulativeSlotTime")) + wall * max(1, claim.cpus)
         )
@@ -198,10 +199,10 @@ class RunsMixin(_Base):
     def _exited(
         self, tx: Tx, job: Job, claim: Claim, report: ClaimReport, usage: dict[str, str | None]
     ) -> None:
-        now = int(self.clock())
+        now = int(self.schedd.clock())
         by_signal = report.exit_signal is not None
         attrs: dict[str, str | None] = {
-            **self._off_slot_attrs(job),
+            **self.schedd.off_slot_attrs(job),
             **usage,
             "ExitBySignal": literal(by_signal),
             "NumJobCompletions": str(int_of(job.get("NumJobCompletions")) + 1),
@@ -220,21 +221,21 @@ class RunsMixin(_Base):
             job.set(name, text)
         decision = policy.on_exit(classads.build(job.ad()))
         details = {"exit_code": report.exit_code, "exit_signal": report.exit_signal, "slot": claim.slot_name}
-        self.events.record(tx, claim.pilot, job.cluster.cluster_id, job.proc_id, "terminate", details)
+        self.schedd.events.record(tx, claim.pilot, job.cluster.cluster_id, job.proc_id, "terminate", details)
         if decision.action == "hold":
-            self.hold(tx, job, decision.reason, decision.code, decision.subcode, "schedd")
+            self.actions.hold(tx, job, decision.reason, decision.code, decision.subcode, "schedd")
         elif decision.action == "complete":
-            self._move(tx, job, COMPLETED, "schedd", "complete", details)
+            self.schedd.move(tx, job, COMPLETED, "schedd", "complete", details)
         else:
-            self._move(tx, job, IDLE, "schedd", "requeue", {"reason": decision.reason})
+            self.schedd.move(tx, job, IDLE, "schedd", "requeue", {"reason": decision.reason})
 
     def expire_leases(self) -> Tx:
         tx = Tx()
-        for claim in self.claims.expired():
+        for claim in self.schedd.claims.expired():
             reason = f"the pilot on {claim.slot_name} stopped renewing its lease ({claim.lease_s} s)"
             self._requeue_lost(tx, claim, "lease_expired", reason)
-        self._retire(tx)
-        return self.finish(tx)
+        self.schedd.retire(tx)
+        return self.schedd.finish(tx)
 
     def release_forgotten(self, claims: list[Claim]) -> Tx:
         """Claims a pilot stopped listing (ended in the book already): their jobs run again."""
@@ -244,21 +245,21 @@ class RunsMixin(_Base):
                 f"the pilot on {claim.slot_name} does not list its claim (the answer granting it was lost)"
             )
             self._requeue_lost(tx, claim, "claim_forgotten", reason)
-        self._retire(tx)
-        return self.finish(tx)
+        self.schedd.retire(tx)
+        return self.schedd.finish(tx)
 
     def _requeue_lost(self, tx: Tx, claim: Claim, kind: str, reason: str) -> None:
         job = claim.job
-        self.accountant.charge(claim.submitter, -claim.cpus)
+        self.schedd.accountant.charge(claim.submitter, -claim.cpus)
         tx.batch.add(DELETE_CLAIM, (claim.claim_id,))
-        if self.queue.get(job.cluster.cluster_id, job.proc_id) is not job or job.status not in CLAIMED:
+        if self.schedd.queue.get(job.cluster.cluster_id, job.proc_id) is not job or job.status not in CLAIMED:
             return
-        self._move(
+        self.schedd.move(
             tx,
             job,
             IDLE,
             "schedd",
             kind,
             {"slot": claim.slot_name, "reason": reason},
-            self._off_slot_attrs(job),
+            self.schedd.off_slot_attrs(job),
         )
