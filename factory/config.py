@@ -28,10 +28,10 @@ class Limits:
     max_idle: int = 0  # queued at the site
     max_held: int = 0
 
-    def check(self) -> str | None:
+    def check(self) -> tuple[str, str] | None:
         for name in ("max_glideins", "max_idle", "max_held"):
             if getattr(self, name) < 0:
-                return f"{name} cannot be negative"
+                return "", f"{name} cannot be negative"
         return None
 
 
@@ -40,9 +40,9 @@ class Pacing:
     cluster_size: int = 10  # glideins per submission call to the site
     max_per_cycle: int = 50  # glideins submitted per entry per cycle
 
-    def check(self) -> str | None:
+    def check(self) -> tuple[str, str] | None:
         if self.cluster_size < 1 or self.max_per_cycle < 1:
-            return "cluster_size and max_per_cycle must be at least 1"
+            return "", "cluster_size and max_per_cycle must be at least 1"
         return None
 
 

@@ -42,9 +42,9 @@ class MaxCurb:
     max: int
     curb: int
 
-    def check(self) -> str | None:
+    def check(self) -> tuple[str, str] | None:
         if self.max < 0 or self.curb < 0:
-            return "max and curb cannot be negative"
+            return "", "max and curb cannot be negative"
         return None
 
 
@@ -56,9 +56,9 @@ class IdleGlideinsPerEntry:
     reserve: int = 5  # extra asked for when jobs have been idle a long time (at most old idle / 3)
     curb: int = 0  # halve the request when this many of our glideins wait in the site's queue (0: never)
 
-    def check(self) -> str | None:
+    def check(self) -> tuple[str, str] | None:
         if min(self.max, self.reserve, self.curb) < 0:
-            return "max, reserve and curb cannot be negative"
+            return "", "max, reserve and curb cannot be negative"
         return None
 
 
@@ -104,13 +104,13 @@ class Removal:
     margin: int = 0  # glideins kept on top of what the queue needs
 
     def check(self) -> tuple[str, str] | None:
-        self.policy = self.policy.upper()
-        if self.policy not in REMOVAL_POLICIES:
+        policy = self.policy.upper()
+        if policy not in REMOVAL_POLICIES:
             return (
                 "policy",
-                f"must be one of {', '.join(REMOVAL_POLICIES)}{suggest(self.policy, REMOVAL_POLICIES)}",
+                f"must be one of {', '.join(REMOVAL_POLICIES)}{suggest(policy, REMOVAL_POLICIES)}",
             )
-        if self.policy != "NO" and self.wait_cycles < 1:
+        if policy != "NO" and self.wait_cycles < 1:
             return (
                 "wait_cycles",
                 "removal needs at least one cycle without demand (missing data never counts)",
@@ -118,6 +118,9 @@ class Removal:
         if self.margin < 0:
             return "margin", "cannot be negative"
         return None
+
+    def settle(self) -> None:
+        self.policy = self.policy.upper()
 
 
 @dataclass
@@ -131,7 +134,7 @@ class Overflow:
 
     def check(self) -> tuple[str, str] | None:
         try:
-            self.after_s = duration_s(self.after)
+            duration_s(self.after)
         except ValueError as exc:
             return "after", str(exc)
         if self.sites != "any":
@@ -145,6 +148,9 @@ class Overflow:
         if self.max_per_home_site < 0:
             return "max_per_home_site", "cannot be negative"
         return None
+
+    def settle(self) -> None:
+        self.after_s = duration_s(self.after)
 
     def targets(self, home: str, known_sites: set[str]) -> list[str]:
         if self.sites == "any":
@@ -197,11 +203,13 @@ class GroupConfig:
                 return "match_attrs", f"{name!r} is not an attribute name"
         if self.ramp_up_attenuation < 1:
             return "ramp_up_attenuation", "must be at least 1"
+        return None
+
+    def settle(self) -> None:
         own, _target = classads.references(self.match_expr)
         self.job_refs = (
             sorted(set(self.match_attrs) | own) if not self.match_attrs else list(self.match_attrs)
         )
-        return None
 
 
 @dataclass

@@ -10,6 +10,9 @@ from typing import Any
 from frontend.config import duration_s
 from updraft.core.configfile import build_model, load_model
 
+#: a site model's times, given as durations ("20m") or seconds
+DURATIONS = ("queue_wait_s", "startup_s", "failed_hold_s", "walltime_s", "idle_timeout_s")
+
 
 @dataclass
 class SiteModel:
@@ -35,16 +38,21 @@ class SiteModel:
             return "pilot_cores", "must be at least 1"
         if not 0 <= self.validation_failure_rate <= 1:
             return "validation_failure_rate", "must be between 0 and 1"
-        for name in ("queue_wait_s", "startup_s", "failed_hold_s", "walltime_s", "idle_timeout_s"):
+        for name in DURATIONS:
             try:
-                setattr(self, name, duration_s(getattr(self, name)))
+                duration_s(getattr(self, name))
             except ValueError as exc:
                 return name, str(exc)
         try:
-            self.downtimes = [[duration_s(a), duration_s(b)] for a, b in self.downtimes]
+            [[duration_s(a), duration_s(b)] for a, b in self.downtimes]
         except (ValueError, TypeError):
             return "downtimes", "expected [[from, to], ...] durations"
         return None
+
+    def settle(self) -> None:
+        for name in DURATIONS:
+            setattr(self, name, duration_s(getattr(self, name)))
+        self.downtimes = [[duration_s(a), duration_s(b)] for a, b in self.downtimes]
 
 
 @dataclass
@@ -99,7 +107,7 @@ class Batch:
         if self.runtime not in ("exponential", "fixed", "uniform"):
             return "runtime", "exponential, fixed or uniform"
         try:
-            self.runtime_s = duration_s(self.runtime_s)
+            duration_s(self.runtime_s)
         except ValueError as exc:
             return "runtime_s", str(exc)
         spec = self.desired_sites
@@ -110,6 +118,9 @@ class Batch:
         ):
             return "desired_sites", 'expected "any", a list of sites or {random: k, choices: n}'
         return None
+
+    def settle(self) -> None:
+        self.runtime_s = duration_s(self.runtime_s)
 
 
 @dataclass

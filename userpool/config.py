@@ -1,7 +1,8 @@
 """The pool's knobs: one typed model, each with its unit and the HTCondor knob it mirrors.
 
-Read from ``$UPDRAFT_HOME/pool.yaml`` when present; command-line options override it.
-Unknown keys are refused with a suggestion, like every Updraft config file.
+Read from ``$UPDRAFT_HOME/pool.yaml`` when present, by the loader every Updraft config file
+goes through (updraft.core.configfile: unknown keys refused with file:line and a suggestion,
+types checked); command-line options override it.
 """
 
 from __future__ import annotations
@@ -11,10 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from updraft.core import protocol
-from updraft.core.configfile import ConfigError, check_keys, line_of
+from updraft.core.configfile import ConfigError, load_model
 
 
 @dataclass
@@ -29,8 +28,9 @@ class MonitorConfig:
 
 
 @dataclass
-class PoolConfig:
-    home: Path
+class PoolSettings:
+    """The knobs of pool.yaml (updraft pool's options override them)."""
+
     host: str = "127.0.0.1"
     port: int = 9618
     #: serve HTTPS with a CA and server certificate generated into home/tls
@@ -109,6 +109,21 @@ class PoolConfig:
     #: token subject -> local account (userpool/identities.py); relative to the home
     identity_map: str = "identity.map"
 
+    def check(self) -> tuple[str, str] | None:
+        if self.synchronous.upper() not in SYNCHRONOUS:
+            return "synchronous", f"must be one of {', '.join(SYNCHRONOUS)}"
+        return None
+
+    def settle(self) -> None:
+        self.synchronous = self.synchronous.upper()
+
+
+@dataclass
+class PoolConfig(PoolSettings):
+    """The settings and where the pool lives (its home: state, keys, spool, pool.yaml)."""
+
+    home: Path = Path(".")
+
     @property
     def state_dir(self) -> Path:
         return self.home / "state"
@@ -138,55 +153,19 @@ class PoolConfig:
         return self.home / "keys" / "signing.key"
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(PoolConfig) if f.name != "home"}
-#: knobs that are sections of their own: name -> the dataclass of the section
-_SECTIONS: dict[str, Any] = {"monitor": MonitorConfig}
-
-
-def _check_type(path: Path, text: str, key: str, expected: Any, value: Any) -> None:
-    if (expected in ("int", "float") and not isinstance(value, (int, float))) or (
-        expected == "bool" and not isinstance(value, bool)
-    ):
-        raise ConfigError(path, line_of(text, key), key, f"expected {expected}, got {value!r}")
-
-
-def _section(path: Path, text: str, key: str, value: Any) -> Any:
-    """A nested section (``monitor:``) checked key by key into its dataclass."""
-    kind = _SECTIONS[key]
-    if not isinstance(value, dict):
-        raise ConfigError(path, line_of(text, key), key, "expected a mapping of knob: value")
-    fields = {f.name: f for f in dataclasses.fields(kind)}
-    check_keys(path, text, value, fields, f"{key}.")
-    for name, item in value.items():
-        _check_type(path, text, name, fields[name].type, item)
-    return kind(**value)
+SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
 def load_pool_config(home: Path, overrides: dict[str, Any] | None = None) -> PoolConfig:
-    """The config for ``home``: pool.yaml if it exists, then ``overrides`` (command line)."""
-    values: dict[str, Any] = {}
+    """The config for ``home``: pool.yaml if it exists (read as every Updraft config file is,
+    file:line for every mistake), then ``overrides`` (the command line)."""
     path = home / "pool.yaml"
-    if path.exists():
-        text = path.read_text()
-        try:
-            loaded = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise ConfigError(path, (mark.line + 1) if mark else None, "", f"not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(path, 1, "", "expected a mapping of knob: value")
-        check_keys(path, text, loaded, _FIELDS, "")
-        for key, value in loaded.items():
-            if key in _SECTIONS:
-                loaded[key] = _section(path, text, key, value)
-            else:
-                _check_type(path, text, key, _FIELDS[key].type, value)
-        values.update(loaded)
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            values[key] = value
+    settings = load_model(PoolSettings, path)[0] if path.exists() else PoolSettings()
+    values = {knob.name: getattr(settings, knob.name) for knob in dataclasses.fields(PoolSettings)}
+    values.update({key: value for key, value in (overrides or {}).items() if value is not None})
     config = PoolConfig(home=home, **values)
-    config.synchronous = config.synchronous.upper()
-    if config.synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-        raise ConfigError(path, None, "synchronous", "must be one of OFF, NORMAL, FULL, EXTRA")
+    problem = config.check()
+    if problem:
+        raise ConfigError(path, None, *problem)
+    config.settle()
     return config

@@ -177,12 +177,15 @@ def build_model(cls: type, data: Any, where: FieldPath, source: Source) -> Any:
         instance = cls(**values)
     except (TypeError, ValueError) as exc:
         raise source.error(where, str(exc)) from None
-    check = getattr(instance, "check", None)
+    check = getattr(instance, "check", None)  # says what is wrong, (field, message), changes nothing
     if callable(check):
         problem = check()
         if problem:
-            field_name, message = problem if isinstance(problem, tuple) else ("", problem)
+            field_name, message = problem
             raise source.error((*where, field_name) if field_name else where, message)
+    settle = getattr(instance, "settle", None)  # then the values derived from checked ones
+    if callable(settle):
+        settle()
     return instance
 
 

@@ -22,6 +22,7 @@ from updraft.core import classads
 def group(**changes: object) -> GroupConfig:
     made = GroupConfig(name="g", **{"ramp_up_attenuation": 1.0, **changes})
     assert made.check() is None
+    made.settle()  # what the loader does after the check: the attributes the group reads
     return made
 
 

@@ -32,5 +32,11 @@ def test_a_section_refuses_unknown_keys_with_their_line(tmp_path: Path) -> None:
         load_pool_config(tmp_path)
     assert "public" in str(caught.value)
     (tmp_path / "pool.yaml").write_text("monitor:\n  public: maybe\n")
-    with pytest.raises(ConfigError, match="expected bool"):
+    with pytest.raises(ConfigError, match=r"pool.yaml:2: monitor.public: expected true or false"):
         load_pool_config(tmp_path)
+
+
+def test_the_command_line_is_checked_as_the_file_is(tmp_path: Path) -> None:
+    assert load_pool_config(tmp_path, {"synchronous": "normal"}).synchronous == "NORMAL"
+    with pytest.raises(ConfigError, match="synchronous: must be one of OFF, NORMAL, FULL, EXTRA"):
+        load_pool_config(tmp_path, {"synchronous": "sometimes"})
