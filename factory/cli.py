@@ -21,7 +21,14 @@ from factory.config import ConfigError, FactoryConfig, load_factory_config
 from factory.journal import Journal
 from updraft.core.errors import UpdraftError, UsageError
 from updraft.core.tables import render_table
-from updraft.service import read_json, service_verbs, setup_logging, signal_reload
+from updraft.service import (
+    duration_seconds,
+    parse_when,
+    read_json,
+    service_verbs,
+    setup_logging,
+    signal_reload,
+)
 
 CONFIG_ENV = "UPDRAFT_FACTORY_CONFIG"
 
@@ -306,36 +313,6 @@ def _live_output(
 
 
 # -- downtimes --------------------------------------------------------------------------------
-def _parse_time(text: str | None, default: float | None) -> float | None:
-    if not text:
-        return default
-    if text == "now":
-        return time.time()
-    if text.startswith("+"):
-        return time.time() + _seconds(text[1:])
-    for pattern in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d"):
-        try:
-            return time.mktime(time.strptime(text, pattern))
-        except ValueError:
-            continue
-    try:
-        return float(text)
-    except ValueError:
-        raise UsageError(
-            f"cannot read the time {text!r}: use now, +2h, 2026-12-01 08:00 or epoch seconds"
-        ) from None
-
-
-def _seconds(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    try:
-        if text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
-    except (ValueError, IndexError):
-        raise UsageError(f"cannot read the duration {text!r}: use e.g. 90m, 2h, 1d") from None
-
-
 def cmd_downtime_add(args: argparse.Namespace) -> int:
     state_dir, config = _state(args)
     scopes = [(s, t) for s, t in (("entry", args.entry), ("frontend", args.frontend)) if t]
@@ -350,11 +327,11 @@ def cmd_downtime_add(args: argparse.Namespace) -> int:
         raise UsageError(
             f"no entry {target!r} in the factory's config{suggest(target, [e.name for e in config.entries])}"
         )
-    start = _parse_time(args.start, time.time())
+    start = parse_when(args.start, time.time())
     end = (
-        _parse_time(args.end, None)
+        parse_when(args.end, None)
         if args.end
-        else (start + _seconds(args.duration) if args.duration else None)
+        else (start + duration_seconds(args.duration) if args.duration else None)
     )
     if end is not None and start is not None and end <= start:
         raise UsageError("the downtime ends before it starts")

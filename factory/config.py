@@ -22,10 +22,16 @@ REMOVE_POLICIES = ("NO", "WAIT", "IDLE", "ALL")
 
 @dataclass
 class Limits:
-    """How many glideins may exist at once (0: no limit)."""
+    """How many glideins may exist at once (0: no limit).
 
-    max_glideins: int = 0  # queued + running + held
-    max_idle: int = 0  # queued at the site
+    As in glideinWMS, ``max_glideins`` counts glideins idle (unsubmitted or queued) and
+    running, not held ones; held glideins have ``max_held`` of their own.  Updraft also
+    counts glideins it has asked the site to remove until they are gone, so a slow site
+    cannot be flooded while it catches up.
+    """
+
+    max_glideins: int = 0  # idle + running (+ being removed)
+    max_idle: int = 0  # unsubmitted + queued at the site
     max_held: int = 0
 
     def check(self) -> tuple[str, str] | None:
@@ -35,14 +41,30 @@ class Limits:
         return None
 
 
+def entry_limits() -> Limits:
+    """glideinWMS's <per_entry glideins="10000" idle="2000" held="1000"/>."""
+    return Limits(10000, 2000, 1000)
+
+
+def default_frontend_limits() -> Limits:
+    """glideinWMS's <default_per_frontend glideins="5000" idle="100" held="50"/>."""
+    return Limits(5000, 100, 50)
+
+
 @dataclass
 class Pacing:
+    """glideinWMS's <submit cluster_size max_per_cycle>, <remove max_per_cycle>, <release max_per_cycle>."""
+
     cluster_size: int = 10  # glideins per submission call to the site
-    max_per_cycle: int = 50  # glideins submitted per entry per cycle
+    max_per_cycle: int = 100  # glideins submitted per request (entry and client) per cycle
+    remove_max_per_cycle: int = 5  # excess glideins removed per request per cycle
+    release_max_per_cycle: int = 20  # held glideins released per entry per cycle
 
     def check(self) -> tuple[str, str] | None:
         if self.cluster_size < 1 or self.max_per_cycle < 1:
             return "", "cluster_size and max_per_cycle must be at least 1"
+        if self.remove_max_per_cycle < 1 or self.release_max_per_cycle < 1:
+            return "", "remove_max_per_cycle and release_max_per_cycle must be at least 1"
         return None
 
 
@@ -59,11 +81,60 @@ class StaleAges:
 
 @dataclass
 class HeldPolicy:
-    max_releases: int = 3
-    release_backoff_s: int = 60  # doubles after every release of the same glidein
-    unrecoverable: list[str] = field(
-        default_factory=lambda: ["unrecoverable", "invalid", "not authorized", "no such"]
-    )
+    """What becomes of a held glidein: glideinWMS (since 3.6.2) removes it unless its hold code is recoverable.
+
+    A recoverable one is released once it has been held NumSystemHolds x ``min_release_time_s``
+    (the count of its holds so far), at most ``max_releases`` times, at most
+    ``pacing.release_max_per_cycle`` per cycle; then it is removed.  The text patterns are
+    Updraft's extra, for sites whose holds carry no code: ``unrecoverable`` wins over
+    everything, ``recoverable`` makes a hold recoverable whatever its code.
+    """
+
+    recoverable_exitcodes: str = ""  # glideinWMS's form: "CODE [SUBCODE ...],CODE ...", e.g. "2 0 4,34"
+    max_releases: int = 10  # glideinWMS max_release_count
+    min_release_time_s: int = 300  # glideinWMS min_release_time (x the number of holds)
+    recoverable: list[str] = field(default_factory=list)  # hold reasons (substrings) to release anyway
+    unrecoverable: list[str] = field(default_factory=list)  # hold reasons (substrings) never released
+    codes: dict[int, list[int]] = field(default_factory=dict, init=False)  # parsed recoverable_exitcodes
+
+    def check(self) -> tuple[str, str] | None:
+        try:
+            parse_exitcodes(self.recoverable_exitcodes)
+        except ValueError as exc:
+            return "recoverable_exitcodes", str(exc)
+        if self.max_releases < 0 or self.min_release_time_s < 0:
+            return "", "max_releases and min_release_time_s cannot be negative"
+        return None
+
+    def settle(self) -> None:
+        self.codes = parse_exitcodes(self.recoverable_exitcodes)
+
+    def recoverable_hold(self, code: int | None, subcode: int | None, reason: str) -> bool:
+        """glideinWMS's isGlideinUnrecoverable, negated, with the text patterns around it."""
+        text = reason.lower()
+        if any(pattern.lower() in text for pattern in self.unrecoverable):
+            return False
+        if any(pattern.lower() in text for pattern in self.recoverable):
+            return True
+        if code is None or code not in self.codes:
+            return False
+        subcodes = self.codes[code]
+        return not subcodes or subcode in subcodes
+
+
+def parse_exitcodes(text: str) -> dict[int, list[int]]:
+    """ "2 0 4,34" -> {2: [0, 4], 34: []}: hold codes, each with the subcodes it is limited to."""
+    out: dict[int, list[int]] = {}
+    for part in text.split(","):
+        words = part.split()
+        if not words:
+            continue
+        try:
+            numbers = [int(word) for word in words]
+        except ValueError:
+            raise ValueError(f"{part.strip()!r}: expected a hold code and its subcodes, as numbers") from None
+        out[numbers[0]] = numbers[1:]
+    return out
 
 
 @dataclass
@@ -103,7 +174,7 @@ class EntryConfig:
     start_expr: str = "true"
     submit_extras: str = ""  # jinja2 over the entry's attributes: RSL, xRSL, JDL or sbatch options
     allowed_frontends: list[str] = field(default_factory=list)  # frontend names, or "*"
-    limits: Limits = field(default_factory=Limits)
+    limits: Limits = field(default_factory=entry_limits)  # glideinWMS <per_entry>
     frontend_limits: dict[str, Limits] = field(default_factory=dict)  # per frontend name, or "default"
     pacing: Pacing = field(default_factory=Pacing)
     stale: StaleAges = field(default_factory=StaleAges)
@@ -135,10 +206,15 @@ class EntryConfig:
         return "*" in self.allowed_frontends or frontend in self.allowed_frontends
 
     def limits_for(self, frontend: str, factory_defaults: dict[str, Limits]) -> Limits:
+        """One frontend's limits at this entry, over all its groups (glideinWMS's per_frontend)."""
         for table in (self.frontend_limits, factory_defaults):
             if frontend in table:
                 return table[frontend]
-        return self.frontend_limits.get("default") or factory_defaults.get("default") or Limits()
+        return (
+            self.frontend_limits.get("default")
+            or factory_defaults.get("default")
+            or default_frontend_limits()
+        )
 
 
 @dataclass

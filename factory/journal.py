@@ -43,7 +43,9 @@ CREATE TABLE IF NOT EXISTS glideins (
     cleaned INTEGER NOT NULL DEFAULT 0,
     lease_until REAL,
     credential TEXT NOT NULL DEFAULT '',
-    record TEXT
+    record TEXT,
+    hold_code INTEGER,
+    hold_subcode INTEGER
 );
 CREATE INDEX IF NOT EXISTS glideins_live ON glideins (state, entry);
 CREATE TABLE IF NOT EXISTS downtimes (
@@ -81,6 +83,8 @@ class Glidein:
     lease_until: float | None
     credential: str
     record: dict[str, Any] | None
+    hold_code: int | None = None  # HTCondor's HoldReasonCode for the site's hold, where one applies
+    hold_subcode: int | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Glidein:
@@ -89,6 +93,7 @@ class Glidein:
             row["native"], row["reason"], row["created"], row["submitted"], row["started"], row["ended"], row["changed"],
             row["remove_requested"], row["releases"], row["last_release"], row["missing_since"], bool(row["cleaned"]),
             row["lease_until"], row["credential"], json.loads(row["record"]) if row["record"] else None,
+            row["hold_code"], row["hold_subcode"],
         )  # fmt: skip
 
     @property
@@ -134,6 +139,10 @@ class Journal:
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA busy_timeout=10000")
         self.db.executescript(SCHEMA)
+        columns = {row["name"] for row in self.db.execute("PRAGMA table_info(glideins)")}
+        for name in ("hold_code", "hold_subcode"):  # journals written before hold codes were kept
+            if name not in columns:
+                self.db.execute(f"ALTER TABLE glideins ADD COLUMN {name} INTEGER")
 
     @_locked
     def close(self) -> None:
@@ -240,9 +249,17 @@ class Journal:
         native: str = "",
         reason: str = "",
         now: float | None = None,
+        hold: tuple[int | None, int | None] = (None, None),
     ) -> bool:
         """Apply a site report; stale ones (backwards) and repeats change nothing.  True if it moved."""
         now = now if now is not None else time.time()
+        if state == GlideinState.HELD and hold != (glidein.hold_code, glidein.hold_subcode):
+            with self.db:
+                self.db.execute(
+                    "UPDATE glideins SET hold_code = ?, hold_subcode = ? WHERE glidein_id = ?",
+                    (*hold, glidein.glidein_id),
+                )
+            glidein.hold_code, glidein.hold_subcode = hold
         if state == glidein.state:
             if native and native != glidein.native:
                 with self.db:

@@ -358,34 +358,64 @@ class Factory(ServiceLoop):
         for states in counts.values():
             entry_counts = entry_counts.add(Counts.from_states(states))
         clients = {client for (_, client) in counts} | {c for (e, c) in (requests or {}) if e == entry.name}
-        budget = entry.pacing.max_per_cycle
+        per_frontend: dict[str, Counts] = {}  # glideinWMS keys its per-frontend limits by frontend, not group
+        for (_, client), states in counts.items():
+            name = client.split(".", 1)[0]
+            per_frontend[name] = per_frontend.get(name, Counts()).add(Counts.from_states(states))
+        slots: dict[str, bool] | None = None  # glidein id -> its pilot runs a job (read when needed)
         staged = Staged(self.pilot, checks, self.staging_url, config.pool.pilot_url or self.client.url)
         for client in sorted(clients):
             request = requests.get((entry.name, client)) if requests is not None else None
             frontend = request.frontend if request else client.split(".", 1)[0]
             held_back = self._held_back(entry, client, now, health)
             client_counts = Counts.from_states(counts.get((entry.name, client), {}))
+            frontend_counts = per_frontend.setdefault(client.split(".", 1)[0], Counts())
             decided = plan(
                 request,
                 client_counts,
+                frontend_counts,
                 entry_counts,
                 entry.limits,
                 entry.limits_for(frontend, config.frontend_limits),
-                budget,
+                entry.pacing,
                 held_back,
             )
             health.reasons[client] = decided.reasons
             if decided.removals:
-                remove_excess(ctx, client, decided, now)
+                if decided.remove_running and slots is None:
+                    slots = self._busy_glideins(entry)
+                remove_excess(ctx, client, decided, now, slots)
             if decided.submit and request is not None:
                 result = submit(ctx, request, decided.submit, staged, proxy_id)
-                budget -= result.submitted + result.in_doubt
                 entry_counts.unsubmitted += result.submitted + result.in_doubt
+                frontend_counts.unsubmitted += result.submitted + result.in_doubt
                 if result.problem:
                     health.failed_submission(result.problem, now, config.cycle_s)
                     decided.reasons.append(result.problem)
                 elif result.submitted:
                     health.good_submission()
+
+    def _busy_glideins(self, entry: EntryConfig) -> dict[str, bool] | None:
+        """Glidein id -> whether its pilot runs a job, from the slots in the pool (None: cannot tell)."""
+        constraint = (
+            f"{protocol.ATTR_GLIDEIN_FACTORY} == {protocol.quote(self.config.name)}"
+            f" && {protocol.ATTR_GLIDEIN_ENTRY} == {protocol.quote(entry.name)}"
+        )
+        try:
+            ads = self.client.query_ads(
+                protocol.AdType.Slot.value, constraint, [protocol.ATTR_GLIDEIN_ID, "State"]
+            )
+        except (PoolUnreachable, ClientError) as exc:
+            log.warning(
+                "%s: cannot tell idle pilots from busy ones (%s): no running glidein removed", entry.name, exc
+            )
+            return None
+        busy: dict[str, bool] = {}
+        for texts in ads:
+            glidein = str(protocol.ad_value(texts, protocol.ATTR_GLIDEIN_ID, "") or "")
+            if glidein:
+                busy[glidein] = busy.get(glidein, False) or protocol.ad_value(texts, "State", "") == "Claimed"
+        return busy
 
     def _held_back(self, entry: EntryConfig, client: str, now: float, health: EntryHealth) -> str | None:
         """Why no glidein may be submitted now (downtime, disabled, back-off), or None."""

@@ -74,6 +74,7 @@ def read_requests(
                 idle_lifetime_s=max(0, int(protocol.ad_value(texts, protocol.ATTR_REQ_IDLE_LIFETIME, 0))),
                 params=params,
                 token=token,
+                remove_busy=protocol.ad_value(texts, protocol.ATTR_REQ_REMOVE_BUSY, False) is True,
             )
         except (TypeError, ValueError) as exc:
             rejected.append(Rejected(name, f"unreadable numbers: {exc}"))

@@ -111,6 +111,7 @@ def render(spec: StartupSpec) -> str:
         spec.factory, spec.entry, spec.client, spec.params, spec.pool_url, spec.checks, spec.lease_until
     )
     settings["work_dir"] = ""  # set on the command line
+    settings["glidein_id"] = spec.glidein_id
     text = json.dumps(settings, indent=1, sort_keys=True)
     return environment().get_template("glidein_startup.sh.j2").render(
         glidein_id=spec.glidein_id, entry=spec.entry.name, site=spec.entry.site, factory=spec.factory.name,

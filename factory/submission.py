@@ -133,15 +133,30 @@ def _script(ctx: EntryContext, glidein_id: str, request: Request, staged: Staged
     )  # fmt: skip
 
 
-def remove_excess(ctx: EntryContext, client: str, plan: Plan, now: float) -> None:
-    """Unsubmitted first, then idle at the site, then running: newest first in each."""
+def remove_excess(
+    ctx: EntryContext, client: str, plan: Plan, now: float, busy: dict[str, bool] | None = None
+) -> None:
+    """Unsubmitted, then queued, then running and held glideins, newest first in each.
+
+    Among running ones, ``busy`` (glidein id -> its pilot runs a job, from the pool) decides:
+    those whose pilot is idle go first, then those with no slot in the pool yet; one running a
+    job only when the request says so (``plan.remove_busy``).  Without ``busy`` (the pool could
+    not be asked) no running glidein is removed unless busy ones may go anyway.
+    """
     live = [g for g in ctx.journal.live(ctx.name) if g.client == client and not g.remove_requested]
     live.sort(key=lambda g: g.created, reverse=True)
-    for states, wanted in (
-        ((GlideinState.UNSUBMITTED,), plan.remove_unsubmitted),
-        ((GlideinState.QUEUED,), plan.remove_idle),
-        ((GlideinState.RUNNING, GlideinState.HELD), plan.remove_running),
+    running = [g for g in live if g.state == GlideinState.RUNNING]
+    if busy is None:
+        running = running if plan.remove_busy else []
+    else:
+        rank = {False: 0, None: 1, True: 2}  # idle pilot, not registered, running a job
+        running = [g for g in running if plan.remove_busy or not busy.get(g.glidein_id, False)]
+        running.sort(key=lambda g: rank[busy.get(g.glidein_id)])
+    for chosen, why in (
+        ([g for g in live if g.state == GlideinState.UNSUBMITTED][: plan.remove_unsubmitted], "unsubmitted"),
+        ([g for g in live if g.state == GlideinState.QUEUED][: plan.remove_idle], "queued"),
+        (running[: plan.remove_running], "running"),
+        ([g for g in live if g.state == GlideinState.HELD][: plan.remove_held], "held"),
     ):
-        chosen = [g for g in live if g.state in states][:wanted]
         if chosen:
-            cancel(ctx, chosen, f"excess: the frontend asked for fewer ({client})", now)
+            cancel(ctx, chosen, f"excess ({why}): the frontend asked for fewer ({client})", now)

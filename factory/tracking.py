@@ -8,7 +8,6 @@ should be; that is the plan's job (limits.py, submission.py).
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,8 +118,9 @@ def poll(ctx: EntryContext, now: float) -> None:
     for glidein in live:
         answer = answers.get(glidein.site_id or "")
         if answer is not None:
+            hold = (answer.hold_code, answer.hold_subcode)
             if (
-                ctx.journal.move(glidein, answer.state, answer.native, answer.reason, now)
+                ctx.journal.move(glidein, answer.state, answer.native, answer.reason, now, hold)
                 and answer.state in TERMINAL
             ):
                 ctx.count("ended")
@@ -181,25 +181,42 @@ def _safe_output(ctx: EntryContext, glidein: Glidein) -> GlideinOutput | None:
 
 # -- held glideins ----------------------------------------------------------------------------
 def handle_held(ctx: EntryContext, now: float) -> None:
+    """glideinWMS's sanitizeGlideins for held glideins: remove the unrecoverable, release the others slowly.
+
+    A hold is recoverable only if its code (and subcode) is in ``held.recoverable_exitcodes``
+    or its reason matches ``held.recoverable`` (and not ``held.unrecoverable``).  A recoverable
+    glidein held for the n-th time is released after n x ``min_release_time_s`` held, until it
+    has been held more than ``max_releases`` times; at most ``release_max_per_cycle`` per cycle.
+    """
     policy = ctx.entry.held
-    patterns = [re.compile(re.escape(text), re.IGNORECASE) for text in policy.unrecoverable]
     to_release: list[Glidein] = []
     to_remove: list[tuple[Glidein, str]] = []
     for glidein in ctx.journal.live(ctx.name):
         if glidein.state != GlideinState.HELD or glidein.remove_requested or not glidein.site_id:
             continue
         why = glidein.reason or glidein.native
-        if any(pattern.search(why) for pattern in patterns):
-            to_remove.append((glidein, f"held, unrecoverable: {why}"))
-        elif glidein.releases >= policy.max_releases:
-            to_remove.append((glidein, f"held again after {glidein.releases} release(s): {why}"))
-        elif now - glidein.last_release >= policy.release_backoff_s * (2**glidein.releases):
+        code = (
+            ""
+            if glidein.hold_code is None
+            else f" (hold code {glidein.hold_code}/{glidein.hold_subcode or 0})"
+        )
+        holds = glidein.releases + 1
+        if not policy.recoverable_hold(glidein.hold_code, glidein.hold_subcode, why):
+            to_remove.append((glidein, f"held, unrecoverable{code}: {why}"))
+        elif holds > policy.max_releases:
+            to_remove.append(
+                (glidein, f"held {holds} times (max_releases {policy.max_releases}){code}: {why}")
+            )
+        elif now - glidein.changed >= holds * policy.min_release_time_s:
             to_release.append(glidein)
+    to_release = to_release[: ctx.entry.pacing.release_max_per_cycle]
     if to_release:
         answers = ctx.adapter.release([g.site_id for g in to_release if g.site_id])
         for glidein in to_release:
             ctx.journal.set(glidein.glidein_id, releases=glidein.releases + 1, last_release=now)
             if answers.get(glidein.site_id or ""):
+                # idle again: a new hold starts its own clock (HTCondor's EnteredCurrentStatus)
+                ctx.journal.move(glidein, GlideinState.QUEUED, "released", now=now)
                 ctx.count("released")
     for glidein, why in to_remove:
         cancel(ctx, [glidein], why, now)

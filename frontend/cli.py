@@ -138,7 +138,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
             counts, decision = record["counts"], record["decision"]
             rows.append([
                 entry_name + (" (down)" if record["down"] else ""), record["site"], f"{counts['idle_jobs']:g}", f"{counts['old_idle_jobs']:g}",
-                f"{counts['running_jobs']:g}", counts["glideins_queued"] + counts["idle_slots"], counts["glideins_running"],
+                f"{counts['running_jobs']:g}", counts["glideins_queued"], counts["idle_slots"],
+                counts["idle_slots"] + counts["busy_slots"] + counts.get("other_slots", 0),
                 counts["failed_pilots"], decision["idle"], decision["max_run"], record["quiet_cycles"], _limits_text(decision),
             ])  # fmt: skip
         headers = [
@@ -147,15 +148,16 @@ def cmd_explain(args: argparse.Namespace) -> int:
             "IDLE JOBS",
             "OLD IDLE",
             "RUNNING",
-            "IDLE PILOTS",
-            "GLIDEINS RUN",
+            "QUEUED",
+            "IDLE SLOTS",
+            "SLOTS",
             "FAILED",
             "REQ IDLE",
             "MAX RUN",
             "QUIET",
             "LIMITS / CURBS",
         ]
-        print(render_table(headers, rows, right=tuple(range(2, 11))))
+        print(render_table(headers, rows, right=tuple(range(2, 12))))
         if args.entry:
             for entry_name, record in entries.items():
                 decision = record["decision"]
@@ -163,6 +165,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
                 for step in decision["steps"]:
                     print(f"    {step}")
                 print("    headroom: " + ", ".join(f"{k} {v}" for k, v in decision["headroom"].items()))
+                removal = decision.get("removal") or {}
+                if removal:
+                    print(
+                        f"    removal: sends {decision['remove']} (margin {decision['margin']}); cycles without idle jobs {removal.get('idle0', 0)}, "
+                        f"without a slot in use {removal.get('glideempty', 0)}, without a slot {removal.get('glidetotal0', 0)}"
+                    )  # fmt: skip
                 for kind, table in (("limit", decision["limits"]), ("curb", decision["curbs"])):
                     for key, value in table.items():
                         print(f"    {kind} {key}: {value}")
@@ -197,10 +205,17 @@ def explain_job(config: FrontendConfig, job_id: str, only_group: str | None) -> 
         for entry in entries:
             why = _why_not(group, entry, job_ad, cpus)
             (refused if why else matched).append((entry, why))
-        usable = [e for e, _ in matched if not e.down]
+        ignore_down = (
+            config.ignore_down_entries if group.ignore_down_entries is None else group.ignore_down_entries
+        )
+        usable = [e for e, _ in matched if not (ignore_down and e.down)]
         print(
             f"\ngroup {group.name}: matches {len(matched)} entr{'y' if len(matched) == 1 else 'ies'}"
-            + (f", counts 1/{len(usable)} to each of those up" if usable else "")
+            + (
+                f", counts 1/{len(usable)} to each" + (" of those up" if ignore_down else "")
+                if usable
+                else ""
+            )
         )
         for entry, _ in matched:
             print(
@@ -231,6 +246,43 @@ def _why_not(group: GroupConfig, entry: Any, job_ad: Any, cpus: int) -> str:
             ]
             return f"{clause} is not true  [{', '.join(values)}]"
     return f"match_expr is not true ({group.match_expr})"
+
+
+# -- downtime -----------------------------------------------------------------------------------
+def cmd_downtime(args: argparse.Namespace) -> int:
+    from frontend.downtime import add_downtime, end_downtime, read_downtimes
+    from frontend.loop import downtimes_path
+    from updraft.service import parse_when
+
+    config = _config(args)
+    path = downtimes_path(config)
+    now = time.time()
+    if args.downtime_verb == "add":
+        start = parse_when(args.start, now) or now
+        end = parse_when(args.end, None) or 0.0
+        if end and end <= start:
+            raise UsageError("--end must be after --start")
+        made = add_downtime(path, start, end, args.comment)
+        until = time.strftime("%Y-%m-%d %H:%M", time.localtime(made.end)) if made.end else "it is ended"
+        print(f"downtime {made.id}: frontend {config.name} asks for no glideins until {until}")
+        return 0
+    if args.downtime_verb == "end":
+        try:
+            ended = end_downtime(path, args.id, now)
+        except KeyError:
+            raise UsageError(f"no downtime {args.id} (see: updraft frontend downtime list)") from None
+        print(f"downtime {ended.id} ended")
+        return 0
+    downtimes = [d for d in read_downtimes(path) if args.all or not d.end or d.end > now]
+    if args.json:
+        print(json.dumps([{**d.__dict__, "active": d.active(now)} for d in downtimes], indent=2))
+        return 0
+    stamp = lambda t: time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "-"  # noqa: E731
+    rows = [
+        [d.id, stamp(d.start), stamp(d.end), "yes" if d.active(now) else "no", d.comment] for d in downtimes
+    ]
+    print(render_table(["ID", "START", "END", "ACTIVE", "COMMENT"], rows))
+    return 0
 
 
 # -- simulate -----------------------------------------------------------------------------------
@@ -292,6 +344,21 @@ def add_commands(nouns: Any) -> None:
         "--dry-run", action="store_true", help="compute a cycle now instead of reading the last one"
     )
     explain.add_argument("--json", action="store_true")
+    downtime = verbs.add_parser("downtime", help="the frontend's own downtime: ask every entry for nothing")
+    downtime_verbs = downtime.add_subparsers(dest="downtime_verb", required=True)
+    add = downtime_verbs.add_parser("add", help="declare a downtime")
+    add.add_argument("--config", "-c")
+    add.add_argument("--start", help="now (default), +1h, '2026-12-01 08:00' or epoch seconds")
+    add.add_argument("--end", help="when it ends (default: until 'downtime end')")
+    add.add_argument("--comment", default="")
+    listing = downtime_verbs.add_parser("list", help="current and future downtimes")
+    listing.add_argument("--config", "-c")
+    listing.add_argument("--all", action="store_true", help="past ones too")
+    listing.add_argument("--json", action="store_true")
+    end = downtime_verbs.add_parser("end", help="end a downtime now")
+    end.add_argument("--config", "-c")
+    end.add_argument("id", type=int)
+    downtime.set_defaults(func=cmd_downtime)
     simulate = verbs.add_parser(
         "simulate", help="run the request policy against simulated sites on a virtual clock"
     )

@@ -1,12 +1,15 @@
 """The frontend's YAML config: groups, their matching, limits, removal and overflow.
 
-Every number glideinWMS hard-codes is a knob here, with glideinWMS's default as ours
-(frontend.xml: idle_glideins_per_entry max 100 reserve 5; idle_vms_per_entry max 100 curb
-5; idle_vms_total max 1000 curb 200; running_glideins_per_entry max 10000 min 0
-relative_to_queue 1.15; running_glideins_total max 100000 curb 90000; the same two
-totals over all groups; ramp_up_attenuation 3; old idle after 10 minutes).  One
-exception, on purpose: removal waits ``wait_cycles: 3`` cycles without demand (glideinWMS:
-0), because removing on one bad reading once drained a whole pool.
+Every number glideinWMS hard-codes or defaults is a knob here, with glideinWMS's default as
+ours (frontend.xml: idle_glideins_per_entry max 100 reserve 5; idle_vms_per_entry max 100
+curb 5; idle_vms_total max 1000 curb 200; running_glideins_per_entry max 10000 min 0
+relative_to_queue 1.15; running_glideins_total max 100000 curb 90000; the frontend's totals
+and the pool-wide ``*_global`` totals with the same numbers; ramp_up_attenuation 3; old idle
+after 10 minutes; ignore_down_entries false).  glideinWMS's ``idle_vms_*`` are called
+``idle_slots_*`` here; they count registered idle slots, as there.  Deliberate differences,
+each a knob: removal of the configured type waits ``wait_cycles: 3`` cycles without demand
+(glideinWMS ``wait`` 0, i.e. one cycle), because removing on one bad reading once drained a
+whole pool; a curb of 0 is off (glideinWMS would halve always).
 
 Expressions are ClassAd text, checked here; nothing in the file is evaluated as Python.
 """
@@ -22,7 +25,7 @@ from updraft.core import classads
 from updraft.core.configfile import ConfigError, RelativePaths, load_model, suggest
 from updraft.core.errors import ExpressionError
 
-REMOVAL_POLICIES = ("NO", "WAIT", "IDLE", "ALL")
+REMOVAL_POLICIES = ("NO", "WAIT", "IDLE", "ALL", "DISABLE")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -54,7 +57,7 @@ class IdleGlideinsPerEntry:
 
     max: int = 100  # the request never asks for more
     reserve: int = 5  # extra asked for when jobs have been idle a long time (at most old idle / 3)
-    curb: int = 0  # halve the request when this many of our glideins wait in the site's queue (0: never)
+    curb: int = 0  # Updraft's own: halve the request when this many of our glideins wait in the site's queue (0: never)
 
     def check(self) -> tuple[str, str] | None:
         if min(self.max, self.reserve, self.curb) < 0:
@@ -64,9 +67,9 @@ class IdleGlideinsPerEntry:
 
 @dataclass
 class RunningGlideinsPerEntry:
-    max: int = 10000  # our glideins at the entry, queued or running: no more requests beyond this
-    min: int = 0  # the running maximum never goes below this, even with an empty queue
-    relative_to_queue: float = 1.15  # max running = (idle jobs - idle pilots + running jobs) x this + 1
+    max: int = 10000  # the group's slots registered at the entry: no more requests beyond this
+    min: int = 0  # a floor of idle jobs assumed at the entry: keeps a warm pool even with an empty queue
+    relative_to_queue: float = 1.15  # max running = (idle jobs - idle slots + running jobs) x this + 1
 
     def check(self) -> tuple[str, str] | None:
         if self.max < 0 or self.min < 0:
@@ -83,25 +86,34 @@ class GroupLimits:
     idle_glideins_per_entry: IdleGlideinsPerEntry = field(default_factory=IdleGlideinsPerEntry)
     idle_slots_per_entry: MaxCurb = field(
         default_factory=lambda: MaxCurb(100, 5)
-    )  # idle pilots: queued + idle in the pool
+    )  # registered idle slots of the group at the entry (glideinWMS idle_vms_per_entry)
     idle_slots_total: MaxCurb = field(default_factory=lambda: MaxCurb(1000, 200))
     running_glideins_per_entry: RunningGlideinsPerEntry = field(default_factory=RunningGlideinsPerEntry)
     running_glideins_total: MaxCurb = field(default_factory=lambda: MaxCurb(100000, 90000))
 
 
 @dataclass
-class GlobalLimits:
-    """Over every group of this frontend."""
+class FrontendLimits:
+    """Over every group of this frontend, and (``*_global``) over every slot in the pool."""
 
     idle_slots_total: MaxCurb = field(default_factory=lambda: MaxCurb(1000, 200))
     running_glideins_total: MaxCurb = field(default_factory=lambda: MaxCurb(100000, 90000))
+    idle_slots_total_global: MaxCurb = field(default_factory=lambda: MaxCurb(1000, 200))
+    running_glideins_total_global: MaxCurb = field(default_factory=lambda: MaxCurb(100000, 90000))
 
 
 @dataclass
 class Removal:
-    policy: str = "NO"  # NO | WAIT (unsubmitted) | IDLE (also queued at the site) | ALL (also running)
-    wait_cycles: int = 3  # consecutive cycles without demand, with complete data, before asking
-    margin: int = 0  # glideins kept on top of what the queue needs
+    """glideinWMS's glideins_removal: type, wait, requests_tracking, margin; plus the automatic levels."""
+
+    policy: str = "NO"  # NO | WAIT (unsubmitted) | IDLE (also queued) | ALL (also idle pilots) | DISABLE (not even automatic)
+    wait_cycles: int = 3  # cycles without idle jobs (complete data only) before the configured type is sent
+    margin: int = 0  # glideins kept on top of the request; sent only with requests_tracking, as in glideinWMS
+    requests_tracking: bool = False  # send the configured type every cycle and let the factory compare
+    include_busy: bool = False  # ALL also removes glideins running jobs (max running 0): explicit only
+    auto_wait_after: int = 5  # automatic WAIT after more than this many cycles without idle jobs
+    auto_idle_after: int = 10  # ... IDLE when also no slot has been in use for more than this many
+    auto_all_after: int = 10  # ... ALL when also no slot has been registered for more than this many
 
     def check(self) -> tuple[str, str] | None:
         policy = self.policy.upper()
@@ -110,13 +122,17 @@ class Removal:
                 "policy",
                 f"must be one of {', '.join(REMOVAL_POLICIES)}{suggest(policy, REMOVAL_POLICIES)}",
             )
-        if policy != "NO" and self.wait_cycles < 1:
+        if policy not in ("NO", "DISABLE") and self.wait_cycles < 1:
             return (
                 "wait_cycles",
                 "removal needs at least one cycle without demand (missing data never counts)",
             )
         if self.margin < 0:
             return "margin", "cannot be negative"
+        if min(self.auto_wait_after, self.auto_idle_after, self.auto_all_after) < 0:
+            return "auto_wait_after", "the automatic removal counts cannot be negative"
+        if self.include_busy and policy != "ALL":
+            return "include_busy", "only with policy ALL"
         return None
 
     def settle(self) -> None:
@@ -190,6 +206,7 @@ class GroupConfig:
         default_factory=dict
     )  # GlideinParam<Name>: GLIDEIN_Glexec_Use, GLIDEIN_Idle_Timeout...
     overflow: Overflow | None = None
+    ignore_down_entries: bool | None = None  # None: the frontend's setting
     job_refs: list[str] = field(default_factory=list, init=False)  # the attributes the group reads from jobs
 
     def check(self) -> tuple[str, str] | None:
@@ -232,7 +249,11 @@ class FrontendConfig(RelativePaths):
     factories: list[str] = field(default_factory=list)  # factory names to use (empty: any that allows us)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = -1  # GET /metrics for Prometheus on this port (0: any free port, -1: off)
-    limits: GlobalLimits = field(default_factory=GlobalLimits)
+    limits: FrontendLimits = field(default_factory=FrontendLimits)
+    ignore_down_entries: bool = (
+        False  # glideinWMS's default: a down entry keeps its share of the jobs, asks 0
+    )
+    downtimes_file: str = ""  # the frontend's own downtimes (default: <state_dir>/downtimes.json)
     path: str = field(default="", init=False)
 
     def check(self) -> tuple[str, str] | None:
@@ -265,4 +286,4 @@ def load_frontend_config(path: Path | str) -> FrontendConfig:
     return config
 
 
-__all__ = ["ConfigError", "FrontendConfig", "GroupConfig", "load_frontend_config"]
+__all__ = ["ConfigError", "FrontendConfig", "FrontendLimits", "GroupConfig", "load_frontend_config"]

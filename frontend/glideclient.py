@@ -23,6 +23,7 @@ class PilotRequest:
     margin: int = 0
     idle_lifetime_s: int = 0  # glideins idle at the site longer than this are removed (0: the factory's)
     params: Mapping[str, str] = field(default_factory=dict)  # GlideinParam<Name>: start expr, gLExec use...
+    remove_busy: bool = False  # ALL may take glideins that run jobs (the operator asked for it)
 
 
 def glideclient_ad(
@@ -44,6 +45,7 @@ def glideclient_ad(
         protocol.ATTR_REQ_MAX_RUN: protocol.literal(int(request.max_glideins)),
         protocol.ATTR_REQ_REMOVE_EXCESS: protocol.literal(request.remove.upper()),
         protocol.ATTR_REQ_REMOVE_MARGIN: protocol.literal(int(request.margin)),
+        protocol.ATTR_REQ_REMOVE_BUSY: protocol.literal(bool(request.remove_busy)),
         protocol.ATTR_REQ_IDLE_LIFETIME: protocol.literal(int(request.idle_lifetime_s)),
     }
     for name, value in request.params.items():
@@ -79,6 +81,7 @@ def glideresource_ad(
         f"{prefix}GlideinsRunning": protocol.literal(int(counts.glideins_running)),
         f"{prefix}GlideinsHeld": protocol.literal(int(counts.glideins_held)),
         f"{prefix}PilotsIdle": protocol.literal(int(counts.idle_slots)),
+        f"{prefix}PilotsRegistered": protocol.literal(int(counts.slots)),
         f"{prefix}PilotsBusy": protocol.literal(int(counts.busy_slots)),
         f"{prefix}PilotsFailed": protocol.literal(int(counts.failed_pilots)),
         f"{prefix}RequestedIdle": protocol.literal(int(decision.idle)),

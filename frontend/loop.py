@@ -29,10 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from frontend.config import ConfigError, FrontendConfig, GroupConfig, load_frontend_config
+from frontend.downtime import DOWNTIMES_FILE, active_downtime
 from frontend.glideclient import PilotRequest, glideclient_ad, glideresource_ad
 from frontend.matching import entries_from_ads, kinds_from_summary
 from frontend.overflow import OverflowReport, overflow
 from frontend.planner import GroupData, GroupRecord, Observation, Planner
+from frontend.policy import Totals
 from updraft.core import classads, payloads, protocol
 from updraft.core.client import Client, ClientError, PoolUnreachable
 from updraft.core.metrics import Exposition, MetricsServer
@@ -50,6 +52,7 @@ class Frontend(ServiceLoop):
         self.config = config
         self.state_dir = config.resolve(config.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.downtimes_path = downtimes_path(config)
         self.client = client or service_client(
             config.pool, config.resolve, "frontend", config.name, config.query_timeout_s
         )
@@ -154,7 +157,11 @@ class Frontend(ServiceLoop):
                     except (PoolUnreachable, ClientError) as exc:
                         observation.errors[f"overflow:{group.name}"] = f"overflow skipped: {exc}"
         self._observe(observation, groups)
-        records = self.planner.plan(observation, groups, self.config.limits, reports)
+        down = active_downtime(self.downtimes_path, time.time())
+        records = self.planner.plan(
+            observation, groups, self.config.limits, reports, self.config.ignore_down_entries,
+            f"the frontend is in downtime ({down.comment or 'no comment'})" if down else "",
+        )  # fmt: skip
         self.totals["overflowed"] += sum(sum(r.widened.values()) for r in reports.values())
         if advertise:
             self._advertise(records, observation, groups)
@@ -182,9 +189,9 @@ class Frontend(ServiceLoop):
             )
             jobs[group.name] = (idle, running)
         glideins = self.executor.submit(self._ads, protocol.AdType.GlideFactoryClient.value, "")
-        slots = self.executor.submit(
-            self._ads, protocol.AdType.Slot.value, f"{protocol.ATTR_GLIDEIN_CLIENT} == {fe}",
-            [protocol.ATTR_GLIDEIN_ENTRY, protocol.ATTR_GLIDEIN_FACTORY, protocol.ATTR_GLIDEIN_CLIENT_GROUP, "State", protocol.ATTR_PILOT_STATE],
+        slots = self.executor.submit(  # every slot: the pool-wide limits count other frontends' too
+            self._ads, protocol.AdType.Slot.value, "true",
+            [protocol.ATTR_GLIDEIN_CLIENT, protocol.ATTR_GLIDEIN_ENTRY, protocol.ATTR_GLIDEIN_FACTORY, protocol.ATTR_GLIDEIN_CLIENT_GROUP, "State", protocol.ATTR_PILOT_STATE],
         )  # fmt: skip
         failures = self.executor.submit(
             self._ads, protocol.AdType.PilotFailure.value, f"{protocol.ATTR_GLIDEIN_CLIENT} == {fe}",
@@ -212,13 +219,16 @@ class Frontend(ServiceLoop):
         )
         if slot_ads is not None and failure_ads is not None:
             observation.pilots = {}
+            observation.pool_slots = Totals()
             for texts in slot_ads:
-                key = _pilot_key(texts)
                 state = str(protocol.ad_value(texts, protocol.ATTR_PILOT_STATE, ""))
                 busy = protocol.ad_value(texts, "State", "") == "Claimed"
-                observation.pilots.setdefault(key, Counter())[
-                    "busy" if busy else ("idle" if state in ("idle", "") else "other")
-                ] += 1
+                kind = "busy" if busy else ("idle" if state in ("idle", "") else "other")
+                observation.pool_slots.slots += 1
+                observation.pool_slots.idle_slots += kind == "idle"
+                if protocol.ad_value(texts, protocol.ATTR_GLIDEIN_CLIENT, "") != self.config.name:
+                    continue
+                observation.pilots.setdefault(_pilot_key(texts), Counter())[kind] += 1
             for texts in failure_ads:
                 key = _pilot_key(texts)
                 observation.pilots.setdefault(key, Counter())["failed"] += 1
@@ -313,6 +323,7 @@ class Frontend(ServiceLoop):
                     decision.margin,
                     group.idle_lifetime_s,
                     params,
+                    decision.remove_busy,
                 )
                 group_ads.append(
                     glideclient_ad(entries[name].texts, self.config.name, group.name, request, token)
@@ -371,8 +382,8 @@ class Frontend(ServiceLoop):
                 requested.append((labels, entry.decision.idle))
                 running.append((labels, entry.decision.max_run))
                 idle_jobs.append((labels, round(entry.counts.idle_jobs, 3)))
-                idle_pilots.append((labels, entry.counts.idle_pilots))
-                glideins.append((labels, entry.counts.glideins))
+                idle_pilots.append((labels, entry.counts.idle_slots))
+                glideins.append((labels, entry.counts.glideins_queued))
                 limits += [
                     ({**labels, "limit": k}, 1) for k in (*entry.decision.limits, *entry.decision.curbs)
                 ]
@@ -384,9 +395,13 @@ class Frontend(ServiceLoop):
             "updraft_frontend_matching_idle_jobs", "Idle jobs matching each entry (proportional).", idle_jobs
         )
         out.gauge(
-            "updraft_frontend_idle_pilots", "Glideins queued at the site plus idle pilots.", idle_pilots
+            "updraft_frontend_idle_slots", "Idle slots of the group registered at the entry.", idle_pilots
         )
-        out.gauge("updraft_frontend_glideins", "The factory's glideins for the group at the entry.", glideins)
+        out.gauge(
+            "updraft_frontend_glideins_queued",
+            "The factory's glideins queued at the site for the group.",
+            glideins,
+        )
         out.gauge(
             "updraft_frontend_limit_triggered", "1 for each limit or curb that fired this cycle.", limits
         )
@@ -423,6 +438,13 @@ def _literal(text: str | None) -> Any:
 
 def explain_data(records: dict[str, GroupRecord], now: float) -> dict[str, Any]:
     return {"time": now, "groups": {name: dataclasses.asdict(record) for name, record in records.items()}}
+
+
+def downtimes_path(config: FrontendConfig) -> Path:
+    """Where the frontend's own downtimes are kept (``downtimes_file``, or the state directory)."""
+    if config.downtimes_file:
+        return config.resolve(config.downtimes_file)
+    return config.resolve(config.state_dir) / DOWNTIMES_FILE
 
 
 def load_explain(state_dir: Path) -> dict[str, Any]:

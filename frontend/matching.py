@@ -101,8 +101,15 @@ class Matcher:
         return found
 
 
-def demand(matcher: Matcher, kinds: Iterable[Kind]) -> tuple[dict[str, EntryCounts], dict[str, int]]:
-    """Idle and old idle jobs per entry name (proportional, in pilots), and jobs that match nothing usable."""
+def demand(
+    matcher: Matcher, kinds: Iterable[Kind], ignore_down_entries: bool = False
+) -> tuple[dict[str, EntryCounts], dict[str, int]]:
+    """Idle and old idle jobs per entry name (proportional, in pilots), and jobs that match nothing usable.
+
+    As in glideinWMS, a job matching k entries counts 1/k at each, entries in downtime
+    included (they then ask for nothing); with ``ignore_down_entries`` the down ones are left
+    out of k, so the entries that are up share the whole job.
+    """
     counts: dict[str, EntryCounts] = {e.name: EntryCounts() for e in matcher.entries}
     unmatched = {"idle": 0, "down_only": 0}
     for kind in kinds:
@@ -112,9 +119,11 @@ def demand(matcher: Matcher, kinds: Iterable[Kind]) -> tuple[dict[str, EntryCoun
         up = [i for i in matched if not matcher.entries[i].down]
         if not up:
             unmatched["down_only" if matched else "idle"] += kind.idle
+        used = up if ignore_down_entries else matched
+        if not used:
             continue
-        share = 1.0 / len(up)
-        for index in up:
+        share = 1.0 / len(used)
+        for index in used:
             entry = matcher.entries[index]
             pilots = kind.cpus / entry.cpus if entry.cpus else 1.0
             target = counts[entry.name]

@@ -11,10 +11,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from frontend.config import GlobalLimits, GroupConfig
+from frontend.config import FrontendLimits, GroupConfig
 from frontend.matching import Entry, Matcher, demand
 from frontend.overflow import OverflowReport
-from frontend.policy import Decision, EntryCounts, Hysteresis, Totals, decide
+from frontend.policy import Decision, EntryCounts, Levels, RemovalTracker, Totals, decide
 from updraft.core import classads
 
 
@@ -30,7 +30,8 @@ class GroupData:
 class Observation:
     entries: list[Entry] | None = None
     glideins: dict[tuple[str, str], dict[str, int]] | None = None  # (entry name, group) -> factory counts
-    pilots: dict[tuple[str, str], Counter[str]] | None = None  # (entry name, group) -> idle/busy/failed
+    pilots: dict[tuple[str, str], Counter[str]] | None = None  # (entry name, group) -> idle/busy/other/failed
+    pool_slots: Totals | None = None  # every slot in the pool, other frontends' included (None: ours only)
     groups: dict[str, GroupData] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -64,9 +65,19 @@ class GroupRecord:
     match_evaluations: int = 0
 
 
+def _totals(pilots: dict[tuple[str, str], Counter[str]], group: str | None = None) -> Totals:
+    """Registered slots (idle, busy and other; failed validations are not slots) of a group or of all."""
+    out = Totals()
+    for (_entry, owner), counter in pilots.items():
+        if group is None or owner == group:
+            out.slots += counter["idle"] + counter["busy"] + counter["other"]
+            out.idle_slots += counter["idle"]
+    return out
+
+
 class Planner:
     def __init__(self) -> None:
-        self.hysteresis = Hysteresis()
+        self.removal = RemovalTracker()
         self._matchers: dict[str, tuple[tuple[Any, ...], Matcher]] = {}
         self.last_entries: list[Entry] = []  # what to show when the factories' ads could not be read
 
@@ -89,10 +100,11 @@ class Planner:
         return matcher
 
     def plan(
-        self, observation: Observation, groups: list[GroupConfig], global_limits: GlobalLimits,
-        reports: dict[str, OverflowReport] | None = None,
+        self, observation: Observation, groups: list[GroupConfig], frontend_limits: FrontendLimits,
+        reports: dict[str, OverflowReport] | None = None, ignore_down_entries: bool = False,
+        frontend_down: str = "",
     ) -> dict[str, GroupRecord]:  # fmt: skip
-        """The requests of every (group, entry) from what was observed; the hysteresis remembers."""
+        """The requests of every (group, entry) from what was observed; the removal tracker remembers."""
         reports = reports or {}
         records: dict[str, GroupRecord] = {}
         per_group: dict[str, dict[str, EntryCounts]] = {}
@@ -109,7 +121,10 @@ class Planner:
                 continue
             matcher = matchers[group.name] = self.matcher(group, entries)
             data = observation.groups.get(group.name, GroupData())
-            counts, record.unmatched = demand(matcher, data.kinds or [])
+            ignore_down = (
+                group.ignore_down_entries if group.ignore_down_entries is not None else ignore_down_entries
+            )
+            counts, record.unmatched = demand(matcher, data.kinds or [], ignore_down)
             for entry in matcher.entries:
                 entry_counts = counts[entry.name]
                 entry_counts.running_jobs = (data.running or {}).get(entry.name, 0.0)
@@ -120,44 +135,30 @@ class Planner:
                 entry_counts.glideins_running = factory.get("StatusRunning", 0)
                 entry_counts.glideins_held = factory.get("StatusHeld", 0)
                 pilots = (observation.pilots or {}).get((entry.name, group.name), Counter())
-                entry_counts.idle_slots, entry_counts.busy_slots, entry_counts.failed_pilots = (
-                    pilots["idle"],
-                    pilots["busy"],
-                    pilots["failed"],
-                )
+                entry_counts.idle_slots, entry_counts.busy_slots = pilots["idle"], pilots["busy"]
+                entry_counts.other_slots, entry_counts.failed_pilots = pilots["other"], pilots["failed"]
             per_group[group.name] = counts
             record.match_evaluations = matcher.evaluations
         if observation.entries is not None:
             self.last_entries = observation.entries
-        global_totals = Totals()
-        group_totals: dict[str, Totals] = {}
-        for name, counts in per_group.items():
-            totals = group_totals[name] = Totals(
-                sum(c.glideins for c in counts.values()), sum(c.idle_pilots for c in counts.values())
-            )
-            global_totals.glideins += totals.glideins
-            global_totals.idle_pilots += totals.idle_pilots
+        pilots = observation.pilots or {}
+        frontend_totals = _totals(pilots)
+        pool_totals = observation.pool_slots if observation.pool_slots is not None else frontend_totals
         for group in groups:
             record = records[group.name]
             matcher = matchers.get(group.name)
             if matcher is None:
                 continue
+            levels = Levels(_totals(pilots, group.name), frontend_totals, pool_totals)
             for entry in matcher.entries:
                 counts = per_group[group.name][entry.name]
                 key = (entry.name, group.name)
-                quiet = (
-                    self.hysteresis.observe(key, counts.idle_jobs > 0, record.complete)
-                    if not entry.down
-                    else 0
-                )
-                remove = record.complete and self.hysteresis.ready(key, group.removal.wait_cycles)
-                decision = decide(
-                    counts, group_totals[group.name], global_totals, group, global_limits, remove
-                )
-                if entry.down:
-                    decision.idle = 0
-                    decision.steps.append("the entry is in downtime: nothing asked")
+                history = self.removal.observe(key, counts, record.complete)
+                removal = self.removal.choose(key, group.removal) if record.complete else ("NO", 0, False)
+                down = frontend_down or ("the entry is in downtime" if entry.down else "")
+                decision = decide(counts, levels, group, frontend_limits, removal, down)
+                decision.removal = self.removal.counters(key)
                 record.entries[entry.name] = EntryRecord(
-                    entry.name, entry.site, entry.factory, entry.down, counts, decision, quiet
+                    entry.name, entry.site, entry.factory, entry.down, counts, decision, history.idle0
                 )
         return records

@@ -347,7 +347,9 @@ class Simulation:
                 site.entry.down = any(a <= now < b for a, b in site.model.downtimes)
         reports = self._overflow()
         observation = self._observe()
-        records = self.planner.plan(observation, self.groups, self.config.limits, reports)
+        records = self.planner.plan(
+            observation, self.groups, self.config.limits, reports, self.config.ignore_down_entries
+        )
         requested = 0
         for group in self.groups:
             for name, record in records[group.name].entries.items():

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from updraft.core.client import Client, ClientError, PoolUnreachable, token_claims
-from updraft.core.errors import UpdraftError
+from updraft.core.errors import UpdraftError, UsageError
 
 log = logging.getLogger("updraft.service")
 
@@ -183,3 +183,36 @@ def service_verbs(
         return parser
 
     return verbs, verb
+
+
+# -- times operators type ---------------------------------------------------------------------
+def parse_when(text: str | None, default: float | None) -> float | None:
+    """A time an operator types: now, +2h, '2026-12-01 08:00' or epoch seconds (the downtime verbs)."""
+    if not text:
+        return default
+    if text == "now":
+        return time.time()
+    if text.startswith("+"):
+        return time.time() + duration_seconds(text[1:])
+    for pattern in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d"):
+        try:
+            return time.mktime(time.strptime(text, pattern))
+        except ValueError:
+            continue
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(
+            f"cannot read the time {text!r}: use now, +2h, 2026-12-01 08:00 or epoch seconds"
+        ) from None
+
+
+def duration_seconds(text: str) -> float:
+    """90, 90s, 30m, 2h, 1d as seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except (ValueError, IndexError):
+        raise UsageError(f"cannot read the duration {text!r}: use e.g. 90m, 2h, 1d") from None

@@ -112,6 +112,10 @@ class SiteStatus:
     state: GlideinState
     native: str = ""
     reason: str = ""
+    #: HTCondor's HoldReasonCode/SubCode for a hold, where the site's own hold maps to one
+    #: (HTCondor-CE gives them; a batch system's user or admin hold is 1, UserRequest)
+    hold_code: int | None = None
+    hold_subcode: int | None = None
 
 
 @dataclass

@@ -53,6 +53,8 @@ PROJECTION = [
     "JobStatus",
     "GridJobStatus",
     "HoldReason",
+    "HoldReasonCode",
+    "HoldReasonSubCode",
     "ExitCode",
     TAG,
     "EnteredCurrentStatus",
@@ -183,11 +185,13 @@ class CondorCEAdapter(SiteAdapter):
             native = JOB_STATUS.get(int(ad.get("JobStatus", 1)), "IDLE")
             state, reason = self.map_native(native), ""
             remote = str(ad.get("GridJobStatus", "") or "")
+            hold: tuple[int | None, int | None] = (None, None)
             if native == "HELD":
                 reason = str(ad.get("HoldReason", ""))
+                hold = (_int_or_none(ad.get("HoldReasonCode")), _int_or_none(ad.get("HoldReasonSubCode")))
             if native == "COMPLETED" and int(ad.get("ExitCode", 0) or 0) != 0:
                 state, reason = GlideinState.FAILED, f"exit code {ad.get('ExitCode')}"
-            out[site_id] = SiteStatus(state, f"{native} ({remote})" if remote else native, reason)
+            out[site_id] = SiteStatus(state, f"{native} ({remote})" if remote else native, reason, *hold)
         return out
 
     def _act(self, action_name: str, site_ids: Sequence[str]) -> dict[str, bool]:
@@ -234,3 +238,11 @@ class CondorCEAdapter(SiteAdapter):
             except Exception:
                 out[site_id] = False
         return out
+
+
+def _int_or_none(value: object) -> int | None:
+    """A HoldReasonCode as the CE's schedd gives it (an int, or nothing)."""
+    try:
+        return int(str(value)) if value is not None else None
+    except (TypeError, ValueError):
+        return None

@@ -42,6 +42,7 @@ class FakeJob:
     reason: str = ""
     output: str = ""
     releases: int = 0
+    hold_code: int | None = None
     spec: GlideinSpec | None = None
 
 
@@ -92,7 +93,13 @@ class FakeAdapter(SiteAdapter):
     def status(self, site_ids: Sequence[str]) -> dict[str, SiteStatus]:
         self._available()
         return {
-            i: SiteStatus(self.site.jobs[i].state, self.site.jobs[i].native, self.site.jobs[i].reason)
+            i: SiteStatus(
+                self.site.jobs[i].state,
+                self.site.jobs[i].native,
+                self.site.jobs[i].reason,
+                self.site.jobs[i].hold_code,
+                0 if self.site.jobs[i].hold_code is not None else None,
+            )
             for i in site_ids
             if i in self.site.jobs
         }
@@ -131,8 +138,15 @@ class FakeAdapter(SiteAdapter):
         return {job.tag: site_id for site_id, job in self.site.jobs.items()}
 
     # -- for tests: make the site do things ----------------------------------------------------
-    def set_state(self, site_id: str, native: str, reason: str = "", output: str = "") -> None:
+    def set_state(
+        self, site_id: str, native: str, reason: str = "", output: str = "", hold_code: int | None = None
+    ) -> None:
         job = self.site.jobs[site_id]
-        job.native, job.state, job.reason = native, self.native_states[native], reason
+        job.native, job.state, job.reason, job.hold_code = (
+            native,
+            self.native_states[native],
+            reason,
+            hold_code,
+        )
         if output:
             job.output = output

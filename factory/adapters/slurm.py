@@ -101,11 +101,11 @@ class SlurmAdapter(BatchAdapter):
             if len(parts) < 2 or parts[0] not in site_ids:
                 continue
             native, reason = parts[1], parts[2] if len(parts) > 2 else ""
-            state = self.map_native(native)
+            state, hold = self.map_native(native), (None, None)
             if native == "PENDING" and reason in HELD_REASONS:
-                state = GlideinState.HELD
+                state, hold = GlideinState.HELD, (1, 0)  # scontrol hold: HTCondor's UserRequest
             out[parts[0]] = SiteStatus(
-                state, native if reason in ("None", "") else f"{native} ({reason})", reason
+                state, native if reason in ("None", "") else f"{native} ({reason})", reason, *hold
             )
         if len(site_ids) == 1 and not out and done.returncode != 0:
             return {}

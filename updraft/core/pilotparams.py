@@ -42,6 +42,7 @@ class PilotConfig:
     entry: str = ""
     factory: str = ""
     glidein_name: str = "updraft"  # GLIDEIN_Name: the factory's name for this kind of glidein
+    glidein_id: str = ""  # the factory's id of this glidein: lets it tell idle pilots from busy ones
     frontend: str = ""
     group: str = ""
     ca_file: str = ""

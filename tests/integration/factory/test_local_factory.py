@@ -104,7 +104,7 @@ def test_limits_and_pacing_cap_submissions_and_say_why(setup: FactorySetup, pool
     factory.cycle()
     factory.wait_idle()
     assert live_states(setup, "L_local") == {"queued": 2}
-    assert "submission pace of the cycle" in factory.health["L_local"].reasons["fe1.main"]
+    assert "submission pace (2 per request per cycle)" in factory.health["L_local"].reasons["fe1.main"]
     factory.cycle()
     factory.wait_idle()
     assert live_states(setup, "L_local") == {"queued": 3}

@@ -261,7 +261,7 @@ def test_cream_held_glideins_are_resumed_and_proxies_renewed(
             cream_site,
             str(proxy),
             pilot=dict(QUICK_PILOT, idle_timeout_s=120),
-            held={"release_backoff_s": 0},
+            held={"recoverable": [""], "min_release_time_s": 0},  # CREAM gives no hold code: any reason
         )
     ]
     factory = setup.factory(credential={"proxy": str(proxy)})

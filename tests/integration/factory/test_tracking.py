@@ -29,10 +29,14 @@ def site_jobs(entry: str) -> dict[str, fake.FakeJob]:
     return fake.SITES[entry].jobs
 
 
-def test_held_glideins_are_released_with_backoff_then_removed(setup: FactorySetup, pool: RunningPool) -> None:
+def test_held_glideins_are_released_by_hold_code_then_removed(setup: FactorySetup, pool: RunningPool) -> None:
+    """glideinWMS since 3.6.2: a hold is unrecoverable unless its code is listed; a recoverable one
+    is released after (holds so far) x min_release_time_s, until it has been held max_releases times."""
     setup.entries = [
         fake_entry(
-            "H", options={"start_immediately": False}, held={"max_releases": 2, "release_backoff_s": 1}
+            "H",
+            options={"start_immediately": False},
+            held={"recoverable_exitcodes": "2 0 4,34", "max_releases": 2, "min_release_time_s": 1},
         )
     ]
     factory = setup.factory()
@@ -42,27 +46,36 @@ def test_held_glideins_are_released_with_backoff_then_removed(setup: FactorySetu
     recoverable, broken = sorted(site_jobs("H"))
     adapter = factory.adapters["H"]
     assert isinstance(adapter, fake.FakeAdapter)
-    adapter.set_state(recoverable, "HELD", "the CE lost contact with the worker node")
-    adapter.set_state(broken, "HELD", "Unrecoverable: proxy not authorized")
+    adapter.set_state(recoverable, "HELD", "the CE lost contact with the worker node", hold_code=34)
+    adapter.set_state(broken, "HELD", "the job's proxy expired", hold_code=4)  # not listed: unrecoverable
 
     factory.cycle()
     factory.wait_idle()
-    assert site_jobs("H")[recoverable].releases == 1
+    assert site_jobs("H")[recoverable].releases == 0  # held for less than 1 x 1 s
     assert site_jobs("H")[broken].state == GlideinState.REMOVED  # removed at once, never released
-    # held again: released again, but only after the doubled back-off
-    adapter.set_state(recoverable, "HELD", "lost contact again")
+    broken_glidein = factory.journal.find(broken)
+    assert broken_glidein is not None and "unrecoverable (hold code 4/0)" in broken_glidein.reason
+    time.sleep(1.1)
     factory.cycle()
     factory.wait_idle()
     assert site_jobs("H")[recoverable].releases == 1
-    time.sleep(2.1)
+    # held again: released again, but only after 2 x 1 s
+    adapter.set_state(recoverable, "HELD", "lost contact again", hold_code=34)
+    factory.cycle()
+    factory.wait_idle()
+    time.sleep(1.1)
+    factory.cycle()
+    factory.wait_idle()
+    assert site_jobs("H")[recoverable].releases == 1
+    time.sleep(1.0)
     factory.cycle()
     factory.wait_idle()
     assert site_jobs("H")[recoverable].releases == 2
-    # and after the maximum number of releases, removed
-    adapter.set_state(recoverable, "HELD", "lost contact a third time")
+    # held a third time: more than max_releases holds, removed
+    adapter.set_state(recoverable, "HELD", "lost contact a third time", hold_code=34)
     cycle_until(factory, lambda: site_jobs("H")[recoverable].state == GlideinState.REMOVED, timeout=20)
     glidein = factory.journal.find(recoverable)
-    assert glidein is not None and "after 2 release(s)" in glidein.reason
+    assert glidein is not None and "held 3 times (max_releases 2)" in glidein.reason
 
 
 def test_stale_and_lost_glideins(setup: FactorySetup, pool: RunningPool) -> None:

@@ -32,7 +32,7 @@ def test_explain_a_job_names_the_entries_it_matches_and_the_clause_that_refuses_
     assert shown.returncode == 0, shown.stderr
     out = shown.stdout
     assert f'job {cluster}.0: status Idle, 1 core(s), DESIRED_Sites "{a}"' in out
-    assert "group main: matches 1 entry, counts 1/1 to each of those up" in out
+    assert "group main: matches 1 entry, counts 1/1 to each" in out
     assert f"  yes  A_local@{factory_setup.name} ({a})" in out
     assert (
         f"  no   B_local@{factory_setup.name} ({b}): stringListMember(TARGET.GLIDEIN_Site, MY.DESIRED_Sites) is not true"

@@ -1,132 +1,155 @@
-"""The request math for every limit and curb, proportional counting, and removal hysteresis."""
+"""The request math against glideinWMS's own (glideinFrontendElement.compute_glidein_min_idle,
+compute_glidein_max_run, choose_remove_excess_type), proportional counting, and removal.
+
+Each row gives glideinWMS's answer, worked out by hand from its code for the same numbers, and
+Updraft's; they differ only where docs/frontend.md says why.
+"""
 
 from __future__ import annotations
 
 import pytest
 
 from frontend.config import (
-    GlobalLimits,
+    FrontendLimits,
     GroupConfig,
     GroupLimits,
     IdleGlideinsPerEntry,
-    MaxCurb,
     Removal,
     RunningGlideinsPerEntry,
 )
 from frontend.matching import Entry, Kind, Matcher, demand
 from frontend.planner import GroupData, Observation, Planner
-from frontend.policy import EntryCounts, Hysteresis, Totals, decide
+from frontend.policy import EntryCounts, Levels, RemovalTracker, Totals, decide
 from updraft.core import classads
 
 
 def group(**changes: object) -> GroupConfig:
-    made = GroupConfig(name="g", **{"ramp_up_attenuation": 1.0, **changes})
+    made = GroupConfig(name="g", **changes)
     assert made.check() is None
     made.settle()  # what the loader does after the check: the attributes the group reads
     return made
 
 
-NO_TOTALS = Totals()
-LOOSE = GlobalLimits()
+GWMS = FrontendLimits()  # glideinWMS's frontend-level defaults
 
 
-def L(**changes: object) -> GroupLimits:
-    """glideinWMS's limits with the curbs off, then the changes a row is about."""
-    base = {
-        "idle_slots_per_entry": MaxCurb(100, 0),
-        "idle_slots_total": MaxCurb(1000, 0),
-        "running_glideins_total": MaxCurb(100000, 0),
-    }
-    return GroupLimits(**{**base, **changes})
+def levels(
+    group_slots: int = 0, group_idle: int = 0, fe: tuple[int, int] = (0, 0), pool: tuple[int, int] = (0, 0)
+) -> Levels:
+    """Totals at the three levels; the frontend's include the group's, the pool's the frontend's."""
+    fe_totals = Totals(max(fe[0], group_slots), max(fe[1], group_idle))
+    return Levels(
+        Totals(group_slots, group_idle),
+        fe_totals,
+        Totals(max(pool[0], fe_totals.slots), max(pool[1], fe_totals.idle_slots)),
+    )
+
+
+# (what, counts, levels, group changes, glideinWMS idle/max run, Updraft idle/max run, limits and curbs that fire)
+SCENARIOS = [
+    ("queued glideins are the factory's: 100 idle jobs, 30 queued, none registered",
+     EntryCounts(idle_jobs=100, glideins_queued=30), levels(), {}, (33, 115), (33, 115), set()),
+    ("10,000 idle jobs at a site that starts nothing: the per-entry max, not the idle-slot max, caps",
+     EntryCounts(idle_jobs=10000, glideins_queued=100), levels(), {}, (100, 11501), (100, 11501), set()),
+    ("idle slots at the per-entry max: a hard stop",
+     EntryCounts(idle_jobs=500, idle_slots=100), levels(100, 100), {}, (0, 460), (0, 460), {"IdleGlideinsPerEntry"}),
+    ("the idle-slot max is not part of the head-room; its curb halves",
+     EntryCounts(idle_jobs=200, idle_slots=95), levels(95, 95), {}, (17, 121), (17, 121), {"CurbIdleGlideinsPerEntry"}),
+    ("running_glideins_per_entry.min keeps a warm pool with an empty queue",
+     EntryCounts(), levels(), {"limits": GroupLimits(running_glideins_per_entry=RunningGlideinsPerEntry(min=10))}, (3, 12), (3, 12), set()),
+    ("the reserve is old idle minus idle slots, over 3, at most 5",
+     EntryCounts(idle_jobs=30, old_idle_jobs=30, idle_slots=6, busy_slots=4), levels(10, 6), {}, (6, 28), (6, 28), {"CurbIdleGlideinsPerEntry"}),
+    ("the group's slots at its maximum",
+     EntryCounts(idle_jobs=50), levels(100000, 0), {}, (0, 58), (0, 58), {"TotalGlideinsPerGroup", "TotalGlideinsPerFrontend", "TotalGlideinsGlobal"}),
+    ("idle slots of other frontends count pool-wide (*_global)",
+     EntryCounts(idle_jobs=60), levels(pool=(3000, 1000)), {}, (0, 70), (0, 70), {"IdleGlideinsGlobal"}),
+    ("the frontend's idle curb (another group's idle slots) and the pool-wide one halve twice",
+     EntryCounts(idle_jobs=60), levels(fe=(400, 200)), {}, (5, 70), (5, 70), {"CurbIdleGlideinsPerFrontend", "CurbIdleGlideinsGlobal"}),
+    ("nothing idle: max running is what runs",
+     EntryCounts(running_jobs=40, busy_slots=40), levels(40, 0), {}, (0, 40), (0, 40), set()),
+    ("max running is not capped by the per-entry max (the factory's limits do that)",
+     EntryCounts(idle_jobs=1000), levels(), {"limits": GroupLimits(running_glideins_per_entry=RunningGlideinsPerEntry(max=50))}, (16, 1151), (16, 1151), set()),
+    ("held glideins are invisible to the frontend (it counts slots)",
+     EntryCounts(idle_jobs=30, glideins_held=60), levels(), {}, (10, 35), (10, 35), set()),
+    ("Updraft's own curb on glideins queued at the site (off unless set)",
+     EntryCounts(idle_jobs=30, glideins_queued=10), levels(), {"limits": GroupLimits(idle_glideins_per_entry=IdleGlideinsPerEntry(curb=10))}, (10, 35), (5, 35), {"CurbQueuedGlideinsPerEntry"}),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    "counts, limits, group_totals, global_totals, idle, fired",
-    [
-        # demand minus idle pilots (queued at the site + idle in the pool)
-        (EntryCounts(idle_jobs=10), L(), NO_TOTALS, NO_TOTALS, 10, {}),
-        (EntryCounts(idle_jobs=10, glideins_queued=3, idle_slots=2), L(), NO_TOTALS, NO_TOTALS, 5, {}),
-        (EntryCounts(idle_jobs=2, glideins_queued=3), L(), NO_TOTALS, NO_TOTALS, 0, {}),
-        # every limit: zero and recorded
-        (EntryCounts(idle_jobs=10, glideins_running=4), L(running_glideins_per_entry=RunningGlideinsPerEntry(max=4)), NO_TOTALS, NO_TOTALS, 0, {"TotalGlideinsPerEntry"}),
-        (EntryCounts(idle_jobs=10, glideins_queued=3), L(idle_slots_per_entry=MaxCurb(3, 0)), NO_TOTALS, NO_TOTALS, 0, {"IdleGlideinsPerEntry"}),
-        (EntryCounts(idle_jobs=10), L(running_glideins_total=MaxCurb(50, 0)), Totals(glideins=50), NO_TOTALS, 0, {"TotalGlideinsPerGroup"}),
-        (EntryCounts(idle_jobs=10), L(idle_slots_total=MaxCurb(20, 0)), Totals(idle_pilots=20), NO_TOTALS, 0, {"IdleGlideinsPerGroup"}),
-        # headroom caps the request below the limits
-        (EntryCounts(idle_jobs=10, glideins_running=6), L(running_glideins_per_entry=RunningGlideinsPerEntry(max=8)), NO_TOTALS, NO_TOTALS, 2, {}),
-        (EntryCounts(idle_jobs=10), L(idle_slots_total=MaxCurb(7, 0)), Totals(idle_pilots=3), NO_TOTALS, 4, {}),
-        # the per-entry maximum
-        (EntryCounts(idle_jobs=500), L(idle_glideins_per_entry=IdleGlideinsPerEntry(max=40)), NO_TOTALS, NO_TOTALS, 40, {}),
-        # reserve: a third of the old idle, at most reserve
-        (EntryCounts(idle_jobs=10, old_idle_jobs=9, glideins_queued=8), L(idle_slots_per_entry=MaxCurb(100, 0)), NO_TOTALS, NO_TOTALS, 2 + 3, {}),
-        (EntryCounts(idle_jobs=10, old_idle_jobs=90), L(idle_glideins_per_entry=IdleGlideinsPerEntry(reserve=5)), NO_TOTALS, NO_TOTALS, 10 + 5, {}),
-        # curbs halve, each one
-        (EntryCounts(idle_jobs=40, glideins_queued=5), L(idle_slots_per_entry=MaxCurb(100, 5)), NO_TOTALS, NO_TOTALS, 17, {"CurbIdleGlideinsPerEntry"}),
-        (EntryCounts(idle_jobs=40, glideins_queued=5), L(idle_slots_per_entry=MaxCurb(100, 5), idle_glideins_per_entry=IdleGlideinsPerEntry(curb=5)), NO_TOTALS, NO_TOTALS, 8, {"CurbIdleGlideinsPerEntry", "CurbQueuedGlideinsPerEntry"}),
-        (EntryCounts(idle_jobs=40), L(running_glideins_total=MaxCurb(1000, 100)), Totals(glideins=100), NO_TOTALS, 20, {"CurbTotalGlideinsPerGroup"}),
-        (EntryCounts(idle_jobs=40), L(idle_slots_total=MaxCurb(1000, 10)), Totals(idle_pilots=10), NO_TOTALS, 20, {"CurbIdleGlideinsPerGroup"}),
-        # at least one while there is demand
-        (EntryCounts(idle_jobs=1.2, glideins_queued=1), L(idle_slots_per_entry=MaxCurb(100, 1)), NO_TOTALS, NO_TOTALS, 1, {"CurbIdleGlideinsPerEntry"}),
-    ],
-)  # fmt: skip
-def test_requested_idle(counts, limits, group_totals, global_totals, idle, fired) -> None:
-    decision = decide(counts, group_totals, global_totals, group(limits=limits), LOOSE)
-    assert decision.idle == idle, decision.steps
-    assert set(decision.limits) | set(decision.curbs) == set(fired)
+    "what, counts, totals, changes, gwms, updraft, fired", SCENARIOS, ids=[row[0][:40] for row in SCENARIOS]
+)
+def test_requests_as_glideinwms_computes_them(what, counts, totals, changes, gwms, updraft, fired) -> None:
+    decision = decide(counts, totals, group(**changes), GWMS)
+    assert (decision.idle, decision.max_run) == updraft, decision.steps
+    if "CurbQueued" not in "".join(fired):
+        assert updraft == gwms, "a difference from glideinWMS must be documented and listed here"
+    assert set(decision.limits) | set(decision.curbs) == set(fired), (decision.limits, decision.curbs)
 
 
-def test_global_limits_and_curbs_cover_every_group() -> None:
-    limits = GlobalLimits(idle_slots_total=MaxCurb(30, 10), running_glideins_total=MaxCurb(500, 100))
+def test_downtime_asks_for_nothing_and_lets_nothing_run() -> None:
     decision = decide(
-        EntryCounts(idle_jobs=40), NO_TOTALS, Totals(glideins=100, idle_pilots=10), group(limits=L()), limits
+        EntryCounts(idle_jobs=50, running_jobs=5), levels(), group(), GWMS, down="the entry is in downtime"
     )
-    assert set(decision.curbs) == {"CurbTotalGlideinsGlobal", "CurbIdleGlideinsGlobal"} and decision.idle == 5
-    decision = decide(EntryCounts(idle_jobs=40), NO_TOTALS, Totals(idle_pilots=30), group(limits=L()), limits)
-    assert decision.idle == 0 and "IdleGlideinsGlobal" in decision.limits
+    assert (decision.idle, decision.max_run) == (0, 0)
 
 
 def test_ramp_up_attenuation_divides_the_headroom() -> None:
-    decision = decide(
-        EntryCounts(idle_jobs=30), NO_TOTALS, NO_TOTALS, group(ramp_up_attenuation=3.0, limits=L()), LOOSE
-    )
-    assert decision.idle == 10
+    assert decide(EntryCounts(idle_jobs=30), levels(), group(ramp_up_attenuation=1.0), GWMS).idle == 30
+    assert decide(EntryCounts(idle_jobs=30), levels(), group(), GWMS).idle == 10
+
+
+def test_removal_all_keeps_busy_pilots() -> None:
+    """100 jobs running on 100 glideins, 20 idle pilots, removal ALL: max running stays 100."""
+    counts = EntryCounts(running_jobs=100, busy_slots=100, idle_slots=20)
+    decision = decide(counts, levels(120, 20), group(), GWMS, removal=("ALL", 0, False))
+    assert (decision.idle, decision.max_run, decision.remove) == (0, 100, "ALL")
+    explicit = decide(counts, levels(120, 20), group(), GWMS, removal=("ALL", 0, True))
+    assert (explicit.max_run, explicit.remove_busy) == (0, True)  # only when the operator said so
+
+
+def run_cycles(tracker: RemovalTracker, counts: EntryCounts, removal: Removal, cycles: int) -> list[str]:
+    sent = []
+    for _ in range(cycles):
+        tracker.observe(("E@f", "g"), counts, complete=True)
+        sent.append(tracker.choose(("E@f", "g"), removal)[0])
+    return sent
 
 
 @pytest.mark.parametrize(
-    "counts, running, expected",
+    "counts, removal, expected",
     [
-        (EntryCounts(idle_jobs=10, glideins_queued=2, running_jobs=5), RunningGlideinsPerEntry(), int((8 + 5) * 1.15 + 1)),
-        (EntryCounts(running_jobs=5), RunningGlideinsPerEntry(), 5),  # no idle jobs: what runs, no more
-        (EntryCounts(), RunningGlideinsPerEntry(min=3), 3),
-        (EntryCounts(idle_jobs=1000), RunningGlideinsPerEntry(max=50), 50),
-        (EntryCounts(idle_jobs=10), RunningGlideinsPerEntry(relative_to_queue=2.0), 21),
+        # glideinWMS: WAIT after more than 5 cycles with no idle jobs ...
+        (EntryCounts(busy_slots=3, running_jobs=3), Removal(), ["NO"] * 5 + ["WAIT"] * 7),
+        # ... IDLE when also no slot has been in use for more than 10 ...
+        (EntryCounts(idle_slots=3), Removal(), ["NO"] * 5 + ["WAIT"] * 5 + ["IDLE"] * 2),
+        # ... ALL when also nothing has been registered for more than 10
+        (EntryCounts(), Removal(), ["NO"] * 5 + ["WAIT"] * 5 + ["ALL"] * 2),
+        # DISABLE turns the automatic removal off
+        (EntryCounts(), Removal(policy="DISABLE"), ["NO"] * 12),
+        # a configured type is sent after wait_cycles quiet cycles, the larger of the two wins
+        (EntryCounts(busy_slots=3), Removal(policy="IDLE", wait_cycles=2), ["NO"] + ["IDLE"] * 11),
+        (EntryCounts(), Removal(policy="WAIT", wait_cycles=1), ["WAIT"] * 10 + ["ALL"] * 2),
     ],
 )  # fmt: skip
-def test_max_running(counts: EntryCounts, running: RunningGlideinsPerEntry, expected: int) -> None:
-    decision = decide(
-        counts, NO_TOTALS, NO_TOTALS, group(limits=L(running_glideins_per_entry=running)), LOOSE
-    )
-    assert decision.max_run == expected
+def test_automatic_and_configured_removal(counts, removal, expected) -> None:
+    removal.settle()
+    assert run_cycles(RemovalTracker(), counts, removal, len(expected)) == expected
 
 
-def test_removal_is_asked_only_when_the_hysteresis_says_so() -> None:
-    removing = group(removal=Removal(policy="ALL", wait_cycles=2, margin=1))
-    assert (
-        decide(EntryCounts(glideins_running=4), NO_TOTALS, NO_TOTALS, removing, LOOSE, remove=False).remove
-        == "NO"
-    )
-    decision = decide(EntryCounts(glideins_running=4), NO_TOTALS, NO_TOTALS, removing, LOOSE, remove=True)
-    assert (decision.remove, decision.margin, decision.idle, decision.max_run) == ("ALL", 1, 0, 0)
+def test_margin_is_sent_only_with_requests_tracking() -> None:
+    tracker = RemovalTracker()
+    tracker.observe(("E@f", "g"), EntryCounts(idle_jobs=5), complete=True)
+    assert tracker.choose(("E@f", "g"), Removal(policy="IDLE", margin=3)) == ("NO", 0, False)
+    tracked = Removal(policy="IDLE", margin=3, requests_tracking=True)
+    assert tracker.choose(("E@f", "g"), tracked) == ("IDLE", 3, False)
 
 
-def test_hysteresis_counts_quiet_cycles_and_ignores_missing_data() -> None:
-    tracker = Hysteresis()
-    key = ("E@f", "g")
-    assert tracker.observe(key, demand=False, complete=True) == 1
-    assert tracker.observe(key, demand=False, complete=False) == 1  # a failed query is not "no demand"
-    assert not tracker.ready(key, 2)
-    assert tracker.observe(key, demand=False, complete=True) == 2 and tracker.ready(key, 2)
-    assert tracker.observe(key, demand=True, complete=True) == 0
+def test_missing_data_never_counts_towards_removal() -> None:
+    tracker = RemovalTracker()
+    for _ in range(20):
+        tracker.observe(("E@f", "g"), EntryCounts(), complete=False)
+    assert tracker.choose(("E@f", "g"), Removal()) == ("NO", 0, False)
 
 
 # -- matching ------------------------------------------------------------------------------------
@@ -148,19 +171,23 @@ def test_proportional_counting_by_entries_and_cores() -> None:
         Kind(
             ('"SiteA,SiteB"',), 1, idle=10, old_idle=4
         ),  # two entries: 1/2 each; at B a 1-core job is 1/8 pilot
-        Kind(('"SiteB,SiteC"',), 4, idle=8),  # C is down: all of it to B, as 4/8 of a pilot each
+        Kind(
+            ('"SiteB,SiteC"',), 4, idle=8
+        ),  # C is down but keeps its half (glideinWMS), as 4/8 of a pilot each
         Kind(('"SiteD"',), 4, idle=5),  # too big for D's 2-core pilots: matches nothing
         Kind(('"SiteC"',), 1, idle=3),  # only a down entry
     ]
     counts, unmatched = demand(matcher, kinds)
     assert counts["A@f"].idle_jobs == pytest.approx(5.0) and counts["A@f"].old_idle_jobs == pytest.approx(2.0)
-    assert counts["B@f"].idle_jobs == pytest.approx(10 * 0.5 / 8 + 8 * 4 / 8)
-    assert counts["C@f"].idle_jobs == 0 and counts["D@f"].idle_jobs == 0
+    assert counts["B@f"].idle_jobs == pytest.approx(10 * 0.5 / 8 + 8 * 0.5 * 4 / 8)
+    assert counts["C@f"].idle_jobs == pytest.approx(8 * 0.5 * 4 / 8 + 3 / 8) and counts["D@f"].idle_jobs == 0
     assert unmatched == {"idle": 5, "down_only": 3}
-    demand(matcher, kinds)
-    assert (
-        matcher.evaluations == 4 + 2 + 2 + 4
-    )  # once per kind and entry big enough for it; then from the cache
+    assert matcher.evaluations == 4 + 2 + 2 + 4  # once per kind and entry big enough for it
+    # ignore_down_entries: the entries that are up share the whole job
+    counts, _ = demand(matcher, kinds, ignore_down_entries=True)
+    assert counts["B@f"].idle_jobs == pytest.approx(10 * 0.5 / 8 + 8 * 4 / 8)
+    assert counts["C@f"].idle_jobs == 0
+    assert matcher.evaluations == 4 + 2 + 2 + 4  # then from the cache
 
 
 def test_planner_keeps_old_requests_when_data_is_missing() -> None:
@@ -173,7 +200,7 @@ def test_planner_keeps_old_requests_when_data_is_missing() -> None:
         entries=[entry("A", "SiteA")], glideins={}, pilots={}, groups={"g": GroupData(kinds=None, running={})}
     )
     for _ in range(3):
-        record = planner.plan(broken, [wanted], LOOSE)["g"]
+        record = planner.plan(broken, [wanted], GWMS)["g"]
         assert not record.complete and record.entries["A@f"].decision.remove == "NO"
-    record = planner.plan(complete, [wanted], LOOSE)["g"]
+    record = planner.plan(complete, [wanted], GWMS)["g"]
     assert record.complete and record.entries["A@f"].decision.remove == "IDLE"

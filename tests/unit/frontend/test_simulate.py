@@ -59,7 +59,7 @@ def run(tmp_path: Path, hours: float = 8, **texts: str) -> Report:
         load_workload(work),
         hours=hours,
         cycle_s=60,
-        seed=7,
+        seed=3,  # any seed; this one gives B (10 % failing validation) its share of failures
     )
 
 
