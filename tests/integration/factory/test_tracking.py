@@ -12,6 +12,8 @@ from factory.adapters import fake
 from factory.glideins import GlideinState
 from tests.support.factories import FactorySetup, cycle_until, local_entry
 from tests.support.pools import RunningPool
+from updraft.core import protocol
+from updraft.core.protocol import Scope
 
 
 def fake_entry(name: str, **overrides: object) -> dict[str, object]:
@@ -194,3 +196,42 @@ def test_refused_submissions_fail_at_once_and_back_off(setup: FactorySetup, pool
     factory.wait_idle()
     assert len(factory.journal.recent(0, "N")) == len(failed)  # backing off: nothing new
     assert any("backing off" in why for why in factory.health["N"].reasons["fe1.main"])
+
+
+def test_removal_takes_idle_pilots_first_and_busy_ones_only_when_asked(
+    setup: FactorySetup, pool: RunningPool
+) -> None:
+    """ALL with no demand left: the glidein whose pilot runs a job stays unless the request says otherwise."""
+    setup.entries = [fake_entry("B")]
+    factory = setup.factory()
+    factory.cycle()
+    setup.request("B", idle=3, max_glideins=3)
+    cycle_until(
+        factory, lambda: len([g for g in factory.journal.live("B") if g.state == GlideinState.RUNNING]) == 3
+    )
+    busy, idle, unregistered = sorted(factory.journal.live("B"), key=lambda g: g.glidein_id)
+    pilot = pool.client(f"fe1/main/{busy.glidein_id}", Scope.PILOT)
+    slots = [
+        {
+            "Name": protocol.literal(f"slot1@{glidein.glidein_id}"),
+            protocol.ATTR_GLIDEIN_FACTORY: protocol.literal(setup.name),
+            protocol.ATTR_GLIDEIN_ENTRY: protocol.literal("B"),
+            protocol.ATTR_GLIDEIN_ID: protocol.literal(glidein.glidein_id),
+            "State": protocol.literal(state),
+        }
+        for glidein, state in ((busy, "Claimed"), (idle, "Unclaimed"))
+    ]
+    pilot.advertise(protocol.AdType.Slot.value, slots)
+    setup.request("B", idle=0, max_glideins=1, remove="ALL")  # one job still runs there
+    factory.cycle()
+    factory.wait_idle()
+    removing = {g.glidein_id for g in factory.journal.live("B") if g.remove_requested}
+    assert removing == {idle.glidein_id, unregistered.glidein_id}  # excess 2: the idle pilot, the silent one
+    setup.request("B", idle=0, max_glideins=0, remove="ALL")
+    factory.cycle()
+    factory.wait_idle()
+    assert not factory.journal.get(busy.glidein_id).remove_requested  # never a busy one unasked
+    setup.request("B", idle=0, max_glideins=0, remove="ALL", remove_busy=True)
+    factory.cycle()
+    factory.wait_idle()
+    assert factory.journal.get(busy.glidein_id).remove_requested
