@@ -139,13 +139,27 @@ class Removal:
         self.policy = self.policy.upper()
 
 
+#: which jobs may overflow: CRAB's opt-in flag unless it says "False", and Updraft's opt-out
+OVERFLOW_ELIGIBLE = 'AllowOverflow =!= false && ifThenElse(isString(CMS_ALLOW_OVERFLOW), toLower(CMS_ALLOW_OVERFLOW) =!= "false", true)'
+OVERFLOW_CLOCKS = {"queued": "QDate", "idle": "EnteredCurrentStatus"}
+
+
 @dataclass
 class Overflow:
-    """Jobs idle longer than ``after`` at their home sites may also run at these sites."""
+    """Jobs waiting longer than ``after`` for their home sites may also run at those sites' neighbours.
 
-    after: Any = "6h"  # seconds or 30m / 6h / 1d
-    sites: Any = "any"  # {HomeSite: [OtherSite, ...]} or "any"
+    As CMS runs it (the CRAB schedds' JobRouter "Overflow" route): the clock is the time
+    since submission (``QDate``) by default, 20 minutes, and each home site names its own
+    region of targets.  ``clock: idle`` measures the time in the current idle state instead
+    (a requeued job starts again); ``eligible`` is the ClassAd test a job must pass, e.g.
+    CRAB's opt-in ``CMS_ALLOW_OVERFLOW =?= "True"``.
+    """
+
+    after: Any = "20m"  # seconds or 30m / 6h / 1d
+    sites: Any = field(default_factory=dict)  # {HomeSite: [OtherSite, ...]}, or "any" said explicitly
     max_per_home_site: int = 0  # overflowed jobs reading from one home site at once (0: no bound)
+    clock: str = "queued"  # queued: since QDate (CMS) | idle: since EnteredCurrentStatus
+    eligible: str = OVERFLOW_ELIGIBLE  # a job for which this is not true never overflows
     after_s: float = field(default=0.0, init=False)
 
     def check(self) -> tuple[str, str] | None:
@@ -153,6 +167,20 @@ class Overflow:
             duration_s(self.after)
         except ValueError as exc:
             return "after", str(exc)
+        if self.clock not in OVERFLOW_CLOCKS:
+            return (
+                "clock",
+                f"must be one of {', '.join(OVERFLOW_CLOCKS)}{suggest(self.clock, OVERFLOW_CLOCKS)}",
+            )
+        try:
+            classads.check(self.eligible, "eligible")
+        except ExpressionError as exc:
+            return "eligible", f"{exc.reason}: {exc.text!r}"
+        if not self.sites:
+            return (
+                "sites",
+                'name each home site\'s overflow sites {HomeSite: [OtherSite, ...]} (or say "any")',
+            )
         if self.sites != "any":
             if not isinstance(self.sites, dict):
                 return "sites", 'expected a mapping {HomeSite: [OtherSite, ...]} or "any"'
@@ -167,6 +195,10 @@ class Overflow:
 
     def settle(self) -> None:
         self.after_s = duration_s(self.after)
+
+    @property
+    def clock_attribute(self) -> str:
+        return OVERFLOW_CLOCKS[self.clock]
 
     def targets(self, home: str, known_sites: set[str]) -> list[str]:
         if self.sites == "any":

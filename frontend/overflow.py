@@ -1,9 +1,12 @@
 """Overflow after a timeout: jobs idle too long for their home sites may also run elsewhere.
 
-A job idle longer than ``after`` whose DESIRED_Sites are all home sites of the group's
-overflow map gets its DESIRED_Sites widened with those sites' overflow sites, keeping
-DESIRED_Sites_Orig, the time and its home sites; the ordinary matching then asks for
-pilots there.  Jobs with ``AllowOverflow = false`` are left alone.  ``max_per_home_site``
+A job waiting longer than ``after`` (since submission, or in its current idle state) whose
+DESIRED_Sites are all home sites of the group's overflow map gets its DESIRED_Sites widened
+with those sites' overflow sites, keeping DESIRED_Sites_Orig, the time and its home sites,
+and CMS's own record (DESIRED_SITES_Diff, RouteType, HasBeenOverflowRouted, LastRouted);
+the ordinary matching then asks for pilots there.  Jobs for which ``eligible`` is not true
+(by default ``AllowOverflow = false``, or CRAB's ``CMS_ALLOW_OVERFLOW = "False"``) are left
+alone.  ``max_per_home_site``
 bounds the overflowed jobs (idle or running) per home site: they read their input from
 the home site's storage, and that storage is the scarce resource.
 
@@ -70,23 +73,20 @@ def overflow(
     for row in overflowing.rows:
         for home in sites_of(row.key[0]):
             current[home] += row.idle + row.running
-    waiting = client.summary(
-        payloads.SummaryRequest(
-            f"{base} && JobStatus == 1 && {protocol.ATTR_OVERFLOWED} =!= true && {protocol.ATTR_ALLOW_OVERFLOW} =!= false"
-            f" && {protocol.ATTR_DESIRED_SITES} isnt undefined",
-            [protocol.ATTR_DESIRED_SITES],
-            settings.after_s,
-        )
+    candidates = (
+        f"{base} && JobStatus == 1 && {protocol.ATTR_OVERFLOWED} =!= true && ({settings.eligible})"
+        f" && {protocol.ATTR_DESIRED_SITES} isnt undefined"
+        f" && {settings.clock_attribute} < {now - settings.after_s:.0f}"
     )
-    rows = [(row.key[0], row.old_idle) for row in waiting.rows]
+    waiting = client.summary(payloads.SummaryRequest(candidates, [protocol.ATTR_DESIRED_SITES], 0))
+    rows = [(row.key[0], row.idle) for row in waiting.rows]
     for move in plan_overflow(settings, rows, current, known_sites, limit_per_cycle, report):
         homes, targets = move.homes, move.targets
         ids = [
             f"{ad['ClusterId']}.{ad['ProcId']}"
             for ad in client.query(
                 payloads.QueryRequest(
-                    f"{base} && JobStatus == 1 && {protocol.ATTR_OVERFLOWED} =!= true && {protocol.ATTR_ALLOW_OVERFLOW} =!= false"
-                    f" && {protocol.ATTR_DESIRED_SITES} =?= {move.desired} && EnteredCurrentStatus < {now - settings.after_s:.0f}",
+                    f"{candidates} && {protocol.ATTR_DESIRED_SITES} =?= {move.desired}",
                     ["ClusterId", "ProcId"],
                     limit=move.count,
                 )
@@ -187,4 +187,10 @@ def overflow_attrs(desired: str, homes: list[str], widened: str, now: float) -> 
         protocol.ATTR_OVERFLOW_TIME: str(int(now)),
         protocol.ATTR_OVERFLOWED: "true",
         protocol.ATTR_OVERFLOW_HOME_SITES: protocol.literal(",".join(homes)),
+        protocol.ATTR_DESIRED_SITES_DIFF: protocol.literal(
+            ",".join(s for s in sites_of(protocol.literal(widened)) if s not in homes)
+        ),
+        protocol.ATTR_ROUTE_TYPE: protocol.literal("overflow"),
+        protocol.ATTR_HAS_BEEN_OVERFLOW_ROUTED: "true",
+        protocol.ATTR_LAST_ROUTED: str(int(now)),
     }

@@ -100,6 +100,10 @@ class PoolSettings:
             protocol.ATTR_OVERFLOW_TIME,
             protocol.ATTR_OVERFLOWED,
             protocol.ATTR_OVERFLOW_HOME_SITES,
+            protocol.ATTR_DESIRED_SITES_DIFF,
+            protocol.ATTR_ROUTE_TYPE,
+            protocol.ATTR_HAS_BEEN_OVERFLOW_ROUTED,
+            protocol.ATTR_LAST_ROUTED,
         ]
     )
     #: the longest a token may live, however it was made (minted, renewed, `updraft token create`):

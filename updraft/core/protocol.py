@@ -228,6 +228,11 @@ ATTR_OVERFLOWED = "Overflowed"
 ATTR_OVERFLOW_TIME = "OverflowTime"
 ATTR_OVERFLOW_HOME_SITES = "OverflowHomeSites"
 ATTR_ALLOW_OVERFLOW = "AllowOverflow"  # a job that says false is never overflowed
+# what CMS's JobRouter overflow route writes, so that monitoring built for it finds them
+ATTR_DESIRED_SITES_DIFF = "DESIRED_SITES_Diff"  # the sites the overflow added
+ATTR_ROUTE_TYPE = "RouteType"  # "overflow"
+ATTR_HAS_BEEN_OVERFLOW_ROUTED = "HasBeenOverflowRouted"
+ATTR_LAST_ROUTED = "LastRouted"
 # where a running job's pilot came from (recorded by the pool at match time)
 ATTR_MATCH_ENTRY = "MATCH_EXP_JOB_GLIDEIN_Entry_Name"
 ATTR_MATCH_FACTORY = "MATCH_EXP_JOB_GLIDEIN_Factory"

@@ -53,6 +53,9 @@ def test_jobs_idle_past_the_timeout_widen_to_the_overflow_sites_within_the_bound
     frontend = frontend_setup.frontend()
     cluster = pool.submit(jobs_at(workdir, home, 3), "uma", workdir)
     kept = pool.submit(jobs_at(workdir, home, 1, "+AllowOverflow = False\n"), "uma", workdir, name="kept.sub")
+    crab = pool.submit(
+        jobs_at(workdir, home, 1, '+CMS_ALLOW_OVERFLOW = "False"\n'), "uma", workdir, name="crab.sub"
+    )
     key = f"Other_local@{factory_setup.name}"
 
     records = frontend.cycle()  # too early: nothing moves
@@ -69,6 +72,13 @@ def test_jobs_idle_past_the_timeout_widen_to_the_overflow_sites_within_the_bound
     ).lines
     assert sorted(states) == sorted([f"true {home},{other} {home}"] * 2 + [f"undefined {home} undefined"])
     assert pool.job(f"{kept}.0", "DESIRED_Sites", "Overflowed", user="uma") == f"{home} undefined"
+    assert pool.job(f"{crab}.0", "DESIRED_Sites", "Overflowed", user="uma") == f"{home} undefined"
+    # CMS's own record of the route, for monitoring built on its names
+    routed = pool.run(
+        "condor_q", cluster, "-constraint", "Overflowed =?= true", "-af", "DESIRED_SITES_Diff", "RouteType",
+        "HasBeenOverflowRouted", user="uma",
+    ).lines  # fmt: skip
+    assert routed == [f"{other} overflow true"] * 2
     # the widened jobs now ask for pilots at the overflow site, through the ordinary matching:
     # each matches both sites, so each counts one half at each
     assert records["main"].entries[key].counts.idle_jobs == 1.0

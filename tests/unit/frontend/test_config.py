@@ -33,7 +33,7 @@ def test_example_config_is_valid() -> None:
     config = load_frontend_config(REPO / "config" / "frontend.yaml")
     assert [g.name for g in config.groups] == ["cms", "anywhere"]
     assert config.groups[0].job_refs == ["DESIRED_Sites"]
-    assert config.groups[0].overflow is not None and config.groups[0].overflow.after_s == 6 * 3600
+    assert config.groups[0].overflow is not None and config.groups[0].overflow.after_s == 20 * 60
 
 
 def test_defaults_are_glideinwms_defaults(tmp_path: Path) -> None:
