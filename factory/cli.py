@@ -115,6 +115,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_gwms(args: argparse.Namespace) -> int:
+    from factory.importer import import_factory
+    from updraft.service import finish_import
+
+    text, report = import_factory([Path(p) for p in args.files])
+    return finish_import(text, report, args.output, load_factory_config, args.json, "factory")
+
+
 def cmd_reconfig(args: argparse.Namespace) -> int:
     path = _config_path(args)
     config = load_factory_config(path)  # refuse here first: the operator sees the error at once
@@ -394,6 +402,13 @@ def add_commands(nouns: Any) -> None:
     check = verb("check", cmd_check, "validate a config file (file:line errors)", config=False)
     check.add_argument("file")
     check.add_argument("--json", action="store_true", help="print the config as the factory reads it")
+    imported = verb(
+        "import-gwms", cmd_import_gwms, "a glideinWMS factory's entries (glideinWMS.xml, config.d/) as Updraft YAML",
+        config=False,
+    )  # fmt: skip
+    imported.add_argument("files", nargs="+", metavar="FILE_OR_DIR")
+    imported.add_argument("-o", "--output", help="write the YAML here (default: standard output)")
+    imported.add_argument("--json", action="store_true", help="the summary as JSON")
     reconfig = verb("reconfig", cmd_reconfig, "make the running factory reload its config (like SIGHUP)")
     reconfig.add_argument("--timeout", type=float, default=60.0)
     entries = verb("entries", cmd_entries, "entries with their state, glideins per frontend and limits")

@@ -60,6 +60,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_gwms(args: argparse.Namespace) -> int:
+    from frontend.importer import import_frontend
+    from updraft.service import finish_import
+
+    text, report = import_frontend(Path(args.file))
+    return finish_import(text, report, args.output, load_frontend_config, args.json, "frontend")
+
+
 def cmd_reconfig(args: argparse.Namespace) -> int:
     config = _config(args)  # refused here first, with the line
     print(
@@ -332,6 +340,10 @@ def add_commands(nouns: Any) -> None:
     check = verb("check", cmd_check, "validate a config file (file:line errors)", config=False)
     check.add_argument("file")
     check.add_argument("--json", action="store_true")
+    imported = verb("import-gwms", cmd_import_gwms, "a glideinWMS frontend.xml as Updraft YAML", config=False)
+    imported.add_argument("file", metavar="frontend.xml")
+    imported.add_argument("-o", "--output", help="write the YAML here (default: standard output)")
+    imported.add_argument("--json", action="store_true", help="the summary as JSON")
     reconfig = verb("reconfig", cmd_reconfig, "make the running frontend reload its config (like SIGHUP)")
     reconfig.add_argument("--timeout", type=float, default=60.0)
     explain = verb(

@@ -216,3 +216,35 @@ def duration_seconds(text: str) -> float:
         return float(text)
     except (ValueError, IndexError):
         raise UsageError(f"cannot read the duration {text!r}: use e.g. 90m, 2h, 1d") from None
+
+
+# -- importing glideinWMS configurations ----------------------------------------------------------
+def finish_import(
+    text: str, report: Any, output: str | None, check: Callable[[Path], Any], as_json: bool, what: str
+) -> int:
+    """Write an importer's YAML (``-o``: to the file, else to stdout), prove it loads, print the summary.
+
+    The YAML is checked with the component's own loader before anything is written, so an
+    import never leaves a file that ``check`` refuses; the summary goes to stderr when the
+    YAML goes to stdout, so the two can be piped apart.
+    """
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        trial = Path(scratch) / f"{what}.yaml"
+        trial.write_text(text)
+        check(trial)  # a ConfigError here is the importer's bug: say it, write nothing
+    summary = json.dumps(report.to_dict(), indent=2) if as_json else report.summary()
+    if output:
+        target = Path(output)
+        temporary = target.with_name(target.name + ".tmp")
+        temporary.write_text(text)
+        temporary.replace(target)
+        print(summary)
+        if not as_json:
+            print(f"\nwrote {target}: check it with `updraft {what} check {target}`")
+    else:
+        sys.stdout.write(text)
+        print(summary, file=sys.stderr)
+    return 0

@@ -68,6 +68,7 @@ class CondorCEOptions:
     proxy: str = ""  # x509userproxy for the CE
     token_file: str = ""  # or a SciToken for the CE (scitokens_file)
     port: int = 9619
+    remote_schedd: str = ""  # the CE's schedd name, when it is not the gatekeeper's host name
 
 
 class CondorCEAdapter(SiteAdapter):
@@ -91,6 +92,15 @@ class CondorCEAdapter(SiteAdapter):
     def check_entry(cls, entry: EntryConfig) -> tuple[str, str] | None:
         if not entry.gatekeeper or "/" in entry.gatekeeper:
             return "gatekeeper", "give the CE's host name (and :port), e.g. ce.example.org:9619"
+        _host, _, port = entry.gatekeeper.partition(":")
+        if port and not port.isdigit():
+            return "gatekeeper", f"the port {port!r} is not a number"
+        if len(entry.gatekeeper.split()) > 1:
+            return (
+                "gatekeeper",
+                "one host[:port]: glideinWMS's '<schedd> <collector>:9619' form is the collector as"
+                " gatekeeper and the schedd as options.remote_schedd (updraft factory import-gwms does this)",
+            )
         return None
 
     def schedd(self) -> Any:
@@ -112,7 +122,7 @@ class CondorCEAdapter(SiteAdapter):
     def grid_resource(self) -> str:
         host = self.entry.gatekeeper.split(":")[0]
         contact = self.entry.gatekeeper if ":" in self.entry.gatekeeper else f"{host}:{self.options.port}"
-        return f"condor {host} {contact}"
+        return f"condor {self.options.remote_schedd or host} {contact}"
 
     def description(self, glidein: GlideinSpec, script: Path) -> dict[str, str]:
         directory = script.parent
