@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from factory.config import TYPED_ATTRIBUTES
+from updraft.core import protocol
 from updraft.core.gwmsxml import GwmsImportError, ImportReport, Node, is_true, parse_xml
 
 CREDENTIALS_DIR = "/etc/updraft/credentials"
@@ -42,7 +44,8 @@ CONDOR_KNOBS = re.compile(
     r"|GLIDEIN_Glexec_Use|GLIDEIN_GLEXEC_VOs|GLIDEIN_Req_MUPJ_gLExec|GLIDEIN_Expose_Grid_Env|GLIDEIN_Is_Long"
     r"|GLIDEIN_MaxMemMBs_Estimate|Site_Req_Explicit_Auth|VOS_USING_SE_.*|GLIDEIN_SE_.*)$"
 )
-TYPED = {"GLIDEIN_MaxMemMBs": "memory_mb", "GLIDEIN_Max_Walltime": "walltime_s"}
+#: the glideinWMS attributes that are typed entry settings in Updraft (GLIDEIN_CPUS has its own words)
+TYPED = {attribute: name for name, attribute in TYPED_ATTRIBUTES.items() if name != "cpus"}
 
 
 @dataclass
@@ -234,7 +237,7 @@ def _attributes(
         kind = node.get("type", "string")
         if not is_true(node.get("publish", "True")) or not is_true(node.get("const", "True")):
             report.no_equivalent("attr const/publish flags (every Updraft attribute is published and fixed)")
-        if name == "GLIDEIN_CPUS":
+        if name == protocol.ATTR_GLIDEIN_CPUS:
             _cpus(value, data, pilot, report)
         elif name in TYPED and not value.strip():
             continue  # not said: the pilot finds out
@@ -439,7 +442,7 @@ def _credential(
 ) -> None:  # fmt: skip
     """Which credential the entry needs, where the factory will look for it."""
     method = node.get("auth_method", "grid_proxy")
-    vos = attrs.get("GLIDEIN_Supported_VOs", ("", node))[0]
+    vos = attrs.get(protocol.ATTR_GLIDEIN_SUPPORTED_VOS, ("", node))[0]
     vo = (re.split(r"[,\s]+", vos.strip())[0] if vos.strip() else "vo").lower()
     methods = set(re.split(r"[+;,]", method))
     if "project_id" in methods:
