@@ -57,6 +57,8 @@ class EventLog:
         self.next_id = (rows[0][0] or 0) + 1
         self.recent: deque[Event] = deque(maxlen=self.RECENT)
         self.subscribers: set[asyncio.Queue[Event | None]] = set()
+        #: called with every committed batch, on the event loop (the user logs); must not block
+        self.listeners: list[Callable[[list[Event]], None]] = []
 
     def record(
         self,
@@ -79,6 +81,11 @@ class EventLog:
         """Called once the events are committed."""
         for event in events:
             self.recent.append(event)
+        for listener in self.listeners:
+            try:
+                listener(events)
+            except Exception:
+                log.exception("event listener failed")
         if not self.subscribers:
             return
         for subscriber in list(self.subscribers):

@@ -60,9 +60,12 @@ from userpool.sandbox import BlobStore, Spool
 from userpool.schedd import Schedd
 from userpool.store import INSERT_REVOCATION, LIVE_REVOCATIONS, Store, StoreUnreadable
 from userpool.tokens import REVOKED_ALWAYS, Identity, TokenSigner
+from userpool.userlog import JobAds, UserLogs
 from userpool.waiting import WaitingPolls
 
 log = logging.getLogger("updraft.pool")
+USERLOG_CURSOR = "userlog.cursor"  # the last event written to the users' logs
+USERLOG_BACKLOG = 1_000_000  # events replayed into the users' logs after a restart, at most
 
 
 @dataclass
@@ -82,6 +85,8 @@ class Pool:
         self.disk = DiskGuard(config.state_dir, config.disk_reserve_mb, config.min_free_disk_mb)
         self.stats = PoolStats()
         self.stopping = False
+        self.submit_host = "<127.0.0.1:0>"  # the server says where it listens: the user logs name it
+        self._installing: dict[int, Any] = {}  # clusters committed, not yet in the queue
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.fatal_error: BaseException | None = None
@@ -132,6 +137,13 @@ class Pool:
         self.identities = IdentityMap(self.config.identity_map_path)
         self.delivery = Delivery(self.config.home, self.spool, self.identities, self.writer)
         self.history = History(self.store, self.config.history_max_jobs)
+        ads = JobAds(self.schedd.queue, self.history, self._installing)
+        self.userlogs = UserLogs(
+            self.config.home, self.config.home / USERLOG_CURSOR, self.identities, self.writer,
+            ads.live, ads.from_history, lambda: self.submit_host,
+        )  # fmt: skip
+        self.userlogs.begin_at(self.events.next_id - 1)
+        self.events.listeners.append(self.userlogs.published)
         self.monitor = Monitor(
             self.schedd.queue, self.collector, self.schedd.claims, self.events,
             self.config.monitor_interval_s, self.config.monitor.show_reasons, clock=self.clock,
@@ -149,6 +161,7 @@ class Pool:
     async def start_background(self) -> None:
         self._loop = self.waiting.loop = self.outbox.loop = asyncio.get_running_loop()
         self.outbox.resume()
+        self.userlogs.start(self.events.after(self.userlogs.cursor, USERLOG_BACKLOG))
         every = [
             (self.config.lease_check_interval_s, self._check_leases),
             (self.config.periodic_interval_s, self._periodic_policy),
@@ -172,6 +185,7 @@ class Pool:
         self._tasks = []
         self.release_polls()
         self.matcher.close()
+        self.userlogs.close()
         self.store.close()
         self.writer.close()
         self.lock.release()
@@ -258,10 +272,13 @@ class Pool:
             more = f" (and {len(refusals) - 1} more)" if len(refusals) > 1 else ""
             raise Forbidden(refusals[0] + more)
         tx.batch.refusable = True  # nothing is in memory until install()
+        self._installing[cluster.cluster_id] = cluster  # its submit event may be published first
         try:
             await self.commit(tx)
         except DiskFull:
             raise InsufficientStorage(self.disk.refusal()) from None
+        finally:
+            self._installing.pop(cluster.cluster_id, None)
         self.stats.submits += 1
         result = self.schedd.install(cluster)
         if result.count >= 10000:
@@ -563,35 +580,9 @@ class Pool:
         return sum(1 for job in self.schedd.queue.jobs() if job.status in CLAIMED)
 
     def metrics(self) -> str:
-        from updraft.core.metrics import Exposition
+        from userpool.poolmetrics import pool_metrics
 
-        totals = self.schedd.queue.totals()
-        out = Exposition()
-        out.gauge(
-            "updraft_pool_jobs",
-            "Jobs in the queue by JobStatus.",
-            [({"status": name}, count) for name, count in totals.items() if name != "total"],
-        )
-        out.gauge(
-            "updraft_pool_ads",
-            "Ads in the collector by type.",
-            [({"type": kind}, count) for kind, count in self.collector.counts().items()],
-        )
-        out.counter("updraft_pool_matches_total", "Jobs matched to pilots.", self.stats.matches)
-        out.counter("updraft_pool_polls_total", "Pilot polls answered.", self.stats.polls)
-        out.counter("updraft_pool_submits_total", "Submissions committed.", self.stats.submits)
-        out.counter("updraft_pool_commits_total", "Queue commits.", self.stats.commits)
-        out.gauge("updraft_pool_claims", "Active claims.", len(self.schedd.claims.active))
-        out.gauge(
-            "updraft_pool_autoclusters",
-            "Autoclusters with idle jobs.",
-            sum(1 for ac in self.schedd.index.ordered if ac.idle > 0),
-        )
-        out.gauge("updraft_pool_waiting_pilots", "Pilots long-polling now.", len(self.waiting))
-        out.gauge(
-            "updraft_pool_uptime_seconds", "Seconds since start.", round(time.time() - self.stats.started, 1)
-        )
-        return out.render()
+        return pool_metrics(self)
 
     def not_found(self, what: str) -> NotFound:
         return NotFound(what)

@@ -81,6 +81,7 @@ async def serve(config: PoolConfig) -> None:
             return
         await asyncio.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
+    pool.submit_host = f"<{config.host}:{port}>"
     await pool.start_background()
     url = f"{scheme}://{config.host}:{port}"
     info = {"url": url, "pid": os.getpid(), "ca": str(ca_path) if ca_path else None}

@@ -19,15 +19,18 @@ class Verb:
     action: JobAction
     done: str  # "marked for removal", "held", ...
     blurb: str
+    word: str  # HTCondor's "Couldn't find/<word> all jobs in cluster N"
 
 
 VERBS = {
-    "rm": Verb("condor_rm", JobAction.Remove, "marked for removal", "Remove jobs from the queue."),
-    "hold": Verb("condor_hold", JobAction.Hold, "held", "Put jobs on hold."),
-    "release": Verb("condor_release", JobAction.Release, "released", "Release held jobs."),
-    "suspend": Verb("condor_suspend", JobAction.Suspend, "suspended", "Suspend running jobs (SIGSTOP)."),
+    "rm": Verb("condor_rm", JobAction.Remove, "marked for removal", "Remove jobs from the queue.", "remove"),
+    "hold": Verb("condor_hold", JobAction.Hold, "held", "Put jobs on hold.", "hold"),
+    "release": Verb("condor_release", JobAction.Release, "released", "Release held jobs.", "release"),
+    "suspend": Verb(
+        "condor_suspend", JobAction.Suspend, "suspended", "Suspend running jobs (SIGSTOP).", "suspend"
+    ),
     "continue": Verb(
-        "condor_continue", JobAction.Continue, "continued", "Continue suspended jobs (SIGCONT)."
+        "condor_continue", JobAction.Continue, "continued", "Continue suspended jobs (SIGCONT).", "continue"
     ),
 }
 
@@ -60,7 +63,8 @@ def run(verb: Verb, argv: list[str] | None) -> int:
         except Exception:
             owners.append(target)
     constraint = common.check_constraint(verb.tool, args.constraint or "")
-    if args.all and not owners and not ids:
+    every = args.all and not owners and not ids
+    if every:
         me = str(token_claims(client.token).get("sub", ""))
         owners = [me] if me else []
     action = JobAction.RemoveX if getattr(args, "forcex", False) else verb.action
@@ -81,6 +85,11 @@ def run(verb: Verb, argv: list[str] | None) -> int:
         )
     for target, request in requests:
         result = client.act(request)
+        cluster = "." not in target and not target.startswith("user:") and target != "constraint"
+        if cluster and result.not_found and not result.done:  # HTCondor's words for a cluster it lacks
+            print(f"Couldn't find/{verb.word} all jobs in cluster {target}", file=sys.stderr)
+            status = 1
+            continue
         for job_id in result.not_found:
             print(f"Job {job_id} not found", file=sys.stderr)
             status = 1
@@ -95,7 +104,9 @@ def run(verb: Verb, argv: list[str] | None) -> int:
                 print(f"{verb.tool}: no jobs matched {_describe(target, request)}", file=sys.stderr)
                 status = 1
             continue
-        if target.startswith("user:"):
+        if target.startswith("user:") and every:
+            print(f"All jobs have been {verb.done}")
+        elif target.startswith("user:"):
             print(f'All jobs of user "{target[5:]}" have been {verb.done}')
         elif target == "constraint":
             print(f"All jobs matching constraint ({constraint}) have been {verb.done}")

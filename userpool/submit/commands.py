@@ -32,7 +32,7 @@ UNSUPPORTED = {
 
 #: accepted, with no effect here (kept for submit files written for a full HTCondor)
 IGNORED = (
-    "log_xml", "copy_to_spool", "getenv_allowlist", "want_remote_io", "buffer_size", "buffer_block_size",
+    "copy_to_spool", "getenv_allowlist", "want_remote_io", "buffer_size", "buffer_block_size",
     "dagman_log", "submit_event_notes", "email_attributes", "encrypt_input_files", "encrypt_output_files",
     "dont_encrypt_input_files", "dont_encrypt_output_files", "skip_filechecks", "image_size", "job_lease_duration_limit",
     "rendezvousdir", "stack_size", "want_io_proxy", "use_oauth_services", "ulog_execute_attrs", "job_priority",

@@ -187,10 +187,13 @@ def initial_dir(ctx: Context) -> dict[str, str]:
     return {"Iwd": _string(iwd)}
 
 
-@handler("log")
+@handler("log", "log_xml")
 def user_log(ctx: Context) -> dict[str, str]:
     value = ctx.get("log")
-    return {"UserLog": _string(ctx.in_iwd(value))} if value else {}
+    attrs = {"UserLog": _string(ctx.in_iwd(value))} if value else {}
+    if ctx.flag("log_xml", False):
+        attrs["UserLogUseXML"] = "true"  # the pool writes the log's events as XML ClassAds
+    return attrs
 
 
 # -- resources ----------------------------------------------------------------------------------

@@ -113,3 +113,42 @@ def test_output_delivery_cut_short_by_a_crash_is_resumed(tmp_path: Path, workdir
         assert events.count("complete") == 1 and events.count("output_delivered") == 1
     finally:
         pool.stop()
+
+
+def test_user_log_after_a_crash_neither_loses_nor_repeats_events(tmp_path: Path, workdir: Path) -> None:
+    """Killed just after appending to a user log and before recording it: the restart writes nothing twice."""
+    import htcondor2
+
+    (tmp_path / "pool").mkdir()
+    (tmp_path / "pool" / "identity.map").write_text(IDENTITY_MAP)
+    process = PoolProcess(
+        tmp_path / "pool", FAST, env={**os.environ, "UPDRAFT_FAILPOINTS": "pool.after_userlog_append=exit@2"}
+    )
+    pool = RunningPool(process.start())
+    log = workdir / "crash.log"
+
+    def kinds() -> list[int]:
+        return [e.type for e in htcondor2.JobEventLog(str(log)).events(stop_after=0)] if log.exists() else []
+
+    try:
+        cluster = pool.submit("executable = job.sh\nlog = crash.log\nqueue\n", "ola", workdir)
+        try:
+            pool.run("condor_hold", cluster, user="ola", timeout=30)  # its 012 is the second append: exit
+        except Exception:
+            pass
+        assert process.process.wait(timeout=30) == 137
+        assert kinds() == [htcondor2.JobEventType.SUBMIT, htcondor2.JobEventType.JOB_HELD]
+        process.env = None
+        process.start()
+        assert pool.run("condor_release", cluster, user="ola").returncode == 0
+        deadline = time.monotonic() + 20
+        while len(kinds()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        assert kinds() == [
+            htcondor2.JobEventType.SUBMIT,
+            htcondor2.JobEventType.JOB_HELD,
+            htcondor2.JobEventType.JOB_RELEASED,
+        ]
+    finally:
+        pool.stop()
