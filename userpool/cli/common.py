@@ -171,6 +171,20 @@ def evaluate(texts: dict[str, str], expressions: Sequence[str]) -> list[Any]:
     return out
 
 
+def table_values(texts: dict[str, str], names: Sequence[str]) -> dict[str, Any]:
+    """Attributes for a table: plain values, None where undefined or an error.
+
+    classad2's Undefined and Error are IntEnum members (2 and 3): left as they are, a table's
+    ``isinstance(value, int)`` would read an undefined EnteredCurrentActivity as 2 seconds
+    after the epoch, or an undefined TotalSubmitProcs as two jobs.
+    """
+    values = evaluate(texts, names)
+    return {
+        name: (None if isinstance(value, classads.classad2.Value) else value)
+        for name, value in zip(names, values, strict=True)
+    }
+
+
 def print_autoformat(
     ads: Iterable[dict[str, str]], expressions: Sequence[str], flags: str = "", out: Any = None
 ) -> None:

@@ -141,8 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         out.write(format_batch_table(_batches(ads)))
     out.write("\n" + format_totals("query", result.totals or {}) + "\n")
-    if owners == [me]:
-        out.write(format_totals(me, result.totals or {}) + "\n")
+    if me:  # HTCondor 24: the query, then every job of the user, then everyone's
+        mine = (
+            result.totals
+            if owners == [me] and not ids and not constraint
+            else client.query(QueryRequest("", [], [], [me], 0, True, True)).totals
+        )
+        out.write(format_totals(me, mine or {}) + "\n")
     out.write(format_totals("all users", everyone) + "\n")
     return 0
 
@@ -170,7 +175,7 @@ def _projection_for(expressions: list[str]) -> list[str]:
 def _batches(ads: list[dict[str, str]]) -> list[dict[str, Any]]:
     batches: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
     for texts in ads:
-        values = dict(zip(BATCH_ATTRS, common.evaluate(texts, BATCH_ATTRS), strict=True))
+        values = common.table_values(texts, BATCH_ATTRS)
         owner = str(values["Owner"])
         name = (
             values["JobBatchName"]

@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_slots(ads: list[dict[str, str]], total_only: bool) -> None:
+    if not ads:
+        return  # as HTCondor's: a pool without slots prints nothing
     now = time.time()
     summary: Counter[tuple[str, str]] = Counter()
     if not total_only and ads:
@@ -75,19 +77,20 @@ def print_slots(ads: list[dict[str, str]], total_only: bool) -> None:
             f"{'Name':<40} {'OpSys':<6} {'Arch':<7} {'State':<10} {'Activity':<9} {'Cpus':>4} {'Mem':>7} {'Site':<12} ActvtyTime"
         )
     for texts in ads:
-        values = dict(zip(SLOT_ATTRS, common.evaluate(texts, SLOT_ATTRS), strict=True))
+        values = common.table_values(texts, SLOT_ATTRS)
         state = values["State"] if isinstance(values["State"], str) else "Unclaimed"
         summary[(f"{values['Arch']}/{values['OpSys']}", state)] += 1
         if total_only:
             continue
         since = values["EnteredCurrentActivity"]
-        age = _age(now - since) if isinstance(since, int) else "0+00:00:00"
+        age = _age(now - since) if isinstance(since, int) and since > 0 else "0+00:00:00"
         site = (
             values[protocol.ATTR_GLIDEIN_SITE] if isinstance(values[protocol.ATTR_GLIDEIN_SITE], str) else ""
         )
+        shown = {name: "" if value is None else str(value) for name, value in values.items()}
         print(
-            f"{values['Name']!s:<40} {values['OpSys']!s:<6} {values['Arch']!s:<7} {state:<10} {values['Activity']!s:<9}"
-            f" {values['Cpus']!s:>4} {values['Memory']!s:>7} {site:<12} {age}"
+            f"{shown['Name']:<40} {shown['OpSys']:<6} {shown['Arch']:<7} {state:<10} {shown['Activity']:<9}"
+            f" {shown['Cpus']:>4} {shown['Memory']:>7} {site:<12} {age}"
         )
     platforms = sorted({p for p, _ in summary})
     states = ["Owner", "Claimed", "Unclaimed", "Matched", "Preempting", "Drain"]

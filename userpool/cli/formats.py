@@ -8,7 +8,7 @@ import urllib.parse
 from typing import Any
 
 from updraft.core.protocol import JobStatus
-from userpool.cli.common import evaluate
+from userpool.cli.common import table_values
 
 TOTAL_ORDER = ("completed", "removed", "idle", "running", "held", "suspended")
 
@@ -95,7 +95,7 @@ def format_job_table(ads: list[dict[str, str]], now: float, with_host: bool = Fa
     last = "HOST(S)" if with_host else "CMD"
     lines = [f" {'ID':<7} {'OWNER':<14} {'SUBMITTED':>11}   {'RUN_TIME':>10} ST PRI SIZE {last}"]
     for texts in ads:
-        values = dict(zip(attrs, evaluate(texts, attrs), strict=True))
+        values = table_values(texts, attrs)
         status = int(values["JobStatus"]) if isinstance(values["JobStatus"], int) else 1
         run_time = (
             values["RemoteWallClockTime"] if isinstance(values["RemoteWallClockTime"], (int, float)) else 0
@@ -123,7 +123,7 @@ def format_hold_table(ads: list[dict[str, str]]) -> str:
     attrs = ["ClusterId", "ProcId", "Owner", "EnteredCurrentStatus", "HoldReason"]
     lines = [f" {'ID':<7} {'OWNER':<14} {'HELD_SINCE':>11}  HOLD_REASON"]
     for texts in ads:
-        values = dict(zip(attrs, evaluate(texts, attrs), strict=True))
+        values = table_values(texts, attrs)
         job_id = f"{values['ClusterId']}.{values['ProcId']}"
         reason = values["HoldReason"] if isinstance(values["HoldReason"], str) else ""
         lines.append(
@@ -147,7 +147,7 @@ def format_history_table(ads: list[dict[str, str]]) -> str:
     ]
     lines = [f" {'ID':<7} {'OWNER':<14} {'SUBMITTED':>11}   {'RUN_TIME':>10} ST   {'COMPLETED':>11} CMD"]
     for texts in ads:
-        values = dict(zip(attrs, evaluate(texts, attrs), strict=True))
+        values = table_values(texts, attrs)
         job_id = f"{values['ClusterId']}.{values['ProcId']}"
         run_time = (
             values["RemoteWallClockTime"] if isinstance(values["RemoteWallClockTime"], (int, float)) else 0

@@ -58,7 +58,9 @@ def test_unknown_jobs_and_other_users(pool: RunningPool, workdir: Path) -> None:
     by_user = pool.run("condor_hold", "ivy", user="jack")
     assert by_user.returncode == 1
     mine = pool.run("condor_hold", "-all", user="ivy")
-    assert mine.returncode == 0 and mine.stdout.strip() == "All jobs have been held"  # HTCondor's -all wording
+    assert (
+        mine.returncode == 0 and mine.stdout.strip() == "All jobs have been held"
+    )  # HTCondor's -all wording
     named = pool.run("condor_release", "ivy", user="ivy")  # ... and for a user named
     assert named.returncode == 0 and named.stdout.strip() == 'All jobs of user "ivy" have been released'
     admin = pool.run("condor_rm", "-constraint", 'Owner == "ivy"')  # the pool's local token is an admin

@@ -125,3 +125,40 @@ def test_dry_run_queues_nothing(pool: RunningPool, workdir: Path) -> None:
         ).stdout
         == ""
     )
+
+
+def test_condor_q_batch_of_a_held_job_and_the_user_totals(pool: RunningPool, workdir: Path) -> None:
+    """As HTCondor 24: a held one-job batch is HOLD 1, TOTAL 1; the user's own totals sit between."""
+    write(workdir / "held.sub", "executable = job.sh\nbatch_name = held_one\nhold = true\nqueue\n")
+    assert pool.run("condor_submit", "held.sub", user="hank", cwd=workdir).returncode == 0
+    shown = pool.run("condor_q", user="hank")
+    header = next(line for line in shown.lines if line.startswith("OWNER"))
+    row = next(line for line in shown.lines if "held_one" in line).split()
+    assert "HOLD" in header.split()
+    # OWNER BATCH_NAME SUBMITTED(2 words) DONE RUN IDLE HOLD TOTAL JOB_IDS
+    assert row[4:9] == ["_", "_", "_", "1", "1"], shown.stdout
+    totals = [line for line in shown.lines if line.startswith("Total for")]
+    assert [line.split(":")[0] for line in totals] == [
+        "Total for query",
+        "Total for hank",
+        "Total for all users",
+    ]
+
+
+def test_condor_status_prints_nothing_without_slots(tmp_path: Path) -> None:
+    from tests.support.pools import start_pool
+
+    empty = start_pool(tmp_path / "empty")
+    try:
+        shown = empty.run("condor_status")
+        assert (shown.returncode, shown.stdout) == (0, "")
+    finally:
+        empty.stop()
+
+
+def test_condor_status_activity_time_of_a_slot_without_one(capsys) -> None:
+    from userpool.cli.condor_status import print_slots
+
+    print_slots([{"Name": '"slot1@n1"', "State": '"Unclaimed"', "Activity": '"Idle"', "Cpus": "1"}], False)
+    row = capsys.readouterr().out.splitlines()[1]
+    assert row.endswith("0+00:00:00") and "None" not in row
