@@ -35,7 +35,7 @@ executable = short.sh
 arguments = $(Cluster).$(Process)
 output = out/$(Process).out
 error = out/$(Process).err
-job_lease_duration = 10
++JobLeaseDuration = 10
 request_cpus = 1
 request_memory = 64
 queue {count}

@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         common.die(TOOL, f"ERROR: {exc}", 1)
     if show_progress and len(spec.procs) >= 10000:
         print(file=sys.stderr)
+    for warning in spec.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
     if args.dry_run:
         print_dry_run(spec, cluster_id)
         return 0

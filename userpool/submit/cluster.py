@@ -24,6 +24,7 @@ class ClusterSpec:
     inputs: list[SandboxFile] = field(default_factory=list)
     proc_inputs: dict[int, list[SandboxFile]] = field(default_factory=dict)
     hasher: Hasher = field(default_factory=Hasher)
+    warnings: list[str] = field(default_factory=list)  # accepted, but worth a line on stderr
 
     def ad_of(self, proc: int) -> dict[str, str]:
         ad = dict(self.cluster_ad)
@@ -44,9 +45,9 @@ def build_cluster(
 ) -> ClusterSpec:
     parts = segments(file, env.cwd)
     names = [n for part in parts for n in part.item_names]
-    check_commands(file, names)
+    warnings = check_commands(file, names)
     total = sum(len(part.procs) for part in parts)
-    spec = ClusterSpec({}, [])
+    spec = ClusterSpec({}, [], warnings=warnings)
     cluster_ad: dict[str, str] | None = None
     cluster_inputs: list[SandboxFile] | None = None
     proc_id = 0

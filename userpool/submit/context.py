@@ -48,6 +48,17 @@ def full_hostname() -> str:
     return name
 
 
+#: HTCondor's other spellings of a command: command -> the names that mean it too
+ALIASES: dict[str, tuple[str, ...]] = {
+    "input": ("stdin",),
+    "output": ("stdout",),
+    "error": ("stderr",),
+    "rank": ("preferences",),
+    "initialdir": ("initial_dir", "job_iwd"),
+    "getenv": ("get_env",),
+}
+
+
 class Context:
     """The expanded commands of one proc, read through methods that record what was read."""
 
@@ -60,6 +71,11 @@ class Context:
     def raw(self, key: str) -> str | None:
         self.reads.add(key)
         value = self.values.get(key)
+        for alias in ALIASES.get(key, ()) if value is None else ():  # stdin for input, ...
+            self.reads.add(alias)
+            value = self.values.get(alias)
+            if value is not None:
+                break
         return value.strip() if value is not None else None
 
     def get(self, key: str) -> str | None:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import htcondor2
@@ -77,6 +79,15 @@ class SubmitFile:
 
     def error(self, key: str | None, message: str) -> SubmitError:
         return SubmitError(self.path, self.line_of(key) if key else None, message)
+
+    def near_miss(self, command: str) -> str:
+        """' (... looks like a misspelt ...)' when the file has a near miss of a missing command."""
+        import difflib
+
+        for key in self.raw_values:
+            if key != command and difflib.get_close_matches(key, [command], n=1, cutoff=0.75):
+                return f" ('{key}' on line {self.line_of(key)} looks like a misspelt '{command}')"
+        return ""
 
 
 def _logical_lines(text: str) -> list[tuple[int, str]]:
@@ -212,7 +223,23 @@ def _check_directive(submit: SubmitFile, number: int, line: str, depth: int) -> 
             places = [target, os.path.join(os.path.dirname(submit.path), target)]  # cwd, or beside the file
             if not any(os.path.isfile(place) for place in places):
                 raise SubmitError(submit.path, number or None, f"include file {target} does not exist")
+            _learn_spellings(submit, next(place for place in places if os.path.isfile(place)))
     return depth
+
+
+def _learn_spellings(submit: SubmitFile, path: str) -> None:
+    """How an included file spells its commands (+ProjectName stays ProjectName, not projectname)."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return
+    for line in text.splitlines():
+        match = _KEY.match(line.strip())
+        if match:
+            typed = match.group(1).strip()
+            written = "MY." + typed[1:] if typed.startswith("+") else typed
+            submit.spelling.setdefault(written.lower(), written)
+            submit.written.setdefault(written.lower(), typed)
 
 
 def segment_text(submit: SubmitFile, index: int) -> str:
@@ -268,10 +295,10 @@ def _queue_count(
     if not count_tokens:
         return 1
     expression = " ".join(count_tokens)
-    if "$" in expression:
-        submit["__updraft_queue_count"] = expression
-        expression = submit.expand("__updraft_queue_count")
-        del submit["__updraft_queue_count"]
+    if "$" in expression:  # queue $(N): expanded by the submit language, in a scratch copy
+        scratch = htcondor2.Submit(dict(submit))
+        scratch["updraft_queue_count"] = expression
+        expression = scratch.expand("updraft_queue_count")
     try:
         value = classads.evaluate(expression)
     except classads.ExpressionError:
@@ -282,14 +309,46 @@ def _queue_count(
     return value
 
 
+def _submit_object(text: str, file: SubmitFile) -> Any:
+    """htcondor2.Submit of the text; its complaints about an ``if`` line become file:line errors.
+
+    The library says what is wrong with an ``if`` only on the process's stderr ("Parse_config
+    if error: ... line: ..."), then fails with a message that names nothing; the stderr is
+    caught here (in the main thread: condor_submit) and the line found in the file.
+    """
+    import tempfile
+    import threading
+
+    capture = threading.current_thread() is threading.main_thread()
+    saved = os.dup(2) if capture else -1
+    with tempfile.TemporaryFile() as caught:
+        if capture:
+            os.dup2(caught.fileno(), 2)
+        try:
+            return htcondor2.Submit(text)
+        except Exception as exc:
+            failure: Exception = exc
+        finally:
+            if capture:
+                os.dup2(saved, 2)
+                os.close(saved)
+        caught.seek(0)
+        said = caught.read().decode(errors="replace")
+    found = re.search(r"Parse_config if error: '(.*)' line: (.*)", said)
+    if found:
+        wanted = found.group(2).strip()
+        line = next((number for number, logical in file.lines if logical.strip() == wanted), None)
+        raise SubmitError(file.path, line, found.group(1))
+    if said.strip():
+        sys.stderr.write(said)
+    raise SubmitError(file.path, None, f"cannot parse: {failure}")
+
+
 def segments(file: SubmitFile, cwd: str) -> list[Segment]:
     out = []
     for index, queue in enumerate(file.queues):
         text = segment_text(file, index)
-        try:
-            submit = htcondor2.Submit(text)
-        except Exception as exc:
-            raise SubmitError(file.path, None, f"cannot parse: {exc}") from None
+        submit = _submit_object(text, file)
         keys = [k for k in submit if not k.startswith("$")]
         previous = os.getcwd()
         try:
@@ -435,10 +494,12 @@ class Expander:
             out[key] = template
         if self.dynamic:
             out.update(self._expand_all(values, self.dynamic))
+        for name in self.segment.item_names:  # queue input, arguments from ...: the item sets the command
+            out[name] = values.get(name, "")
         return out
 
     def varying_keys(self) -> list[str]:
-        return [*self.templates, *self.dynamic]
+        return [*self.templates, *self.dynamic, *self.segment.item_names]
 
     def iter_values(self) -> Iterator[dict[str, str]]:
         for index in range(len(self.segment.procs)):

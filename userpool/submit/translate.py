@@ -90,7 +90,9 @@ def universe(ctx: Context) -> dict[str, str]:
 def executable(ctx: Context) -> dict[str, str]:
     command = ctx.get("executable")
     if command is None:
-        raise ctx.error(None, "no 'executable' command: say which program the job runs")
+        raise ctx.error(
+            None, "no 'executable' command: say which program the job runs" + ctx.file.near_miss("executable")
+        )
     attrs: dict[str, str] = {}
     if ctx.flag("transfer_executable", True):
         attrs["Cmd"] = _string(command if os.path.isabs(command) else os.path.join(ctx.env.cwd, command))
@@ -114,7 +116,7 @@ def _kilobytes(path: str) -> int:
         return 0
 
 
-@handler("initialdir", "transfer_input_files", "input")
+@handler("initialdir", "transfer_input_files", "input", "image_size", "disk_usage")
 def sizes(ctx: Context) -> dict[str, str]:
     command = ctx.get("executable") or ""
     exe_kb = (
@@ -131,8 +133,8 @@ def sizes(ctx: Context) -> dict[str, str]:
         inputs_kb += _kilobytes(ctx.in_iwd(stdin))
     return {
         "ExecutableSize": str(exe_kb),
-        "ImageSize": str(exe_kb),
-        "DiskUsage": str(exe_kb + inputs_kb),
+        "ImageSize": ctx.expression("image_size") if ctx.get("image_size") else str(exe_kb),
+        "DiskUsage": ctx.expression("disk_usage") if ctx.get("disk_usage") else str(exe_kb + inputs_kb),
         "TransferInputSizeMB": str(inputs_kb // 1024),
     }
 
@@ -277,15 +279,9 @@ def requirements(ctx: Context) -> dict[str, str]:
         refs = _machine_refs(normalized)
     if "arch" not in refs:
         clauses.append('(TARGET.Arch == "X86_64")')
-    if not refs & {
-        "opsys",
-        "opsysandver",
-        "opsysname",
-        "opsysmajorver",
-        "opsysver",
-        "opsyslongname",
-        "opsysshortname",
-    }:
+    # HTCondor adds the clause unless the expression names the OS itself (OpSysMajorVer and
+    # OpSysVer are versions, not the OS: they do not count)
+    if not refs & {"opsys", "opsysandver", "opsysname", "opsyslongname", "opsysshortname"}:
         clauses.append('(TARGET.OpSys == "LINUX")')
     clauses.append("(TARGET.Disk >= RequestDisk)")
     clauses.append("(TARGET.Memory >= RequestMemory)")
@@ -388,33 +384,6 @@ def ranking(ctx: Context) -> dict[str, str]:
     return attrs
 
 
-@handler("accounting_group", "accounting_group_user", "nice_user")
-def accounting(ctx: Context) -> dict[str, str]:
-    group = ctx.get("accounting_group")
-    nice = ctx.flag("nice_user", False)
-    attrs: dict[str, str] = {}
-    if nice:
-        group = "nice-user"
-        attrs["MaxJobRetirementTime"] = "0"
-    if group is None:
-        return attrs
-    user = ctx.get("accounting_group_user") or ctx.env.owner
-    for char in group + user:
-        if char.isspace() or char in "\"'":
-            raise ctx.error(
-                "accounting_group",
-                f"accounting group {group!r} / user {user!r} may not contain spaces or quotes",
-            )
-    attrs.update(
-        {
-            "AcctGroup": _string(group),
-            "AcctGroupUser": _string(user),
-            "AccountingGroup": _string(f"{group}.{user}"),
-        }
-    )
-    return attrs
-
-
 POLICY_KEYS = ("periodic_hold", "periodic_release", "periodic_remove", "on_exit_hold")
 
 
@@ -446,7 +415,7 @@ def job_policy(ctx: Context) -> dict[str, str]:
         if retries is not None:
             attrs["JobMaxRetries"] = str(retries)
         elif until is not None or success is not None:
-            attrs["JobMaxRetries"] = "10"
+            attrs["JobMaxRetries"] = "2"  # HTCondor's DEFAULT_JOB_MAX_RETRIES
         if success is not None:
             attrs["JobSuccessExitCode"] = str(success)
         parts = [
@@ -470,6 +439,8 @@ def job_policy(ctx: Context) -> dict[str, str]:
 @handler("job_lease_duration")
 def lease(ctx: Context) -> dict[str, str]:
     value = ctx.get("job_lease_duration")
+    if value and value.isdigit() and 0 < int(value) < 20:
+        return {"JobLeaseDuration": "20"}  # HTCondor's floor: a shorter lease could not be renewed in time
     return {"JobLeaseDuration": ctx.expression("job_lease_duration") if value else "2400"}
 
 

@@ -143,7 +143,7 @@ def test_pilot_killed_mid_job_the_job_runs_elsewhere(
 ) -> None:
     script(workdir, "slow.sh", "sleep ${1:-1}\n")
     cluster = pool.submit(
-        tagged("die", "executable = slow.sh\narguments = 60\njob_lease_duration = 10\nqueue\n"),
+        tagged("die", "executable = slow.sh\narguments = 60\n+JobLeaseDuration = 10\nqueue\n"),
         "abe",
         workdir,
     )

@@ -106,7 +106,7 @@ def test_long_poll_wakes_on_submit(fresh_pool: RunningPool, workdir: Path) -> No
 
 def test_lease_expiry_returns_the_job(fresh_pool: RunningPool, workdir: Path) -> None:
     pool = fresh_pool
-    cluster = submit(pool, workdir, "gus", "executable = job.sh\njob_lease_duration = 10\nqueue\n")
+    cluster = submit(pool, workdir, "gus", "executable = job.sh\n+JobLeaseDuration = 10\nqueue\n")
     dying = pilot(pool, "dying")
     match = dying.take()
     assert match is not None and match.lease_s == 10
@@ -135,7 +135,7 @@ def test_lease_expiry_returns_the_job(fresh_pool: RunningPool, workdir: Path) ->
 
 def test_heartbeat_keeps_the_lease(fresh_pool: RunningPool, workdir: Path) -> None:
     pool = fresh_pool
-    cluster = submit(pool, workdir, "hal", "executable = job.sh\njob_lease_duration = 10\nqueue\n")
+    cluster = submit(pool, workdir, "hal", "executable = job.sh\n+JobLeaseDuration = 10\nqueue\n")
     alive = pilot(pool, "alive")
     match = alive.take()
     for _ in range(8):

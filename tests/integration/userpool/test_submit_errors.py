@@ -10,7 +10,8 @@ from tests.support.pools import RunningPool
 
 CASES = [
     ("executable = job.sh\nthis is not a command\nqueue\n", "line 2", "expected 'command = value'"),
-    ("executable = job.sh\nexectuable = other\nqueue\n", "line 2", "did you mean 'executable'"),
+    ("exectuable = job.sh\nqueue\n", None, "'exectuable' on line 1 looks like a misspelt 'executable'"),
+    ("executable = job.sh\nif version > 8.x.y\nendif\nqueue\n", "line 2", "not a valid if condition"),
     ("executable = job.sh\nrequirements = (Memory > \nqueue\n", "line 2", "requirements"),
     ("executable = job.sh\n+Weight = (1 +\nqueue\n", "line 2", "Weight"),
     ('executable = job.sh\narguments = a "b c" d\nqueue\n', "line 2", "double-quote"),

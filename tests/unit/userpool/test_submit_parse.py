@@ -68,8 +68,12 @@ def test_cluster_macro_uses_the_reserved_id(env: SubmitEnvironment) -> None:
 
 
 def test_unknown_command_and_used_macro(env: SubmitEnvironment) -> None:
-    with pytest.raises(SubmitError, match="did you mean 'request_memory'"):
-        build("executable = job.sh\nrequest_memroy = 100\nqueue\n", env)
+    # HTCondor takes request_memroy as a custom resource and exectuable as a macro: accepted, with a hint
+    spec = build("executable = job.sh\nrequest_memroy = 100\nexectuable = x\nqueue\n", env)
+    assert any("did you mean 'request_memory'" in w for w in spec.warnings)
+    assert any("did you mean 'executable'" in w and "line 3" in w for w in spec.warnings)
+    with pytest.raises(SubmitError, match="'exectuable' on line 1 looks like a misspelt 'executable'"):
+        build("exectuable = job.sh\nqueue\n", env)
     spec = build("executable = job.sh\nmydir = data\narguments = $(mydir)\nqueue\n", env)
     assert spec.cluster_ad["Args"] == '"data"'
 
