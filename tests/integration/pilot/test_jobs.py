@@ -268,3 +268,25 @@ def test_match_time_substitution(pool: RunningPool, pilots: PilotLauncher, workd
         pool.job(f"{cluster}.0", "MATCH_GLIDEIN_Site", "JOB_Site", user="gil", history=True)
         == "Nebraska $$(GLIDEIN_Site)"
     )
+
+
+def test_a_real_pilot_s_job_leaves_a_user_log_that_condor_wait_follows(
+    pool: RunningPool, pilots: PilotLauncher, workdir: Path
+) -> None:
+    """log = x.log through a real pilot: submit, execute, terminated with the job's return value."""
+    import htcondor2
+
+    script(workdir, "seven.sh", "exit 7\n")
+    cluster = pool.submit(tagged("ulog", "executable = seven.sh\nlog = x.log\nqueue\n"), "uma", workdir)
+    pilot = pilots.start(start_expr=only("ulog"), tail_timeout_s=1)
+    pilot.wait()
+    done = pool.run("condor_wait", "-wait", "30", str(workdir / "x.log"), cluster, user="uma")
+    assert (done.returncode, done.stdout.strip()) == (0, "All jobs done."), done.stderr
+    events = list(htcondor2.JobEventLog(str(workdir / "x.log")).events(stop_after=0))
+    kinds = [e.type for e in events if e.type != htcondor2.JobEventType.IMAGE_SIZE]
+    assert kinds == [
+        htcondor2.JobEventType.SUBMIT,
+        htcondor2.JobEventType.EXECUTE,
+        htcondor2.JobEventType.JOB_TERMINATED,
+    ]
+    assert events[-1]["ReturnValue"] == 7 and events[-1]["TerminatedNormally"] is True
