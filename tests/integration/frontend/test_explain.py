@@ -46,7 +46,13 @@ def test_explain_a_job_names_the_entries_it_matches_and_the_clause_that_refuses_
     dry = frontend_setup.cli("explain", "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
     entries = json.loads(dry.stdout)["groups"]["main"]["entries"]
-    assert entries[f"A_local@{factory_setup.name}"]["decision"]["idle"] == 1
+    decision = entries[f"A_local@{factory_setup.name}"]["decision"]
+    assert decision["idle"] == 1
+    # the shape scripts read, and what the glideinWMS semantics added
+    assert {"idle", "max_run", "remove", "limits", "curbs"} <= set(decision)
+    assert {"margin", "remove_busy", "down", "headroom", "removal", "steps"} <= set(decision)
+    assert set(decision["removal"]) == {"idle0", "glideempty", "glidetotal0"}
+    assert "TotalGlideinsPerEntry" in decision["headroom"] and "IdleGlideinsGlobal" in decision["headroom"]
     assert entries[f"B_local@{factory_setup.name}"]["counts"]["idle_jobs"] == 0
     fe = pool.client(frontend_setup.name)
     assert not fe.query_ads(
