@@ -22,6 +22,7 @@ from factory.journal import Journal
 from updraft.core.errors import UpdraftError, UsageError
 from updraft.core.tables import render_table
 from updraft.service import (
+    downtime_verbs,
     duration_seconds,
     parse_when,
     read_json,
@@ -423,24 +424,11 @@ def add_commands(nouns: Any) -> None:
     logs.add_argument("glidein", help="glidein id, tag or site job id")
     logs.add_argument("--json", action="store_true")
 
-    downtime = verbs.add_parser("downtime", help="stop new submissions for a while")
-    downtime_verbs = downtime.add_subparsers(dest="action", required=True)
-    add = downtime_verbs.add_parser("add", help="declare a downtime")
-    add.add_argument("--config", "-c")
+    add, listing, end = downtime_verbs(verbs, "stop new submissions for a while")
     add.add_argument("--entry", help="one entry")
     add.add_argument("--frontend", help="every request of one frontend")
     add.add_argument("--all-entries", action="store_true", help="the whole factory")
-    add.add_argument("--start", help="now (default), +1h, '2026-12-01 08:00' or epoch seconds")
-    add.add_argument("--end", help="when it ends (default: until 'downtime end')")
     add.add_argument("--duration", help="instead of --end: 90m, 2h, 1d")
-    add.add_argument("--comment", default="")
     add.set_defaults(func=cmd_downtime_add)
-    listing = downtime_verbs.add_parser("list", help="current and future downtimes")
-    listing.add_argument("--config", "-c")
-    listing.add_argument("--all", action="store_true", help="past ones too")
-    listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=cmd_downtime_list)
-    end = downtime_verbs.add_parser("end", help="end a downtime now")
-    end.add_argument("--config", "-c")
-    end.add_argument("id", type=int)
     end.set_defaults(func=cmd_downtime_end)

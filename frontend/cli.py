@@ -14,7 +14,7 @@ from frontend.config import FrontendConfig, GroupConfig, load_frontend_config
 from updraft.core import classads, payloads, protocol
 from updraft.core.errors import UpdraftError, UsageError
 from updraft.core.tables import render_table
-from updraft.service import service_verbs, setup_logging, signal_reload
+from updraft.service import downtime_verbs, service_verbs, setup_logging, signal_reload
 
 CONFIG_ENV = "UPDRAFT_FRONTEND_CONFIG"
 
@@ -265,7 +265,7 @@ def cmd_downtime(args: argparse.Namespace) -> int:
     config = _config(args)
     path = downtimes_path(config)
     now = time.time()
-    if args.downtime_verb == "add":
+    if args.action == "add":
         start = parse_when(args.start, now) or now
         end = parse_when(args.end, None) or 0.0
         if end and end <= start:
@@ -274,7 +274,7 @@ def cmd_downtime(args: argparse.Namespace) -> int:
         until = time.strftime("%Y-%m-%d %H:%M", time.localtime(made.end)) if made.end else "it is ended"
         print(f"downtime {made.id}: frontend {config.name} asks for no glideins until {until}")
         return 0
-    if args.downtime_verb == "end":
+    if args.action == "end":
         try:
             ended = end_downtime(path, args.id, now)
         except KeyError:
@@ -356,21 +356,8 @@ def add_commands(nouns: Any) -> None:
         "--dry-run", action="store_true", help="compute a cycle now instead of reading the last one"
     )
     explain.add_argument("--json", action="store_true")
-    downtime = verbs.add_parser("downtime", help="the frontend's own downtime: ask every entry for nothing")
-    downtime_verbs = downtime.add_subparsers(dest="downtime_verb", required=True)
-    add = downtime_verbs.add_parser("add", help="declare a downtime")
-    add.add_argument("--config", "-c")
-    add.add_argument("--start", help="now (default), +1h, '2026-12-01 08:00' or epoch seconds")
-    add.add_argument("--end", help="when it ends (default: until 'downtime end')")
-    add.add_argument("--comment", default="")
-    listing = downtime_verbs.add_parser("list", help="current and future downtimes")
-    listing.add_argument("--config", "-c")
-    listing.add_argument("--all", action="store_true", help="past ones too")
-    listing.add_argument("--json", action="store_true")
-    end = downtime_verbs.add_parser("end", help="end a downtime now")
-    end.add_argument("--config", "-c")
-    end.add_argument("id", type=int)
-    downtime.set_defaults(func=cmd_downtime)
+    for parser in downtime_verbs(verbs, "the frontend's own downtime: ask every entry for nothing"):
+        parser.set_defaults(func=cmd_downtime)
     simulate = verbs.add_parser(
         "simulate", help="run the request policy against simulated sites on a virtual clock"
     )

@@ -248,3 +248,22 @@ def finish_import(
         sys.stdout.write(text)
         print(summary, file=sys.stderr)
     return 0
+
+
+def downtime_verbs(verbs: Any, help_text: str) -> tuple[Any, Any, Any]:
+    """The add, list and end verbs of a service's ``downtime`` command, with what they share."""
+    downtime = verbs.add_parser("downtime", help=help_text)
+    actions = downtime.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="declare a downtime")
+    add.add_argument("--config", "-c")
+    add.add_argument("--start", help="now (default), +1h, '2026-12-01 08:00' or epoch seconds")
+    add.add_argument("--end", help="when it ends (default: until 'downtime end')")
+    add.add_argument("--comment", default="")
+    listing = actions.add_parser("list", help="current and future downtimes")
+    listing.add_argument("--config", "-c")
+    listing.add_argument("--all", action="store_true", help="past ones too")
+    listing.add_argument("--json", action="store_true")
+    end = actions.add_parser("end", help="end a downtime now")
+    end.add_argument("--config", "-c")
+    end.add_argument("id", type=int)
+    return add, listing, end

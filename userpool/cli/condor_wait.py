@@ -41,6 +41,7 @@ Examples:
     condor_wait -num 2 logfile
 """
 SUBMIT, EXECUTE, TERMINATED, ABORTED = 0, 1, 5, 9
+ENDINGS = {TERMINATED: "completed", ABORTED: "aborted"}  # the events that end a job, as -status says them
 
 
 class Options:
@@ -153,7 +154,7 @@ def watch(options: Options, clock: Callable[[], float] = time.time) -> int:
         return 1
     deadline = clock() + options.wait_s if options.wait_s else None
     table: set[str] = set()
-    submitted = completed = aborted = 0
+    submitted = ended = 0
     while True:
         if deadline is not None and clock() > deadline:
             print("Time expired.")
@@ -167,24 +168,19 @@ def watch(options: Options, clock: Callable[[], float] = time.time) -> int:
                 continue
             if options.echo:
                 print(f"{str(event).rstrip()}\n...")
+            word = ENDINGS.get(event.type)
             if event.type == SUBMIT:
                 table.add(key)
                 submitted += 1
-                if options.status:
-                    print(f"{key} submitted")
-            elif event.type == TERMINATED:
+                word = "submitted"
+            elif word:
                 table.discard(key)
-                completed += 1
-                if options.status:
-                    print(f"{key} completed")
-            elif event.type == ABORTED:
-                table.discard(key)
-                aborted += 1
-                if options.status:
-                    print(f"{key} aborted")
-            elif event.type == EXECUTE and options.status:
+                ended += 1
+            if word and options.status:
+                print(f"{key} {word}")
+            if event.type == EXECUTE and options.status:
                 print(f"{key} executing on host {event.get('ExecuteHost', '')}")
-            if options.num and completed + aborted >= options.num:
+            if options.num and ended >= options.num:
                 print(f"Specifed number of jobs ({options.num}) done.")  # sic: HTCondor's spelling
                 return 0
             if not table and submitted > 0 and not options.num:

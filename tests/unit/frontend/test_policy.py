@@ -204,3 +204,24 @@ def test_planner_keeps_old_requests_when_data_is_missing() -> None:
         assert not record.complete and record.entries["A@f"].decision.remove == "NO"
     record = planner.plan(complete, [wanted], GWMS)["g"]
     assert record.complete and record.entries["A@f"].decision.remove == "IDLE"
+
+
+def test_frontend_downtime_asks_every_entry_for_nothing(tmp_path) -> None:
+    from frontend.downtime import active_downtime, add_downtime, end_downtime, read_downtimes
+
+    path = tmp_path / "downtimes.json"
+    assert active_downtime(path, 1000.0) is None
+    made = add_downtime(path, 900.0, 0.0, "network work")
+    assert active_downtime(path, 1000.0) == made and read_downtimes(path)[0].comment == "network work"
+    planner = Planner()
+    observation = Observation(
+        entries=[entry("A", "SiteA")], glideins={}, pilots={},
+        groups={"g": GroupData(kinds=[Kind((), 1, idle=50, old_idle=0)], running={"A@f": 3.0})},
+    )  # fmt: skip
+    record = planner.plan(observation, [group()], GWMS, frontend_down="the frontend is in downtime")["g"]
+    decision = record.entries["A@f"].decision
+    assert (decision.idle, decision.max_run, decision.down) == (0, 0, "the frontend is in downtime")
+    end_downtime(path, made.id, 1100.0)
+    assert active_downtime(path, 1200.0) is None
+    path.write_text("not json")
+    assert active_downtime(path, 1200.0) is not None  # a damaged file stops provisioning, never ignores it
