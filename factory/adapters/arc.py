@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,9 +274,17 @@ class ArcAdapter(GridCE):
     def list_tagged(self) -> dict[str, str]:
         """Our glideins at the CE, by the jobname each was submitted with."""
         prefix = self.tag_prefix()
-        found = {}
-        for site_id in self._states():
-            description = self.request("GET", f"/jobs/{site_id}/diagnose/description", expect=(200, 404)).text
+        found: dict[str, str] = {}
+        states = self._states()
+        ended = {"FINISHED", "FAILED", "KILLED", "WIPED", "DELETED"}
+        # a tag the CE still lists twice (an ended job kept for its output): the live job wins
+        for site_id in sorted(states, key=lambda s: states[s] not in ended):
+            for attempt in range(3):  # A-REX answers 404 for a moment while it rewrites a job's files
+                answer = self.request("GET", f"/jobs/{site_id}/diagnose/description", expect=(200, 404))
+                if answer.status_code == 200:
+                    break
+                time.sleep(0.3 * (attempt + 1))
+            description = answer.text if answer.status_code == 200 else ""
             match = re.search(r'\(\s*jobname\s*=\s*"([^"]+)"\s*\)', description)
             if match and match.group(1).startswith(prefix):
                 found[match.group(1)] = site_id
