@@ -26,7 +26,7 @@ from factory.config import ConfigError, EntryConfig, FactoryConfig, build_entry,
 from factory.journal import Journal
 from factory.limits import Counts, Request, plan
 from factory.requests import Rejected, client_ad, factory_ad, read_requests
-from factory.staging import StagingServer, digest, stage_file, stage_pilot
+from factory.staging import StagingServer, digest, stage_file, stage_pilot, staging_server
 from factory.startup import StagedFile
 from factory.submission import Staged, remove_excess, submit
 from factory.tracking import (
@@ -47,6 +47,7 @@ from updraft.service import ServiceLoop, renew_token, service_client, write_json
 
 log = logging.getLogger("updraft.factory")
 STATUS_FILE = "status.json"
+STAGING_PORT_FILE = "staging.port"  # the staging server's port, kept for the next run
 PID_FILE = "factory.pid"
 SUBMIT_BACKOFF_MAX_S = 600.0
 
@@ -122,9 +123,10 @@ class Factory(ServiceLoop):
     def start(self) -> None:
         staging = self.config.resolve(self.config.staging.dir)
         self.pilot = stage_pilot(staging)
-        self.staging = StagingServer(
-            staging, self.config.staging.host, self.config.staging.port, self.metrics
-        )
+        self.staging = staging_server(
+            staging, self.config.staging.host, self.config.staging.port, self.metrics,
+            self.state_dir / STAGING_PORT_FILE,
+        )  # fmt: skip
         self.staging.start()
         self._apply(self.config)
         self._adopt_retired()
@@ -363,7 +365,13 @@ class Factory(ServiceLoop):
             name = client.split(".", 1)[0]
             per_frontend[name] = per_frontend.get(name, Counts()).add(Counts.from_states(states))
         slots: dict[str, bool] | None = None  # glidein id -> its pilot runs a job (read when needed)
-        staged = Staged(self.pilot, checks, self.staging_url, config.pool.pilot_url or self.client.url)
+        staged = Staged(
+            self.pilot,
+            checks,
+            self.staging_url,
+            config.pool.pilot_url or self.client.url,
+            self._pool_ca(config),
+        )
         for client in sorted(clients):
             request = requests.get((entry.name, client)) if requests is not None else None
             frontend = request.frontend if request else client.split(".", 1)[0]
@@ -394,6 +402,17 @@ class Factory(ServiceLoop):
                     decided.reasons.append(result.problem)
                 elif result.submitted:
                     health.good_submission()
+
+    def _pool_ca(self, config: FactoryConfig) -> bytes:
+        """The CA the pool's certificate is signed with, for the glideins (the factory's own, or pool.json's)."""
+        path = config.resolve(config.pool.ca_file) if config.pool.ca_file else self.client.ca_file
+        if not path or not self.client.url.startswith("https"):
+            return b""
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            log.warning("cannot read the pool's CA %s for the glideins: %s", path, exc)
+            return b""
 
     def _busy_glideins(self, entry: EntryConfig) -> dict[str, bool] | None:
         """Glidein id -> whether its pilot runs a job, from the slots in the pool (None: cannot tell)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import logging
 import shutil
 from collections.abc import Callable
 from functools import partial
@@ -18,6 +19,8 @@ from factory.startup import StagedFile
 from pilot.build import build
 from updraft.core import protocol
 from updraft.core.metrics import BackgroundServer, send_metrics
+
+log = logging.getLogger("updraft.factory")
 
 
 def digest(path: Path) -> str:
@@ -63,3 +66,21 @@ class StagingServer(BackgroundServer):
     def __init__(self, directory: Path, host: str, port: int, metrics: Callable[[], str]) -> None:
         handler = type("StagingHandler", (_Handler,), {"metrics": staticmethod(metrics)})
         super().__init__(host, port, partial(handler, directory=str(directory)), "staging")
+
+
+def staging_server(
+    directory: Path, host: str, port: int, metrics: Callable[[], str], remembered: Path
+) -> StagingServer:
+    """The staging server, on the port of the last run when none is configured (``remembered``).
+
+    Glideins still queued at a site fetch the pilot from the URL written into their startup
+    script: a factory restarted on a new port would fail them all.
+    """
+    if port == 0 and remembered.exists():
+        try:
+            return StagingServer(directory, host, int(remembered.read_text()), metrics)
+        except (OSError, ValueError) as exc:
+            log.warning("staging: the port of the last run is not free (%s): taking another", exc)
+    server = StagingServer(directory, host, port, metrics)
+    remembered.write_text(f"{server.server.server_address[1]}\n")
+    return server

@@ -42,6 +42,7 @@ class StartupSpec:
     pilot: StagedFile
     checks: list[StagedFile] = field(default_factory=list)
     lease_until: float = 0.0  # the factory's lease: the pilot never lives past it
+    pool_ca: bool = False  # the pool's CA travels with the glidein (POOL_CA_FILE): the pilot verifies with it
 
 
 def environment() -> Environment:
@@ -106,12 +107,18 @@ FRONTEND_PARAMS = {
 }
 
 
+#: the name the pool's CA has in a glidein's files, as the token's is pilot.token
+POOL_CA_FILE = "pool-ca.pem"
+
+
 def render(spec: StartupSpec) -> str:
     settings = pilot_settings(
         spec.factory, spec.entry, spec.client, spec.params, spec.pool_url, spec.checks, spec.lease_until
     )
     settings["work_dir"] = ""  # set on the command line
     settings["glidein_id"] = spec.glidein_id
+    if spec.pool_ca:
+        settings["ca_file"] = POOL_CA_FILE  # beside pilot.json in the work directory
     text = json.dumps(settings, indent=1, sort_keys=True)
     return environment().get_template("glidein_startup.sh.j2").render(
         glidein_id=spec.glidein_id, entry=spec.entry.name, site=spec.entry.site, factory=spec.factory.name,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from factory.adapters.base import GlideinSpec, Refused, Retry, Submitted
 from factory.glideins import GlideinState
 from factory.limits import Plan, Request
-from factory.startup import StagedFile, StartupSpec, render
+from factory.startup import POOL_CA_FILE, StagedFile, StartupSpec, render
 from factory.tracking import EntryContext, cancel
 from updraft.core import protocol
 from updraft.core.failpoints import failpoint
@@ -32,6 +32,7 @@ class Staged:
     checks: tuple[StagedFile, ...]
     staging_url: str
     pool_url: str
+    pool_ca: bytes = b""  # the CA the pilots verify the pool with (empty: the system's)
 
 
 @dataclass
@@ -77,7 +78,10 @@ def submit(
                 glidein_id=row.glidein_id,
                 tag=row.tag,
                 startup_script=_script(ctx, row.glidein_id, request, staged, lease),
-                files={TOKEN_FILE: (request.token + "\n").encode()},
+                files={
+                    TOKEN_FILE: (request.token + "\n").encode(),
+                    **({POOL_CA_FILE: staged.pool_ca} if staged.pool_ca else {}),
+                },
                 environment={
                     protocol.ATTR_GLIDEIN_FACTORY: ctx.config.name,
                     protocol.ATTR_GLIDEIN_ENTRY: ctx.name,
@@ -128,7 +132,7 @@ def _script(ctx: EntryContext, glidein_id: str, request: Request, staged: Staged
     return render(
         StartupSpec(
             ctx.config, ctx.entry, glidein_id, request.client, dict(request.params), staged.pool_url,
-            staged.staging_url, staged.pilot, list(staged.checks), lease,
+            staged.staging_url, staged.pilot, list(staged.checks), lease, bool(staged.pool_ca),
         )
     )  # fmt: skip
 

@@ -48,6 +48,7 @@ class Pilot:
         self.stop_reason = ""
         self.end_reason = ""
         self.exit_status = EXIT_OK
+        self.reached_pool = False  # a poll answered at least once
         self.jobs = {"started": 0, "exited": 0, "failed": 0, "held": 0, "vacated": 0, "killed": 0, "lost": 0}
         self.job_core_s = (
             0.0  # what the jobs used of this pilot (wall time x cores): the factory's "used" hours
@@ -166,6 +167,11 @@ class Pilot:
     def _fail_validation(self) -> int:
         failed = self.checks[-1]
         self.state = PILOT_STATES.advance(self.state, PilotState.FAILED)
+        if failed.name == "pool":  # nobody to report to, and not the node's fault: end now, exit 3
+            self.end_reason = f"never reached the pool: {failed.message}"
+            self.exit_status = EXIT_POOL
+            self.log(f"validation FAILED ({failed.failure_type}, code {failed.code}): {failed.message}")
+            return EXIT_POOL
         self.end_reason = f"validation failed: {failed.name}: {failed.message}"
         self.exit_status = EXIT_VALIDATION
         self.log(f"validation FAILED ({failed.failure_type}, code {failed.code}): {failed.message}")
@@ -241,6 +247,7 @@ class Pilot:
                 time.sleep(min(5.0, 0.5 + random.random()))
                 continue
             self.last_contact = time.monotonic()
+            self.reached_pool = True
             self._handle(result)
         self._stop_jobs()
 
@@ -407,6 +414,10 @@ class Pilot:
             self.end_reason = self.end_reason or "retired"
             return True
         if not busy and self.state == PilotState.IDLE and time.monotonic() >= self._idle_deadline():
+            if not self.reached_pool:  # no work is not what happened: the pool was never there
+                self.end_reason = f"never reached the pool at {self.config.pool}"
+                self.exit_status = EXIT_POOL
+                return True
             self.end_reason = (
                 "idle timeout (no job)" if self.first_match_at is None else "tail timeout (no more jobs)"
             )
@@ -421,7 +432,9 @@ class Pilot:
         self.log(f"pool unreachable for {silent:.0f} s (limit {limit:.0f} s): {error}")
         if silent > limit:
             self.end_reason = (
-                f"lost the pool for {silent:.0f} s, longer than the job lease: stopping (no zombies)"
+                f"never reached the pool at {self.config.pool} in {silent:.0f} s: {error}"
+                if not self.reached_pool
+                else f"lost the pool for {silent:.0f} s, longer than the job lease: stopping (no zombies)"
             )
             self.exit_status = EXIT_POOL
             with self.lock:

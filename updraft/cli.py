@@ -28,6 +28,10 @@ def cmd_pool(args: argparse.Namespace) -> int:
         "host": args.host,
         "port": args.port,
         "tls": True if args.tls else None,
+        "tls_names": args.tls_name or None,
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
+        "tls_ca": args.tls_ca,
         "periodic_interval_s": args.periodic_interval,
         "monitor_interval_s": args.monitor_interval,
         "synchronous": args.synchronous,
@@ -35,8 +39,23 @@ def cmd_pool(args: argparse.Namespace) -> int:
     home = _home(args.home)
     home.mkdir(parents=True, exist_ok=True)
     config = load_pool_config(home, overrides)
-    if config.host not in ("127.0.0.1", "localhost", "::1") and not args.allow_remote:
-        raise UpdraftError(f"refusing to bind {config.host}: pass --allow-remote to serve beyond loopback")
+    if config.host not in ("127.0.0.1", "localhost", "::1"):
+        if not args.allow_remote:
+            raise UpdraftError(
+                f"refusing to bind {config.host}: pass --allow-remote to serve beyond loopback"
+            )
+        if not (config.tls or config.tls_cert) and not args.insecure_http:
+            raise UpdraftError(
+                f"refusing plain HTTP on {config.host}: tokens would cross the network in clear."
+                " Use --tls (with --tls-name NAME) or --tls-cert/--tls-key, or say --insecure-http"
+            )
+        if not (config.tls or config.tls_cert):
+            print(
+                f"WARNING: serving plain HTTP on {config.host} (--insecure-http): every token and job"
+                " crosses the network unencrypted",
+                file=sys.stderr,
+                flush=True,
+            )
     run(config)
     return 0
 
@@ -189,7 +208,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--monitor-interval", type=float, default=None, help="seconds between the monitor's samples (30)"
     )
     pool.add_argument("--synchronous", default=None, help="SQLite synchronous mode (FULL, NORMAL)")
-    pool.add_argument("--allow-remote", action="store_true", help=argparse.SUPPRESS)
+    pool.add_argument(
+        "--allow-remote", action="store_true", help="serve beyond loopback (with --tls, or --insecure-http)"
+    )
+    pool.add_argument(
+        "--tls-name", action="append", metavar="NAME",
+        help="a name clients use for the pool: in its certificate, the first in pool.json (repeatable)",
+    )  # fmt: skip
+    pool.add_argument(
+        "--tls-cert", metavar="FILE", help="the host's own certificate (e.g. /etc/grid-security/hostcert.pem)"
+    )
+    pool.add_argument("--tls-key", metavar="FILE", help="its private key")
+    pool.add_argument("--tls-ca", metavar="FILE", help="the CA that signs it, for clients and glideins")
+    pool.add_argument(
+        "--insecure-http",
+        action="store_true",
+        help="allow plain HTTP beyond loopback (tokens in clear: tests only)",
+    )
     pool.set_defaults(func=cmd_pool)
 
     token = nouns.add_parser("token", help="pool tokens")

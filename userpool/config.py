@@ -35,6 +35,14 @@ class PoolSettings:
     port: int = 9618
     #: serve HTTPS with a CA and server certificate generated into home/tls
     tls: bool = False
+    #: the names clients use for the pool (DNS names or addresses): in the generated certificate,
+    #: and the first one in pool.json's URL (a host serving 0.0.0.0 is reached by a name)
+    tls_names: list[str] = field(default_factory=list)
+    #: a site's own host certificate and key instead of the generated ones (e.g. /etc/grid-security)
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: the CA that signs tls_cert, handed to clients and glideins (default: none needed beyond the system's)
+    tls_ca: str = ""
     #: SQLite synchronous mode; FULL also survives an OS crash, NORMAL only a process crash
     synchronous: str = "FULL"
     #: PERIODIC_EXPR_INTERVAL: how often periodic_hold/release/remove are evaluated
@@ -116,6 +124,8 @@ class PoolSettings:
     def check(self) -> tuple[str, str] | None:
         if self.synchronous.upper() not in SYNCHRONOUS:
             return "synchronous", f"must be one of {', '.join(SYNCHRONOUS)}"
+        if bool(self.tls_cert) != bool(self.tls_key):
+            return "tls_cert", "a host certificate needs its key (tls_cert and tls_key together)"
         return None
 
     def settle(self) -> None:

@@ -38,6 +38,17 @@ def setup_logging(home: Path, level: str = "INFO") -> None:
     root.setLevel(level)
 
 
+def advertised_host(config: PoolConfig) -> str:
+    """The name pool.json gives clients: the first TLS name, else the bound address (never 0.0.0.0)."""
+    if config.tls_names:
+        return config.tls_names[0]
+    if config.host in ("0.0.0.0", "::"):
+        import socket
+
+        return socket.getfqdn()
+    return config.host
+
+
 async def serve(config: PoolConfig) -> None:
     pool = Pool(config)
     pool.open()  # takes the home's lock first: a second pool stops here
@@ -46,13 +57,16 @@ async def serve(config: PoolConfig) -> None:
     ssl_args = {}
     scheme = "http"
     ca_path = None
-    if config.tls:
+    if config.tls or config.tls_cert:
         from userpool.tlsutil import ensure_certificates
 
-        hosts = (
-            [config.host, "localhost"] if config.host not in ("localhost",) else ["localhost", "127.0.0.1"]
-        )
-        ca_path, cert, key = ensure_certificates(config.tls_dir, hosts)
+        if config.tls_cert:  # the site's own host certificate
+            cert, key = Path(config.tls_cert), Path(config.tls_key)
+            ca_path = Path(config.tls_ca) if config.tls_ca else None
+        else:
+            hosts = [*config.tls_names, config.host, "localhost", "127.0.0.1"]
+            hosts = [h for h in dict.fromkeys(hosts) if h not in ("0.0.0.0", "::")]
+            ca_path, cert, key = ensure_certificates(config.tls_dir, hosts)
         ssl_args = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
         scheme = "https"
     server = uvicorn.Server(
@@ -83,7 +97,7 @@ async def serve(config: PoolConfig) -> None:
     port = server.servers[0].sockets[0].getsockname()[1]
     pool.submit_host = f"<{config.host}:{port}>"
     await pool.start_background()
-    url = f"{scheme}://{config.host}:{port}"
+    url = f"{scheme}://{advertised_host(config)}:{port}"
     info = {"url": url, "pid": os.getpid(), "ca": str(ca_path) if ca_path else None}
     pool_file = config.home / "pool.json"
     temp = pool_file.with_suffix(".tmp")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pilot.checks.base import Check, CheckContext, CheckResult, run_checks
 from pilot.checks.credentials import check_credential
 from pilot.checks.isolation import check_glexec
-from pilot.checks.network import check_squid
+from pilot.checks.network import check_pool, check_squid
 from pilot.checks.node import (
     check_blacklist,
     check_disk,
@@ -24,6 +24,7 @@ REGISTRY: dict[str, Check] = {
     "tmp": check_tmp,
     "resources": check_resources,
     "software": check_software,
+    "pool": check_pool,
     "squid": check_squid,
     "credential": check_credential,
     "glexec": check_glexec,

@@ -1,4 +1,10 @@
-"""The squid check: find the site's HTTP proxy, prove it serves, hand it to jobs.
+"""The network checks: the pool answers (and its certificate verifies); the site's squid serves.
+
+The pool check fails in seconds with a stable code, so that a glidein that cannot reach its
+pool (no route, or a certificate it cannot verify) says so as a validation failure instead of
+waiting out its idle timeout and ending as if there had been no work.
+
+The squid check: find the site's HTTP proxy, prove it serves, hand it to jobs.
 
 Candidates, in order: the configured URL, GLIDEIN_Proxy_URL, http_proxy / HTTP_PROXY.
 A candidate is used only if a request through it works (its answer carries the proxy's
@@ -43,6 +49,42 @@ def through_proxy(proxy: str, url: str, timeout: float) -> dict:
             "cache": headers.get("x-cache", ""),
             "seconds": time.monotonic() - started,
         }
+
+
+def check_pool(context: CheckContext) -> Optional[str]:
+    """The pool answers its ping over the same transport and CA the pilot will use."""
+    import ssl
+
+    from updraft.core.client import Client, ClientError
+    from updraft.core.transport import PoolUnreachable
+
+    config = context.config
+    client = Client(
+        config.pool, "", config.ca_file or None, min(20.0, float(config.check_timeout_s)), config.transport
+    )
+    started = time.monotonic()
+    try:
+        client.ping()
+    except (PoolUnreachable, ClientError, OSError) as exc:
+        reason = str(exc)
+        verify = (
+            isinstance(getattr(exc, "__cause__", None), ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in reason
+        )
+        if verify:
+            raise CheckFailed(
+                "pool",
+                2306,
+                NETWORK,
+                f"the pool's certificate does not verify ({config.pool}): {reason}",
+                {"ca_file": config.ca_file or "system"},
+            ) from None
+        raise CheckFailed(
+            "pool", 2305, NETWORK, f"the pool does not answer at {config.pool}: {reason}"
+        ) from None
+    finally:
+        client.close()
+    metrics(context, seconds=round(time.monotonic() - started, 3))
+    return f"the pool answers at {config.pool}"
 
 
 def check_squid(context: CheckContext) -> Optional[str]:

@@ -21,7 +21,8 @@ class PilotConfigError(UpdraftError):
 
 
 DEFAULT_CHECKS = [
-    "python", "blacklist", "drain", "disk", "tmp", "resources", "software", "squid", "credential", "glexec", "custom",
+    "python", "blacklist", "drain", "disk", "tmp", "resources", "software", "pool", "squid", "credential", "glexec",
+    "custom",
 ]  # fmt: skip
 
 

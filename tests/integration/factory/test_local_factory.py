@@ -209,3 +209,44 @@ def test_a_tampered_pilot_stops_the_glidein_with_a_corruption_error(
     analysis = setup.cli("analyze", "--json")
     assert '"Corruption": 1' in analysis.stdout
     setup.request("C_local", idle=0, max_glideins=0)
+
+
+def test_glideins_carry_the_pool_s_ca_and_verify_a_tls_pool(tmp_path: Path, workdir: Path) -> None:
+    """With --tls the factory ships the pool's CA in each glidein, as it ships the token."""
+    from tests.support.factories import FactorySetup
+    from tests.support.pools import start_pool
+
+    tls_pool = start_pool(tmp_path / "tls-pool", ["--tls"])
+    setup = FactorySetup(tls_pool, tmp_path / "factory", name="fac-tls")
+    try:
+        ca = str(tls_pool.home / "tls" / "ca.pem")
+        setup.entries = [local_entry("T_local", "fac-tls-T")]
+        factory = setup.factory(pool={"url": tls_pool.url, "token_file": "factory.token", "ca_file": ca})
+        factory.cycle()
+        (workdir / "hello.sh").write_text("#!/bin/sh\necho hello over TLS\n")
+        (workdir / "hello.sh").chmod(0o755)
+        cluster = tls_pool.submit(
+            'executable = hello.sh\noutput = hello.out\nrequirements = GLIDEIN_Site == "fac-tls-T"\nqueue\n',
+            "uma", workdir,
+        )  # fmt: skip
+        setup.request("T_local", idle=1, max_glideins=1)
+        cycle_until(
+            factory,
+            lambda: tls_pool.job(f"{cluster}.0", "JobStatus", user="uma", history=True) == "4",
+            timeout=90,
+        )
+        assert (workdir / "hello.out").read_text().strip() == "hello over TLS"
+    finally:
+        setup.stop()
+        tls_pool.stop()
+
+
+def test_the_staging_port_survives_a_restart(setup: FactorySetup, pool: RunningPool) -> None:
+    """Glideins still queued fetch the pilot from the URL in their script: a restart keeps it."""
+    setup.entries = [local_entry("S_local", f"{setup.name}-S", options={"paused": True})]
+    first = setup.factory()
+    url = first.staging_url
+    first.stop()
+    setup.factories.remove(first)
+    again = setup.factory()
+    assert again.staging_url == url

@@ -38,6 +38,7 @@ def test_a_good_node_passes_every_check(pilots: PilotLauncher, pool: RunningPool
         "tmp",
         "resources",
         "software",
+        "pool",
         "squid",
         "credential",
         "glexec",
@@ -158,3 +159,38 @@ def test_bundle_runs_on_a_bare_python(pilots: PilotLauncher) -> None:
     pilot = pilots.start(idle_timeout_s=1)
     result = pilot.wait()
     assert result["status"] == "ok", pilot.log()
+
+
+def test_a_pilot_that_cannot_reach_its_pool_says_so_with_exit_3(
+    pilots: PilotLauncher, tmp_path: Path
+) -> None:
+    """Not "ok, idle timeout (no job)": the pool check fails in seconds, the record says why."""
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    pilot = pilots.start(pool=f"http://127.0.0.1:{port}", idle_timeout_s=300, failure_hold_s=600)
+    result = pilot.wait()
+    assert time.monotonic() - started < 60
+    assert result["exit_status"] == 3 and result["status"] == "pool_lost"
+    assert result["reason"].startswith("never reached the pool")
+    failed = result["checks"][-1]
+    assert (failed["name"], failed["failure_type"], failed["code"]) == ("pool", "Network", 2305)
+
+
+def test_a_pool_certificate_the_pilot_cannot_verify_is_a_network_failure(
+    pilots: PilotLauncher, tmp_path: Path
+) -> None:
+    from tests.support.pools import start_pool
+
+    tls_pool = start_pool(tmp_path / "tls-pool", ["--tls"])
+    try:
+        pilot = pilots.start(pool=tls_pool.url, ca_file="", idle_timeout_s=300)  # the system's CAs only
+        result = pilot.wait()
+        failed = result["checks"][-1]
+        assert (failed["name"], failed["code"], result["exit_status"]) == ("pool", 2306, 3)
+        assert "certificate" in failed["message"]
+    finally:
+        tls_pool.stop()
