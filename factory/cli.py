@@ -116,6 +116,26 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _by_slot(config: FactoryConfig, journal: Journal, slot: str) -> Any:
+    """The glidein of a slot still in the pool: its ad carries the glidein id."""
+    from updraft.core import protocol
+    from updraft.core.client import ClientError, PoolUnreachable
+    from updraft.service import service_client
+
+    try:
+        client = service_client(config.pool, config.resolve, "factory", config.name, 15.0)
+        ads = client.query_ads(
+            protocol.AdType.Slot.value, f"Name == {protocol.quote(slot)}", [protocol.ATTR_GLIDEIN_ID]
+        )
+    except (PoolUnreachable, ClientError, UpdraftError):
+        return None
+    for texts in ads:
+        glidein_id = protocol.ad_value(texts, protocol.ATTR_GLIDEIN_ID, "")
+        if glidein_id:
+            return journal.find(str(glidein_id))
+    return None
+
+
 def cmd_import_gwms(args: argparse.Namespace) -> int:
     from factory.importer import import_factory
     from updraft.service import finish_import
@@ -260,12 +280,40 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_glideins(args: argparse.Namespace) -> int:
+    from factory.glideins import GlideinState
+
+    state_dir, _config = _state(args)
+    if args.state and args.state not in {s.value for s in GlideinState}:
+        raise UsageError(f"no state {args.state!r} (states: {', '.join(s.value for s in GlideinState)})")
+    glideins = _journal(state_dir).listing(
+        args.entry or "", args.state or "", args.frontend or "", args.limit
+    )
+    if args.json:
+        _print_json([g.__dict__ | {"state": g.state.value} for g in glideins])
+        return 0
+    rows = [
+        [g.glidein_id, g.entry, g.client or "-", g.state.value, g.native or "-", g.site_id or "-", _when(g.created), (g.reason or "")[:60]]
+        for g in glideins
+    ]  # fmt: skip
+    print(
+        render_table(
+            ["GLIDEIN", "ENTRY", "FRONTEND", "STATE", "SITE STATE", "SITE ID", "CREATED", "REASON"], rows
+        )
+    )
+    return 0
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
     state_dir, config = _state(args)
     journal = _journal(state_dir)
     glidein = journal.find(args.glidein)
+    if glidein is None and config is not None and "@" in args.glidein:
+        glidein = _by_slot(config, journal, args.glidein)  # a slot condor_status shows, still running
     if glidein is None:
-        raise UpdraftError(f"no glidein {args.glidein!r} in the journal (give its id, tag or site id)")
+        raise UpdraftError(
+            f"no glidein {args.glidein!r} in the journal (give its id, tag, site id or the slot name condor_status shows)"
+        )
     outputs = state_dir / "outputs"
     stdout_path, stderr_path = outputs / f"{glidein.glidein_id}.out", outputs / f"{glidein.glidein_id}.err"
     stdout = stdout_path.read_text() if stdout_path.exists() else ""
@@ -420,8 +468,16 @@ def add_commands(nouns: Any) -> None:
     analyze.add_argument("--entry")
     analyze.add_argument("--hours", type=float, default=24.0)
     analyze.add_argument("--json", action="store_true")
+    listing = verb("glideins", cmd_glideins, "the glideins in the journal, newest first")
+    listing.add_argument("--entry")
+    listing.add_argument(
+        "--state", help="unsubmitted, queued, running, held, completed, failed, removed, lost"
+    )
+    listing.add_argument("--frontend", help="a frontend, or frontend.group")
+    listing.add_argument("--limit", type=int, default=1000)
+    listing.add_argument("--json", action="store_true")
     logs = verb("logs", cmd_logs, "a glidein's output and its validation result")
-    logs.add_argument("glidein", help="glidein id, tag or site job id")
+    logs.add_argument("glidein", help="glidein id, tag, site job id, or the slot name condor_status shows")
     logs.add_argument("--json", action="store_true")
 
     add, listing, end = downtime_verbs(verbs, "stop new submissions for a while")

@@ -218,12 +218,33 @@ class Journal:
 
     @_locked
     def find(self, text: str) -> Glidein | None:
-        """By glidein id, tag or site id (operators paste what they have)."""
+        """By glidein id, tag or site id (operators paste what they have), or the slot name its pilot reported."""
         row = self.db.execute(
             "SELECT * FROM glideins WHERE glidein_id = ? OR tag = ? OR site_id = ? ORDER BY created DESC LIMIT 1",
             (text, text, text),
         ).fetchone()
+        if (
+            row is None and "@" in text
+        ):  # slot1@<GLIDEIN_Name>_<pid>_<rand>@host, from the pilot's final record
+            row = self.db.execute(
+                "SELECT * FROM glideins WHERE record LIKE ? ORDER BY created DESC LIMIT 1",
+                ("%" + json.dumps({"glidein": text})[1:-1] + "%",),
+            ).fetchone()
         return Glidein.from_row(row) if row else None
+
+    @_locked
+    def listing(self, entry: str = "", state: str = "", client: str = "", limit: int = 1000) -> list[Glidein]:
+        """Glideins by entry, state and frontend (or frontend.group), newest first."""
+        sql, params = "SELECT * FROM glideins WHERE 1", []
+        for column, value in (("entry", entry), ("state", state)):
+            if value:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        if client:
+            sql += " AND (client = ? OR client LIKE ?)"
+            params += [client, client + ".%"]
+        rows = self.db.execute(sql + " ORDER BY created DESC LIMIT ?", (*params, limit))
+        return [Glidein.from_row(r) for r in rows]
 
     @_locked
     def submitted(self, glidein: Glidein, site_id: str, now: float | None = None) -> None:

@@ -133,6 +133,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
             else "INCOMPLETE data, last requests kept: " + "; ".join(group["errors"].values())
         )
         unmatched = group.get("unmatched") or {}
+        if not group["entries"]:
+            seen = group.get("factories_seen") or []
+            print(
+                f"\ngroup {name}: {state}; {unmatched.get('idle', 0)} idle jobs; no factory advertises an entry that"
+                f" allows {config.name}; factories seen: {', '.join(seen) if seen else 'none'}"
+            )
+            continue
         print(
             f"\ngroup {name}: {state}; idle jobs matching no usable entry: {unmatched.get('idle', 0)} (only entries in downtime: {unmatched.get('down_only', 0)})"
         )

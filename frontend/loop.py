@@ -142,8 +142,10 @@ class Frontend(ServiceLoop):
         groups = [g for g in config.groups if g.enabled]
         observation = Observation()
         try:
-            observation.entries = entries_from_ads(
-                self.client.query_ads(protocol.AdType.GlideFactory.value), config
+            factory_ads = self.client.query_ads(protocol.AdType.GlideFactory.value)
+            observation.entries = entries_from_ads(factory_ads, config)
+            observation.factories_seen = sorted(
+                {str(protocol.ad_value(a, protocol.ATTR_FACTORY_NAME, "")) for a in factory_ads} - {""}
             )
         except (PoolUnreachable, ClientError) as exc:
             observation.errors["entries"] = f"cannot read the factories' entries: {exc}"

@@ -32,6 +32,7 @@ class Observation:
     glideins: dict[tuple[str, str], dict[str, int]] | None = None  # (entry name, group) -> factory counts
     pilots: dict[tuple[str, str], Counter[str]] | None = None  # (entry name, group) -> idle/busy/other/failed
     pool_slots: Totals | None = None  # every slot in the pool, other frontends' included (None: ours only)
+    factories_seen: list[str] = field(default_factory=list)  # every factory advertising, whoever it allows
     groups: dict[str, GroupData] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -63,6 +64,7 @@ class GroupRecord:
     overflow: OverflowReport | None = None
     entries: dict[str, EntryRecord] = field(default_factory=dict)
     match_evaluations: int = 0
+    factories_seen: list[str] = field(default_factory=list)
 
 
 def _totals(pilots: dict[tuple[str, str], Counter[str]], group: str | None = None) -> Totals:
@@ -117,7 +119,10 @@ class Planner:
                 overflow=reports.get(group.name),
             )
             entries = observation.entries if observation.entries is not None else self.last_entries
-            if not entries:
+            record.factories_seen = list(observation.factories_seen)
+            if not entries:  # nothing to ask: say how much demand waits for an entry
+                kinds = observation.groups.get(group.name, GroupData()).kinds or []
+                record.unmatched = {"idle": sum(k.idle for k in kinds), "down_only": 0}
                 continue
             matcher = matchers[group.name] = self.matcher(group, entries)
             data = observation.groups.get(group.name, GroupData())

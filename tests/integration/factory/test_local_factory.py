@@ -6,6 +6,7 @@ which fetches its bundle from the factory's staging server and serves the pool.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -53,6 +54,11 @@ def test_glideins_start_pilots_that_run_the_users_job(
         factory, lambda: pool.job(f"{cluster}.0", "JobStatus", user="uma", history=True) == "4", timeout=90
     )
     assert (workdir / "hello.out").read_text().strip() == f"hello from {site}"
+    # an operator holds a slot name from condor_status (or the job's LastRemoteHost): it finds the glidein
+    slot = pool.job(f"{cluster}.0", "LastRemoteHost", user="uma", history=True)
+    shown = setup.cli("logs", slot)
+    assert shown.returncode == 0, shown.stderr
+    assert "entry        A_local" in shown.stdout
 
     # the factory's client ad tells the frontend what it has
     client_ads = pool.client("fe1", Scope.FRONTEND).query_ads(
@@ -68,6 +74,11 @@ def test_glideins_start_pilots_that_run_the_users_job(
     served = [g for g in ended if g.record and g.record["jobs"]["started"]]
     assert len(served) == 1 and served[0].record["status"] == "ok"
     assert "UPDRAFT_PILOT_RESULT" in (setup.state_dir / "outputs" / f"{served[0].glidein_id}.out").read_text()
+    listed = json.loads(setup.cli("glideins", "--entry", "A_local", "--state", "completed", "--json").stdout)
+    assert served[0].glidein_id in {g["glidein_id"] for g in listed}
+    assert setup.cli("logs", slot).returncode == 0  # ended: found by its final record
+    table = setup.cli("glideins", "--frontend", "fe1")
+    assert table.returncode == 0 and served[0].glidein_id in table.stdout
 
 
 def test_token_travels_as_a_private_file_never_on_a_command_line(

@@ -81,3 +81,18 @@ def test_check_accepts_the_example_and_names_the_line_of_a_bad_file(
         and f"{bad}:4: groups[0].match_expr: not a valid ClassAd expression" in refused.stderr
     )
     assert BIN.exists()
+
+
+def test_explain_with_no_entry_says_why(
+    frontend_setup: FrontendSetup, pool: RunningPool, workdir: Path
+) -> None:
+    """No factory lets this frontend in: explain says how many jobs wait and which factories it saw."""
+    frontend_setup.groups = [group()]
+    frontend_setup.write()
+    pool.submit('executable = job.sh\n+DESIRED_Sites = "Nowhere"\nqueue 3\n', "nina", workdir)
+    shown = frontend_setup.cli("explain", "--dry-run")
+    assert shown.returncode == 0, shown.stderr
+    assert (
+        f"idle jobs; no factory advertises an entry that allows {frontend_setup.name}; factories seen:"
+        in shown.stdout
+    )

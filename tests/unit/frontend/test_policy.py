@@ -225,3 +225,13 @@ def test_frontend_downtime_asks_every_entry_for_nothing(tmp_path) -> None:
     assert active_downtime(path, 1200.0) is None
     path.write_text("not json")
     assert active_downtime(path, 1200.0) is not None  # a damaged file stops provisioning, never ignores it
+
+
+def test_no_entry_visible_still_counts_the_demand() -> None:
+    observation = Observation(
+        entries=[], glideins={}, pilots={}, factories_seen=["other-factory"],
+        groups={"g": GroupData(kinds=[Kind((), 1, idle=7, old_idle=0)], running={})},
+    )  # fmt: skip
+    record = Planner().plan(observation, [group()], GWMS)["g"]
+    assert record.entries == {} and record.unmatched["idle"] == 7
+    assert record.factories_seen == ["other-factory"]
