@@ -41,12 +41,27 @@ from factory.tracking import (
 )
 from updraft.core import protocol
 from updraft.core.client import Client, ClientError, PoolUnreachable
-from updraft.core.metrics import Exposition
 from updraft.core.sealed import KeyPair
-from updraft.service import ServiceLoop, renew_token, service_client, write_json_atomically
+from updraft.service import (
+    ServiceLoop,
+    renew_token,
+    restart_only_changes,
+    service_client,
+    write_json_atomically,
+)
 
 log = logging.getLogger("updraft.factory")
 STATUS_FILE = "status.json"
+#: settings a reload cannot apply: the staging socket, the pool connection, the log
+FACTORY_RESTART_ONLY = (
+    "staging.host",
+    "staging.port",
+    "staging.dir",
+    "pool.url",
+    "pool.token_file",
+    "pool.ca_file",
+    "log_dir",
+)
 STAGING_PORT_FILE = "staging.port"  # the staging server's port, kept for the next run
 PID_FILE = "factory.pid"
 SUBMIT_BACKOFF_MAX_S = 600.0
@@ -115,6 +130,8 @@ class Factory(ServiceLoop):
         self.config_loaded = time.time()
         self.config_error = ""
         self.config_error_at = 0.0
+        self.started_config = config  # what the sockets and the pool connection were made from
+        self.restart_needed: list[str] = []
         self.draining = False
 
     # =========================================================================================
@@ -216,6 +233,9 @@ class Factory(ServiceLoop):
             log.error("reconfig refused, the running config stays: %s", exc)
             self._write_status()
             return False
+        self.restart_needed = restart_only_changes(self.started_config, config, FACTORY_RESTART_ONLY)
+        for name in self.restart_needed:
+            log.warning("reconfig: %s changed: it takes effect only when the factory restarts", name)
         self.config_error = ""
         self.config_loaded = time.time()
         log.info("reconfig: %d entries", len(config.entries))
@@ -551,6 +571,7 @@ class Factory(ServiceLoop):
                 "config_loaded": self.config_loaded,
                 "config_error": self.config_error,
                 "config_error_at": self.config_error_at,
+                "restart_needed": self.restart_needed,
                 "staging_url": self.staging_url,
                 "cycles": self.cycles,
                 "written": time.time(),
@@ -565,34 +586,9 @@ class Factory(ServiceLoop):
         write_json_atomically(self.state_dir / STATUS_FILE, self.status())
 
     def metrics(self) -> str:
-        out = Exposition()
-        samples = []
-        for (entry, client), states in self.journal.counts().items():
-            for state, n in states.items():
-                samples.append(({"entry": entry, "client": client, "state": state}, n))
-        out.gauge("updraft_factory_glideins", "Live glideins by entry, client and state.", samples)
-        with self.lock:
-            totals = sorted(self.totals.items())
-            health = dict(self.health)
-        out.counter(
-            "updraft_factory_events_total",
-            "Things that happened to glideins since start (submitted, ended, removed, released, lost...).",
-            [({"entry": entry, "what": what}, n) for (entry, what), n in totals],
-        )
-        out.gauge(
-            "updraft_factory_entry_up",
-            "1 if the entry's site answered in the last step.",
-            [({"entry": name}, 0 if h.last_error else 1) for name, h in health.items()],
-        )
-        out.gauge(
-            "updraft_factory_requests", "Requests accepted in the last cycle.", len(self.requests or {})
-        )
-        out.gauge(
-            "updraft_factory_requests_rejected", "Requests refused in the last cycle.", len(self.rejected)
-        )
-        out.gauge("updraft_factory_cycle_seconds", "Duration of the last cycle.", round(self.last_cycle_s, 3))
-        out.counter("updraft_factory_cycles_total", "Cycles since start.", self.cycles)
-        return out.render()
+        from factory.metrics import factory_metrics
+
+        return factory_metrics(self)
 
 
 # -- entry snapshots: how a restarted factory tracks glideins of an entry no longer configured -------

@@ -38,10 +38,25 @@ from frontend.policy import Totals
 from updraft.core import classads, payloads, protocol
 from updraft.core.client import Client, ClientError, PoolUnreachable
 from updraft.core.metrics import Exposition, MetricsServer
-from updraft.service import ServiceLoop, renew_token, service_client, write_json_atomically
+from updraft.service import (
+    ServiceLoop,
+    renew_token,
+    restart_only_changes,
+    service_client,
+    write_json_atomically,
+)
 
 log = logging.getLogger("updraft.frontend")
 STATUS_FILE = "status.json"
+#: settings a reload cannot apply: the metrics socket, the pool connection, the log
+FRONTEND_RESTART_ONLY = (
+    "metrics_host",
+    "metrics_port",
+    "pool.url",
+    "pool.token_file",
+    "pool.ca_file",
+    "log_dir",
+)
 EXPLAIN_FILE = "explain.json"
 PID_FILE = "frontend.pid"
 
@@ -71,6 +86,8 @@ class Frontend(ServiceLoop):
         self.config_loaded = time.time()
         self.config_error = ""
         self.config_error_at = 0.0
+        self.started_config = config  # what the sockets and the pool connection were made from
+        self.restart_needed: list[str] = []
         self.totals: Counter[str] = Counter()
         self.metrics_server: MetricsServer | None = None
 
@@ -114,6 +131,9 @@ class Frontend(ServiceLoop):
             log.error("reconfig refused, the running config stays: %s", exc)
             self._write_status()
             return False
+        self.restart_needed = restart_only_changes(self.started_config, config, FRONTEND_RESTART_ONLY)
+        for name in self.restart_needed:
+            log.warning("reconfig: %s changed: it takes effect only when the frontend restarts", name)
         self.config, self.config_error = config, ""
         self.config_loaded = time.time()
         log.info("reconfig: %d group(s)", len(config.groups))
@@ -363,6 +383,7 @@ class Frontend(ServiceLoop):
             "config_loaded": self.config_loaded,
             "config_error": self.config_error,
             "config_error_at": self.config_error_at,
+            "restart_needed": self.restart_needed,
             "cycles": self.cycles,
             "last_cycle_s": round(self.last_cycle_s, 3),
             "metrics_url": self.metrics_server.url if self.metrics_server else "",

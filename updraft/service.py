@@ -147,6 +147,12 @@ def signal_reload(state_dir: Path, pid_file: str, status_file: str, what: str, t
     while time.monotonic() < deadline:
         status = read_json(state_dir / status_file)
         if status.get("config_loaded", 0) > before:
+            waiting = status.get("restart_needed") or []
+            if waiting:
+                return (
+                    f"{what} (pid {pid}) reloaded its config; these settings take effect only after a restart:"
+                    f" {', '.join(waiting)}"
+                )
             return f"{what} (pid {pid}) reloaded its config"
         if status.get("config_error") and status.get("config_error_at", 0) > before:
             raise UpdraftError(f"{what} refused the new config: {status['config_error']}")
@@ -267,3 +273,16 @@ def downtime_verbs(verbs: Any, help_text: str) -> tuple[Any, Any, Any]:
     end.add_argument("--config", "-c")
     end.add_argument("id", type=int)
     return add, listing, end
+
+
+def restart_only_changes(old: Any, new: Any, names: tuple[str, ...]) -> list[str]:
+    """The settings among ``names`` (dotted paths) that differ between two configs: a reload
+    cannot apply them (the sockets, the pool connection), so the service says so."""
+    changed = []
+    for name in names:
+        before, after = old, new
+        for part in name.split("."):
+            before, after = getattr(before, part, None), getattr(after, part, None)
+        if before != after:
+            changed.append(name)
+    return changed

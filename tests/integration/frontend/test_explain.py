@@ -96,3 +96,12 @@ def test_explain_with_no_entry_says_why(
         f"idle jobs; no factory advertises an entry that allows {frontend_setup.name}; factories seen:"
         in shown.stdout
     )
+
+
+def test_reconfig_says_which_settings_wait_for_a_restart(frontend_setup: FrontendSetup) -> None:
+    frontend_setup.groups = [group()]
+    frontend = frontend_setup.frontend()
+    frontend_setup.write(metrics_port=0, cycle_s=5)
+    assert frontend.reconfig()
+    assert frontend.restart_needed == ["metrics_port"]  # cycle_s took effect; the socket did not move
+    assert frontend.status()["restart_needed"] == ["metrics_port"]
