@@ -88,8 +88,8 @@ class Client:
             url = info.get("url")
         if not url:
             raise PoolUnreachable(
-                "no pool: set UPDRAFT_POOL to its URL, or start one with 'updraft pool' (it writes %s)"
-                % (home / "pool.json")
+                "no pool: set UPDRAFT_POOL to its URL, or UPDRAFT_HOME to the pool's home directory,"
+                " or start one with 'updraft pool' (it writes %s)" % (home / "pool.json")
             )
         if token is None:
             token = os.environ.get("UPDRAFT_TOKEN")

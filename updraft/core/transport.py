@@ -106,9 +106,19 @@ class StdlibTransport:
                 ) from None
             except (OSError, http.client.HTTPException) as exc:
                 self.close()
-                raise PoolUnreachable(f"cannot reach the pool at {self.url}: {exc}") from None
+                raise PoolUnreachable(f"cannot reach the pool at {self.url}: {exc}{fix_hint(exc)}") from None
             return Response(response.status, response.read, lambda r=response: r)
         raise PoolUnreachable("unreachable")  # pragma: no cover
+
+
+def fix_hint(exc: BaseException) -> str:
+    """What to do about a failure the user can fix from the client side."""
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        return " (the pool's CA is not trusted: set UPDRAFT_CA to its ca.pem, or UPDRAFT_HOME to the pool's home)"
+    if "Connection refused" in text:
+        return " (is the pool running? UPDRAFT_POOL or UPDRAFT_HOME's pool.json say where it should be)"
+    return ""
 
 
 class RequestsTransport:
@@ -137,7 +147,7 @@ class RequestsTransport:
         except errors.Timeout:
             raise PoolUnreachable(f"no answer from the pool at {self.url} within {timeout:.0f} s") from None
         except errors.RequestException as exc:
-            raise PoolUnreachable(f"cannot reach the pool at {self.url}: {exc}") from None
+            raise PoolUnreachable(f"cannot reach the pool at {self.url}: {exc}{fix_hint(exc)}") from None
 
         def read(amount: int | None = None) -> bytes:
             if amount is None:

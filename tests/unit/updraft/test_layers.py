@@ -128,3 +128,21 @@ def test_the_pilot_bundles_core_modules_are_standard_library_only() -> None:
                     continue
                 problems.append(f"{path.name} imports {top}")
     assert not problems, problems
+
+
+def test_client_errors_point_to_their_fix(tmp_path, monkeypatch) -> None:
+    import ssl
+
+    import pytest
+
+    from updraft.core.client import Client
+    from updraft.core.transport import PoolUnreachable, fix_hint
+
+    monkeypatch.delenv("UPDRAFT_POOL", raising=False)
+    with pytest.raises(PoolUnreachable, match="UPDRAFT_HOME") as caught:
+        Client.from_environment(home=tmp_path)
+    assert "UPDRAFT_POOL" in str(caught.value)
+    assert "UPDRAFT_CA" in fix_hint(
+        ssl.SSLError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    )
+    assert "is the pool running" in fix_hint(ConnectionRefusedError(111, "Connection refused"))
