@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,9 @@ from factory.adapters.base import (
     write_private,
 )
 from factory.glideins import GlideinState
+
+#: a cancelled glidein still running after this long is killed (its pilot had SIGTERM's grace)
+CANCEL_GRACE_S = 15.0
 
 
 @dataclass
@@ -142,7 +146,13 @@ class LocalAdapter(SiteAdapter):
             node = self._dir(site_id)
             if not node.is_dir():
                 continue
-            if (node / "cancelled").exists() and not _alive(node, sessions):
+            cancelled = node / "cancelled"
+            if cancelled.exists() and _alive(node, sessions):
+                # as a batch system does: SIGTERM again (a process group born after the first),
+                # SIGKILL once the vacate grace is over
+                late = time.time() - cancelled.stat().st_mtime > CANCEL_GRACE_S
+                signal_glidein(node, signal.SIGKILL if late else signal.SIGTERM, sessions)
+            if cancelled.exists() and not _alive(node, sessions):
                 out[site_id] = SiteStatus(GlideinState.REMOVED, "cancelled")
             elif (node / "exit_code").exists():
                 code = (node / "exit_code").read_text().strip()
