@@ -9,15 +9,31 @@ HTCondor does; most mean nothing to a pilot, but tools and policies read them fr
 from __future__ import annotations
 
 import os
-import signal
 
 from updraft.core.protocol import quote
 from userpool.submit.context import Context, handler
 
-STRING, EXPRESSION, BOOLEAN, PATH, SIGNAL = "string", "expression", "boolean", "path", "signal"
+STRING, EXPRESSION, BOOLEAN, PATH = "string", "expression", "boolean", "path"
 
 #: command -> (attribute, how the value is written)
 SIMPLE: dict[str, tuple[str, str]] = {
+    "batch_name": ("JobBatchName", STRING),
+    "job_machine_attrs": ("JobMachineAttrs", STRING),
+    "job_max_vacate_time": ("JobMaxVacateTime", EXPRESSION),
+    "want_graceful_removal": ("WantGracefulRemoval", EXPRESSION),
+    "max_idle": ("JobMaterializeMaxIdle", EXPRESSION),
+    "allowed_job_duration": ("AllowedJobDuration", EXPRESSION),
+    "allowed_execute_duration": ("AllowedExecuteDuration", EXPRESSION),
+    "coresize": ("CoreSize", EXPRESSION),
+    "periodic_vacate": ("PeriodicVacate", EXPRESSION),
+    "next_job_start_delay": ("NextJobStartDelay", EXPRESSION),
+    "max_job_retirement_time": ("MaxJobRetirementTime", EXPRESSION),
+    "job_ad_information_attrs": ("JobAdInformationAttrs", STRING),
+    "description": ("JobDescription", STRING),
+    "job_batch_id": ("JobBatchId", STRING),
+    "max_transfer_input_mb": ("MaxTransferInputMB", EXPRESSION),
+    "max_transfer_output_mb": ("MaxTransferOutputMB", EXPRESSION),
+    "want_checkpoint": ("WantCheckpoint", EXPRESSION),
     "append_files": ("AppendFiles", STRING),
     "batch_id": ("JobBatchId", STRING),
     "buffer_block_size": ("BufferBlockSize", EXPRESSION),
@@ -35,7 +51,6 @@ SIMPLE: dict[str, tuple[str, str]] = {
     "erase_output_and_error_on_restart": ("EraseOutputAndErrorOnRestart", BOOLEAN),
     "fetch_files": ("FetchFiles", STRING),
     "file_remaps": ("FileRemaps", EXPRESSION),
-    "hold_kill_sig": ("HoldKillSig", SIGNAL),
     "job_machine_attrs_history_length": ("JobMachineAttrsHistoryLength", EXPRESSION),
     "jobset": ("JobSetName", STRING),
     "keep_claim_idle": ("KeepClaimIdle", EXPRESSION),
@@ -55,7 +70,6 @@ SIMPLE: dict[str, tuple[str, str]] = {
     "primary_unix_group": ("PrimaryUnixGroup", STRING),
     "public_input_files": ("PublicInputFiles", STRING),
     "remote_initialdir": ("RemoteIwd", STRING),
-    "remove_kill_sig": ("RemoveKillSig", SIGNAL),
     "scitokens_file": ("ScitokensFile", PATH),
     "skip_if_dataflow": ("SkipIfDataflow", BOOLEAN),
     "stack_size": ("StackSize", EXPRESSION),
@@ -70,16 +84,6 @@ SIMPLE: dict[str, tuple[str, str]] = {
 }
 
 
-def _signal_name(value: str) -> str:
-    """A signal as HTCondor records it: a number becomes its name (1 -> SIGHUP)."""
-    if value.isdigit():
-        try:
-            return signal.Signals(int(value)).name
-        except ValueError:
-            return value
-    return value
-
-
 @handler(*SIMPLE, "starter_log")
 def simple_commands(ctx: Context) -> dict[str, str]:
     attrs: dict[str, str] = {}
@@ -89,8 +93,6 @@ def simple_commands(ctx: Context) -> dict[str, str]:
             continue
         if kind == STRING:
             attrs[attribute] = quote(value)
-        elif kind == SIGNAL:
-            attrs[attribute] = quote(_signal_name(value))
         elif kind == BOOLEAN:
             attrs[attribute] = "true" if ctx.flag(command, False) else "false"
         elif kind == PATH:

@@ -489,52 +489,27 @@ def concurrency(ctx: Context) -> dict[str, str]:
     return {"ConcurrencyLimits": _string(",".join(limits))} if limits else {}
 
 
-@handler("kill_sig")
-def kill_signal(ctx: Context) -> dict[str, str]:
-    value = ctx.get("kill_sig")
-    if value is None:
-        return {}
-    if value.isdigit():
-        try:
-            return {"KillSig": _string(signal.Signals(int(value)).name)}
-        except ValueError:
-            raise ctx.error("kill_sig", f"no signal number {value}") from None
-    name = value.upper() if value.upper().startswith("SIG") else "SIG" + value.upper()
-    if name not in signal.Signals.__members__:
-        raise ctx.error("kill_sig", f"unknown signal {value!r}")
-    return {"KillSig": _string(name)}
+#: the signals a job is sent: command -> attribute
+KILL_SIGNALS = {"kill_sig": "KillSig", "hold_kill_sig": "HoldKillSig", "remove_kill_sig": "RemoveKillSig"}
 
 
-#: commands that become one attribute as they are: command -> (attribute, kind)
-SIMPLE = {
-    "batch_name": ("JobBatchName", "string"),
-    "job_machine_attrs": ("JobMachineAttrs", "string"),
-    "job_max_vacate_time": ("JobMaxVacateTime", "expr"),
-    "want_graceful_removal": ("WantGracefulRemoval", "expr"),
-    "max_idle": ("JobMaterializeMaxIdle", "expr"),
-    "allowed_job_duration": ("AllowedJobDuration", "expr"),
-    "allowed_execute_duration": ("AllowedExecuteDuration", "expr"),
-    "coresize": ("CoreSize", "expr"),
-    "periodic_vacate": ("PeriodicVacate", "expr"),
-    "next_job_start_delay": ("NextJobStartDelay", "expr"),
-    "max_job_retirement_time": ("MaxJobRetirementTime", "expr"),
-    "job_ad_information_attrs": ("JobAdInformationAttrs", "string"),
-    "description": ("JobDescription", "string"),
-    "job_batch_id": ("JobBatchId", "string"),
-    "max_transfer_input_mb": ("MaxTransferInputMB", "expr"),
-    "max_transfer_output_mb": ("MaxTransferOutputMB", "expr"),
-    "want_checkpoint": ("WantCheckpoint", "expr"),
-}
-
-
-@handler(*SIMPLE)
-def simple(ctx: Context) -> dict[str, str]:
+@handler(*KILL_SIGNALS)
+def kill_signals(ctx: Context) -> dict[str, str]:
     attrs = {}
-    for key, (attribute, kind) in SIMPLE.items():
+    for key, attribute in KILL_SIGNALS.items():
         value = ctx.get(key)
         if value is None:
             continue
-        attrs[attribute] = _string(value) if kind == "string" else ctx.expression(key)
+        if value.isdigit():
+            try:
+                attrs[attribute] = _string(signal.Signals(int(value)).name)
+            except ValueError:
+                raise ctx.error(key, f"no signal number {value}") from None
+            continue
+        name = value.upper() if value.upper().startswith("SIG") else "SIG" + value.upper()
+        if name not in signal.Signals.__members__:
+            raise ctx.error(key, f"unknown signal {value!r}")
+        attrs[attribute] = _string(name)
     return attrs
 
 
