@@ -318,12 +318,19 @@ class JobAds:
         self.queue, self.history, self.installing = queue, history, installing
 
     def live(self, cluster_id: int, proc_id: int) -> list[tuple[int, Mapping[str, str] | None]]:
-        """Each job's ad (None for one that left the queue); proc -1: every job of the cluster."""
+        """Each job's ad that names a log (None for one that left the queue); proc -1: the cluster's jobs."""
         if proc_id >= 0:
             job = self.queue.get(cluster_id, proc_id)
-            return [(proc_id, job.ad() if job is not None else None)]
+            if job is None:
+                return [(proc_id, None)]
+            return [(proc_id, job.ad())] if job.get("UserLog") is not None else []
         cluster = self.queue.clusters.get(cluster_id) or self.installing.get(cluster_id)
-        return [(proc, job.ad()) for proc, job in sorted(cluster.jobs.items())] if cluster else []
+        if cluster is None:
+            return []
+        # an ad is built only for a job that names a log: a 100,000-job submit without one costs nothing
+        return [
+            (proc, job.ad()) for proc, job in sorted(cluster.jobs.items()) if job.get("UserLog") is not None
+        ]
 
     def from_history(self, cluster_id: int, proc_id: int) -> Mapping[str, str] | None:
         found = self.history.query([f"{cluster_id}.{proc_id}"], [], "", [], 1)
@@ -371,10 +378,7 @@ class UserLogs:
         for event in events:
             if event.type not in KINDS:
                 continue
-            jobs = [
-                (proc, ad) for proc, ad in self.live_ads(event.cluster_id, event.proc_id)
-                if ad is None or "UserLog" in ad
-            ]  # fmt: skip
+            jobs = self.live_ads(event.cluster_id, event.proc_id)
             if jobs:
                 out.append((event, jobs))
         return out
