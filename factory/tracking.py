@@ -15,6 +15,7 @@ from typing import Any
 
 from factory.adapters.base import GlideinOutput, SiteAdapter
 from factory.config import EntryConfig, FactoryConfig
+from factory.errors import SiteUnavailable
 from factory.glideins import TERMINAL, GlideinState
 from factory.journal import Glidein, Journal
 from updraft.core.pilotrecord import parse_result
@@ -156,24 +157,35 @@ def finish(ctx: EntryContext) -> None:
     for glidein in ctx.journal.uncleaned():
         if glidein.entry != ctx.name or not glidein.site_id:
             continue
-        output = _safe_output(ctx, glidein)
-        if output is not None:
-            ctx.outputs.mkdir(parents=True, exist_ok=True)
-            (ctx.outputs / f"{glidein.glidein_id}.out").write_text(output.stdout)
-            (ctx.outputs / f"{glidein.glidein_id}.err").write_text(output.stderr)
-            record = parse_result(output.stdout)
-            if record is not None:
-                ctx.journal.set(glidein.glidein_id, record=record)
-                if record.get("status") == "validation_failed":
-                    ctx.count("validation_failed")
-        ctx.adapter.cleanup([glidein.site_id])
-        ctx.adapter.forget(glidein.glidein_id)
-        ctx.journal.set(glidein.glidein_id, cleaned=1)
+        try:
+            _finish_one(ctx, glidein)
+        except SiteUnavailable as exc:  # the output is still there: fetch it next cycle
+            log.warning("%s: cannot finish %s now: %s", ctx.name, glidein.glidein_id, exc)
+            return
+
+
+def _finish_one(ctx: EntryContext, glidein: Glidein) -> None:
+    """Keep the output and record of one ended glidein, then let the site forget it."""
+    output = _safe_output(ctx, glidein)
+    if output is not None:
+        ctx.outputs.mkdir(parents=True, exist_ok=True)
+        (ctx.outputs / f"{glidein.glidein_id}.out").write_text(output.stdout)
+        (ctx.outputs / f"{glidein.glidein_id}.err").write_text(output.stderr)
+        record = parse_result(output.stdout)
+        if record is not None:
+            ctx.journal.set(glidein.glidein_id, record=record)
+            if record.get("status") == "validation_failed":
+                ctx.count("validation_failed")
+    ctx.adapter.cleanup([glidein.site_id])
+    ctx.adapter.forget(glidein.glidein_id)
+    ctx.journal.set(glidein.glidein_id, cleaned=1)
 
 
 def _safe_output(ctx: EntryContext, glidein: Glidein) -> GlideinOutput | None:
     try:
         return ctx.adapter.fetch_output(glidein.site_id or "", glidein.glidein_id)
+    except SiteUnavailable:  # a site that cannot be reached now: not an unreadable output
+        raise
     except Exception as exc:  # an unreadable output must not stop the glidein from being finished
         log.warning("%s: cannot fetch the output of %s: %s", ctx.name, glidein.glidein_id, exc)
         return None

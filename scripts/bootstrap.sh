@@ -20,6 +20,11 @@ if [ "${1:-}" = "--test" ]; then
     # the factory's real sites (scripts/sites/*.sh start them; the tests skip them when not root)
     command -v slurmctld >/dev/null || packages+=(slurm-wlm)
     command -v munged >/dev/null || packages+=(munge)
+    # hosts of their own (network namespaces) and batch sites reached over SSH; openssh-server
+    # comes from scripts/sites/sshd.sh, which keeps the package's own sshd from starting
+    command -v ip >/dev/null || packages+=(iproute2)
+    command -v ssh >/dev/null || packages+=(openssh-client)
+    command -v nsenter >/dev/null || packages+=(util-linux)
     # overflowed jobs read from a home site's xrootd; the monitor is checked in a real browser
     command -v xrootd >/dev/null || packages+=(xrootd-server)
     command -v xrdcp >/dev/null || packages+=(xrootd-client)

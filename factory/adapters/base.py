@@ -197,16 +197,19 @@ class SiteAdapter(ABC):
     def map_native(self, native: str) -> GlideinState:
         return self.native_states.get(native, GlideinState.QUEUED)
 
-    def command_env(self) -> dict[str, str] | None:
-        """The environment site commands run with (None: the factory's own)."""
-        return None
+    def command_vars(self) -> dict[str, str]:
+        """Variables site commands need on top of the factory's environment (SLURM_CONF, ...)."""
+        return {}
 
-    def command(self, argv: list[str], timeout: float = 60.0) -> Completed:
-        """Run a site command through the injected runner, with this adapter's environment."""
-        env = self.command_env()
-        return (
-            self.run(argv, timeout=timeout, env=env) if env is not None else self.run(argv, timeout=timeout)
-        )
+    def command(self, argv: list[str], timeout: float = 60.0, input: str | None = None) -> Completed:
+        """Run a site command through the injected runner, with this adapter's variables."""
+        variables = self.command_vars()
+        extra: dict[str, Any] = {}
+        if variables:
+            extra["env"] = {**os.environ, **variables}
+        if input is not None:
+            extra["input"] = input
+        return self.run(argv, timeout=timeout, **extra)
 
     def check(self, completed: Completed) -> Completed:
         if completed.returncode != 0:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import PurePath
 
 from factory.adapters.base import GlideinSpec, SiteStatus, render_extras
 from factory.adapters.batch import BatchAdapter
+from factory.adapters.remote import BatchOptions
 from factory.errors import SiteError, SiteUnavailable
 from factory.glideins import GlideinState
 
@@ -17,7 +17,7 @@ HELD_REASONS = ("JobHeldUser", "JobHeldAdmin")
 
 
 @dataclass
-class SlurmOptions:
+class SlurmOptions(BatchOptions):
     partition: str = ""  # default: the entry's gatekeeper, else the cluster's default
     sbatch: str = "sbatch"
     squeue: str = "squeue"
@@ -52,12 +52,10 @@ class SlurmAdapter(BatchAdapter):
         "SPECIAL_EXIT": GlideinState.FAILED,
     }
 
-    def command_env(self) -> dict[str, str] | None:
-        if not self.options.slurm_conf:
-            return None
-        return {**os.environ, "SLURM_CONF": self.options.slurm_conf}
+    def command_vars(self) -> dict[str, str]:
+        return {"SLURM_CONF": self.options.slurm_conf} if self.options.slurm_conf else {}
 
-    def submit_argv(self, glidein: GlideinSpec, script: Path) -> list[str]:
+    def submit_argv(self, glidein: GlideinSpec, script: PurePath) -> list[str]:
         directory = script.parent
         argv = [
             self.options.sbatch, "--parsable", f"--job-name={glidein.tag}", f"--chdir={directory}",

@@ -2,10 +2,15 @@
 # A real NorduGrid ARC CE (A-REX 6.17 from Debian, REST interface) on loopback, with the
 # project's single-node Slurm (scripts/sites/slurm.sh) as its batch system.
 #
+#   scripts/sites/arc.sh install  # the Debian packages only (a host with no network later)
 #   scripts/sites/arc.sh start    # install if needed (root), certificates, arc.conf, start A-REX
 #   scripts/sites/arc.sh stop     # both arched processes, by pid file; leftover job processes
 #   scripts/sites/arc.sh env      # KEY=VALUE lines: ARC_URL, X509_USER_PROXY, ARC_CA, ARC_QUEUE
 #   scripts/sites/arc.sh proxy    # a fresh proxy for the factory (renewal tests)
+#
+# Settings (environment): UPDRAFT_ARC_DIR, UPDRAFT_ARC_PORT (8443), UPDRAFT_ARC_HOST (the name
+# in the URL and the host certificate: localhost), UPDRAFT_ARC_LISTEN (127.0.0.1), and
+# UPDRAFT_SLURM_DIR for the Slurm it submits to (a second cluster inside a namespace).
 #
 # What docs/sites.md explains: A-REX is two arched processes and -f writes no
 # pid file; tmpdir must be 1777; the stock WS start script binds every interface and leaves
@@ -18,9 +23,11 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 G=${UPDRAFT_ARC_DIR:-/var/lib/updraft-arc}
 PORT=${UPDRAFT_ARC_PORT:-8443}
 ACCOUNT=${UPDRAFT_ARC_USER:-glidein}
-URL=https://localhost:$PORT/arex
+HOST=${UPDRAFT_ARC_HOST:-localhost}  # the name clients use (in the host certificate and the URL)
+LISTEN=${UPDRAFT_ARC_LISTEN:-127.0.0.1}
+URL=https://$HOST:$PORT/arex
 CA_DN="/O=UpdraftTest/CN=Updraft ARC Test CA"
-HOST_DN="/O=UpdraftTest/CN=localhost"
+HOST_DN="/O=UpdraftTest/CN=$HOST"
 USER_DN="/O=UpdraftTest/OU=People/CN=Updraft Factory"
 CERTS=$G/certificates
 PROXY=$G/client/x509up
@@ -53,7 +60,7 @@ certificates() {
     printf "access_id_CA   X509   '%s'\npos_rights     globus CA:sign\ncond_subjects  globus '\"/O=UpdraftTest/*\"'\n" "$CA_DN" > "$CERTS/$hash.signing_policy"
     chmod 644 "$CERTS"/*
     openssl verify -CApath "$CERTS" "$G/hostcert.pem" >/dev/null 2>&1 || sign "$HOST_DN" "$G/hostkey.pem" "$G/hostcert.pem" \
-        "basicConstraints=critical,CA:false\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n"
+        "basicConstraints=critical,CA:false\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=DNS:$HOST,DNS:localhost,IP:$LISTEN,IP:127.0.0.1\n"
     openssl verify -CApath "$CERTS" "$G/user/usercert.pem" >/dev/null 2>&1 || sign "$USER_DN" "$G/user/userkey.pem" "$G/user/usercert.pem" \
         "basicConstraints=critical,CA:false\nkeyUsage=critical,digitalSignature,keyEncipherment,dataEncipherment\nextendedKeyUsage=clientAuth\n"
     local left
@@ -71,7 +78,7 @@ configure() {
     cat > "$G/arc.conf" <<EOF
 # written by scripts/sites/arc.sh (used through ARC_CONFIG; /etc/arc.conf is not touched)
 [common]
-hostname = localhost
+hostname = $HOST
 x509_host_key = $G/hostkey.pem
 x509_host_cert = $G/hostcert.pem
 x509_cert_dir = $CERTS
@@ -121,7 +128,7 @@ EOF
         /usr/lib/arc/arc-config-check --config "$G/arc.conf" --skip-warnings >&2
         exit 1
     }
-    sed 's#<tcp:Listen><tcp:Port>\$arex_port</tcp:Port></tcp:Listen>#<tcp:Listen><tcp:Interface>127.0.0.1</tcp:Interface><tcp:Port>$arex_port</tcp:Port><tcp:NoDelay>true</tcp:NoDelay></tcp:Listen>#' \
+    sed 's#<tcp:Listen><tcp:Port>\$arex_port</tcp:Port></tcp:Listen>#<tcp:Listen><tcp:Interface>'"$LISTEN"'</tcp:Interface><tcp:Port>$arex_port</tcp:Port><tcp:NoDelay>true</tcp:NoDelay></tcp:Listen>#' \
         /usr/share/arc/arc-arex-ws-start > "$G/bin/arc-arex-ws-start"
     chmod 755 "$G/bin/arc-arex-ws-start"
     if [ "$(grep -c '<tcp:Interface>' "$G/bin/arc-arex-ws-start")" != 2 ]; then
@@ -201,9 +208,10 @@ env_lines() {
 }
 
 case "${1:-}" in
+    install) need_root "installing packages"; install_missing nordugrid-arc-arex $PACKAGES ;;  # the packages only (before entering a namespace with no way out)
     start) start ;;
     stop) stop ;;
     env) env_lines ;;
     proxy) need_root "a new proxy"; make_proxy "${2:-48h}"; env_lines ;;
-    *) echo "usage: $0 start|stop|env|proxy [VALIDITY]" >&2; exit 2 ;;
+    *) echo "usage: $0 install|start|stop|env|proxy [VALIDITY]" >&2; exit 2 ;;
 esac

@@ -2,13 +2,16 @@
 # A real single-node Slurm cluster (slurm-wlm + munge from Debian) for the factory's tests,
 # the benchmarks and anyone who wants to try the slurm entry type.
 #
+#   scripts/sites/slurm.sh install  # the Debian packages only (a host with no network later)
 #   scripts/sites/slurm.sh start    # install if needed (root), write the config, start the daemons
 #   scripts/sites/slurm.sh stop     # stop exactly what start started (by pid file)
 #   scripts/sites/slurm.sh status
 #   scripts/sites/slurm.sh env      # prints SLURM_CONF=... for the shell or the tests
 #
 # No systemd and no cgroups here: proctrack/linuxproc and task/none.  munged refuses to
-# run as root, so it runs as the munge user.  batch_sched_delay=0, or every sbatch waits
+# run as root, so it runs as the munge user; it is one per machine (its socket is a file), so
+# a second cluster (UPDRAFT_SLURM_DIR, e.g. inside a network namespace) reuses it and only
+# the cluster that started it stops it.  batch_sched_delay=0, or every sbatch waits
 # for the next scheduling pass (about 3 s).  docs/sites.md has the reasons.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -71,7 +74,10 @@ EOF
 }
 
 stop() {
-    for f in "$BASE/slurmd.pid" "$BASE/slurmctld.pid" "$MUNGE_RUN/munged.pid"; do
+    local pids="$BASE/slurmd.pid $BASE/slurmctld.pid"
+    # munged is the machine's (one socket for every cluster here): stopped only by whoever started it
+    [ -f "$BASE/started-munged" ] && pids="$pids $MUNGE_RUN/munged.pid"
+    for f in $pids; do
         if [ -f "$f" ]; then
             pid=$(cat "$f")
             if kill "$pid" 2>/dev/null; then
@@ -80,6 +86,7 @@ stop() {
             rm -f "$f"
         fi
     done
+    rm -f "$BASE/started-munged"
 }
 
 start() {
@@ -87,11 +94,14 @@ start() {
     install_packages
     stop
     write_config
-    mkdir -p "$MUNGE_RUN"
-    chown munge:munge "$MUNGE_RUN"
-    chmod 0755 "$MUNGE_RUN"
-    runuser -u munge -- /usr/sbin/munged --pid-file="$MUNGE_RUN/munged.pid" --force
-    for _ in $(seq 1 50); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.1; done
+    if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
+        mkdir -p "$MUNGE_RUN"
+        chown munge:munge "$MUNGE_RUN"
+        chmod 0755 "$MUNGE_RUN"
+        runuser -u munge -- /usr/sbin/munged --pid-file="$MUNGE_RUN/munged.pid" --force
+        touch "$BASE/started-munged"
+        for _ in $(seq 1 50); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.1; done
+    fi
     export SLURM_CONF=$CONF
     # a fresh state: jobs of an earlier run must not come back
     rm -rf "$BASE/state"/* "$BASE/spool"/*
@@ -111,9 +121,10 @@ start() {
 }
 
 case "${1:-}" in
+    install) need_root "installing packages"; install_packages ;;  # the packages only (before entering a namespace with no way out)
     start) start ;;
     stop) stop ;;
     status) SLURM_CONF=$CONF sinfo ;;
     env) echo "SLURM_CONF=$CONF" ;;
-    *) echo "usage: $0 start|stop|status|env" >&2; exit 2 ;;
+    *) echo "usage: $0 install|start|stop|status|env" >&2; exit 2 ;;
 esac

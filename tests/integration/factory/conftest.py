@@ -34,6 +34,12 @@ def slurm_site() -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture(scope="session")
+def ssh_site() -> Iterator[dict[str, str]]:
+    """A login host (scripts/sites/sshd.sh): sshd on loopback, a key-only account for the factory."""
+    yield from running_site("sshd", "sshd")
+
+
+@pytest.fixture(scope="session")
 def gram_site() -> Iterator[dict[str, str]]:
     """A real GRAM5 gatekeeper with the fork job manager (scripts/sites/gram.sh)."""
     yield from running_site("gram", "GRAM5")

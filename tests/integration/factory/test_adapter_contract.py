@@ -54,11 +54,15 @@ def until(
         time.sleep(0.3)
 
 
-@pytest.fixture(params=["local", "slurm", "gram", "arc", "cream"])
+@pytest.fixture(params=["local", "slurm", "slurm-over-ssh", "gram", "arc", "cream"])
 def adapter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SiteAdapter]:
     kind = request.param
     if kind == "local":
         entry = make_entry("contract", "local")
+    elif kind == "slurm-over-ssh":  # the same cluster, its commands run on a login host over SSH
+        settings = site_settings("slurm", request.getfixturevalue("slurm_site"))
+        settings["options"] |= ssh_options(request.getfixturevalue("ssh_site"))  # type: ignore[operator]
+        entry = make_entry("contract", "slurm", **settings)
     else:
         values = request.getfixturevalue(f"{kind}_site")
         entry = make_entry("contract", kind, **site_settings(kind, values))
@@ -79,6 +83,17 @@ def adapter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SiteAdap
     if close:
         close()
     stop_gass_servers([tmp_path / "entry"])
+
+
+def ssh_options(values: dict[str, str]) -> dict[str, object]:
+    """A batch entry's options for the login host scripts/sites/sshd.sh started."""
+    return {
+        "ssh": values["SSH_TARGET"],
+        "ssh_port": int(values["SSH_PORT"]),
+        "ssh_key": values["SSH_KEY"],
+        "ssh_known_hosts": values["SSH_KNOWN_HOSTS"],
+        "remote_dir": "updraft-contract",
+    }
 
 
 def site_settings(kind: str, values: dict[str, str]) -> dict[str, object]:
