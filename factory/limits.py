@@ -37,6 +37,8 @@ class Request:
     params: dict[str, str] = field(default_factory=dict)
     token: str = ""
     remove_busy: bool = False  # ALL may take glideins that run jobs: the operator asked for it
+    user_pool: str = ""  # the pool these pilots join (empty: the factory's own)
+    user_pool_ca: str = ""  # the CA (PEM) that pool's certificate is signed with (empty: the system's)
 
 
 @dataclass

@@ -28,7 +28,7 @@ from factory.limits import Counts, Request, plan
 from factory.requests import Rejected, client_ad, factory_ad, read_requests
 from factory.staging import StagingServer, digest, stage_file, stage_pilot, staging_server
 from factory.startup import StagedFile
-from factory.submission import Staged, remove_excess, submit
+from factory.submission import Staged, for_request, remove_excess, submit
 from factory.tracking import (
     EntryContext,
     expire_leases,
@@ -133,6 +133,8 @@ class Factory(ServiceLoop):
         self.started_config = config  # what the sockets and the pool connection were made from
         self.restart_needed: list[str] = []
         self.draining = False
+        #: client -> the user pool its last request named ("" : this factory's own pool)
+        self.user_pools: dict[str, str] = {}
 
     # =========================================================================================
     # Start, reconfig, stop
@@ -409,12 +411,16 @@ class Factory(ServiceLoop):
                 held_back,
             )
             health.reasons[client] = decided.reasons
+            if request is not None:
+                self.user_pools[client] = request.user_pool
+            foreign = bool(self.user_pools.get(client)) and self.user_pools.get(client) != staged.pool_url
             if decided.removals:
-                if decided.remove_running and slots is None:
+                if decided.remove_running and slots is None and not foreign:
                     slots = self._busy_glideins(entry)
-                remove_excess(ctx, client, decided, now, slots)
+                # pilots in another user pool are not seen here: never take one for idle
+                remove_excess(ctx, client, decided, now, None if foreign else slots)
             if decided.submit and request is not None:
-                result = submit(ctx, request, decided.submit, staged, proxy_id)
+                result = submit(ctx, request, decided.submit, for_request(staged, request), proxy_id)
                 entry_counts.unsubmitted += result.submitted + result.in_doubt
                 frontend_counts.unsubmitted += result.submitted + result.in_doubt
                 if result.problem:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -50,6 +51,12 @@ def read_requests(
             for key in texts
             if key.startswith(protocol.PARAM_PREFIX)
         }
+        user_pool = params.pop(protocol.PARAM_USER_POOL, "")
+        user_pool_ca = params.pop(protocol.PARAM_USER_POOL_CA, "")
+        problem = check_user_pool(user_pool, user_pool_ca)
+        if problem:
+            rejected.append(Rejected(name, problem))
+            continue
         token = ""
         sealed_key = protocol.ad_value(texts, protocol.ATTR_REQ_ENC_KEY)
         sealed_token = protocol.ad_value(texts, protocol.ENC_PARAM_PREFIX + "Token")
@@ -75,12 +82,44 @@ def read_requests(
                 params=params,
                 token=token,
                 remove_busy=protocol.ad_value(texts, protocol.ATTR_REQ_REMOVE_BUSY, False) is True,
+                user_pool=user_pool,
+                user_pool_ca=user_pool_ca,
             )
         except (TypeError, ValueError) as exc:
             rejected.append(Rejected(name, f"unreadable numbers: {exc}"))
             continue
         accepted[(entry_name, request.client)] = request
     return accepted, rejected
+
+
+USER_POOL_URL = re.compile(r"^https?://[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]{1,5})?(/[A-Za-z0-9._/-]*)?$")
+MAX_CA_BYTES = 64 * 1024
+
+
+def check_user_pool(url: str, ca_pem: str) -> str:
+    """Why a request's user pool (URL, CA) cannot be given to pilots, or "" when it can.
+
+    The URL goes into every pilot's configuration and the CA into every glidein, so both are
+    checked for what they are: an http(s) URL with a host (no user, no query), and PEM
+    certificates only (no keys, a bounded size).
+    """
+    if not url:
+        return "a user pool's CA without its URL" if ca_pem else ""
+    if not USER_POOL_URL.match(url):
+        return f"the user pool {url[:100]!r} is not an http(s) URL of a host"
+    if not ca_pem:
+        return ""
+    if len(ca_pem) > MAX_CA_BYTES:
+        return f"the user pool's CA is over {MAX_CA_BYTES // 1024} KiB"
+    from cryptography import x509
+
+    try:
+        x509.load_pem_x509_certificates(ca_pem.encode())
+    except ValueError:
+        return "the user pool's CA is not PEM certificates"
+    if "PRIVATE KEY" in ca_pem:
+        return "the user pool's CA holds a private key"
+    return ""
 
 
 def factory_ad(

@@ -8,6 +8,7 @@ never sent twice and never forgotten.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -33,6 +34,19 @@ class Staged:
     staging_url: str
     pool_url: str
     pool_ca: bytes = b""  # the CA the pilots verify the pool with (empty: the system's)
+
+
+def for_request(staged: Staged, request: Request) -> Staged:
+    """What a request's glideins get: the user pool it names (and that pool's CA), else the factory's.
+
+    In glideinWMS a factory serves many frontends, each with its own user pool, through one
+    collector of its own (the WMS collector): the request names the pool (GLIDEIN_Collector).
+    """
+    if not request.user_pool:
+        return staged
+    https = request.user_pool.startswith("https:")
+    ca = request.user_pool_ca.encode() if https and request.user_pool_ca else b""
+    return dataclasses.replace(staged, pool_url=request.user_pool, pool_ca=ca)
 
 
 @dataclass

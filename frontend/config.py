@@ -24,6 +24,7 @@ from typing import Any
 from updraft.core import classads
 from updraft.core.configfile import ConfigError, RelativePaths, load_model, suggest
 from updraft.core.errors import ExpressionError
+from updraft.service import PoolSettings as ServicePoolSettings
 
 REMOVAL_POLICIES = ("NO", "WAIT", "IDLE", "ALL", "DISABLE")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -266,6 +267,20 @@ class PoolSettings:
     url: str = ""  # default: UPDRAFT_POOL or the local pool's pool.json
     token_file: str = ""  # a token with scope frontend, subject = this frontend's name
     ca_file: str = ""
+    #: the pool as pilots reach it, when it is not ``url`` (named in every request, with its CA)
+    pilot_url: str = ""
+
+
+@dataclass
+class FactoryPoolSettings(ServicePoolSettings):
+    """The factories' own pool (glideinWMS's WMS collector), when it is not the user pool.
+
+    Empty url: the factories read requests from the user pool itself (one pool in both roles).
+    Otherwise the frontend reads the entries and advertises its requests there, with a token
+    that pool gave it, and each request names the user pool its pilots must join.
+    """
+
+    #: token_file: a token with scope frontend from that pool, subject = this frontend's name
 
 
 @dataclass
@@ -273,6 +288,7 @@ class FrontendConfig(RelativePaths):
     name: str
     groups: list[GroupConfig]
     pool: PoolSettings = field(default_factory=PoolSettings)
+    factory_pool: FactoryPoolSettings = field(default_factory=FactoryPoolSettings)
     state_dir: str = "state"
     log_dir: str = ""
     cycle_s: float = 60.0
@@ -297,6 +313,8 @@ class FrontendConfig(RelativePaths):
             return "metrics_port", "a TCP port (0: any free port, -1: off)"
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
             return "name", "letters, digits, '.', '_' and '-' only"
+        if not self.factory_pool.url and (self.factory_pool.token_file or self.factory_pool.ca_file):
+            return "factory_pool.url", "name the factories' pool (or leave factory_pool out: the user pool)"
         return None
 
     def group(self, name: str) -> GroupConfig | None:

@@ -55,6 +55,9 @@ FRONTEND_RESTART_ONLY = (
     "pool.url",
     "pool.token_file",
     "pool.ca_file",
+    "factory_pool.url",
+    "factory_pool.token_file",
+    "factory_pool.ca_file",
     "log_dir",
 )
 EXPLAIN_FILE = "explain.json"
@@ -70,6 +73,14 @@ class Frontend(ServiceLoop):
         self.downtimes_path = downtimes_path(config)
         self.client = client or service_client(
             config.pool, config.resolve, "frontend", config.name, config.query_timeout_s
+        )
+        #: where the factories are: their own pool (the WMS collector), or the user pool itself
+        self.factory_client = (
+            service_client(
+                config.factory_pool, config.resolve, "frontend", config.name, config.query_timeout_s
+            )
+            if config.factory_pool.url
+            else self.client
         )
         self.local = threading.local()
         self.executor = ThreadPoolExecutor(max_workers=6, thread_name_prefix="query")
@@ -110,7 +121,7 @@ class Frontend(ServiceLoop):
         for ad_type, names in self.advertised.items():
             if names:
                 try:
-                    self.client.invalidate(ad_type, sorted(names))
+                    self.factory_client.invalidate(ad_type, sorted(names))
                 except (PoolUnreachable, ClientError) as exc:
                     log.warning("could not withdraw the frontend's ads: %s", exc)
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -140,15 +151,28 @@ class Frontend(ServiceLoop):
         self._write_status()
         return True
 
-    def _client(self) -> Client:
-        """One client per worker thread: a client keeps one connection and is not shared."""
-        client: Client | None = getattr(self.local, "client", None)
-        if client is None or client.token != self.client.token:
-            client = Client(
-                self.client.url, self.client.token, self.client.ca_file, self.config.query_timeout_s
-            )
-            self.local.client = client
+    def _client(self, factories: bool = False) -> Client:
+        """One client per worker thread (a client keeps one connection and is not shared), for the
+        user pool or for the factories' pool."""
+        shared = self.factory_client if factories else self.client
+        slot = "factory_client" if factories else "client"
+        client: Client | None = getattr(self.local, slot, None)
+        if client is None or client.token != shared.token:
+            client = Client(shared.url, shared.token, shared.ca_file, self.config.query_timeout_s)
+            setattr(self.local, slot, client)
         return client
+
+    def user_pool_params(self) -> dict[str, str]:
+        """What each request says of the user pool, when the factories do not read it themselves."""
+        pool = self.config.pool
+        if not pool.pilot_url and self.factory_client is self.client:
+            return {}
+        url = pool.pilot_url or self.client.url
+        params = {protocol.PARAM_USER_POOL: url}
+        ca_file = self.config.resolve(pool.ca_file) if pool.ca_file else self.client.ca_file
+        if ca_file and url.startswith("https:"):
+            params[protocol.PARAM_USER_POOL_CA] = Path(ca_file).read_text()
+        return params
 
     # -- the cycle ---------------------------------------------------------------------------------
     def cycle(self, advertise: bool = True) -> dict[str, GroupRecord]:
@@ -158,11 +182,18 @@ class Frontend(ServiceLoop):
             self.config.resolve(self.config.pool.token_file) if self.config.pool.token_file else None,
             "frontend",
         )
+        if self.factory_client is not self.client:
+            factory_pool = self.config.factory_pool
+            renew_token(
+                self.factory_client,
+                self.config.resolve(factory_pool.token_file) if factory_pool.token_file else None,
+                "frontend (factory pool)",
+            )
         config = self.config
         groups = [g for g in config.groups if g.enabled]
         observation = Observation()
         try:
-            factory_ads = self.client.query_ads(protocol.AdType.GlideFactory.value)
+            factory_ads = self.factory_client.query_ads(protocol.AdType.GlideFactory.value)
             observation.entries = entries_from_ads(factory_ads, config)
             observation.factories_seen = sorted(
                 {str(protocol.ad_value(a, protocol.ATTR_FACTORY_NAME, "")) for a in factory_ads} - {""}
@@ -210,7 +241,7 @@ class Frontend(ServiceLoop):
                 0,
             )
             jobs[group.name] = (idle, running)
-        glideins = self.executor.submit(self._ads, protocol.AdType.GlideFactoryClient.value, "")
+        glideins = self.executor.submit(self._ads, protocol.AdType.GlideFactoryClient.value, "", None, True)
         slots = self.executor.submit(  # every slot: the pool-wide limits count other frontends' too
             self._ads, protocol.AdType.Slot.value, "true",
             [protocol.ATTR_GLIDEIN_CLIENT, protocol.ATTR_GLIDEIN_ENTRY, protocol.ATTR_GLIDEIN_FACTORY, protocol.ATTR_GLIDEIN_CLIENT_GROUP, "State", protocol.ATTR_PILOT_STATE],
@@ -275,9 +306,9 @@ class Frontend(ServiceLoop):
         return self._client().summary(payloads.SummaryRequest(constraint, attrs, old_idle_s))
 
     def _ads(
-        self, ad_type: str, constraint: str, projection: list[str] | None = None
+        self, ad_type: str, constraint: str, projection: list[str] | None = None, factories: bool = False
     ) -> list[dict[str, str]]:
-        return self._client().query_ads(ad_type, constraint, projection or [])
+        return self._client(factories).query_ads(ad_type, constraint, projection or [])
 
     @staticmethod
     def _wait(future: Future[Any], deadline: float, observation: Observation, what: str) -> Any:
@@ -311,6 +342,12 @@ class Frontend(ServiceLoop):
         clients: list[dict[str, str]] = []
         resources: list[dict[str, str]] = []
         entries = {e.name: e for e in observation.entries or []}
+        try:
+            user_pool = self.user_pool_params()
+        except OSError as exc:
+            log.warning("cannot read the user pool's CA for the requests: %s", exc)
+            observation.errors["user pool CA"] = str(exc)
+            return
         for group in groups:
             record = records[group.name]
             if not record.complete:
@@ -332,7 +369,7 @@ class Frontend(ServiceLoop):
                 record.errors["token"] = f"cannot mint a pilot token: {exc}"
                 clients += self.last_ads.get(group.name, [])
                 continue
-            params = dict(group.params)
+            params = {**group.params, **user_pool}
             if group.start_expr.strip().lower() != "true":
                 params[protocol.ATTR_GLIDEIN_START_EXPR] = group.start_expr
             group_ads = []
@@ -365,10 +402,10 @@ class Frontend(ServiceLoop):
             names = {str(protocol.parse_literal(ad[protocol.ATTR_NAME])) for ad in ads}
             try:
                 for start in range(0, len(ads), 5000):
-                    self.client.advertise(ad_type, ads[start : start + 5000], lifetime)
+                    self.factory_client.advertise(ad_type, ads[start : start + 5000], lifetime)
                 gone = self.advertised[ad_type] - names
                 if gone:
-                    self.client.invalidate(ad_type, sorted(gone))
+                    self.factory_client.invalidate(ad_type, sorted(gone))
                 self.advertised[ad_type] = names
             except (PoolUnreachable, ClientError) as exc:
                 log.warning("cannot advertise %s ads: %s", ad_type, exc)

@@ -266,6 +266,10 @@ ATTR_REQ_PUBKEY_ID = "ReqPubKeyID"
 ATTR_REQ_ENC_KEY = "ReqEncKeyCode"  # the request's symmetric key, sealed with the factory's public key
 ENC_PARAM_PREFIX = "GlideinEncParam"  # GlideinEncParamToken: sealed with the symmetric key
 PARAM_PREFIX = "GlideinParam"  # GlideinParamGLIDEIN_Start_Expr, GlideinParamGLIDEIN_Glexec_Use, ...
+#: the user pool the request's pilots join (glideinWMS's GLIDEIN_Collector) and the CA its
+#: certificate is signed with (PEM): params the factory takes for itself, never passed on as-is
+PARAM_USER_POOL = "GLIDEIN_Collector"
+PARAM_USER_POOL_CA = "GLIDEIN_Collector_CA"
 # glidefactoryclient ads (a factory's counts for one (entry, client), Name "<entry>@<factory>@<client>")
 ATTR_MONITOR_PREFIX = "GlideinMonitor"  # GlideinMonitorStatusIdle, ...Running, ...Held, ...RequestedIdle
 
