@@ -24,6 +24,8 @@ class EntryAnalysis:
     ended: Counter[str] = field(default_factory=Counter)  # by final state
     with_record: int = 0
     validation_failures: Counter[str] = field(default_factory=Counter)  # by failure type
+    #: pilots failing validation now, not ended yet (their pilotfailure ads), by failure type
+    failing_now: Counter[str] = field(default_factory=Counter)
     core_hours: float = 0.0
     used_core_hours: float = 0.0
     jobs_per_pilot: list[int] = field(default_factory=list)
@@ -44,6 +46,7 @@ class EntryAnalysis:
             "started": self.started,
             "ended": dict(self.ended),
             "validation_failures": dict(self.validation_failures),
+            "failing_now": dict(self.failing_now),
             "core_hours": round(self.core_hours, 3),
             "used_core_hours": round(self.used_core_hours, 3),
             "wasted_core_hours": round(self.wasted_core_hours, 3),
@@ -62,9 +65,18 @@ def failure_type(record: dict[str, Any]) -> str:
     return "unknown"
 
 
-def analyze(glideins: Iterable[Glidein], default_cpus: dict[str, int] | None = None) -> list[EntryAnalysis]:
+def analyze(
+    glideins: Iterable[Glidein],
+    default_cpus: dict[str, int] | None = None,
+    live: dict[str, dict[str, Any]] | None = None,
+) -> list[EntryAnalysis]:
+    """Per entry: what its glideins did (final records) and, from ``live`` (status.json's
+    ``failing`` per entry), the pilots failing validation now that have no record yet."""
     by_entry: dict[str, EntryAnalysis] = {}
+    recorded: set[str] = set()
     for glidein in glideins:
+        if glidein.record:
+            recorded.add(glidein.glidein_id)
         result = by_entry.setdefault(glidein.entry, EntryAnalysis(glidein.entry))
         result.submitted += 1 if glidein.site_id else 0
         result.started += 1 if glidein.started else 0
@@ -80,4 +92,10 @@ def analyze(glideins: Iterable[Glidein], default_cpus: dict[str, int] | None = N
         result.core_hours += float(record.get("lifetime_s") or 0) * cpus / 3600
         result.used_core_hours += float(record.get("job_core_s") or 0) / 3600
         result.jobs_per_pilot.append(int((record.get("jobs") or {}).get("started", 0)))
+    for name, failing in (live or {}).items():
+        for failure in failing.get("newest") or []:
+            if failure.get("glidein_id") not in recorded:
+                by_entry.setdefault(name, EntryAnalysis(name)).failing_now[
+                    failure.get("failure_type") or "unknown"
+                ] += 1
     return [by_entry[name] for name in sorted(by_entry)]

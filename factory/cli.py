@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from factory.config import ConfigError, FactoryConfig, load_factory_config
+from factory.failures import failing_note, is_failing
 from factory.journal import Journal
 from updraft.core.errors import UpdraftError, UsageError
 from updraft.core.tables import render_table
@@ -166,6 +167,10 @@ def entry_rows(state_dir: Path, config: FactoryConfig | None) -> list[dict[str, 
     names = sorted(
         {e for e, _ in counts} | set(health) | {e.name for e in (config.entries if config else [])}
     )
+
+    def running_at(entry: str) -> int:
+        return sum(states.get("running", 0) for (e, _), states in counts.items() if e == entry)
+
     rows = []
     for name in names:
         entry = config.entry(name) if config else None
@@ -178,8 +183,11 @@ def entry_rows(state_dir: Path, config: FactoryConfig | None) -> list[dict[str, 
             state = "downtime"
         elif known.get("last_error"):
             state = "error"
+        elif is_failing(known.get("failing") or {}, running_at(name)):
+            state = "failing"
         else:
             state = "ok" if known else "unknown"
+        failing = failing_note(known.get("failing") or {}, running_at(name))
         clients = sorted(c for e, c in counts if e == name) or [""]
         for client in clients:
             states = counts.get((name, client), {})
@@ -200,6 +208,8 @@ def entry_rows(state_dir: Path, config: FactoryConfig | None) -> list[dict[str, 
                         else ""
                     ),
                     "error": known.get("last_error", ""),
+                    "failing": failing,
+                    "failing_now": int((known.get("failing") or {}).get("count", 0) or 0),
                     "why": "; ".join(known.get("reasons", {}).get(client, [])),
                 }
             )
@@ -227,7 +237,7 @@ def cmd_entries(args: argparse.Namespace) -> int:
         "NOTES",
     ]
     table = [
-        [r["entry"], r["site"], r["gridtype"], r["state"], r["client"] or "-", r["idle"], r["running"], r["held"], r["removing"], r["limits"], r["error"] or r["why"]]
+        [r["entry"], r["site"], r["gridtype"], r["state"], r["client"] or "-", r["idle"], r["running"], r["held"], r["removing"], r["limits"], r["error"] or r["failing"] or r["why"]]
         for r in rows
     ]  # fmt: skip
     print(render_table(headers, table, right=(5, 6, 7, 8)))
@@ -242,7 +252,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     journal = _journal(state_dir)
     glideins = journal.recent(time.time() - args.hours * 3600, args.entry)
     cpus = {e.name: e.cpus for e in config.entries} if config else {}
-    results = [r.to_dict() for r in analyze(glideins, cpus)]
+    live = {name: h.get("failing") or {} for name, h in _status(state_dir).get("entries", {}).items()}
+    if args.entry:
+        live = {name: v for name, v in live.items() if name == args.entry}
+    results = [r.to_dict() for r in analyze(glideins, cpus, live)]
     if args.json:
         _print_json(results)
         return 0
@@ -269,6 +282,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     table = []
     for r in results:
         failures = ", ".join(f"{k} {v}" for k, v in sorted(r["validation_failures"].items())) or "0"
+        if r["failing_now"]:
+            failures += " (+" + ", ".join(f"{k} {v}" for k, v in sorted(r["failing_now"].items())) + " now)"
         ended = ", ".join(f"{k} {v}" for k, v in sorted(r["ended"].items())) or "-"
         effic = f"{r['efficiency'] * 100:.0f}%" if r["efficiency"] is not None else "-"
         table.append(

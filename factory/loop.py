@@ -23,6 +23,7 @@ from typing import Any
 from factory.adapters import ADAPTERS
 from factory.adapters.base import Runner, SiteAdapter, run_argv
 from factory.config import ConfigError, EntryConfig, FactoryConfig, build_entry, load_factory_config
+from factory.failures import as_status, live_failures
 from factory.journal import Journal
 from factory.limits import Counts, Request, plan
 from factory.requests import Rejected, client_ad, factory_ad, read_requests
@@ -81,6 +82,8 @@ class EntryHealth:
     retired: bool = False  # removed from the config: tracked until its glideins end
     reasons: dict[str, list[str]] = field(default_factory=dict)  # client -> why it got fewer than asked
     credential_failures: list[dict[str, Any]] = field(default_factory=list)
+    #: its pilots failing validation now (factory/failures.py): count, by_type, newest
+    failing: dict[str, Any] = field(default_factory=dict)
 
     def failed_submission(self, problem: str, now: float, cycle_s: float) -> None:
         self.submit_problem = problem
@@ -298,6 +301,7 @@ class Factory(ServiceLoop):
         began = time.monotonic()
         self._renew_token()
         self._read_requests()
+        self._read_failures()
         with self.lock:
             names = sorted(self.entries)
         started: list[Future[None]] = []
@@ -341,6 +345,15 @@ class Factory(ServiceLoop):
             if (item.name, item.why) not in known:
                 log.warning("request %s refused: %s", item.name, item.why)
         self.requests, self.rejected = requests, rejected
+
+    def _read_failures(self) -> None:
+        """Pilots failing validation now, per entry (kept from the last cycle when the pool is silent)."""
+        found = live_failures(self.client, self.config.name)
+        if found is None:
+            return
+        with self.lock:
+            for name, health in self.health.items():
+                health.failing = as_status(found.get(name, []))
 
     def _entry_step(self, name: str) -> None:
         with self.lock:

@@ -28,6 +28,15 @@ def factory_metrics(factory: Any) -> str:
         "1 if the entry's site answered in the last step.",
         [({"entry": name}, 0 if h.last_error else 1) for name, h in health.items()],
     )
+    out.gauge(
+        "updraft_factory_validation_failing",
+        "Pilots failing validation now (their slots still held at the site), by entry and failure type.",
+        [
+            ({"entry": name, "type": kind}, n)
+            for name, h in health.items()
+            for kind, n in sorted((h.failing.get("by_type") or {}).items())
+        ],
+    )
     out.gauge("updraft_factory_requests", "Requests accepted in the last cycle.", len(factory.requests or {}))
     out.gauge(
         "updraft_factory_requests_rejected", "Requests refused in the last cycle.", len(factory.rejected)

@@ -181,6 +181,7 @@ class Pilot:
             protocol.ATTR_GLIDEIN_ENTRY: protocol.literal(self.config.entry),
             protocol.ATTR_GLIDEIN_FACTORY: protocol.literal(self.config.factory),
             protocol.ATTR_GLIDEIN_NAME: protocol.literal(self.config.glidein_name),
+            protocol.ATTR_GLIDEIN_ID: protocol.literal(self.config.glidein_id),
             protocol.ATTR_GLIDEIN_CLIENT: protocol.literal(self.config.frontend),
             protocol.ATTR_GLIDEIN_CLIENT_GROUP: protocol.literal(self.config.group),
             "Machine": protocol.literal(self.host),

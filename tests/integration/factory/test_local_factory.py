@@ -11,9 +11,10 @@ import os
 import stat
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from factory.glideins import GlideinState
-from tests.support.factories import FactorySetup, cycle_until, local_entry, wait_for
+from tests.support.factories import QUICK_PILOT, FactorySetup, cycle_until, local_entry, wait_for
 from tests.support.pools import RunningPool
 from updraft.core import protocol
 from updraft.core.protocol import Scope
@@ -261,3 +262,31 @@ def test_the_staging_port_survives_a_restart(setup: FactorySetup, pool: RunningP
     setup.factories.remove(first)
     again = setup.factory()
     assert again.staging_url == url
+
+
+def test_a_site_failing_validation_shows_as_failing_while_its_pilots_hold_their_slots(
+    setup: FactorySetup, pool: RunningPool
+) -> None:
+    """A failed pilot keeps its batch slot (failure_hold_s): the entry says so within a cycle, not 20 min later."""
+    pilot = {**QUICK_PILOT, "min_disk_gb": 100000, "failure_hold_s": 300}
+    setup.entries = [local_entry("V_local", f"{setup.name}-V", pilot=pilot)]
+    factory = setup.factory()
+    factory.cycle()
+    setup.request("V_local", idle=1, max_glideins=1)
+
+    def failing() -> list[dict[str, Any]]:
+        done = setup.cli("entries", "--json")
+        rows = [r for r in json.loads(done.stdout) if r["entry"] == "V_local" and r["state"] == "failing"]
+        return rows
+
+    (row,) = cycle_until(factory, failing, timeout=90)
+    assert row["running"] == 1 and row["failing_now"] == 1
+    assert "failing validation now" in row["failing"] and "disk" in row["failing"].lower()
+    table = setup.cli("entries").stdout
+    assert "failing" in table and "pilot(s) failing validation now" in table
+    analysis = json.loads(setup.cli("analyze", "--json").stdout)
+    (entry,) = [a for a in analysis if a["entry"] == "V_local"]
+    assert entry["failing_now"] and sum(entry["failing_now"].values()) == 1
+    assert 'updraft_factory_validation_failing{entry="V_local"' in factory.metrics()
+    assert not [g for g in factory.journal.recent(0, "V_local") if g.record]  # none has ended yet
+    setup.request("V_local", idle=0, max_glideins=0)
