@@ -193,17 +193,26 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def explain_job(config: FrontendConfig, job_id: str, only_group: str | None) -> int:
-    """Which entries one job matches, and for each other entry the clause that said no."""
+    """One job's situation: the entries it matches (and the clause that said no elsewhere), the
+    request at each and what capped it, the factory's side, failed pilots, its overflow clock."""
+    from frontend import job_situation
+    from frontend.loop import load_explain
     from frontend.matching import entries_from_ads
     from updraft.service import service_client
 
     client = service_client(config.pool, config.resolve, "frontend", config.name, config.query_timeout_s)
+    factories = (
+        service_client(config.factory_pool, config.resolve, "frontend", config.name, config.query_timeout_s)
+        if config.factory_pool.url
+        else client
+    )
     protocol.parse_job_id(job_id)
     ads = client.query(payloads.QueryRequest("", [], [job_id])).ads
     if not ads:
         raise UpdraftError(f"job {job_id} is not in the queue")
     job = ads[0]
-    entries = entries_from_ads(client.query_ads(protocol.AdType.GlideFactory.value), config)
+    entries = entries_from_ads(factories.query_ads(protocol.AdType.GlideFactory.value), config)
+    last_cycle = load_explain(config.resolve(config.state_dir)).get("groups", {})
     job_ad = classads.build(job)
     cpus = classads.int_of(job.get("RequestCpus"), 1)
     groups = [g for g in config.groups if g.enabled and (not only_group or g.name == only_group)]
@@ -232,13 +241,24 @@ def explain_job(config: FrontendConfig, job_id: str, only_group: str | None) -> 
                 else ""
             )
         )
+        recorded = (last_cycle.get(group.name) or {}).get("entries", {})
         for entry, _ in matched:
             print(
                 f"  yes  {entry.name} ({entry.site})"
                 + ("  -- in downtime: no pilots asked" if entry.down else "")
             )
+            for line in (
+                job_situation.request_lines(recorded.get(entry.name), entry)
+                + job_situation.factory_lines(factories, entry, config.name, group.name)
+                + job_situation.failure_lines(client, entry, config.name)
+            ):
+                print(line)
         for entry, why in refused:
             print(f"  no   {entry.name} ({entry.site}): {why}")
+        for line in job_situation.overflow_lines(group, job, job_ad):
+            print(line)
+    if not entries:
+        print("\nno factory advertises an entry that allows " + config.name)
     return 0
 
 

@@ -105,3 +105,35 @@ def test_reconfig_says_which_settings_wait_for_a_restart(frontend_setup: Fronten
     assert frontend.reconfig()
     assert frontend.restart_needed == ["metrics_port"]  # cycle_s took effect; the socket did not move
     assert frontend.status()["restart_needed"] == ["metrics_port"]
+
+
+def test_explain_a_job_tells_its_whole_situation(
+    factory_setup: FactorySetup, frontend_setup: FrontendSetup, pool: RunningPool, workdir: Path
+) -> None:
+    """The request at each matching entry and what capped it, the factory's side, the overflow clock."""
+    a, b = f"{factory_setup.name}-A", f"{factory_setup.name}-B"
+    factory_setup.entries = [
+        local_entry("A_local", a, allowed_frontends=[frontend_setup.name], options={"paused": True},
+                    limits={"max_glideins": 10, "max_idle": 1}),
+        local_entry("B_local", b, allowed_frontends=[frontend_setup.name], options={"paused": True}),
+    ]  # fmt: skip
+    factory = factory_setup.factory()
+    factory.cycle()
+    frontend_setup.groups = [group(overflow={"after": "1h", "sites": {a: [b]}})]
+    frontend = frontend_setup.frontend()
+    (workdir / "x.sh").write_text("#!/bin/sh\ntrue\n")
+    cluster = pool.submit(f'executable = x.sh\n+DESIRED_Sites = "{a}"\nqueue 3\n', "uma", workdir)
+    frontend.cycle()
+    factory.cycle()
+    factory.wait_idle()
+    factory.cycle()  # its glidefactoryclient ad now says what it held back
+    factory.wait_idle()
+
+    shown = frontend_setup.cli("explain", "--job", f"{cluster}.0")
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    assert f"  yes  A_local@{factory_setup.name} ({a})" in out
+    assert "    frontend: asks 3 idle, max run" in out
+    assert "    seen: 3 idle jobs counted here" in out
+    assert "    factory: 1 queued, 0 running, 0 held for this group; held back: " in out and "max_idle" in out
+    assert "  overflow: eligible in 60 min (60 min on the queued clock (QDate))" in out
