@@ -21,10 +21,12 @@ from factory.config import ConfigError, FactoryConfig, load_factory_config
 from factory.failures import failing_note, is_failing
 from factory.journal import Journal
 from updraft.core.errors import UpdraftError, UsageError
+from updraft.core.layout import config_env
 from updraft.core.tables import render_table
 from updraft.service import (
     downtime_verbs,
     duration_seconds,
+    located_config,
     parse_when,
     read_json,
     service_verbs,
@@ -32,15 +34,12 @@ from updraft.service import (
     signal_reload,
 )
 
-CONFIG_ENV = "UPDRAFT_FACTORY_CONFIG"
+CONFIG_ENV = config_env("factory")
 
 
 # -- locating the factory ---------------------------------------------------------------------
 def _config_path(args: argparse.Namespace) -> Path:
-    given = getattr(args, "config", None) or os.environ.get(CONFIG_ENV)
-    if not given:
-        raise UsageError(f"say which factory: --config FILE (or set {CONFIG_ENV})")
-    return Path(given)
+    return located_config("factory", getattr(args, "config", None))
 
 
 def _state(args: argparse.Namespace) -> tuple[Path, FactoryConfig | None]:

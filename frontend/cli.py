@@ -13,17 +13,15 @@ from typing import Any
 from frontend.config import FrontendConfig, GroupConfig, load_frontend_config
 from updraft.core import classads, payloads, protocol
 from updraft.core.errors import UpdraftError, UsageError
+from updraft.core.layout import config_env
 from updraft.core.tables import render_table
-from updraft.service import downtime_verbs, service_verbs, setup_logging, signal_reload
+from updraft.service import downtime_verbs, located_config, service_verbs, setup_logging, signal_reload
 
-CONFIG_ENV = "UPDRAFT_FRONTEND_CONFIG"
+CONFIG_ENV = config_env("frontend")
 
 
 def _config(args: argparse.Namespace) -> FrontendConfig:
-    given = getattr(args, "config", None) or os.environ.get(CONFIG_ENV)
-    if not given:
-        raise UsageError(f"say which frontend: --config FILE (or set {CONFIG_ENV})")
-    return load_frontend_config(Path(given))
+    return load_frontend_config(located_config("frontend", getattr(args, "config", None)))
 
 
 def cmd_run(args: argparse.Namespace) -> int:

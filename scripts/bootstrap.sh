@@ -25,6 +25,9 @@ if [ "${1:-}" = "--test" ]; then
     command -v ip >/dev/null || packages+=(iproute2)
     command -v ssh >/dev/null || packages+=(openssh-client)
     command -v nsenter >/dev/null || packages+=(util-linux)
+    # the system-wide install (docs/deploy.md): its unit files and logrotate rule are checked
+    command -v systemd-analyze >/dev/null || packages+=(systemd)
+    command -v logrotate >/dev/null || packages+=(logrotate)
     # overflowed jobs read from a home site's xrootd; the monitor is checked in a real browser
     command -v xrootd >/dev/null || packages+=(xrootd-server)
     command -v xrdcp >/dev/null || packages+=(xrootd-client)

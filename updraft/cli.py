@@ -189,13 +189,41 @@ def _add_component(nouns: Any, component: str) -> None:
     module.add_commands(nouns)
 
 
+#: `updraft q` is condor_q, `updraft submit` condor_submit, ...: the HTCondor user commands under
+#: Updraft's own name, for hosts where HTCondor's are installed too (docs/deploy.md)
+USER_COMMANDS = {
+    "submit": "userpool.cli.condor_submit:main",
+    "q": "userpool.cli.condor_q:main",
+    "rm": "userpool.cli.condor_act:main_rm",
+    "hold": "userpool.cli.condor_act:main_hold",
+    "release": "userpool.cli.condor_act:main_release",
+    "suspend": "userpool.cli.condor_act:main_suspend",
+    "continue": "userpool.cli.condor_act:main_continue",
+    "status": "userpool.cli.condor_status:main",
+    "history": "userpool.cli.condor_history:main",
+    "transfer_data": "userpool.cli.condor_transfer_data:main",
+    "userprio": "userpool.cli.condor_userprio:main",
+    "wait": "userpool.cli.condor_wait:main",
+    "qedit": "userpool.cli.condor_qedit:main",
+}
+
+
+def run_user_command(name: str, argv: list[str]) -> int:
+    """condor_<name> with these arguments (its own parser, messages and exit codes)."""
+    module, _, function = USER_COMMANDS[name].partition(":")
+    return int(getattr(importlib.import_module(module), function)(argv) or 0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="updraft", description="Updraft: pilot-based workload management.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     nouns = parser.add_subparsers(dest="noun", required=True, metavar="COMMAND")
 
     pool = nouns.add_parser("pool", help="run the pool (schedd, collector, negotiator) in the foreground")
-    pool.add_argument("--home", help="state directory (default: $UPDRAFT_HOME or ~/.updraft)")
+    pool.add_argument(
+        "--home",
+        help="state directory (default: $UPDRAFT_HOME, ~/.updraft, or /var/lib/updraft/pool system-wide)",
+    )
     pool.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     pool.add_argument("--port", type=int, default=None, help="port (default 9618; 0 picks a free one)")
     pool.add_argument(
@@ -283,6 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
     for component in ("factory", "frontend"):
         _add_component(nouns, component)
 
+    from updraft.deploy import add_commands
+
+    add_commands(nouns)
+    for name in USER_COMMANDS:  # listed in --help; main() hands them their arguments untouched
+        nouns.add_parser(name, help=f"condor_{name}, under Updraft's name", add_help=False)
+
     events = nouns.add_parser("events", help="the pool's event log (JSON lines)")
     events.add_argument("--pool")
     events.add_argument("--after", type=int, default=0)
@@ -295,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from updraft.core.client import ClientError, PoolUnreachable
 
+    words = sys.argv[1:] if argv is None else argv
+    if words and words[0] in USER_COMMANDS:
+        return run_user_command(words[0], words[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -22,6 +22,9 @@ from typing import Any
 
 from updraft.core.client import Client, ClientError, PoolUnreachable, token_claims
 from updraft.core.errors import UpdraftError, UsageError
+from updraft.core.layout import config_dir, config_env, config_file
+from updraft.core.logfiles import LogFile, reopen_on_sigusr1
+from updraft.core.sdnotify import notify
 
 log = logging.getLogger("updraft.service")
 
@@ -55,7 +58,7 @@ def setup_logging(log_dir: Path | None, file_name: str, level: str) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_dir / file_name))
+        handlers.append(LogFile(log_dir / file_name))
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(message)s", handlers=handlers
     )
@@ -75,7 +78,11 @@ def renew_token(client: Client, token_file: Path | None, what: str) -> None:
         log.warning("could not renew the %s's pool token: %s", what, exc)
         return
     if token_file is not None:
-        token_file.write_text(str(client.token) + "\n")
+        try:
+            token_file.write_text(str(client.token) + "\n")
+        except OSError as exc:  # the renewed token works in memory; a restart needs the file
+            log.warning("the %s's pool token was renewed but %s cannot be written: %s", what, token_file, exc)
+            return
     log.info("the %s's pool token was renewed", what)
 
 
@@ -93,7 +100,8 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 class ServiceLoop:
-    """Cycles every ``cycle_s``; SIGHUP asks for a reconfig, SIGTERM/SIGINT for a stop."""
+    """Cycles every ``cycle_s``; SIGHUP asks for a reconfig, SIGUSR1 reopens the log files,
+    SIGTERM/SIGINT ask for a stop."""
 
     def __init__(self) -> None:
         self.wake = threading.Event()
@@ -119,8 +127,10 @@ class ServiceLoop:
             self.wake.set()
 
         signal.signal(signal.SIGHUP, on_hup)
+        reopen_on_sigusr1()  # logrotate's postrotate
         signal.signal(signal.SIGTERM, on_term)
         signal.signal(signal.SIGINT, on_term)
+        notify("READY=1")  # Type=notify units: started once the service cycles
         while not self.stopping:
             if self.reload_requested:
                 self.reload_requested = False
@@ -172,6 +182,17 @@ def terminate(process: subprocess.Popen[Any], timeout: float) -> None:
             process.wait()
 
 
+def located_config(component: str, given: str | None) -> Path:
+    """The component's config file (updraft/core/layout.py), or a usage error that says how to name one."""
+    found = config_file(component, given)
+    if found is None:
+        raise UsageError(
+            f"say which {component}: --config FILE (or set {config_env(component)},"
+            f" or install it system-wide as {config_dir() / (component + '.yaml')})"
+        )
+    return found
+
+
 def service_verbs(
     nouns: Any, component: str, help_text: str, config_env: str
 ) -> tuple[Any, Callable[..., argparse.ArgumentParser]]:
@@ -183,7 +204,9 @@ def service_verbs(
         parser = verbs.add_parser(name, help=help_text)
         if config:
             parser.add_argument(
-                "--config", "-c", help=f"the {component}'s YAML config (default ${config_env})"
+                "--config",
+                "-c",
+                help=f"the {component}'s YAML config (default ${config_env}, else /etc/updraft/{component}.yaml)",
             )
         parser.set_defaults(func=func)
         return parser

@@ -14,6 +14,7 @@ from typing import Any
 
 from updraft.core import protocol
 from updraft.core.configfile import ConfigError, load_model
+from updraft.core.layout import config_dir, system_wide
 
 
 @dataclass
@@ -171,9 +172,12 @@ SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
 def load_pool_config(home: Path, overrides: dict[str, Any] | None = None) -> PoolConfig:
-    """The config for ``home``: pool.yaml if it exists (read as every Updraft config file is,
-    file:line for every mistake), then ``overrides`` (the command line)."""
+    """The config for ``home``: its pool.yaml if it exists (else /etc/updraft/pool.yaml when
+    installed system-wide), read as every Updraft config file is (file:line for every mistake),
+    then ``overrides`` (the command line)."""
     path = home / "pool.yaml"
+    if not path.exists() and system_wide():  # installed for the host: /etc/updraft/pool.yaml
+        path = config_dir() / "pool.yaml"
     settings = load_model(PoolSettings, path)[0] if path.exists() else PoolSettings()
     values = {knob.name: getattr(settings, knob.name) for knob in dataclasses.fields(PoolSettings)}
     values.update({key: value for key, value in (overrides or {}).items() if value is not None})

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import uvicorn
 
+from updraft.core.layout import log_dir, state_dir, system_wide
+from updraft.core.logfiles import LogFile, reopen_log_files
+from updraft.core.sdnotify import notify
 from userpool.api import build_app
 from userpool.config import PoolConfig
 from userpool.connections import ConnectionLimits, guarded_protocol
@@ -31,7 +34,11 @@ def setup_logging(home: Path, level: str = "INFO") -> None:
     if any(getattr(h, "_updraft", False) for h in root.handlers):
         return
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(home / "pool.log")):
+    log_file = home / "pool.log"
+    if system_wide() and home.resolve() == (state_dir() / "pool").resolve():
+        log_dir().mkdir(parents=True, exist_ok=True)
+        log_file = log_dir() / "pool.log"  # the host's pool logs where logrotate looks
+    for handler in (logging.StreamHandler(sys.stderr), LogFile(log_file)):
         handler.setFormatter(formatter)
         handler._updraft = True
         root.addHandler(handler)
@@ -105,6 +112,7 @@ async def serve(config: PoolConfig) -> None:
     os.chmod(temp, 0o644)  # local clients of other accounts find the pool through it
     os.replace(temp, pool_file)
     log.info("pool serving at %s (home %s, %d jobs queued)", url, config.home, len(pool.schedd.queue))
+    notify("READY=1")  # a Type=notify unit is started once the pool answers
 
     def shut_down() -> None:
         server.should_exit = True
@@ -112,6 +120,7 @@ async def serve(config: PoolConfig) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, shut_down)
+    loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)  # logrotate's postrotate
     try:
         await serving
     finally:

@@ -14,6 +14,7 @@ PILOT_BUNDLE = (
     "payloads",
     "transport",
     "client",
+    "layout",  # where a client finds its pool (client.default_home)
     "arglist",
     "pilotrecord",
     "pilotparams",

@@ -39,7 +39,10 @@ class ClientError(UpdraftError):
 
 
 def default_home() -> Path:
-    return Path(os.environ.get("UPDRAFT_HOME") or (Path.home() / ".updraft"))
+    """$UPDRAFT_HOME, else ~/.updraft, else (installed system-wide) /var/lib/updraft/pool."""
+    from updraft.core.layout import pool_home
+
+    return pool_home()
 
 
 def read_pool_file(home: Path) -> dict[str, Any]:
