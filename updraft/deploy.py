@@ -77,7 +77,23 @@ def cmd_layout(args: argparse.Namespace) -> int:
         print(f"{oct(mode)[2:]:>4} {args.user if who else '-':<8} {path}")
     if owner is None:
         print(f"(not root: no account made, nothing given to {args.user})", file=sys.stderr)
+    warn_if_htcondor_here()
     return 0
+
+
+def warn_if_htcondor_here() -> None:
+    """HTCondor's own condor_* on this host: say how not to shadow them (docs/deploy.md)."""
+    ours = Path(updraft_executable()).parent
+    theirs = shutil.which(
+        "condor_q",
+        path=os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if Path(p) != ours),
+    )
+    if theirs:
+        print(
+            f"note: HTCondor's commands are installed here ({theirs}): keep {ours} off PATH and use"
+            " 'updraft q', 'updraft submit', ... (docs/deploy.md, HTCondor on the same host)",
+            file=sys.stderr,
+        )
 
 
 def _account(user: str) -> tuple[int, int]:

@@ -173,3 +173,14 @@ def test_the_prefix_form_lists_every_condor_command_the_wheel_installs() -> None
     for name, target in USER_COMMANDS.items():
         assert f'condor_{name} = "{target}"' in text
     assert sys.executable
+
+
+def test_htcondor_s_own_commands_on_the_host_are_pointed_out(root: Path, tmp_path: Path) -> None:
+    theirs = tmp_path / "htcondor-bin"
+    theirs.mkdir()
+    (theirs / "condor_q").write_text("#!/bin/sh\necho HTCondor\n")
+    (theirs / "condor_q").chmod(0o755)
+    laid = run(root, "updraft", "deploy", "layout", PATH=f"{theirs}{os.pathsep}{os.environ['PATH']}")
+    assert laid.returncode == 0, laid.stderr
+    assert f"HTCondor's commands are installed here ({theirs}/condor_q)" in laid.stderr
+    assert "'updraft q'" in laid.stderr

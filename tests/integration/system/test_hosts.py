@@ -20,7 +20,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ import yaml
 
 from tests.support.accounts import IDENTITY_MAP, give_to_job_account
 from tests.support.factories import QUICK_PILOT
+from tests.support.factories import wait_for as waited
 from tests.support.frontends import group
 from tests.support.netns import Host, Network, processes_in
 from tests.support.sites import SCRIPTS
@@ -43,14 +43,8 @@ POOL_PORT = 9618
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, pause: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(pause)
+    """tests.support's wait_for, polling once a second: every look here is a command on a host."""
+    return waited(condition, timeout, pause, what)
 
 
 @dataclass
