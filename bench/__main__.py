@@ -17,6 +17,7 @@ SUITES = {
     "frontend": "bench.frontend_bench",
     "load": "bench.load_bench",
     "system": "bench.system_bench",
+    "dag": "bench.dag_bench",
 }
 
 

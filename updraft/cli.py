@@ -205,6 +205,7 @@ USER_COMMANDS = {
     "userprio": "userpool.cli.condor_userprio:main",
     "wait": "userpool.cli.condor_wait:main",
     "qedit": "userpool.cli.condor_qedit:main",
+    "submit_dag": "userpool.cli.condor_submit_dag:main",
 }
 
 

@@ -1,0 +1,1 @@
+"""DAGs on the global queue: DAGMan's language (parse.py), its checks, the rescue DAG."""
