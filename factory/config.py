@@ -323,10 +323,11 @@ def validate_entry(entry: EntryConfig, where: tuple[Any, ...], source: Source) -
 
     adapter = ADAPTERS.get(entry.gridtype)
     if adapter is None:
-        known = ", ".join(ADAPTERS)
+        offered = [name for name, kind in ADAPTERS.items() if kind.offered]
+        known = ", ".join(offered)
         raise source.error(
             (*where, "gridtype"),
-            f"unknown gridtype {entry.gridtype!r}{suggest(entry.gridtype, ADAPTERS)} (known: {known})",
+            f"unknown gridtype {entry.gridtype!r}{suggest(entry.gridtype, offered)} (known: {known})",
         )
     entry.adapter_options = build_model(adapter.options_model, entry.options, (*where, "options"), source)
     problem = adapter.check_entry(entry)

@@ -130,6 +130,8 @@ class SiteAdapter(ABC):
     #: True: the site lists our glideins by tag (reconcile asks it); False: the site runs only
     #: what was committed after the journal recorded it (two-phase), so there is nothing to find
     finds_by_tag: ClassVar[bool] = True
+    #: offered to users in errors and listings (False: an adapter for the project's own tests)
+    offered: ClassVar[bool] = True
 
     def __init__(self, entry: EntryConfig, factory: str, work_dir: Path, run: Runner = run_argv) -> None:
         self.entry = entry

@@ -57,6 +57,7 @@ SITES: dict[str, FakeSite] = {}  # by entry name: shared by every FakeAdapter of
 
 class FakeAdapter(SiteAdapter):
     kind = "fake"
+    offered = False  # the tests' in-memory site: never suggested to users
     options_model = FakeOptions
     native_states = {
         "IDLE": GlideinState.QUEUED,

@@ -98,6 +98,48 @@ class LineMap:
         return self.lines.get(())
 
 
+#: PyYAML's problems in plain words: (its words, ours, whether its context line is the culprit)
+YAML_PROBLEMS = (
+    (
+        "expected <block end>, but found",
+        "bad indentation: this line does not line up with the lines above it",
+        False,
+    ),
+    ("could not find expected ':'", "a missing colon: every setting is written 'key: value'", True),
+    ("found character '\\t' that cannot start any token", "a tab: YAML indents with spaces only", False),
+    ("expected ',' or ']'", "a list opened with '[' is not closed with ']'", True),
+    ("expected ',' or '}'", "a mapping opened with '{' is not closed with '}'", True),
+    ("found unexpected end of stream", "a quote is not closed", True),
+    (
+        "mapping values are not allowed here",
+        "a colon inside a value: quote the value, or fix the indentation",
+        False,
+    ),
+    (
+        "did not find expected key",
+        "bad indentation: this line does not line up with the lines above it",
+        False,
+    ),
+    (
+        "did not find expected '-' indicator",
+        "a list item that does not line up with the items above it",
+        False,
+    ),
+)
+
+
+def yaml_problem(exc: yaml.YAMLError) -> tuple[int | None, str]:
+    """The line and a plain-words reason for a YAML syntax error (PyYAML's own words when unknown)."""
+    mark = getattr(exc, "problem_mark", None)
+    context = getattr(exc, "context_mark", None)
+    problem = str(getattr(exc, "problem", None) or exc)
+    for words, plain, at_context in YAML_PROBLEMS:
+        if problem.startswith(words):
+            chosen = context if at_context and context is not None else mark
+            return (chosen.line + 1 if chosen else None), plain
+    return (mark.line + 1 if mark else None), problem
+
+
 def load_yaml(path: Path) -> tuple[Any, LineMap]:
     """Parse ``path``; YAML syntax errors become ConfigError with the line."""
     try:
@@ -108,9 +150,8 @@ def load_yaml(path: Path) -> tuple[Any, LineMap]:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(path, (mark.line + 1) if mark else None, "", f"not valid YAML: {problem}") from None
+        line, message = yaml_problem(exc)
+        raise ConfigError(path, line, "", f"not valid YAML: {message}") from None
     lines = LineMap(node)
     if lines.duplicate is not None:  # YAML keeps the last silently: an edit that does nothing
         where, line = lines.duplicate

@@ -211,6 +211,7 @@ def test_check_command(tmp_path: Path) -> None:
     assert (
         f"{path}:4: entries[0].gridtype: unknown gridtype 'slurmm' (did you mean 'slurm'?)" in result.stderr
     )
+    assert "(known: local, slurm, gram, arc, cream, condor)" in result.stderr  # never the tests' own 'fake'
     ok = subprocess.run(
         [str(BIN / "updraft"), "factory", "check", "config/factory.yaml"],
         capture_output=True,

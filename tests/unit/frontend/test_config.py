@@ -90,7 +90,9 @@ def test_whole_file_errors(tmp_path: Path) -> None:
         load_frontend_config(write(tmp_path, "name: fe1\ngroups: [{name: g}, {name: g}]\n"))
     with pytest.raises(ConfigError, match="at least one group"):
         load_frontend_config(write(tmp_path, "name: fe1\ngroups: []\n"))
-    with pytest.raises(ConfigError, match=r"frontend.yaml:3: not valid YAML"):
+    with pytest.raises(
+        ConfigError, match=r"frontend.yaml:2: not valid YAML: a mapping opened with .{. is not closed"
+    ):
         load_frontend_config(write(tmp_path, "name: fe1\ngroups: [{name: g\n"))
     with pytest.raises(ConfigError, match="groups"):
         load_frontend_config(write(tmp_path, "name: fe1\n"))
