@@ -406,13 +406,32 @@ def cmd_downtime_add(args: argparse.Namespace) -> int:
     )
     if end is not None and start is not None and end <= start:
         raise UsageError("the downtime ends before it starts")
+    if end is not None and end <= time.time():
+        raise UsageError(f"that window has already ended ({_when(end)}): there is nothing to declare")
     journal = Journal(state_dir / "journal.sqlite")
+    if scope == "frontend":
+        _warn_unknown_frontend(target, config, journal)
     downtime_id = journal.add_downtime(scope, target, start or time.time(), end, args.comment)
     journal.close()
     print(
         f"downtime {downtime_id}: {scope} {target} from {_when(start)} until {_when(end) if end else 'ended by hand'}"
     )
     return 0
+
+
+def _warn_unknown_frontend(name: str, config: FactoryConfig | None, journal: Journal) -> None:
+    """A frontend no entry names and no glidein came from is likely a typo: say so (it may still be meant)."""
+    from updraft.core.configfile import suggest
+
+    known = {f for e in (config.entries if config else []) for f in e.allowed_frontends if f != "*"}
+    known |= {client.split(".", 1)[0] for _, client in journal.counts()}
+    known |= {g.client.split(".", 1)[0] for g in journal.recent(time.time() - 30 * 86400)}
+    if name not in known:
+        print(
+            f"warning: no entry names frontend {name!r} and no glidein came from it{suggest(name, sorted(known))}"
+            + (f" (frontends seen: {', '.join(sorted(known))})" if known else ""),
+            file=sys.stderr,
+        )
 
 
 def cmd_downtime_list(args: argparse.Namespace) -> int:

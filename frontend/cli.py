@@ -95,6 +95,29 @@ def _records(args: argparse.Namespace, config: FrontendConfig) -> dict[str, Any]
     return data
 
 
+#: glideinWMS's limit names (explain.json's keys) -> the group's config knob that sets each
+KNOBS = {
+    "TotalGlideinsPerEntry": "running_glideins_per_entry.max",
+    "IdleGlideinsPerEntry": "idle_slots_per_entry.max",
+    "TotalGlideinsPerGroup": "running_glideins_total.max",
+    "IdleGlideinsPerGroup": "idle_slots_total.max",
+    "TotalGlideinsPerFrontend": "limits.running_glideins_total.max",
+    "IdleGlideinsPerFrontend": "limits.idle_slots_total.max",
+    "TotalGlideinsGlobal": "limits.running_glideins_total_global.max",
+    "IdleGlideinsGlobal": "limits.idle_slots_total_global.max",
+}
+
+
+def headroom_text(headroom: dict[str, int]) -> str:
+    """The room left under each limit, by the knob an operator sets (glideinWMS's name beside it)."""
+    return ", ".join(f"{KNOBS.get(name, name)} {room} ({name})" for name, room in headroom.items())
+
+
+def counts_text(counts: dict[str, int], prefix: str = "") -> str:
+    """{"UCSD": 3} as 'UCSD 3' (people read this line, not Python)."""
+    return ", ".join(f"{prefix}{key} {value}" for key, value in counts.items()) if counts else "none"
+
+
 def _limits_text(decision: dict[str, Any]) -> str:
     parts = [f"limit {k}" for k in decision["limits"]] + [f"curb {k}" for k in decision["curbs"]]
     if decision["remove"] != "NO":
@@ -144,7 +167,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         overflow = group.get("overflow")
         if overflow and (overflow["widened"] or overflow["held_back"] or overflow["overflowing"]):
             print(
-                f"  overflow: widened now {overflow['widened']}; overflowing per home site {overflow['overflowing']}; held back {overflow['held_back']}"
+                f"  overflow: widened now {counts_text(overflow['widened'], 'to ')}; overflowing per home site"
+                f" {counts_text(overflow['overflowing'])}; held back {counts_text(overflow['held_back'])}"
             )
         rows = []
         for entry_name, record in entries.items():
@@ -177,7 +201,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
                 print(f"\n  {entry_name}:")
                 for step in decision["steps"]:
                     print(f"    {step}")
-                print("    headroom: " + ", ".join(f"{k} {v}" for k, v in decision["headroom"].items()))
+                print("    headroom: " + headroom_text(decision["headroom"]))
+                group_cfg = config.group(name)
+                if group_cfg is not None:
+                    cap = group_cfg.limits.idle_glideins_per_entry
+                    print(
+                        f"    the request itself: at most idle_glideins_per_entry.max {cap.max} (reserve {cap.reserve})"
+                    )
                 removal = decision.get("removal") or {}
                 if removal:
                     print(

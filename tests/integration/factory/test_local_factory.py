@@ -172,8 +172,18 @@ def test_downtimes_stop_new_submissions(setup: FactorySetup, pool: RunningPool) 
     listing = setup.cli("downtime", "list", "--json")
     assert listing.returncode == 0 and '"disk swap"' in listing.stdout
     assert setup.cli("downtime", "end", downtime_id).returncode == 0
+    # a window already over, and a frontend nobody names, are pointed out
+    ended = setup.cli(
+        "downtime", "add", "--entry", "D_local", "--start", "2020-01-01 08:00", "--end", "2020-01-01 12:00"
+    )
+    assert ended.returncode != 0 and "that window has already ended" in ended.stderr
+    typo = setup.cli("downtime", "add", "--frontend", "fe11", "--duration", "1m")
+    assert typo.returncode == 0 and "warning: no entry names frontend 'fe11'" in typo.stderr
+    assert "(did you mean 'fe1'?)" in typo.stderr
+    setup.cli("downtime", "end", typo.stdout.split()[1].rstrip(":"))
     # a frontend downtime stops only that frontend's requests
-    assert setup.cli("downtime", "add", "--frontend", "fe1").returncode == 0
+    added = setup.cli("downtime", "add", "--frontend", "fe1")
+    assert added.returncode == 0 and "warning" not in added.stderr
     factory.cycle()
     factory.wait_idle()
     assert live_states(setup, "D_local") == {}

@@ -114,7 +114,11 @@ def test_limits_from_the_config_cap_the_request_and_say_so(
     assert frontend.cycle()["main"].entries[f"A_local@{factory_setup.name}"].counts.glideins_queued == 4
     listing = frontend_setup.cli("explain", "--entry", "A_local")
     assert listing.returncode == 0, listing.stderr
-    assert "headroom: TotalGlideinsPerEntry 4" in listing.stdout
+    # the room left is named by the knob that sets it (glideinWMS's name beside it), and the
+    # request's own cap is said apart: idle_slots_per_entry is not idle_glideins_per_entry
+    assert "headroom: running_glideins_per_entry.max 4 (TotalGlideinsPerEntry)" in listing.stdout
+    assert "idle_slots_per_entry.max 100 (IdleGlideinsPerEntry)" in listing.stdout
+    assert "the request itself: at most idle_glideins_per_entry.max 100 (reserve 5)" in listing.stdout
 
 
 def test_removal_needs_quiet_cycles_with_complete_data(

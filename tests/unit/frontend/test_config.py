@@ -104,3 +104,11 @@ def test_whole_file_errors(tmp_path: Path) -> None:
 )
 def test_durations(text: object, seconds: float) -> None:
     assert duration_s(text) == seconds
+
+
+def test_explain_lines_read_as_words_not_python() -> None:
+    from frontend.cli import counts_text, headroom_text
+
+    assert counts_text({"UCSD,Nebraska": 3}, "to ") == "to UCSD,Nebraska 3"
+    assert counts_text({}) == "none"
+    assert headroom_text({"IdleGlideinsPerEntry": 95}) == "idle_slots_per_entry.max 95 (IdleGlideinsPerEntry)"
