@@ -311,6 +311,11 @@ def _ad_information(trigger: Record, ad: Mapping[str, str], names: str) -> Recor
 
 
 # -- writing them -------------------------------------------------------------------------------------
+#: what the writer reads of a job's ad for a cluster's own events (the submission)
+CLUSTER_EVENT_ATTRS = ("UserLog", "Owner", "UserLogUseXML", "JobAdInformationAttrs", "Iwd")
+PER_PROC = {"ClusterId", "ProcId", "JobStatus"}  # never in the cluster's ad: each proc's own
+
+
 class JobAds:
     """The user logs' lookups of a job's ad: the queue's on the event loop, the history's from the thread."""
 
@@ -327,7 +332,20 @@ class JobAds:
         cluster = self.queue.clusters.get(cluster_id) or self.installing.get(cluster_id)
         if cluster is None:
             return []
-        # an ad is built only for a job that names a log: a 100,000-job submit without one costs nothing
+        # a cluster's event (its submission) needs only what says where and how to log: when no
+        # proc varies in those, one view serves every proc (a 100,000-job submit builds one, not
+        # 100,000 ads, on the event loop before the submitter's answer)
+        names = set(CLUSTER_EVENT_ATTRS)
+        information = cluster.ad.get("JobAdInformationAttrs")
+        if information:
+            names |= {
+                n.strip() for n in (string_attr({"x": information}, "x") or "").replace(",", " ").split()
+            }
+        if not (names | {"JobAdInformationAttrs"}) & (cluster.varying | PER_PROC):
+            shared = {name: text for name in names if (text := cluster.ad.get(name)) is not None}
+            if shared.get("UserLog") is None:
+                return []
+            return [(proc, shared) for proc in sorted(cluster.jobs)]
         return [
             (proc, job.ad()) for proc, job in sorted(cluster.jobs.items()) if job.get("UserLog") is not None
         ]
