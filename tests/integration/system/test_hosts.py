@@ -20,6 +20,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +125,19 @@ class Deployment:
                 process.kill()
                 process.wait(30)
 
+    def stop_all(self, timeout: float = 10) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for process in self.processes.values():
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(30)
+        self.processes.clear()
+
     def cycled(self, name: str, directory: Path) -> bool:
         """The service's current process has finished a cycle (its status.json says so)."""
         try:
@@ -188,6 +202,21 @@ def factory_config(
     }  # fmt: skip
 
 
+def end_everything_in(net: Network) -> None:
+    """SIGTERM every process on the test's hosts, SIGKILL what is left after a few seconds."""
+    for sig, pause in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 0.5)):
+        pids = [pid for host in net.hosts.values() for pid in processes_in(host.namespace)]
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + pause
+        while pids and time.monotonic() < deadline:
+            pids = [pid for pid in pids if os.path.exists(f"/proc/{pid}")]
+            time.sleep(0.1)
+
+
 @pytest.fixture
 def deployment(tmp_path: Path) -> Iterator[Deployment]:
     net = Network(f"ud{os.getpid() % 100000}")
@@ -205,24 +234,10 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
         try:
             yield made
         finally:
-            for name in list(made.processes):
-                made.stop(name)
-            slurm_env = {"UPDRAFT_SLURM_DIR": str(SITES_DIR / "slurm")}
-            arc_env = {
-                "UPDRAFT_SLURM_DIR": str(SITES_DIR / "arc-slurm"),
-                "UPDRAFT_ARC_DIR": str(SITES_DIR / "arc"),
-            }
-            for role, script, env in (
-                ("arc", "arc", arc_env), ("arc", "slurm", arc_env), ("slurm", "slurm", slurm_env),
-                ("slurm", "sshd", {"UPDRAFT_SSHD_DIR": str(SITES_DIR / "sshd")}),
-            ):  # fmt: skip
-                made.host(role).run(str(SCRIPTS / f"{script}.sh"), "stop", env=env, timeout=120)
-            for host in net.hosts.values():  # whatever a site left running (pilots, jobs)
-                for pid in processes_in(host.namespace):
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
+            made.stop_all()  # the services together: the hosts go next, whatever they were doing
+            # every site daemon (sshd, slurmctld, slurmd, A-REX and what they started) lives in
+            # the hosts' namespaces and its files under SITES_DIR: end them all, then remove the files
+            end_everything_in(net)
     subprocess.run(["rm", "-rf", str(SITES_DIR), "/home/glidein/updraft-hosts-test"], check=False)
 
 
