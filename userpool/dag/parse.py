@@ -308,8 +308,7 @@ class Parser:
                 raise DagError(*where, "Missing parameter for UNLESS-EXIT")
             unless = integer(words[3], where, "UNLESS-EXIT parameter")
         for node in self._targets(statement, scope, words[0], "RETRY"):
-            if node.kind == NodeKind.FINAL:
-                raise DagError(*where, f"Final job {node.name} cannot have RETRY specification")
+            self._not_final(node, statement, "RETRY")
             node.retry, node.retry_unless_exit = count, unless
 
     def _abort_dag_on(self, statement: Statement, scope: Scope) -> None:
@@ -331,8 +330,7 @@ class Parser:
                     *where, f"Bad return value for ABORT_ON (must be between 0 and 255): {words[3]}"
                 )
         for node in self._targets(statement, scope, words[0], "ABORT-DAG-ON"):
-            if node.kind == NodeKind.FINAL:
-                raise DagError(*where, f"Final job {node.name} cannot have ABORT-DAG-ON specification")
+            self._not_final(node, statement, "ABORT-DAG-ON")
             node.abort_on, node.abort_return = value, returned
 
     def _vars(self, statement: Statement, scope: Scope) -> None:
@@ -354,23 +352,13 @@ class Parser:
     def _priority(self, statement: Statement, scope: Scope) -> None:
         name, value = self._name_and_value(statement, "PRIORITY", "PRIORITY value")
         for node in self._targets(statement, scope, name, "PRIORITY"):
-            if node.kind == NodeKind.FINAL:
-                raise DagError(
-                    statement.source,
-                    statement.line,
-                    f"Final job {node.name} cannot have PRIORITY specification",
-                )
+            self._not_final(node, statement, "PRIORITY")
             node.priority = integer(value, (statement.source, statement.line), "PRIORITY value")
 
     def _category(self, statement: Statement, scope: Scope) -> None:
         name, category = self._name_and_value(statement, "CATEGORY", "CATEGORY name")
         for node in self._targets(statement, scope, name, "CATEGORY"):
-            if node.kind == NodeKind.FINAL:
-                raise DagError(
-                    statement.source,
-                    statement.line,
-                    f"Final job {node.name} cannot have CATEGORY specification",
-                )
+            self._not_final(node, statement, "CATEGORY")
             node.category = (
                 category[1:] if category.startswith("+") else scope.prefix + category
             )  # +name: global
@@ -400,6 +388,14 @@ class Parser:
         if node.kind == NodeKind.FINAL:
             raise DagError(statement.source, statement.line, f"FINAL Job {node.name} cannot be set to DONE")
         node.done = True
+
+    @staticmethod
+    def _not_final(node: Node, statement: Statement, command: str) -> None:
+        """RETRY, ABORT-DAG-ON, PRIORITY and CATEGORY are refused for the FINAL node, as in DAGMan."""
+        if node.kind == NodeKind.FINAL:
+            raise DagError(
+                statement.source, statement.line, f"Final job {node.name} cannot have {command} specification"
+            )
 
     def _name_and_value(self, statement: Statement, command: str, what: str) -> tuple[str, str]:
         words = statement.words[1:]
