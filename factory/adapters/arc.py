@@ -284,6 +284,9 @@ class ArcAdapter(GridCE):
                 if answer.status_code == 200:
                     break
                 time.sleep(0.3 * (attempt + 1))
+            if answer.status_code != 200 and states[site_id] not in ended:
+                # a live job we cannot read yet may be ours: "not there" must never be answered for it
+                raise SiteUnavailable(f"{self.entry.name}: A-REX cannot describe job {site_id} yet")
             description = answer.text if answer.status_code == 200 else ""
             match = re.search(r'\(\s*jobname\s*=\s*"([^"]+)"\s*\)', description)
             if match and match.group(1).startswith(prefix):
