@@ -244,6 +244,11 @@ def cmd_entries(args: argparse.Namespace) -> int:
 
 
 # -- analyze, logs ------------------------------------------------------------------------------
+def _by_kind(counts: dict[str, int]) -> str:
+    """{"Network": 2, "WN_Resource": 1} as 'Network 2, WN_Resource 1'."""
+    return ", ".join(f"{kind} {count}" for kind, count in sorted(counts.items()))
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from factory.analysis import analyze
 
@@ -280,10 +285,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     ]
     table = []
     for r in results:
-        failures = ", ".join(f"{k} {v}" for k, v in sorted(r["validation_failures"].items())) or "0"
+        failures = _by_kind(r["validation_failures"]) or "0"
         if r["failing_now"]:
-            failures += " (+" + ", ".join(f"{k} {v}" for k, v in sorted(r["failing_now"].items())) + " now)"
-        ended = ", ".join(f"{k} {v}" for k, v in sorted(r["ended"].items())) or "-"
+            failures += f" (+{_by_kind(r['failing_now'])} now)"
+        ended = _by_kind(r["ended"]) or "-"
         effic = f"{r['efficiency'] * 100:.0f}%" if r["efficiency"] is not None else "-"
         table.append(
             [r["entry"], r["submitted"], r["started"], failures, f"{r['core_hours']:.2f}", f"{r['used_core_hours']:.2f}",

@@ -39,9 +39,6 @@ class LiveFailure:
     message: str
     since: float
 
-    def describe(self) -> str:
-        return f"{self.check} ({self.failure_type} {self.code}): {self.message}"
-
 
 def live_failures(client: Client, factory: str) -> dict[str, list[LiveFailure]] | None:
     """Entry -> its pilots failing validation now, newest first (None: the pool did not answer)."""

@@ -426,7 +426,8 @@ class Factory(ServiceLoop):
             health.reasons[client] = decided.reasons
             if request is not None:
                 self.user_pools[client] = request.user_pool
-            foreign = bool(self.user_pools.get(client)) and self.user_pools.get(client) != staged.pool_url
+            user_pool = self.user_pools.get(client, "")
+            foreign = bool(user_pool) and user_pool != staged.pool_url
             if decided.removals:
                 if decided.remove_running and slots is None and not foreign:
                     slots = self._busy_glideins(entry)

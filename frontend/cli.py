@@ -224,16 +224,12 @@ def explain_job(config: FrontendConfig, job_id: str, only_group: str | None) -> 
     """One job's situation: the entries it matches (and the clause that said no elsewhere), the
     request at each and what capped it, the factory's side, failed pilots, its overflow clock."""
     from frontend import job_situation
-    from frontend.loop import load_explain
+    from frontend.loop import factory_pool_client, load_explain
     from frontend.matching import entries_from_ads
     from updraft.service import service_client
 
     client = service_client(config.pool, config.resolve, "frontend", config.name, config.query_timeout_s)
-    factories = (
-        service_client(config.factory_pool, config.resolve, "frontend", config.name, config.query_timeout_s)
-        if config.factory_pool.url
-        else client
-    )
+    factories = factory_pool_client(config, client)
     protocol.parse_job_id(job_id)
     ads = client.query(payloads.QueryRequest("", [], [job_id])).ads
     if not ads:

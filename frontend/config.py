@@ -263,10 +263,9 @@ class GroupConfig:
 
 
 @dataclass
-class PoolSettings:
-    url: str = ""  # default: UPDRAFT_POOL or the local pool's pool.json
-    token_file: str = ""  # a token with scope frontend, subject = this frontend's name
-    ca_file: str = ""
+class PoolSettings(ServicePoolSettings):
+    """The user pool (url, token_file: scope frontend, subject = this frontend's name, ca_file)."""
+
     #: the pool as pilots reach it, when it is not ``url`` (named in every request, with its CA)
     pilot_url: str = ""
 

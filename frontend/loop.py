@@ -75,13 +75,7 @@ class Frontend(ServiceLoop):
             config.pool, config.resolve, "frontend", config.name, config.query_timeout_s
         )
         #: where the factories are: their own pool (the WMS collector), or the user pool itself
-        self.factory_client = (
-            service_client(
-                config.factory_pool, config.resolve, "frontend", config.name, config.query_timeout_s
-            )
-            if config.factory_pool.url
-            else self.client
-        )
+        self.factory_client = factory_pool_client(config, self.client)
         self.local = threading.local()
         self.executor = ThreadPoolExecutor(max_workers=6, thread_name_prefix="query")
         self.planner = Planner()
@@ -494,6 +488,15 @@ def _literal(text: str | None) -> Any:
         return protocol.parse_literal(text)
     except ValueError:
         return text
+
+
+def factory_pool_client(config: FrontendConfig, user_pool: Client) -> Client:
+    """A client of the factories' pool (``factory_pool``), or the user pool's own when none is set."""
+    if not config.factory_pool.url:
+        return user_pool
+    return service_client(
+        config.factory_pool, config.resolve, "frontend", config.name, config.query_timeout_s
+    )
 
 
 def explain_data(records: dict[str, GroupRecord], now: float) -> dict[str, Any]:

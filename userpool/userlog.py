@@ -223,10 +223,16 @@ def records_for(event: Event, ad: Mapping[str, str], proc: int, submit_host: str
             f"Job reconnection failed\n    {reason}\n    Can not reconnect to {slot}, rescheduling job\n",
             (("Reason", reason), ("StartdName", slot)),
         ))  # fmt: skip
-    information = string_attr(dict(ad), "JobAdInformationAttrs")
+    information = information_names(ad)
     if information and out:
         out.append(_ad_information(out[-1], ad, information))
     return out
+
+
+def information_names(ad: Mapping[str, str]) -> list[str]:
+    """The attributes a job's job_ad_information_attrs names (event 028 reports them)."""
+    text = string_attr(dict(ad), "JobAdInformationAttrs") or ""
+    return [name for name in (n.strip() for n in text.replace(",", " ").split()) if name]
 
 
 def _terminated(cluster: int, proc: int, when: float, ad: Mapping[str, str]) -> list[Record]:
@@ -290,10 +296,10 @@ def _terminated(cluster: int, proc: int, when: float, ad: Mapping[str, str]) -> 
     return out
 
 
-def _ad_information(trigger: Record, ad: Mapping[str, str], names: str) -> Record:
+def _ad_information(trigger: Record, ad: Mapping[str, str], names: list[str]) -> Record:
     """028: the attributes the job's job_ad_information_attrs names, after the event that triggered it."""
     lines, attributes = [], []
-    for name in (n.strip() for n in names.replace(",", " ").split()):
+    for name in names:
         if name in ad:
             lines.append(f"{name} = {ad[name]}")
             value = classads.value_of_text(ad[name]) if classads.is_literal(ad[name]) else ad[name]
@@ -335,13 +341,8 @@ class JobAds:
         # a cluster's event (its submission) needs only what says where and how to log: when no
         # proc varies in those, one view serves every proc (a 100,000-job submit builds one, not
         # 100,000 ads, on the event loop before the submitter's answer)
-        names = set(CLUSTER_EVENT_ATTRS)
-        information = cluster.ad.get("JobAdInformationAttrs")
-        if information:
-            names |= {
-                n.strip() for n in (string_attr({"x": information}, "x") or "").replace(",", " ").split()
-            }
-        if not (names | {"JobAdInformationAttrs"}) & (cluster.varying | PER_PROC):
+        names = {*CLUSTER_EVENT_ATTRS, *information_names(cluster.ad)}
+        if not names & (cluster.varying | PER_PROC):
             shared = {name: text for name in names if (text := cluster.ad.get(name)) is not None}
             if shared.get("UserLog") is None:
                 return []

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from factory.config import EntryConfig
 
 TAG_PREFIX = "updraft"
+STARTUP_SCRIPT = "glidein_startup.sh"  # the name a glidein's startup script has at the site
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,7 @@ class SiteAdapter(ABC):
         directory = self.glidein_dir(glidein.glidein_id)
         for name, data in glidein.files.items():
             write_private(directory / name, data)
-        script = directory / "glidein_startup.sh"
+        script = directory / STARTUP_SCRIPT
         write_private(script, glidein.startup_script.encode(), 0o755)
         return script
 

@@ -15,6 +15,7 @@ from pathlib import PurePath
 from typing import Any
 
 from factory.adapters.base import (
+    STARTUP_SCRIPT,
     Completed,
     GlideinOutput,
     GlideinSpec,
@@ -101,15 +102,14 @@ class BatchAdapter(SiteAdapter):
         """The batch system forgets finished jobs by itself; the staged files go with the glidein's directory."""
 
     def stage(self, glidein: GlideinSpec) -> PurePath:  # type: ignore[override]
-        """The glidein's files in its directory; over SSH, copied into its directory on the login host."""
-        script = super().stage(glidein)
+        """The glidein's files in its directory: here, or (over SSH) only on the login host."""
         if self.remote is None:
-            return script
+            return super().stage(glidein)
         base = self._remote_base()
         files = {name: (data, 0o600) for name, data in glidein.files.items()}
-        files[script.name] = (glidein.startup_script.encode(), 0o755)
+        files[STARTUP_SCRIPT] = (glidein.startup_script.encode(), 0o755)
         self.check(self._remote(self.remote.upload_script(glidein.glidein_id), input=pack(files)))
-        return base / glidein.glidein_id / script.name
+        return base / glidein.glidein_id / STARTUP_SCRIPT
 
     def forget(self, glidein_id: str) -> None:
         """Drop the glidein's directory here and, over SSH, on the login host."""

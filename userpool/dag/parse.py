@@ -190,7 +190,7 @@ class Parser:
         scope.splices[name] = (roots, leaves)
 
     # -- pass 2: everything else ----------------------------------------------------------------
-    def _targets(self, statement: Statement, scope: Scope, name: str, what: str) -> list[Node]:
+    def _targets(self, statement: Statement, scope: Scope, name: str) -> list[Node]:
         """The nodes a command names: one node, or ALL_NODES of this file (never the FINAL node)."""
         if name.upper() == ALL_NODES:
             return [self.dag.nodes[n] for n in scope.names if self.dag.nodes[n].kind != NodeKind.FINAL]
@@ -287,7 +287,7 @@ class Parser:
                 f"You named a {when.value} script for node {words[1]} but didn't provide a script filename",
             )
         command = " ".join(words[2:])
-        for node in self._targets(statement, scope, words[1], "SCRIPT"):
+        for node in self._targets(statement, scope, words[1]):
             node.scripts[when] = Script(when, command, defer_status, defer_time, statement.line)
 
     def _retry(self, statement: Statement, scope: Scope) -> None:
@@ -307,7 +307,7 @@ class Parser:
             if len(words) < 4:
                 raise DagError(*where, "Missing parameter for UNLESS-EXIT")
             unless = integer(words[3], where, "UNLESS-EXIT parameter")
-        for node in self._targets(statement, scope, words[0], "RETRY"):
+        for node in self._targets(statement, scope, words[0]):
             self._not_final(node, statement, "RETRY")
             node.retry, node.retry_unless_exit = count, unless
 
@@ -329,7 +329,7 @@ class Parser:
                 raise DagError(
                     *where, f"Bad return value for ABORT_ON (must be between 0 and 255): {words[3]}"
                 )
-        for node in self._targets(statement, scope, words[0], "ABORT-DAG-ON"):
+        for node in self._targets(statement, scope, words[0]):
             self._not_final(node, statement, "ABORT-DAG-ON")
             node.abort_on, node.abort_return = value, returned
 
@@ -346,18 +346,18 @@ class Parser:
         pairs = parse_vars(rest, where)
         if not pairs:
             raise DagError(*where, "No valid name-value pairs")
-        for node in self._targets(statement, scope, statement.words[1], "VARS"):
+        for node in self._targets(statement, scope, statement.words[1]):
             node.vars.extend(pairs)
 
     def _priority(self, statement: Statement, scope: Scope) -> None:
         name, value = self._name_and_value(statement, "PRIORITY", "PRIORITY value")
-        for node in self._targets(statement, scope, name, "PRIORITY"):
+        for node in self._targets(statement, scope, name):
             self._not_final(node, statement, "PRIORITY")
             node.priority = integer(value, (statement.source, statement.line), "PRIORITY value")
 
     def _category(self, statement: Statement, scope: Scope) -> None:
         name, category = self._name_and_value(statement, "CATEGORY", "CATEGORY name")
-        for node in self._targets(statement, scope, name, "CATEGORY"):
+        for node in self._targets(statement, scope, name):
             self._not_final(node, statement, "CATEGORY")
             node.category = (
                 category[1:] if category.startswith("+") else scope.prefix + category
@@ -373,7 +373,7 @@ class Parser:
     def _pre_skip(self, statement: Statement, scope: Scope) -> None:
         name, value = self._name_and_value(statement, "PRE_SKIP", "exit code")
         code = integer(value, (statement.source, statement.line), "exit code")
-        for node in self._targets(statement, scope, name, "PRE_SKIP"):
+        for node in self._targets(statement, scope, name):
             node.pre_skip = code
 
     def _done(self, statement: Statement, scope: Scope) -> None:
@@ -384,7 +384,7 @@ class Parser:
                 statement.line,
                 "Missing job name" if not words else f"Extra token ({words[1]}) on DONE line",
             )
-        (node,) = self._targets(statement, scope, words[0], "DONE")
+        (node,) = self._targets(statement, scope, words[0])
         if node.kind == NodeKind.FINAL:
             raise DagError(statement.source, statement.line, f"FINAL Job {node.name} cannot be set to DONE")
         node.done = True
