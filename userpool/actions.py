@@ -9,6 +9,7 @@ from updraft.core.classads import int_of
 from updraft.core.errors import BadRequest, Forbidden
 from updraft.core.payloads import ActRequest, ActResult, CredentialRequest, EditRequest, SandboxFile
 from updraft.core.protocol import (
+    ATTR_DAGMAN_JOB_ID,
     HoldCode,
     JobAction,
     JobStatus,
@@ -21,7 +22,7 @@ from updraft.core.protocol import (
 from userpool import policy
 from userpool.events import Tx
 from userpool.jobs import CLAIMED, COMPLETED, HELD, IDLE, REMOVED, RUNNING, SUSPENDED, TERMINAL
-from userpool.queue import PROTECTED, SYNTHESIZED, Job
+from userpool.queue import PROTECTED, SYNTHESIZED, Job, is_dag_job
 from userpool.selection import Selector
 from userpool.store import UPDATE_CLUSTER_AD, UPDATE_CLUSTER_INPUTS, dumps_json
 from userpool.tokens import Identity
@@ -107,6 +108,8 @@ class JobActions:
             self.schedd.move(
                 tx, job, REMOVED, source, "remove", {"reason": reason}, {"RemoveReason": quote(reason)}
             )
+            if is_dag_job(job.cluster):
+                self.remove_dag_nodes(tx, job, source)
         elif action == JobAction.Suspend:
             if status != RUNNING:
                 return "job is not running"
@@ -140,6 +143,16 @@ class JobActions:
                 tx, job, IDLE, source, "evict", {"reason": reason}, self.schedd.off_slot_attrs(job)
             )
         return ""
+
+    def remove_dag_nodes(self, tx: Tx, dag_job: Job, source: str) -> None:
+        """A removed DAG job takes its queued and running nodes with it (HTCondor's
+        OtherJobRemoveRequirements), a node that is a DAG itself its own nodes too."""
+        cluster_id = dag_job.cluster.cluster_id
+        reason = f"removed with its DAG (job {dag_job.job_id})"
+        nodes, _missing = self.schedd.select([], [dag_job.owner], f"{ATTR_DAGMAN_JOB_ID} == {cluster_id}")
+        for node in nodes:
+            if node.status not in TERMINAL:
+                self.apply_action(tx, node, JobAction.Remove, reason, source)
 
     def hold(self, tx: Tx, job: Job, reason: str, code: int, subcode: int, source: str) -> None:
         self.schedd.end_claim(tx, job, reason)

@@ -135,6 +135,7 @@ def build_app(pool: Pool) -> FastAPI:
             protocol.PROTOCOL_VERSION,
             time.time(),
             pool.disk.reason,
+            pool.events.last_committed,
         )
 
     @app.get(protocol.METRICS, response_class=PlainTextResponse)
@@ -241,9 +242,21 @@ def build_app(pool: Pool) -> FastAPI:
         return pool.events.after(after, limit)
 
     @app.get(protocol.EVENTS_STREAM)
-    async def event_stream(who: Who, after: int = -1) -> StreamingResponse:
+    async def event_stream(who: Who, after: int = -1, dag: int = 0) -> StreamingResponse:
+        """Every event, or (``dag``) those of one DAG's job and its nodes: what its engine follows."""
+        render = None
+        if dag:
+            owner = pool.owner_of(dag, 0)
+            if owner != who.subject and not who.is_admin:
+                raise Forbidden(f"DAG {dag} belongs to {owner}")
+
+            def render(event: payloads.Event) -> bytes | None:
+                if event.cluster_id == dag or pool.dags.dag_of(event.cluster_id) == dag:
+                    return _sse_event(event)
+                return None
+
         return StreamingResponse(
-            _sse(pool, after), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+            _sse(pool, after, render), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
         )
 
     # -- sandboxes ---------------------------------------------------------------------------
@@ -337,6 +350,8 @@ def build_app(pool: Pool) -> FastAPI:
         bindings = dict(body.bindings)
         subject = body.subject
         if not who.is_admin:
+            if protocol.DAG_BINDING in bindings:
+                raise Forbidden("a token bound to a DAG is made by the pool for that DAG's engine only")
             if who.has(Scope.FRONTEND) and scopes == {Scope.PILOT}:
                 # a frontend mints pilot tokens bound to itself, named in its own namespace: it can
                 # never mint the name of another frontend's pilot, a factory's pilot or a user
@@ -411,11 +426,13 @@ async def _sse(
     subscriber = pool.events.subscribe()
     try:
         last = after
+        replayed: set[int] = set()  # sent from the store: not again when the live copy arrives
         if after >= 0:
             while True:
                 backlog = pool.events.after(last, 1000)
                 for event in backlog:
                     last = event.id
+                    replayed.add(event.id)
                     chunk = render(event)
                     if chunk is not None:
                         yield chunk
@@ -429,9 +446,10 @@ async def _sse(
                 continue
             if event is None:  # we fell behind: the client resumes with ?after=
                 return
-            if event.id <= last:
+            # ids are given when an event is recorded, not when it is committed: a lower id than the
+            # last one sent can still arrive live, and is sent unless the backlog already had it
+            if event.id in replayed or (event.id <= after):
                 continue
-            last = event.id
             chunk = render(event)
             if chunk is not None:
                 yield chunk

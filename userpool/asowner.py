@@ -357,6 +357,16 @@ def _serve(sock: socket.socket) -> None:
         sock.send(json.dumps(answer).encode())
 
 
+def drop_to(uid: int, gid: int, groups: Iterable[int]) -> None:
+    """This process (a child of root) keeps nothing but the account's rights, for good."""
+    os.setgroups([g for g in groups if g != 0])
+    os.setgid(gid)
+    os.setuid(uid)
+    if os.getuid() == 0 or os.geteuid() == 0 or os.getgid() == 0:
+        raise OSError("could not drop root")
+    os.umask(0o022)
+
+
 def _as_owner(request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
     uid, gid = int(request["uid"]), int(request["gid"])
     if uid == 0 or gid == 0:
@@ -367,12 +377,7 @@ def _as_owner(request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         status = 1
         try:
             os.close(read_end)
-            os.setgroups([g for g in request["groups"] if g != 0])
-            os.setgid(gid)
-            os.setuid(uid)
-            if os.getuid() == 0 or os.geteuid() == 0:
-                raise OSError("could not drop root")
-            os.umask(0o022)
+            drop_to(uid, gid, request["groups"])
             answer = _perform(request, fds)
             os.write(write_end, json.dumps(answer).encode())
             status = 0
@@ -418,6 +423,7 @@ __all__: Iterable[str] = [
     "OwnerWriter",
     "Place",
     "Refused",
+    "drop_to",
     "forbidden_directories",
     "owner_writer",
 ]

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from updraft.core import classads
 from updraft.core.payloads import AutoclusterRow
 from userpool.jobs import IDLE
-from userpool.queue import PER_JOB, Cluster, Job, JobQueue
+from userpool.queue import PER_JOB, Cluster, Job, JobQueue, is_dag_job
 from userpool.selection import _ClusterView
 
 BASE_SIGNIFICANT = (
@@ -126,8 +126,10 @@ class AutoclusterIndex:
         return tuple((n, job.get(n)) for n in names)
 
     # -- membership ------------------------------------------------------------------------
-    def add(self, job: Job) -> Autocluster:
+    def add(self, job: Job) -> Autocluster | None:
         """``job`` became idle (or was submitted idle)."""
+        if is_dag_job(job.cluster):
+            return None  # the pool runs it itself
         key = self.key_of(job)
         autocluster = self.by_key.get(key)
         if autocluster is None:
@@ -144,7 +146,7 @@ class AutoclusterIndex:
         """Add the idle ones of many jobs (a new cluster, a load): keys and heaps in bulk."""
         groups: dict[tuple[tuple[str, str | None], ...], list[tuple[int, int, int, Job]]] = {}
         for job in jobs:
-            if job.status != IDLE:
+            if job.status != IDLE or is_dag_job(job.cluster):
                 continue
             names, key, qdate = self._cluster_info(job.cluster)
             overrides = job.overrides

@@ -119,6 +119,14 @@ class PoolSettings:
     #: longer ones are refused, and a revocation is kept this long so it outlives what it revokes
     max_token_lifetime_s: int = 365 * 86400
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    #: DAGs: a PRE or POST script running longer than this is killed and counts as failed
+    #: (Updraft's own knob: HTCondor has none, and a hung script would hold its DAG for ever)
+    dag_script_timeout_s: float = 3600.0
+    #: a DAG's engine that dies by a signal is started again (recovering) this many times, then
+    #: its DAG job is held with the reason
+    dag_engine_restarts: int = 3
+    #: a removed DAG's engine has this long to run its FINAL node and write its rescue DAG
+    dag_remove_grace_s: float = 3600.0
     #: token subject -> local account (userpool/identities.py); relative to the home
     identity_map: str = "identity.map"
 

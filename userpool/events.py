@@ -55,6 +55,8 @@ class EventLog:
         self.clock = clock
         rows = store.read("SELECT MAX(id) FROM events")
         self.next_id = (rows[0][0] or 0) + 1
+        #: the newest event published; ids are given when recorded, so a lower one may still come
+        self.last_committed = self.next_id - 1
         self.recent: deque[Event] = deque(maxlen=self.RECENT)
         self.subscribers: set[asyncio.Queue[Event | None]] = set()
         #: called with every committed batch, on the event loop (the user logs); must not block
@@ -81,6 +83,7 @@ class EventLog:
         """Called once the events are committed."""
         for event in events:
             self.recent.append(event)
+            self.last_committed = max(self.last_committed, event.id)
         for listener in self.listeners:
             try:
                 listener(events)

@@ -44,6 +44,8 @@ from userpool.asowner import owner_writer
 from userpool.claims import slot_name_of
 from userpool.collector import Collector
 from userpool.config import PoolConfig
+from userpool.dag.launcher import EngineLauncher
+from userpool.dagman import DagSupervisor
 from userpool.delivery import Delivery
 from userpool.diskspace import DiskFull, DiskGuard
 from userpool.events import EventLog, Tx
@@ -95,18 +97,21 @@ class Pool:
     # Lifecycle
     # =========================================================================================
     def open(self) -> None:
-        # forked first, while this process has one thread and holds nothing (no lock, no database)
+        # forked first, while this process has one thread and holds nothing (no lock, no database, no key)
         self.writer = owner_writer()
+        self.launcher = EngineLauncher()
         self.lock = StateLock(self.config.state_dir)
         try:
             self.lock.acquire()  # before anything is read: a second pool on this home stops here
         except BaseException:
+            self.launcher.close()
             self.writer.close()
             raise
         try:
             self._open()
         except BaseException:
             self.store.close()
+            self.launcher.close()
             self.writer.close()
             self.lock.release()
             raise
@@ -156,6 +161,11 @@ class Pool:
         self.schedd.on_idle = self.waiting.jobs_became_idle
         self.schedd.on_claim_news = self.waiting.claim_news
         self.schedd.on_completed = self.outbox.completed
+        self.dags = DagSupervisor(self, self.launcher)
+        self.dags.load()
+        self.schedd.check_node = self.dags.check_submission
+        self.schedd.on_installed = self.dags.installed
+        self.schedd.on_dag_change = self.dags.wake
         gc.freeze()  # the loaded queue lives long; see submit()
 
     async def start_background(self) -> None:
@@ -173,6 +183,7 @@ class Pool:
         ]
         for interval, work in every:
             self._tasks.append(asyncio.create_task(self._every(interval, work), name=work.__name__))
+        self._tasks.append(asyncio.create_task(self.dags.run(), name="dags"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -184,6 +195,8 @@ class Pool:
                 pass
         self._tasks = []
         self.release_polls()
+        self.dags.stop_all()
+        self.launcher.close()
         self.matcher.close()
         self.userlogs.close()
         self.store.close()

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 
 from updraft.core import classads, protocol
 from updraft.core.classads import canonical
+from updraft.core.errors import BadRequest
 from updraft.core.payloads import SandboxFile
 from updraft.core.protocol import JobStatus, format_job_id, parse_job_id, parse_literal
 
@@ -29,6 +30,29 @@ PROTECTED = frozenset(
 
 #: attributes that differ between the jobs of a cluster even when no override says so
 PER_JOB = frozenset({"ProcId", "JobStatus"})
+
+
+def is_dag_job(cluster: Cluster) -> bool:
+    """A DAG job (the scheduler universe): run by the pool's DAG supervisor, never matched to a pilot."""
+    return cluster.ad.get("JobUniverse") == _SCHEDULER_UNIVERSE
+
+
+def check_dag_job(ad: dict[str, str], procs: int) -> None:
+    """The scheduler universe runs one thing, the pool's own DAGMan: say so to anything else."""
+    command = classads.value_of_text(ad.get("Cmd", '""'))
+    if not isinstance(command, str) or command.rsplit("/", 1)[-1] != protocol.DAGMAN_COMMAND:
+        raise BadRequest(
+            f"JobUniverse {protocol.SCHEDULER_UNIVERSE} runs only {protocol.DAGMAN_COMMAND} (condor_submit_dag),"
+            f" not {command!r}"
+        )
+    if procs != 1:
+        raise BadRequest(f"a DAG job is one job, not {procs}")
+    arguments = classads.value_of_text(ad.get("Arguments", '""'))
+    if not isinstance(arguments, str) or "-Dag " not in f"{arguments} ".replace("-dag ", "-Dag "):
+        raise BadRequest("a DAG job's Arguments name its DAG file (-Dag file.dag)")
+
+
+_SCHEDULER_UNIVERSE = str(protocol.SCHEDULER_UNIVERSE)
 
 
 class Cluster:

@@ -21,7 +21,7 @@ from updraft.core import classads
 from updraft.core.classads import float_of, int_of
 from updraft.core.errors import BadRequest, Conflict, Forbidden, NotFound, TooCostly, TooLarge
 from updraft.core.payloads import SandboxFile, SubmitRequest, SubmitResult
-from updraft.core.protocol import JobStatus, Scope, format_job_id, quote
+from updraft.core.protocol import SCHEDULER_UNIVERSE, JobStatus, Scope, format_job_id, quote
 from userpool import exprcost
 from userpool.accountant import Accountant
 from userpool.autoclusters import AutoclusterIndex
@@ -37,7 +37,7 @@ from userpool.jobs import (
     TERMINAL,
 )
 from userpool.negotiator import Negotiator
-from userpool.queue import PROTECTED, Cluster, Job, JobQueue
+from userpool.queue import PROTECTED, Cluster, Job, JobQueue, check_dag_job, is_dag_job
 from userpool.sandbox import check_manifest
 from userpool.selection import Selector
 from userpool.store import (
@@ -106,6 +106,11 @@ class Schedd:
         self.on_claim_news: Callable[[str], None] = lambda claim_id: None
         #: called after a job completed, with its final ad, so outputs can be delivered
         self.on_completed: Callable[[Job], None] = lambda job: None
+        #: checks a cluster ad that names a DAG (subject, token bindings, ad): only its engine submits nodes
+        self.check_node: Callable[[str, dict[str, str], dict[str, str]], None] = lambda *args: None
+        #: called with each new cluster once it is live, and after a DAG job changed status
+        self.on_installed: Callable[[Cluster], None] = lambda cluster: None
+        self.on_dag_change: Callable[[], None] = lambda: None
 
     # =========================================================================================
     # Loading
@@ -182,8 +187,10 @@ class Schedd:
     def _requeue_unclaimed(self) -> None:
         """A job recorded as running with no claim on disk cannot be reached by any pilot: requeue it."""
         orphans = [
-            job for job in self.queue.jobs() if job.status in CLAIMED and self.claims.of_job(job) is None
-        ]
+            job
+            for job in self.queue.jobs()
+            if job.status in CLAIMED and self.claims.of_job(job) is None and not is_dag_job(job.cluster)
+        ]  # a DAG job runs in the pool, with no claim: the DAG supervisor starts it again
         if not orphans:
             return
         tx = Tx()
@@ -255,6 +262,8 @@ class Schedd:
         if status == IDLE:
             self.index.add(job)
             tx.after_commit.append(lambda: self.on_idle(1))
+        if is_dag_job(job.cluster):
+            tx.after_commit.append(self.on_dag_change)
         self.touch(tx, job)
         self.events.record(tx, source, job.cluster.cluster_id, job.proc_id, kind, details)
 
@@ -345,8 +354,11 @@ class Schedd:
         for name, text in JOB_DEFAULTS.items():
             ad.setdefault(classads.canonical(name), text)
         universe = int_of(ad.get("JobUniverse"), VANILLA)
-        if universe != VANILLA:
+        if universe == SCHEDULER_UNIVERSE:
+            check_dag_job(ad, len(request.procs))
+        elif universe != VANILLA:
             raise BadRequest(f"JobUniverse {universe}: Updraft runs vanilla universe jobs (5) only")
+        self.check_node(identity.subject, identity.bindings, ad)
         initial_status = int_of(ad.pop("JobStatus", None), int(IDLE))
         for name in ("ClusterId", "ProcId"):
             ad.pop(name, None)
@@ -430,6 +442,7 @@ class Schedd:
         idle = sum(1 for job in cluster.jobs.values() if job.status == IDLE)
         if idle:
             self.on_idle(idle)
+        self.on_installed(cluster)
         return SubmitResult(cluster.cluster_id, 0, len(cluster.jobs))
 
     # =========================================================================================

@@ -103,8 +103,9 @@ async def serve(config: PoolConfig) -> None:
         await asyncio.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
     pool.submit_host = f"<{config.host}:{port}>"
-    await pool.start_background()
     url = f"{scheme}://{advertised_host(config)}:{port}"
+    pool.dags.url, pool.dags.ca_path = url, str(ca_path) if ca_path else ""  # the DAG engines' way in
+    await pool.start_background()
     info = {"url": url, "pid": os.getpid(), "ca": str(ca_path) if ca_path else None}
     pool_file = config.home / "pool.json"
     temp = pool_file.with_suffix(".tmp")

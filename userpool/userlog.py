@@ -133,14 +133,15 @@ def records_for(event: Event, ad: Mapping[str, str], proc: int, submit_host: str
     kind, details, when, cluster = event.type, event.details, event.time, event.cluster_id
     out: list[Record] = []
     if kind == "submit":
+        notes = string_attr(dict(ad), "SubmitEventNotes") or ""  # "DAG Node: A" for a DAG's node
         out.append(
             Record(
                 SUBMIT,
                 cluster,
                 proc,
                 when,
-                f"Job submitted from host: {submit_host}\n",
-                (("SubmitHost", submit_host),),
+                f"Job submitted from host: {submit_host}\n" + (f"    {notes}\n" if notes else ""),
+                (("SubmitHost", submit_host), *((("LogNotes", notes),) if notes else ())),
             )
         )
     elif kind == "execute":
@@ -318,7 +319,10 @@ def _ad_information(trigger: Record, ad: Mapping[str, str], names: list[str]) ->
 
 # -- writing them -------------------------------------------------------------------------------------
 #: what the writer reads of a job's ad for a cluster's own events (the submission)
-CLUSTER_EVENT_ATTRS = ("UserLog", "Owner", "UserLogUseXML", "JobAdInformationAttrs", "Iwd")
+CLUSTER_EVENT_ATTRS = (
+    "UserLog", "DAGManNodesLog", "DAGManNodesMask", "SubmitEventNotes", "Owner", "UserLogUseXML", "JobAdInformationAttrs", "Iwd",
+)  # fmt: skip
+LOG_ATTRS = ("UserLog", "DAGManNodesLog")  # a job's own log, and its DAG's nodes log (always text)
 PER_PROC = {"ClusterId", "ProcId", "JobStatus"}  # never in the cluster's ad: each proc's own
 
 
@@ -334,7 +338,7 @@ class JobAds:
             job = self.queue.get(cluster_id, proc_id)
             if job is None:
                 return [(proc_id, None)]
-            return [(proc_id, job.ad())] if job.get("UserLog") is not None else []
+            return [(proc_id, job.ad())] if _logs(job.get) else []
         cluster = self.queue.clusters.get(cluster_id) or self.installing.get(cluster_id)
         if cluster is None:
             return []
@@ -344,16 +348,25 @@ class JobAds:
         names = {*CLUSTER_EVENT_ATTRS, *information_names(cluster.ad)}
         if not names & (cluster.varying | PER_PROC):
             shared = {name: text for name in names if (text := cluster.ad.get(name)) is not None}
-            if shared.get("UserLog") is None:
+            if not _logs(shared.get):
                 return []
             return [(proc, shared) for proc in sorted(cluster.jobs)]
-        return [
-            (proc, job.ad()) for proc, job in sorted(cluster.jobs.items()) if job.get("UserLog") is not None
-        ]
+        return [(proc, job.ad()) for proc, job in sorted(cluster.jobs.items()) if _logs(job.get)]
 
     def from_history(self, cluster_id: int, proc_id: int) -> Mapping[str, str] | None:
         found = self.history.query([f"{cluster_id}.{proc_id}"], [], "", [], 1)
         return found[0] if found else None
+
+
+def _event_mask(text: str | None) -> frozenset[int] | None:
+    """DAGManNodesMask: the event numbers the nodes log takes (None: all)."""
+    if not text:
+        return None
+    return frozenset(int(part) for part in text.split(",") if part.strip().isdigit())
+
+
+def _logs(lookup: Callable[[str], str | None]) -> bool:
+    return any(lookup(name) is not None for name in LOG_ATTRS)
 
 
 Resolved = list[tuple[Event, list[tuple[int, "Mapping[str, str] | None"]]]]
@@ -435,13 +448,27 @@ class UserLogs:
         for event, jobs in batch:
             for proc, known in jobs:
                 ad = known if known is not None else self.history_ad(event.cluster_id, proc)
-                path = string_attr(dict(ad), "UserLog") if ad else None
-                if not ad or not path or not os.path.isabs(path):
+                if not ad:
                     continue
-                owner = string_attr(dict(ad), "Owner") or ""
+                texts = dict(ad)
+                paths = {name: string_attr(texts, name) for name in LOG_ATTRS}
+                paths = {name: path for name, path in paths.items() if path and os.path.isabs(path)}
+                if not paths:
+                    continue
+                owner = string_attr(texts, "Owner") or ""
                 accounts.setdefault(owner, self.identities.account_of(owner))
-                xml[path] = ad.get("UserLogUseXML", "false").strip().lower() == "true"
-                by_file.setdefault((owner, path), []).extend(records_for(event, ad, proc, self.submit_host()))
+                records = records_for(event, ad, proc, self.submit_host())
+                for name, path in paths.items():
+                    if name == "UserLog":
+                        xml[path] = ad.get("UserLogUseXML", "false").strip().lower() == "true"
+                        chosen = records
+                    else:  # the nodes log: text, and only the events its mask names
+                        xml.setdefault(path, False)
+                        if paths.get("UserLog") == path:
+                            continue  # the same file named twice gets each event once
+                        mask = _event_mask(string_attr(texts, "DAGManNodesMask"))
+                        chosen = [r for r in records if mask is None or r.number in mask]
+                    by_file.setdefault((owner, path), []).extend(chosen)
         forbidden = forbidden_directories(self.home)
         for (owner, path), records in by_file.items():
             account = accounts[owner]

@@ -373,6 +373,7 @@ class PingResult(_Payload):
     protocol: int
     time: float
     degraded: str = ""  # why the pool refuses new work (a full disk), when it does
+    last_event: int = 0  # the newest committed event: a follower that read the queue streams from here
 
 
 @dataclasses.dataclass(frozen=True)

@@ -233,6 +233,17 @@ ATTR_DESIRED_SITES_DIFF = "DESIRED_SITES_Diff"  # the sites the overflow added
 ATTR_ROUTE_TYPE = "RouteType"  # "overflow"
 ATTR_HAS_BEEN_OVERFLOW_ROUTED = "HasBeenOverflowRouted"
 ATTR_LAST_ROUTED = "LastRouted"
+# DAGs (HTCondor's names; the retry number is Updraft's own, for recovery without a nodes log)
+SCHEDULER_UNIVERSE = 7  # the DAG job's universe: it runs on the submit side, never in a pilot
+DAGMAN_COMMAND = "condor_dagman"  # the only program the scheduler universe runs
+ATTR_DAGMAN_JOB_ID = "DAGManJobId"  # a node job's DAG job (its cluster id)
+ATTR_DAG_NODE_NAME = "DAGNodeName"
+ATTR_DAG_NODE_RETRY = "DAGManNodeRetry"  # which attempt of its node a job is (0 first)
+ATTR_DAG_PARENT_NODE_NAMES = "DAGParentNodeNames"
+ATTR_DAG_NODES_LOG = "DAGManNodesLog"  # the DAG's nodes log: the pool writes a node's events there too
+ATTR_SUBMIT_EVENT_NOTES = "SubmitEventNotes"  # "DAG Node: A" in the submit event
+ATTR_DAG_ENGINE_LIVE = "DAGManEngineLive"  # Updraft's: the DAG's engine ran and did not finish (it recovers)
+DAG_BINDING = "dag"  # the token binding of a DAG's engine: only it submits that DAG's nodes
 # where a running job's pilot came from (recorded by the pool at match time)
 ATTR_MATCH_ENTRY = "MATCH_EXP_JOB_GLIDEIN_Entry_Name"
 ATTR_MATCH_FACTORY = "MATCH_EXP_JOB_GLIDEIN_Factory"

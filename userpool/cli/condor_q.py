@@ -23,7 +23,11 @@ from userpool.cli.formats import (
 )
 
 TOOL = "condor_q"
-BATCH_ATTRS = ["ClusterId", "ProcId", "Owner", "JobBatchName", "QDate", "JobStatus", "TotalSubmitProcs"]
+BATCH_ATTRS = [
+    "ClusterId", "ProcId", "Owner", "JobBatchName", "QDate", "JobStatus", "TotalSubmitProcs", "JobUniverse",
+    "DAG_NodesTotal", "DAG_NodesDone",
+]  # fmt: skip
+DAG_ATTRS = ["DAGManJobId", "DAGNodeName", "JobUniverse"]
 TABLE_ATTRS = [
     "ClusterId", "ProcId", "Owner", "QDate", "JobStatus", "JobPrio", "ImageSize", "MemoryUsage", "Cmd", "Args",
     "Arguments", "RemoteWallClockTime", "JobCurrentStartDate", "RemoteHost", "HoldReason", "EnteredCurrentStatus",
@@ -46,6 +50,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("-allusers", "--allusers", action="store_true", help="show every user's jobs")
     parser.add_argument("-nobatch", "--nobatch", action="store_true", help="one line per job")
     parser.add_argument("-batch", "--batch", action="store_true", help="one line per batch (the default)")
+    parser.add_argument(
+        "-dag", "--dag", action="store_true", help="with -nobatch: each DAG's node jobs under their DAG job"
+    )
     parser.add_argument("-run", "--run", action="store_true", help="only running jobs")
     parser.add_argument(
         "-hold", "--hold", action="store_true", help="only held jobs, with their hold reasons"
@@ -123,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.attributes:
         projection = [a.strip() for a in args.attributes.split(",") if a.strip()]
     elif not (args.long or args.json):
-        projection = TABLE_ATTRS if (args.nobatch or args.run or args.hold) else BATCH_ATTRS
+        projection = TABLE_ATTRS + DAG_ATTRS if (args.nobatch or args.run or args.hold) else BATCH_ATTRS
     result = client.query(QueryRequest(constraint, projection, ids, owners, args.limit, True))
     ads = result.ads
     if args.formats and not args.af:
@@ -137,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.hold:
         out.write(format_hold_table(ads))
     elif args.nobatch or args.run:
-        out.write(format_job_table(ads, time.time(), with_host=args.run))
+        names = dag_tree(ads) if args.dag else {}
+        ordered = sorted(ads, key=lambda ad: names[_key(ad)][0]) if names else ads
+        shown = {key: name for key, (_order, name) in names.items() if name}
+        out.write(format_job_table(ordered, time.time(), with_host=args.run, names=shown))
     else:
         out.write(format_batch_table(_batches(ads)))
     out.write("\n" + format_totals("query", result.totals or {}) + "\n")
@@ -172,7 +182,39 @@ def _projection_for(expressions: list[str]) -> list[str]:
     )
 
 
+def _key(texts: dict[str, str]) -> tuple[int, int]:
+    return int(texts.get("ClusterId", 0)), int(texts.get("ProcId", 0))
+
+
+def dag_tree(ads: list[dict[str, str]]) -> dict[tuple[int, int], tuple[tuple[int, ...], str]]:
+    """condor_q -dag: each job's place (a DAG's nodes right under it, sub-DAGs nested) and the
+    name shown in the OWNER column for a node (`` |-A``, deeper ones indented)."""
+    by_cluster = {_key(ad)[0]: ad for ad in ads}
+    placed: dict[tuple[int, int], tuple[tuple[int, ...], str]] = {}
+
+    def place(ad: dict[str, str], depth: int = 0) -> tuple[tuple[int, ...], int]:
+        key = _key(ad)
+        if key in placed:
+            return placed[key][0], len(placed[key][0]) // 2
+        values = common.table_values(ad, ["DAGManJobId", "DAGNodeName"])
+        parent_id = values["DAGManJobId"]
+        parent = by_cluster.get(parent_id) if isinstance(parent_id, int) and depth < 20 else None
+        if parent is None:
+            order, level = (key[0], key[1]), 0
+        else:
+            parent_order, parent_level = place(parent, depth + 1)
+            order, level = (*parent_order, *key), parent_level + 1
+        name = f"{' ' * level}|-{values['DAGNodeName']}" if parent is not None else ""
+        placed[key] = (order, name)
+        return order, level
+
+    for ad in ads:
+        place(ad)
+    return placed
+
+
 def _batches(ads: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """One row per batch; a DAG's row counts its nodes (DAG_NodesDone, DAG_NodesTotal), not its DAGMan job."""
     batches: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
     for texts in ads:
         values = common.table_values(texts, BATCH_ATTRS)
@@ -186,6 +228,13 @@ def _batches(ads: list[dict[str, str]]) -> list[dict[str, Any]]:
             (owner, name),
             {"owner": owner, "name": name, "qdate": values["QDate"], "counts": {}, "ids": [], "clusters": {}},
         )
+        if values["JobUniverse"] == 7:  # the DAG job: its nodes are the batch's jobs
+            batch["dag"] = (values["DAG_NodesDone"], values["DAG_NodesTotal"], int(values["ClusterId"]))
+            if isinstance(values["QDate"], int) and (
+                not isinstance(batch["qdate"], int) or values["QDate"] < batch["qdate"]
+            ):
+                batch["qdate"] = values["QDate"]
+            continue
         status = int(values["JobStatus"])
         batch["counts"][status] = batch["counts"].get(status, 0) + 1
         batch["ids"].append((int(values["ClusterId"]), int(values["ProcId"])))

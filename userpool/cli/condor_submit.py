@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 
 from updraft.core.client import Client, token_claims
-from updraft.core.payloads import SubmitRequest
 from userpool.cli import common
 from userpool.submit.cluster import ClusterSpec, build_cluster
 from userpool.submit.context import SubmitEnvironment
 from userpool.submit.parse import SubmitError, parse_submit
+from userpool.submit.send import send_cluster
 
 TOOL = "condor_submit"
 
@@ -109,11 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     assert client is not None
     if not args.terse:
         print("Submitting job(s)" + "." * min(len(spec.procs), 80))
-    upload_inputs(client, spec)
-    request = SubmitRequest(
-        cluster_id, spec.cluster_ad, spec.procs, spec.inputs, {str(k): v for k, v in spec.proc_inputs.items()}
-    )
-    result = client.submit(request)
+    result = send_cluster(client, spec, cluster_id, uploading)
     if args.verbose:
         print_dry_run(spec, result.cluster_id)
     if args.terse:
@@ -125,17 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def upload_inputs(client: Client, spec: ClusterSpec) -> None:
-    paths = spec.hasher.paths()
-    if not paths:
-        return
-    missing = client.missing_blobs(sorted(paths))
-    for number, digest in enumerate(missing, 1):
-        if sys.stderr.isatty() and len(missing) > 5:
-            print(f"\r{TOOL}: uploading input {number}/{len(missing)}", end="", file=sys.stderr, flush=True)
-        client.put_blob(digest, Path(paths[digest]))
-    if sys.stderr.isatty() and len(missing) > 5:
-        print(file=sys.stderr)
+def uploading(number: int, total: int) -> None:
+    if sys.stderr.isatty() and total > 5:
+        end = "\n" if number == total else ""
+        print(f"\r{TOOL}: uploading input {number}/{total}", end=end, file=sys.stderr, flush=True)
 
 
 def print_dry_run(spec: ClusterSpec, cluster_id: int) -> None:

@@ -61,6 +61,12 @@ def format_batch_table(batches: list[dict[str, Any]]) -> str:
         in_queue = sum(counts.values())
         total = max(sum(batch["clusters"].values()), in_queue)
         done = total - in_queue + counts.get(JobStatus.COMPLETED, 0)
+        if "dag" in batch:  # a DAG: its nodes done and in all, as its DAGMan job says
+            dag_done, dag_total, dag_id = batch["dag"]
+            done = dag_done if isinstance(dag_done, int) else 0
+            total = dag_total if isinstance(dag_total, int) else in_queue
+            if not batch["ids"]:
+                batch["ids"] = [(dag_id, 0)]
 
         def cell(value: int) -> str:
             return str(value) if value else "_"
@@ -87,7 +93,13 @@ def _command(values: dict[str, Any]) -> str:
     return command
 
 
-def format_job_table(ads: list[dict[str, str]], now: float, with_host: bool = False) -> str:
+def format_job_table(
+    ads: list[dict[str, str]],
+    now: float,
+    with_host: bool = False,
+    names: dict[tuple[int, int], str] | None = None,
+) -> str:
+    """condor_q -nobatch; ``names``: what the OWNER column shows instead for some jobs (-dag's nodes)."""
     attrs = [
         "ClusterId", "ProcId", "Owner", "QDate", "JobStatus", "JobPrio", "ImageSize", "Cmd", "Args", "Arguments",
         "RemoteWallClockTime", "JobCurrentStartDate", "RemoteHost", "MemoryUsage",
@@ -112,8 +124,9 @@ def format_job_table(ads: list[dict[str, str]], now: float, with_host: bool = Fa
             else _command(values)
         )
         prio = values["JobPrio"] if isinstance(values["JobPrio"], int) else 0
+        owner = (names or {}).get((values["ClusterId"], values["ProcId"])) or values["Owner"]
         lines.append(
-            f" {job_id:<7} {values['Owner']!s:<14} {submitted(values['QDate']):>11} {duration(run_time):>12}"
+            f" {job_id:<7} {owner!s:<14} {submitted(values['QDate']):>11} {duration(run_time):>12}"
             f" {JobStatus(status).letter}  {prio:<3} {size_kb / 1024:>4.1f} {tail}"
         )
     return "\n".join(lines) + "\n"

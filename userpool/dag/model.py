@@ -51,6 +51,8 @@ class Node:
     category: str = ""
     pre_skip: int | None = None
     vars: list[tuple[str, str]] = field(default_factory=list)  # in order; a later value wins
+    #: VARS given with PREPEND (False) or APPEND (True); others follow DAGMAN_DEFAULT_APPEND_VARS
+    placement: dict[str, bool] = field(default_factory=dict)
     scripts: dict[ScriptWhen, Script] = field(default_factory=dict)
     parents: set[str] = field(default_factory=set)
     children: set[str] = field(default_factory=set)

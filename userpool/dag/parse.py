@@ -340,14 +340,17 @@ class Parser:
                 *where, 'Missing job name (example: Vars JobName [PREPEND | APPEND] VarName1="value1")'
             )
         rest = statement.text[len(statement.words[1]) :].strip()
-        for keyword in ("PREPEND", "APPEND"):  # both put the variable in the node's submit description
-            if rest.startswith(keyword):
-                rest = rest[len(keyword) :]
+        placement = None  # before the submit file's own commands (PREPEND) or after them (APPEND)
+        for keyword in ("PREPEND", "APPEND"):
+            if rest.startswith(keyword) and (len(rest) == len(keyword) or rest[len(keyword)].isspace()):
+                rest, placement = rest[len(keyword) :], keyword == "APPEND"
         pairs = parse_vars(rest, where)
         if not pairs:
             raise DagError(*where, "No valid name-value pairs")
         for node in self._targets(statement, scope, statement.words[1]):
             node.vars.extend(pairs)
+            if placement is not None:
+                node.placement.update(dict.fromkeys((name for name, _value in pairs), placement))
 
     def _priority(self, statement: Statement, scope: Scope) -> None:
         name, value = self._name_and_value(statement, "PRIORITY", "PRIORITY value")

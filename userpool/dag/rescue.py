@@ -18,7 +18,7 @@ from userpool.dag.lexical import DagError, statements
 from userpool.dag.model import Dag
 
 RESCUE_VERSION = "2.0.1"
-MAX_RESCUE = 999  # DAGMan's DAGMAN_MAX_RESCUE_NUM default is 100; the file name has three digits
+MAX_RESCUE = 999  # the file name has three digits (DAGMAN_MAX_RESCUE_NUM, 100 by default, is at most this)
 
 
 def rescue_files(dag_path: str) -> list[tuple[int, Path]]:
@@ -33,16 +33,45 @@ def rescue_files(dag_path: str) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def next_rescue(dag_path: str) -> Path:
+def next_rescue(dag_path: str, most: int = 100) -> Path:
+    """The next rescue file's name; past ``most`` (DAGMAN_MAX_RESCUE_NUM) the last is written again."""
     existing = rescue_files(dag_path)
     number = existing[-1][0] + 1 if existing else 1
-    if number > MAX_RESCUE:
-        raise DagError(dag_path, None, f"too many rescue DAGs (the last is {existing[-1][1].name})")
-    return Path(f"{dag_path}.rescue{number:03d}")
+    return Path(f"{dag_path}.rescue{min(number, most, MAX_RESCUE):03d}")
 
 
-def rescue_text(dag: Dag, done: Iterable[str], failed: Iterable[str], now: float | None = None) -> str:
-    """A partial rescue DAG: the header DAGMan writes, then one DONE line per finished node."""
+def write_rescue(
+    dag: Dag,
+    done: Iterable[str],
+    failed: Iterable[str],
+    most: int = 100,
+    retries_left: dict[str, int] | None = None,
+) -> Path:
+    """The rescue DAG of a run that did not finish every node, written whole (a temporary, then a rename)."""
+    path = next_rescue(dag.path, most)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(rescue_text(dag, done, failed, retries_left=retries_left))
+    temporary.replace(path)
+    return path
+
+
+def set_aside_newer(dag_path: str, number: int) -> list[Path]:
+    """Running from an older rescue DAG (-DoRescueFrom): the newer ones become .old, as DAGMan does."""
+    moved = []
+    for found, path in rescue_files(dag_path):
+        if found > number:
+            target = path.with_name(path.name + ".old")
+            path.replace(target)
+            moved.append(target)
+    return moved
+
+
+def rescue_text(
+    dag: Dag, done: Iterable[str], failed: Iterable[str], now: float | None = None,
+    retries_left: dict[str, int] | None = None,
+) -> str:  # fmt: skip
+    """A partial rescue DAG: the header DAGMan writes, one DONE line per finished node, and (with
+    DAGMAN_RESET_RETRIES_UPON_RESCUE false) a RETRY line with what is left of a node's retries."""
     stamp = time.gmtime(time.time() if now is None else now)
     done_names = [name for name in dag.nodes if name in set(done)]
     failed_names = [name for name in dag.nodes if name in set(failed)]
@@ -59,6 +88,7 @@ def rescue_text(dag: Dag, done: Iterable[str], failed: Iterable[str], now: float
         "#   " + "".join(f"{name}," for name in failed_names) + "<ENDLIST>",
         "",
         *(f"DONE {name}" for name in done_names),
+        *(f"RETRY {name} {left}" for name, left in (retries_left or {}).items()),
     ]
     return "\n".join(lines) + "\n"
 
@@ -67,8 +97,16 @@ def apply_rescue(dag: Dag, path: str) -> list[str]:
     """Mark the nodes a rescue file says are DONE; returns them.  Anything but DONE is refused."""
     marked = []
     for statement in statements(path):
-        if statement.words[0].upper() != "DONE" or len(statement.words) != 2:
-            raise DagError(statement.source, statement.line, "a partial rescue DAG holds DONE lines only")
+        keyword = statement.words[0].upper()
+        if keyword == "RETRY" and len(statement.words) == 3 and statement.words[1] in dag.nodes:
+            dag.nodes[statement.words[1]].retry = (
+                int(statement.words[2]) if statement.words[2].isdigit() else 0
+            )
+            continue
+        if keyword != "DONE" or len(statement.words) != 2:
+            raise DagError(
+                statement.source, statement.line, "a partial rescue DAG holds DONE and RETRY lines only"
+            )
         node = dag.nodes.get(statement.words[1])
         if node is None:
             raise DagError(

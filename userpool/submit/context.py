@@ -155,5 +155,10 @@ def split_list(value: str | None) -> list[str]:
     return [item.strip() for item in value.replace("\n", ",").split(",") if item.strip()]
 
 
+def is_scheduler_universe(ctx: Context) -> bool:
+    """The DAG job's universe: it runs on the submit side, so nothing of it is shipped."""
+    return (ctx.get("universe") or "").lower() in ("scheduler", "7")
+
+
 def is_url(item: str) -> bool:
     return "://" in item

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from updraft.core.payloads import SandboxFile
 from updraft.core.protocol import ProtocolError, safe_relative_path
-from userpool.submit.context import Context, split_list
+from userpool.submit.context import Context, is_scheduler_universe, split_list
 
 CHUNK = 1 << 20
 
@@ -42,7 +42,9 @@ def local_inputs(ctx: Context) -> list[LocalInput]:
         out[name] = LocalInput(name, path)
 
     command = ctx.get("executable")
-    if command and ctx.flag("transfer_executable", True):
+    if (
+        command and ctx.flag("transfer_executable", True) and not is_scheduler_universe(ctx)
+    ):  # a DAG job: nothing
         path = command if os.path.isabs(command) else os.path.join(ctx.env.cwd, command)
         if not os.path.isfile(path):
             raise ctx.error("executable", f"executable {path} does not exist (or is not a file)")

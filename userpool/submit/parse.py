@@ -109,9 +109,12 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def parse_submit(text: str, path: str = "<stdin>", append: Sequence[str] = ()) -> SubmitFile:
-    """Check every line's shape and find the queue statements; ``append`` goes before the first queue."""
-    logical = _logical_lines(text)
+def parse_submit(
+    text: str, path: str = "<stdin>", append: Sequence[str] = (), prepend: Sequence[str] = ()
+) -> SubmitFile:
+    """Check every line's shape and find the queue statements; ``append`` goes before the first queue,
+    ``prepend`` before everything (a DAG node's macros, which the file itself may override)."""
+    logical = [(0, line) for line in prepend] + _logical_lines(text)
     appended = [(0, line) for line in append]
     if appended:
         first_queue = next(

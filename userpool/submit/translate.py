@@ -15,7 +15,7 @@ import signal
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from updraft.core import arglist, classads
+from updraft.core import arglist, classads, protocol
 from updraft.core.errors import BadRequest
 from updraft.core.protocol import HoldCode, quote
 from userpool.submit.context import (
@@ -25,6 +25,7 @@ from userpool.submit.context import (
     Context,
     SubmitEnvironment,
     handler,
+    is_scheduler_universe,
     is_url,
     split_list,
 )
@@ -78,6 +79,16 @@ def constants(ctx: Context) -> dict[str, str]:
 @handler("universe")
 def universe(ctx: Context) -> dict[str, str]:
     value = (ctx.get("universe") or "vanilla").lower()
+    if is_scheduler_universe(ctx):
+        # the DAG job (condor_submit_dag's .condor.sub): the pool runs its own DAGMan for it
+        command = os.path.basename(ctx.get("executable") or "")
+        if command != protocol.DAGMAN_COMMAND:
+            raise ctx.error(
+                "universe",
+                f"the scheduler universe runs only {protocol.DAGMAN_COMMAND} here (use condor_submit_dag),"
+                f" not {command or 'nothing'}",
+            )
+        return {"JobUniverse": str(protocol.SCHEDULER_UNIVERSE)}
     if value not in ("vanilla", "5"):
         raise ctx.error(
             "universe",
@@ -86,7 +97,7 @@ def universe(ctx: Context) -> dict[str, str]:
     return {"JobUniverse": "5"}
 
 
-@handler("executable", "transfer_executable")
+@handler("executable", "transfer_executable", "universe")
 def executable(ctx: Context) -> dict[str, str]:
     command = ctx.get("executable")
     if command is None:
@@ -94,7 +105,7 @@ def executable(ctx: Context) -> dict[str, str]:
             None, "no 'executable' command: say which program the job runs" + ctx.file.near_miss("executable")
         )
     attrs: dict[str, str] = {}
-    if ctx.flag("transfer_executable", True):
+    if ctx.flag("transfer_executable", True) and not is_scheduler_universe(ctx):
         attrs["Cmd"] = _string(command if os.path.isabs(command) else os.path.join(ctx.env.cwd, command))
     else:
         attrs["Cmd"] = _string(command)

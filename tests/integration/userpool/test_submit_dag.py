@@ -84,13 +84,3 @@ def test_the_newest_rescue_dag_is_used_and_force_sets_it_aside(tmp_path: Path) -
         not (tmp_path / "diamond.dag.rescue002").exists()
         and (tmp_path / "diamond.dag.rescue002.old").exists()
     )
-
-
-def test_without_no_submit_it_says_the_pool_does_not_run_dags_yet(tmp_path: Path) -> None:
-    diamond(tmp_path)
-    done = submit_dag(tmp_path, "diamond.dag")
-    assert done.returncode == 1
-    assert (
-        "does not run DAGs yet: diamond.dag was checked (4 nodes, 4 edges) and nothing was queued"
-        in done.stderr
-    )
