@@ -51,6 +51,7 @@ from userpool.identities import Account, Unmapped
 from userpool.jobs import COMPLETED, HELD, IDLE, RUNNING
 from userpool.queue import Cluster, Job, is_dag_job
 from userpool.sandbox import string_attr
+from userpool.store import INSERT_REVOCATION
 
 if TYPE_CHECKING:
     from userpool.pool import Pool
@@ -337,12 +338,20 @@ class DagSupervisor:
             del self.engines[engine.cluster_id]
             job = self.pool.schedd.queue.get(engine.cluster_id, 0)
             log.info("DAG job %d.0: engine (pid %d) ended with %d", engine.cluster_id, pid, status)
-            if job is None or engine.stopping or job.status != RUNNING:
-                continue
-            if status < 0 or status in (EXIT_ENGINE_ERROR, EXIT_TRY_LATER):
-                self._crashed(tx, job, status)
-                continue
-            self._complete(tx, job, status)
+            if job is not None and not engine.stopping and job.status == RUNNING:
+                if status < 0 or status in (EXIT_ENGINE_ERROR, EXIT_TRY_LATER):
+                    self._crashed(tx, job, status)
+                else:
+                    self._complete(tx, job, status)
+            if job is None or job.status == COMPLETED:
+                self._revoke_token(tx, engine.cluster_id)
+
+    def _revoke_token(self, tx: Tx, cluster_id: int) -> None:
+        """The DAG is over: its engines' tokens (bound to it) are good for nothing more."""
+        now = self.pool.clock()
+        key = f"bind:{DAG_BINDING}={cluster_id}"
+        tx.batch.add(INSERT_REVOCATION, (key, now + self.pool.config.max_token_lifetime_s, now))
+        tx.after_commit.append(lambda: self.pool.tokens.revoke(key, now))
 
     def _crashed(self, tx: Tx, job: Job, status: int) -> None:
         crashes = self.crashes.setdefault(job.cluster.cluster_id, Crashes())

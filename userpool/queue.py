@@ -25,6 +25,8 @@ PROTECTED = frozenset(
     for n in (
         "ClusterId", "ProcId", "JobStatus", "Owner", "User", "QDate", "MyType", "EnteredCurrentStatus",
         "NumJobStarts", "NumJobMatches", "RemoteHost", "GlobalJobId", protocol.ATTR_AUTHENTICATED_IDENTITY, "NumJobCompletions",
+        # a job's DAG is fixed at submission: an edit would not make a job a DAG, or a node of another's
+        "JobUniverse", protocol.ATTR_DAGMAN_JOB_ID, protocol.ATTR_DAG_ENGINE_LIVE,
     )
 )  # fmt: skip
 

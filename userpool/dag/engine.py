@@ -366,6 +366,12 @@ class Engine:
     # -- moving on ----------------------------------------------------------------------------
     def pump(self, now: float) -> float:
         """Start what may start; the time the next waiting script or submission is due (0: none)."""
+        due = self._start_what_may(now)
+        if not self.finished and self.ready and self.final_started:  # the FINAL node just became ready
+            due = self._start_what_may(now)
+        return due
+
+    def _start_what_may(self, now: float) -> float:
         due = 0.0
         for run in self.runs.values():
             if run.script_waiting is not None and run.state in (NodeState.PRERUN, NodeState.POSTRUN):
@@ -588,7 +594,7 @@ class Engine:
         return run.retry < node.retry
 
     def _release_children(self, run: NodeRun) -> None:
-        for child_name in run.node.children:
+        for child_name in sorted(run.node.children, key=lambda name: self.runs[name].order):  # file order
             child = self.runs[child_name]
             child.parents_left -= 1
             if child.parents_left <= 0 and child.state == NodeState.NOT_READY:
@@ -682,7 +688,6 @@ class Engine:
     def script_macros(self, run: NodeRun, when: ScriptWhen) -> dict[str, str]:
         macros = {
             "JOB": run.name,
-            "NODE": run.name,
             "RETRY": str(run.retry),
             "MAX_RETRIES": str(run.node.retry),
             "DAG_STATUS": str(int(self.status)),
@@ -693,7 +698,6 @@ class Engine:
                 JOBID=f"{run.cluster}.{max(run.procs - 1, 0)}" if run.cluster else "",
                 RETURN=str(run.job_return if run.job_return is not None else RETURN_JOB_SKIPPED),
                 PRE_SCRIPT_RETURN=str(run.pre_return),
-                CLUSTER_ID=str(run.cluster) if run.cluster else "",
             )
         return macros
 

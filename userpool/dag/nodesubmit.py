@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator, Mapping
 
 from updraft.core.client import Client, ClientError
@@ -38,6 +39,7 @@ from userpool.submit.send import send_cluster
 
 #: the events the nodes log takes (HTCondor's DAGMan event mask)
 NODES_LOG_MASK = "0,1,2,4,5,7,8,9,10,11,12,13,16,17,24,27,35,36"
+QUEUE_LINE = re.compile(r"^\s*queue(\s|$)", re.IGNORECASE | re.MULTILINE)
 #: HTTP statuses a retry may get past: the pool busy, restarting, or its disk full
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 507})
 
@@ -98,9 +100,11 @@ class NodeSubmitter:
         if node.kind == NodeKind.SUBDAG:
             return self._subdag(run, directory)
         if node.inline:
-            return node.inline, f"{node.source} (node {node.name}, line {node.line})"
+            return _one_job(node.inline, f"{node.source} (node {node.name}, line {node.line})")
         if node.submit in self.dag.descriptions:
-            return self.dag.descriptions[node.submit], f"{node.source} (SUBMIT-DESCRIPTION {node.submit})"
+            return _one_job(
+                self.dag.descriptions[node.submit], f"{node.source} (SUBMIT-DESCRIPTION {node.submit})"
+            )
         path = node.submit if os.path.isabs(node.submit) else os.path.join(directory, node.submit)
         with open(path, encoding="utf-8") as handle:
             return handle.read(), node.submit
@@ -141,6 +145,7 @@ class NodeSubmitter:
             f"My.DAGManJobId = {self.dag_id}",
             f"DAGManJobId = {self.dag_id}",
             f"My.DAGManNodeRetry = {run.retry}",
+            f"My.DAG_Status = {macros.get('DAG_STATUS', '0')}",
         ]
         if self.knobs.flag("DAGMAN_SUPPRESS_JOB_LOGS"):
             append.append("log = ")
@@ -159,6 +164,15 @@ class NodeSubmitter:
         if len(clusters) != 1:
             return None
         return clusters.pop(), len(ads)
+
+
+def _one_job(text: str, where: str) -> tuple[str, str]:
+    """An inline description is one job: DAGMan allows it no queue statement and queues it once."""
+    if QUEUE_LINE.search(text):
+        raise SubmitError(
+            where, None, "an inline submit description has no queue statement (DAGMan queues it once)"
+        )
+    return text.rstrip("\n") + "\nqueue\n", where
 
 
 def _said(exc: BaseException) -> str:

@@ -1,9 +1,9 @@
 """PRE and POST scripts: run on the submit side, as the DAG's owner, with DAGMan's macros.
 
 ``SCRIPT [DEFER status time] PRE|POST node executable arguments``: the executable and its
-arguments are split on blanks, each ``$JOB``, ``$RETRY``, ``$MAX_RETRIES``, ``$JOBID``,
-``$RETURN``, ``$PRE_SCRIPT_RETURN``, ``$DAG_STATUS``, ``$FAILED_COUNT`` (and the others
-DAGMan knows) replaced, and the script run in the node's directory (DIR) with the DAG's
+arguments are split on blanks, each argument that is ``$JOB``, ``$RETRY``, ``$MAX_RETRIES``,
+``$JOBID``, ``$RETURN``, ``$PRE_SCRIPT_RETURN``, ``$DAG_STATUS`` or ``$FAILED_COUNT`` replaced
+(only whole arguments, as in DAGMan), and the script run in the node's directory (DIR) with the DAG's
 environment, never its engine's token.  Each runs in its own process group and is killed
 with it after the pool's ``dag_script_timeout_s`` (Updraft's knob: a hung script would hold
 its DAG for ever); its output goes to dagman.out.  The end comes back to the engine's inbox.
@@ -33,15 +33,9 @@ class ScriptEnded:
 
 
 def command_line(text: str, macros: Mapping[str, str]) -> list[str]:
-    """The script's argv: blank-separated words, DAGMan's $MACROS replaced (longest names first)."""
-    words = text.split()
-    names = sorted(macros, key=len, reverse=True)
-    out = []
-    for word in words:
-        for name in names:
-            word = word.replace(f"${name}", macros[name])
-        out.append(word)
-    return out
+    """The script's argv: blank-separated words; a word that is a whole $MACRO is replaced by its
+    value (``job_status=$RETURN`` stays as written, as in DAGMan)."""
+    return [macros.get(word[1:], word) if word.startswith("$") else word for word in text.split()]
 
 
 class ScriptRunner:
