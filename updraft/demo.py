@@ -5,7 +5,7 @@ with its own worker-node directories, cores and wall-clock limit); a frontend wi
 sensible policy and a short overflow timeout; and a workload submitted with condor_submit:
 jobs for any site, more jobs for UCSD than UCSD can run (they overflow to the other sites
 and read their input from UCSD's storage through a local xrootd server), a few jobs that
-fail, and one worker node that fails validation.  Live progress while it runs, a summary at
+fail, a small DAG (condor_submit_dag), and one worker node that fails validation.  Live progress while it runs, a summary at
 the end, and every process it started is stopped (``--keep`` leaves them up).
 """
 
@@ -80,7 +80,30 @@ requirements = stringListMember(TARGET.GLIDEIN_Site, DESIRED_Sites)
 batch_name   = broken
 queue 3
 """
+WORKFLOW = """\
+# a small workflow (condor_submit_dag): prepare, two analyses side by side, then merge
+JOB prepare step.sub
+JOB analyze1 step.sub
+JOB analyze2 step.sub
+JOB merge step.sub
+PARENT prepare CHILD analyze1 analyze2
+PARENT analyze1 analyze2 CHILD merge
+VARS ALL_NODES step="$(JOB)"
+RETRY ALL_NODES 1
+SCRIPT POST merge merged.sh $JOB $RETURN
+"""
+STEP = """\
+# one step of the workflow: $(step) is the DAG node's name (VARS)
+executable = step.sh
+arguments  = $(step)
+output     = out/workflow.$(step).out
+error      = out/workflow.$(step).err
+log        = demo.log
+queue
+"""
 SCRIPTS = {
+    "step.sh": '#!/bin/sh\necho "workflow step $1 ran"\nsleep 1\n',
+    "merged.sh": '#!/bin/sh\necho "the workflow is merged: node $1 returned $2"\nexit $2\n',
     "analyze.sh": '#!/bin/sh\necho "analyzing $1 at $2"\nsleep 3\n',
     "reco.sh": (
         "#!/bin/sh\n# $1: chunk, $2: the site it runs at\n"
@@ -187,6 +210,8 @@ class Demo:
         (self.work / "ucsd.sub").write_text(UCSD_ONLY.format(xrd=xrd, local=data / "input.dat"))
         (self.work / "any.sub").write_text(ANY_SITE)
         (self.work / "broken.sub").write_text(FAILING)
+        (self.work / "workflow.dag").write_text(WORKFLOW)
+        (self.work / "step.sub").write_text(STEP)
 
     def _factory_config(self) -> None:
         entries = []
@@ -248,7 +273,13 @@ class Demo:
             )
             say(out.stdout.strip())
             total += int(out.stdout.split(" job(s) submitted")[0].split()[-1])
-        return total
+        say("\n$ condor_submit_dag workflow.dag")
+        out = subprocess.run(
+            [str(BIN / "condor_submit_dag"), "workflow.dag"], env=self.env, cwd=self.work, capture_output=True,
+            text=True, check=True,
+        )  # fmt: skip
+        say(next(line for line in out.stdout.splitlines() if "submitted to cluster" in line))
+        return total + 1 + WORKFLOW.count("\nJOB ")  # the DAG job and its nodes
 
     def client(self) -> Client:
         return self.pool.client()
@@ -361,6 +392,16 @@ class Demo:
         say(
             f"wall time {time.monotonic() - self.began:.0f} s; monitor: {self.pool.url}{protocol.MONITOR_PAGE}"
         )
+        dags = client.query(QueryRequest("JobUniverse == 7", ["ClusterId", "ExitCode"]), history=True).ads
+        for ad in dags:
+            merged = self.work / "workflow.dag.dagman.out"
+            said = (
+                [line for line in merged.read_text().splitlines() if "is merged" in line]
+                if merged.exists()
+                else []
+            )
+            say(f"workflow.dag (DAG job {ad['ClusterId']}): exit code {ad.get('ExitCode', '?')}"
+                f"{'; ' + said[-1].split(' ', 2)[-1].strip() if said else ''}")  # fmt: skip
         outputs = sorted((self.work / "out").glob("ucsd.*.out"), key=lambda f: "root://" not in f.read_text())
         for path in outputs[:2]:
             say(f"  {path.name}: {path.read_text().strip()}")

@@ -24,7 +24,8 @@ def test_the_demo_runs_every_job_and_stops_everything() -> None:
     )  # fmt: skip
     out = result.stdout
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
-    assert "28/28 jobs done" in out and "1 node(s) failed validation" in out
+    assert "33/33 jobs done" in out and "1 node(s) failed validation" in out  # 28 jobs, a DAG and its 4 nodes
+    assert "exit code 0; the workflow is merged: node merge returned 0" in out
     assert "from root://localhost:11095//store/demo/input.dat" in out  # an overflowed job read over xrootd
     assert "Every process the demo started has stopped." in out
     leftovers = subprocess.run(["pgrep", "-f", str(work)], capture_output=True, text=True).stdout.split()

@@ -288,10 +288,9 @@ def test_kill_9_of_the_pool_mid_dag_neither_loses_nor_repeats_a_node(tmp_path: P
     try:
         dag_id = submit_dag(pool, work, "chain.dag")
         wait_for(lambda: len(worker.running) == 1, 60)  # N3 runs: N0..N2 are done
-        worker.stop()
         pool.kill()
-        pool.process.start()
-        worker = Worker(pool, lambda ad: 0)
+        pool.process.start()  # the same pilot goes on with its claim on N3
+        worker.decide = lambda ad: 0
         ad = wait_dag(pool, dag_id, timeout=120)
         nodes = json.loads(pool_history_json(pool, dag_id))
     finally:
