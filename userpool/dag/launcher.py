@@ -167,11 +167,17 @@ def _serve(sock: socket.socket, entry: str) -> None:
     _preload()
     children: set[int] = set()
     buffer = b""
+    wake_read, wake_write = os.pipe()  # an engine's end wakes the loop at once (SIGCHLD)
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
     while True:
-        ready, _w, _x = select.select([sock], [], [], 0.2)
+        ready, _w, _x = select.select([sock, wake_read], [], [], 1.0)
+        if wake_read in ready:
+            os.read(wake_read, 4096)
         for pid, status in _reap(children):
             _answer(sock, {"exited": pid, "status": status})
-        if not ready:
+        if sock not in ready:
             continue
         chunk = sock.recv(1 << 16)
         if not chunk:
@@ -248,6 +254,7 @@ def _spawn(request: dict[str, Any], main: Any, sock: socket.socket) -> int:
     status = EXIT_ENGINE_ERROR
     try:
         sock.close()
+        signal.set_wakeup_fd(-1)
         os.setsid()
         if uid is not None:
             drop_to(int(uid), int(gid or 0), request.get("groups") or [])
