@@ -324,11 +324,16 @@ class ForkedWriter(OwnerWriter):
             return [str(exc)] * len(paths)
 
     def close(self) -> None:
-        self._socket.close()  # the helper sees the end of its socket and exits
-        try:
-            os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass
+        close_helper(self._socket, self.pid)
+
+
+def close_helper(sock: socket.socket, pid: int) -> None:
+    """A forked helper's end: it sees the end of its socket and exits; wait for it."""
+    sock.close()
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def owner_writer() -> OwnerWriter:
@@ -423,6 +428,7 @@ __all__: Iterable[str] = [
     "OwnerWriter",
     "Place",
     "Refused",
+    "close_helper",
     "drop_to",
     "forbidden_directories",
     "owner_writer",

@@ -127,6 +127,10 @@ class PoolSettings:
     dag_engine_restarts: int = 3
     #: a removed DAG's engine has this long to run its FINAL node and write its rescue DAG
     dag_remove_grace_s: float = 3600.0
+    #: DAG jobs (the scheduler universe) running at once: HTCondor's START_SCHEDULER_UNIVERSE
+    #: default (TotalSchedulerJobsRunning < 500), and MAX_RUNNING_SCHEDULER_JOBS_PER_OWNER
+    max_running_scheduler_jobs: int = 500
+    max_running_scheduler_jobs_per_owner: int = 200
     #: token subject -> local account (userpool/identities.py); relative to the home
     identity_map: str = "identity.map"
 

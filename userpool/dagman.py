@@ -28,6 +28,7 @@ import logging
 import os
 import signal
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -170,10 +171,15 @@ class DagSupervisor:
             return
         tx = Tx()
         self._reap(tx)
-        for job in self.dag_jobs():
+        jobs = self.dag_jobs()
+        running = Counter(job.owner for job in jobs if job.status == RUNNING)
+        for job in sorted(jobs, key=lambda job: job.status != RUNNING):  # the running recover first
             cluster_id = job.cluster.cluster_id
             engine = self.engines.get(cluster_id)
-            if job.status in (IDLE, RUNNING) and engine is None and self._may_start(cluster_id):
+            if job.status == RUNNING and engine is None and self._may_start(cluster_id):
+                self._start(tx, job)
+            elif job.status == IDLE and self._may_start(cluster_id) and self._room(running, job.owner):
+                running[job.owner] += 1
                 self._start(tx, job)
             elif job.status == HELD and engine is not None and not engine.stopping:
                 self._stop(engine, "hold", signal.SIGTERM)
@@ -191,6 +197,16 @@ class DagSupervisor:
         self.pool.schedd.finish(tx)
         if tx.events or tx.batch:
             await self.pool.commit(tx)
+
+    def _room(self, running: Counter[str], owner: str) -> bool:
+        """HTCondor's limits on scheduler-universe jobs: START_SCHEDULER_UNIVERSE's default
+        (fewer than 500 running) and MAX_RUNNING_SCHEDULER_JOBS_PER_OWNER (200); a DAG job past
+        them stays idle until one ends."""
+        config = self.pool.config
+        return (
+            sum(running.values()) < config.max_running_scheduler_jobs
+            and running[owner] < config.max_running_scheduler_jobs_per_owner
+        )
 
     def _may_start(self, cluster_id: int) -> bool:
         crashes = self.crashes.get(cluster_id)

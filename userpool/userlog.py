@@ -32,6 +32,7 @@ from typing import Any
 from updraft.core import classads
 from updraft.core.failpoints import failpoint
 from updraft.core.payloads import Event
+from updraft.core.protocol import ATTR_DAG_NODES_LOG, ATTR_SUBMIT_EVENT_NOTES
 from userpool.asowner import OwnerWriter, Place, forbidden_directories
 from userpool.identities import Account, IdentityMap, Unmapped
 from userpool.sandbox import string_attr
@@ -133,7 +134,7 @@ def records_for(event: Event, ad: Mapping[str, str], proc: int, submit_host: str
     kind, details, when, cluster = event.type, event.details, event.time, event.cluster_id
     out: list[Record] = []
     if kind == "submit":
-        notes = string_attr(dict(ad), "SubmitEventNotes") or ""  # "DAG Node: A" for a DAG's node
+        notes = string_attr(dict(ad), ATTR_SUBMIT_EVENT_NOTES) or ""  # "DAG Node: A" for a DAG's node
         out.append(
             Record(
                 SUBMIT,
@@ -320,9 +321,10 @@ def _ad_information(trigger: Record, ad: Mapping[str, str], names: list[str]) ->
 # -- writing them -------------------------------------------------------------------------------------
 #: what the writer reads of a job's ad for a cluster's own events (the submission)
 CLUSTER_EVENT_ATTRS = (
-    "UserLog", "DAGManNodesLog", "DAGManNodesMask", "SubmitEventNotes", "Owner", "UserLogUseXML", "JobAdInformationAttrs", "Iwd",
+    "UserLog", ATTR_DAG_NODES_LOG, "DAGManNodesMask", ATTR_SUBMIT_EVENT_NOTES, "Owner", "UserLogUseXML",
+    "JobAdInformationAttrs", "Iwd",
 )  # fmt: skip
-LOG_ATTRS = ("UserLog", "DAGManNodesLog")  # a job's own log, and its DAG's nodes log (always text)
+LOG_ATTRS = ("UserLog", ATTR_DAG_NODES_LOG)  # a job's own log, and its DAG's nodes log (always text)
 PER_PROC = {"ClusterId", "ProcId", "JobStatus"}  # never in the cluster's ad: each proc's own
 
 

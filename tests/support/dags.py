@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.accounts import give_to_job_account
+from tests.support.factories import wait_for
 from tests.support.pilots import ProtocolPilot, slot_ad
 from tests.support.pools import RunningPool
 from updraft.core.protocol import Scope, parse_literal
@@ -116,16 +117,6 @@ def submit_dag(pool: RunningPool, work: Path, dag: str, *options: str, user: str
     return int(line.rstrip(".").split()[-1])
 
 
-def wait_for(what: Callable[[], object], timeout: float = 60.0, step: float = 0.1) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = what()
-        if found:
-            return found
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout} s waiting for {getattr(what, '__name__', what)}")
-
-
 def history_ad(pool: RunningPool, cluster: int, user: str = "alice") -> dict[str, object] | None:
     done = pool.run("condor_history", f"{cluster}.0", "-json", user=user)
     if done.returncode != 0 or not done.stdout.strip():
@@ -138,9 +129,22 @@ def wait_dag(
     pool: RunningPool, cluster: int, timeout: float = 90.0, user: str = "alice"
 ) -> dict[str, object]:
     """The DAG job's ad once it left the queue (completed or removed)."""
-    found = wait_for(lambda: history_ad(pool, cluster, user), timeout, 0.2)
+    found = wait_for(lambda: history_ad(pool, cluster, user), timeout, 0.2, f"DAG job {cluster} to end")
     assert isinstance(found, dict)
     return found
+
+
+def run_dag(
+    pool: RunningPool, work: Path, dag: str, decide: Decide, *options: str, timeout: float = 90.0
+) -> tuple[int, dict[str, object], Worker]:
+    """Submit ``dag`` from ``work``, run its nodes with ``decide`` until the DAG job ends: (id, its ad, worker)."""
+    worker = Worker(pool, decide)
+    try:
+        dag_id = submit_dag(pool, work, dag, *options)
+        ad = wait_dag(pool, dag_id, timeout)
+    finally:
+        worker.stop()
+    return dag_id, ad, worker
 
 
 def queue_ads(pool: RunningPool, constraint: str, user: str = "alice") -> list[dict[str, object]]:

@@ -12,7 +12,7 @@ from typing import Any
 from updraft.core import classads
 from updraft.core.client import token_claims
 from updraft.core.payloads import QueryRequest
-from updraft.core.protocol import parse_job_id
+from updraft.core.protocol import ATTR_DAG_NODE_NAME, ATTR_DAGMAN_JOB_ID, parse_job_id
 from userpool.cli import common
 from userpool.cli.formats import (
     format_batch_table,
@@ -27,7 +27,7 @@ BATCH_ATTRS = [
     "ClusterId", "ProcId", "Owner", "JobBatchName", "QDate", "JobStatus", "TotalSubmitProcs", "JobUniverse",
     "DAG_NodesTotal", "DAG_NodesDone",
 ]  # fmt: skip
-DAG_ATTRS = ["DAGManJobId", "DAGNodeName", "JobUniverse"]
+DAG_ATTRS = [ATTR_DAGMAN_JOB_ID, ATTR_DAG_NODE_NAME, "JobUniverse"]
 TABLE_ATTRS = [
     "ClusterId", "ProcId", "Owner", "QDate", "JobStatus", "JobPrio", "ImageSize", "MemoryUsage", "Cmd", "Args",
     "Arguments", "RemoteWallClockTime", "JobCurrentStartDate", "RemoteHost", "HoldReason", "EnteredCurrentStatus",
@@ -196,15 +196,15 @@ def dag_tree(ads: list[dict[str, str]]) -> dict[tuple[int, int], tuple[tuple[int
         key = _key(ad)
         if key in placed:
             return placed[key][0], len(placed[key][0]) // 2
-        values = common.table_values(ad, ["DAGManJobId", "DAGNodeName"])
-        parent_id = values["DAGManJobId"]
+        values = common.table_values(ad, [ATTR_DAGMAN_JOB_ID, ATTR_DAG_NODE_NAME])
+        parent_id = values[ATTR_DAGMAN_JOB_ID]
         parent = by_cluster.get(parent_id) if isinstance(parent_id, int) and depth < 20 else None
         if parent is None:
             order, level = (key[0], key[1]), 0
         else:
             parent_order, parent_level = place(parent, depth + 1)
             order, level = (*parent_order, *key), parent_level + 1
-        name = f"{' ' * level}|-{values['DAGNodeName']}" if parent is not None else ""
+        name = f"{' ' * level}|-{values[ATTR_DAG_NODE_NAME]}" if parent is not None else ""
         placed[key] = (order, name)
         return order, level
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 from pathlib import Path
 
@@ -51,6 +52,17 @@ def parser() -> argparse.ArgumentParser:
         "-suppress_notification", "-Suppress_notification", dest="suppress_notification", action="store_true"
     )
     made.add_argument(
+        "-config", dest="config", default="", metavar="FILE", help="DAGMan's knobs for this DAG"
+    )
+    made.add_argument(
+        "-AlwaysRunPost", "-alwaysrunpost", dest="always_run_post", action="store_true", default=None
+    )
+    made.add_argument(
+        "-DontAlwaysRunPost", "-dontalwaysrunpost", dest="always_run_post", action="store_false"
+    )
+    made.add_argument("-update_submit", dest="update_submit", action="store_true", help="rewrite .condor.sub")
+    made.add_argument("-dont_suppress_notification", dest="dont_suppress", action="store_true")
+    made.add_argument(
         "-append", "-a", dest="append", action="append", default=[], metavar="COMMAND",
         help="a submit command added to the DAG job's .condor.sub",
     )  # fmt: skip
@@ -65,8 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         dag = parse_dag(args.dag)
         check_dag(dag)
-        if dag.files.config:
-            read_knobs(dag.files.config)
+        if (
+            dag.files.config
+            and args.config
+            and os.path.abspath(dag.files.config) != os.path.abspath(args.config)
+        ):
+            raise DagError(
+                args.dag, None, f"conflicting DAGMan config files: {dag.files.config} and {args.config}"
+            )
+        if dag.files.config or args.config:
+            read_knobs(dag.files.config or args.config)
     except (DagError, KnobError) as exc:
         print(exc, file=sys.stderr)
         print("Aborting: the DAG was not submitted.", file=sys.stderr)
@@ -87,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                 common.die(TOOL, str(exc), 1)
             print(f"Running rescue DAG {number} ({path.name}): {len(done)} node(s) already DONE")
     submit_file = Path(files["submit"])
-    if submit_file.exists() and not args.force and not rescue_files(args.dag):
+    if submit_file.exists() and not (args.force or args.update_submit) and not rescue_files(args.dag):
         print(
             f'ERROR: "{submit_file}" already exists.\nSome file(s) needed by DAGMan already exist.  Either rename'
             ' them, or use the "-f" option to force them to be overwritten.',
@@ -95,8 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     options = DagJobOptions(
-        args.maxjobs, args.maxidle, args.maxpre, args.maxpost, args.batch_name or "", args.notification or "",
-        args.auto_rescue, args.rescue_from, args.suppress_notification, list(args.append),
+        maxjobs=args.maxjobs, maxidle=args.maxidle, maxpre=args.maxpre, maxpost=args.maxpost,
+        batch_name=args.batch_name or "", notification=args.notification or "", auto_rescue=args.auto_rescue,
+        rescue_from=args.rescue_from, suppress_notification=args.suppress_notification, extra=list(args.append),
+        always_run_post=args.always_run_post, config=args.config,
     )  # fmt: skip
     text = condor_sub(dag, options, " ".join(sys.argv[1:]) if argv is None else " ".join(argv))
     submit_file.write_text(text)

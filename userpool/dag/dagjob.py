@@ -38,6 +38,8 @@ class DagJobOptions:
     auto_rescue: int = 1
     rescue_from: int = 0
     suppress_notification: bool = False
+    always_run_post: bool | None = None  # -AlwaysRunPost / -DontAlwaysRunPost (None: the knob's)
+    config: str = ""  # -config: the DAG's DAGMan configuration file
     extra: list[str] = field(default_factory=list)  # further submit commands (-append, a node's VARS)
 
 
@@ -66,6 +68,10 @@ def engine_arguments(dag_path: str, options: DagJobOptions) -> list[str]:
             arguments += [f"-{name.capitalize()}", str(value)]
     if options.suppress_notification:
         arguments.append("-Suppress_notification")
+    if options.always_run_post is not None:
+        arguments.append("-AlwaysRunPost" if options.always_run_post else "-DontAlwaysRunPost")
+    if options.config:
+        arguments += ["-Config", options.config]
     return arguments
 
 

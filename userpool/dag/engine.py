@@ -26,7 +26,6 @@ from __future__ import annotations
 import enum
 import heapq
 import itertools
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -212,7 +211,10 @@ class Engine:
         self.ready: list[tuple[int, int, str]] = []  # (-priority, sequence, name)
         self._back = itertools.count(0)
         self._front = itertools.count(-1, -1)
-        self.post_waiting: deque[NodeRun] = deque()
+        self.in_state = dict.fromkeys(NodeState, 0)
+        self.in_state[NodeState.NOT_READY] = len(self.runs)
+        self.script_waiters: set[str] = set()  # nodes whose script waits for a slot or its DEFER time
+        self._idle = 0  # idle procs, as counted at the start of a pass
         self.status = DagStatus.OK
         self.abort_return: int | None = None
         self.final_started = False
@@ -350,6 +352,7 @@ class Engine:
         if script.defer_status and value == script.defer_status:
             run.not_before = now + script.defer_time
             run.script_waiting = when
+            self.script_waiters.add(name)
             self.actions.note(
                 f"{when.value} Script of node {name} exited with status {value}; deferring for "
                 f"{script.defer_time} seconds"
@@ -373,14 +376,17 @@ class Engine:
 
     def _start_what_may(self, now: float) -> float:
         due = 0.0
-        for run in self.runs.values():
-            if run.script_waiting is not None and run.state in (NodeState.PRERUN, NodeState.POSTRUN):
-                if run.not_before > now:
-                    due = min(due or run.not_before, run.not_before)
-                elif self._script_slot(run.script_waiting):
-                    self._script(run, run.script_waiting)
+        for name in sorted(self.script_waiters, key=lambda name: self.runs[name].order):
+            run = self.runs[name]
+            if run.script_waiting is None or run.state not in (NodeState.PRERUN, NodeState.POSTRUN):
+                self.script_waiters.discard(name)
+            elif run.not_before > now:
+                due = min(due or run.not_before, run.not_before)
+            elif self._script_slot(run.script_waiting):
+                self._script(run, run.script_waiting)
         held_back: list[tuple[int, int, str]] = []
         submitted = 0
+        self._idle = self.idle_procs()  # once per pass: nothing else changes it while the pass submits
         while self.ready and not self.finished and submitted < self.settings.submits_per_pass:
             entry = heapq.heappop(self.ready)
             run = self.runs[entry[2]]
@@ -397,6 +403,8 @@ class Engine:
                 continue
             submitted += 1
             self._begin(run, now)
+            if run.state == NodeState.SUBMITTED:
+                self._idle += run.idle_procs()
         for entry in held_back:
             heapq.heappush(self.ready, entry)
         if self.ready and submitted >= self.settings.submits_per_pass:
@@ -407,7 +415,7 @@ class Engine:
     def _throttled(self) -> bool:
         settings = self.settings
         return (settings.maxjobs > 0 and self.occupied >= settings.maxjobs) or (
-            settings.maxidle > 0 and self.idle_procs() >= settings.maxidle
+            settings.maxidle > 0 and self._idle >= settings.maxidle
         )
 
     def _may_start(self, run: NodeRun) -> bool:
@@ -444,9 +452,11 @@ class Engine:
             self._script(run, when)
         else:
             run.script_waiting, run.not_before = when, 0.0
+            self.script_waiters.add(run.name)
 
     def _script(self, run: NodeRun, when: ScriptWhen) -> None:
         run.script_waiting = None
+        self.script_waiters.discard(run.name)
         if when == ScriptWhen.PRE:
             self.running_pre += 1
         else:
@@ -618,7 +628,11 @@ class Engine:
         heapq.heappush(self.ready, (-priority, sequence, run.name))
 
     def _advance(self, run: NodeRun, state: NodeState) -> None:
-        run.state = NODE_STATES.advance(run.state, state, run.name)
+        """The one place a node's state changes (the table says what may follow what); the counts follow."""
+        before = run.state
+        run.state = NODE_STATES.advance(before, state, run.name)
+        self.in_state[before] -= 1
+        self.in_state[run.state] += 1
 
     # -- the end ------------------------------------------------------------------------------
     def abort(self, exit_code: int, status: DagStatus = DagStatus.ABORT) -> None:
@@ -637,7 +651,10 @@ class Engine:
         self._maybe_finish()
 
     def active(self) -> int:
-        return sum(1 for run in self.runs.values() if run.state in ACTIVE and run.name != self.dag.final)
+        """Nodes with a script or job under way, the FINAL node apart."""
+        final = self.runs.get(self.dag.final) if self.dag.final else None
+        busy = sum(self.in_state[state] for state in ACTIVE)
+        return busy - (1 if final is not None and final.state in ACTIVE else 0)
 
     def _maybe_finish(self) -> None:
         if self.finished or (self.ready and self.abort_return is None):
@@ -674,7 +691,7 @@ class Engine:
 
     # -- macros ---------------------------------------------------------------------------------
     def failed_count(self) -> int:
-        return sum(1 for run in self.runs.values() if run.state == NodeState.FAILED)
+        return self.in_state[NodeState.FAILED]
 
     def submit_macros(self, run: NodeRun) -> dict[str, str]:
         """The node's own names for its submit description ($(JOB), $(RETRY), ...), VARS apart."""
@@ -703,10 +720,7 @@ class Engine:
 
     # -- views ----------------------------------------------------------------------------------
     def counts(self) -> dict[NodeState, int]:
-        out = dict.fromkeys(NodeState, 0)
-        for run in self.runs.values():
-            out[run.state] += 1
-        return out
+        return dict(self.in_state)
 
     def names_in(self, state: NodeState) -> list[str]:
         return [name for name, run in self.runs.items() if run.state == state]

@@ -95,6 +95,7 @@ class Knobs:
 
 
 def _value(name: str, text: str, path: str, line: int) -> bool | int:
+    text = text.strip()
     default = DEFAULTS[name]
     if isinstance(default, bool):
         lowered = text.strip().lower()

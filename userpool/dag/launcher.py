@@ -29,7 +29,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from userpool.asowner import drop_to
+from userpool.asowner import close_helper, drop_to
 
 log = logging.getLogger("updraft.dagman")
 
@@ -120,11 +120,7 @@ class EngineLauncher:
         return self._socket.fileno()
 
     def close(self) -> None:
-        self._socket.close()  # the helper sees the end of its socket and exits
-        try:
-            os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass
+        close_helper(self._socket, self.pid)
 
     # -- the wire -----------------------------------------------------------------------------
     def _send(self, message: dict[str, Any]) -> None:

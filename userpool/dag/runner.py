@@ -27,7 +27,7 @@ from typing import Any
 
 from updraft.core.client import Client
 from updraft.core.payloads import EditRequest, QueryRequest
-from updraft.core.protocol import parse_literal
+from updraft.core.protocol import ATTR_DAG_NODE_NAME, ATTR_DAG_NODE_RETRY, ATTR_DAGMAN_JOB_ID, parse_literal
 from userpool.dag import nodeslog
 from userpool.dag.check import check_dag
 from userpool.dag.dagjob import dag_files
@@ -58,8 +58,8 @@ PROJECTION = [
     "ClusterId",
     "ProcId",
     "JobStatus",
-    "DAGNodeName",
-    "DAGManNodeRetry",
+    ATTR_DAG_NODE_NAME,
+    ATTR_DAG_NODE_RETRY,
     "ExitCode",
     "ExitBySignal",
     "ExitSignal",
@@ -73,6 +73,13 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("-DoRescueFrom", "-dorescuefrom", dest="rescue_from", type=int, default=0)
     for name in ("Maxjobs", "MaxIdle", "MaxPre", "MaxPost"):
         parser.add_argument(f"-{name}", f"-{name.lower()}", dest=name.lower(), type=int, default=0)
+    parser.add_argument("-Config", "-config", dest="config", default="")
+    parser.add_argument(
+        "-AlwaysRunPost", "-alwaysrunpost", dest="always_run_post", action="store_true", default=None
+    )
+    parser.add_argument(
+        "-DontAlwaysRunPost", "-dontalwaysrunpost", dest="always_run_post", action="store_false"
+    )
     parser.add_argument(
         "-Suppress_notification", "-suppress_notification", dest="suppress", action="store_true"
     )
@@ -241,7 +248,8 @@ class DagRun:
         out.line(f"Parsing 1 dagfiles\nParsing {options.dag} ...")
         dag = parse_dag(options.dag)
         check_dag(dag)
-        knobs = read_knobs(dag.files.config) if dag.files.config else Knobs()
+        config = dag.files.config or options.config
+        knobs = read_knobs(config) if config else Knobs()
         for name, why in knobs.ignored.items():
             out.line(f"Note: {name} in {dag.files.config} has no effect here: {why}")
         knobs = with_options(
@@ -249,6 +257,8 @@ class DagRun:
         )
         if options.suppress:
             knobs.values["DAGMAN_SUPPRESS_NOTIFICATION"] = True
+        if options.always_run_post is not None:
+            knobs.values["DAGMAN_ALWAYS_RUN_POST"] = options.always_run_post
         auto = options.auto_rescue and knobs.flag("DAGMAN_AUTO_RESCUE")
         rescues = rescue_files(options.dag)
         chosen = (
@@ -277,18 +287,18 @@ class DagRun:
     def _own_ad(self) -> tuple[str, str, int]:
         """The DAG job's owner, batch name (its nodes share it) and parent DAG (a sub-DAG's)."""
         found = self.client.query(
-            QueryRequest(ids=[f"{self.dag_id}.0"], projection=["Owner", "JobBatchName", "DAGManJobId"])
+            QueryRequest(ids=[f"{self.dag_id}.0"], projection=["Owner", "JobBatchName", ATTR_DAGMAN_JOB_ID])
         )
         ad = found.ads[0] if found.ads else {}
         owner = _literal(ad.get("Owner")) or os.environ.get("USER", "")
         batch = _literal(ad.get("JobBatchName")) or ""
-        parent = _literal(ad.get("DAGManJobId"))
+        parent = _literal(ad.get(ATTR_DAGMAN_JOB_ID))
         return str(owner), str(batch), int(parent) if isinstance(parent, int) else 0
 
     def _recovery(self, dag: Dag, owner: str) -> tuple[int, Recovery]:
         """What the pool knows of this DAG's nodes, and what the nodes log says of its scripts."""
         last = self.client.ping().last_event
-        constraint = f"DAGManJobId == {self.dag_id}"
+        constraint = f"{ATTR_DAGMAN_JOB_ID} == {self.dag_id}"
         ads = [
             *self.client.query(QueryRequest(constraint, PROJECTION, owners=[owner]), history=True).ads,
             *self.client.query(QueryRequest(constraint, PROJECTION, owners=[owner])).ads,
@@ -296,11 +306,11 @@ class DagRun:
         attempts: dict[int, Attempt] = {}
         for ad in ads:
             cluster = int(str(ad["ClusterId"]))
-            node = _literal(ad.get("DAGNodeName"))
+            node = _literal(ad.get(ATTR_DAG_NODE_NAME))
             if not isinstance(node, str):
                 continue
             attempt = attempts.setdefault(
-                cluster, Attempt(node, _whole(_literal(ad.get("DAGManNodeRetry"))), cluster, {})
+                cluster, Attempt(node, _whole(_literal(ad.get(ATTR_DAG_NODE_RETRY))), cluster, {})
             )
             status = int(str(ad.get("JobStatus", 1)))
             value = (
@@ -359,6 +369,8 @@ class DagRun:
         if self.changed and (final or now - self.last_ad_update >= AD_UPDATE_S):
             self.last_ad_update = now
             self.changed = False
+            if not final:
+                self.out.status(engine)  # DAGMan's table, as its readers expect it after each change
             try:
                 self.client.edit(EditRequest([f"{self.dag_id}.0"], ad_attributes(engine, self.recovering)))
             except Exception as exc:

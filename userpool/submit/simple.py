@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from updraft.core import protocol
 from updraft.core.protocol import quote
 from userpool.submit.context import Context, handler
 
@@ -43,9 +44,9 @@ SIMPLE: dict[str, tuple[str, str]] = {
     "concurrency_limits_expr": ("ConcurrencyLimits", EXPRESSION),
     "container_target_dir": ("ContainerTargetDir", STRING),
     "core_size": ("CoreSize", EXPRESSION),
-    "dag_node_name": ("DAGNodeName", STRING),
-    "dagman_job_id": ("DAGManJobId", EXPRESSION),
-    "dagman_log": ("DAGManNodesLog", PATH),
+    "dag_node_name": (protocol.ATTR_DAG_NODE_NAME, STRING),
+    "dagman_job_id": (protocol.ATTR_DAGMAN_JOB_ID, EXPRESSION),
+    "dagman_log": (protocol.ATTR_DAG_NODES_LOG, PATH),
     "delegate_job_gsi_credentials_lifetime": ("DelegateJobGSICredentialsLifetime", EXPRESSION),
     "email_attributes": ("EmailAttributes", STRING),
     "erase_output_and_error_on_restart": ("EraseOutputAndErrorOnRestart", BOOLEAN),
@@ -74,7 +75,7 @@ SIMPLE: dict[str, tuple[str, str]] = {
     "skip_if_dataflow": ("SkipIfDataflow", BOOLEAN),
     "stack_size": ("StackSize", EXPRESSION),
     "starter_debug": ("JobStarterDebug", STRING),
-    "submit_event_notes": ("SubmitEventNotes", STRING),
+    "submit_event_notes": (protocol.ATTR_SUBMIT_EVENT_NOTES, STRING),
     "submit_event_user_notes": ("SubmitEventUserNotes", STRING),
     "transfer_container": ("TransferContainer", BOOLEAN),
     "ulog_execute_attrs": ("UserLogExecuteEventAttrs", STRING),

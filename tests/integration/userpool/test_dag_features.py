@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.dags import Worker, dag_directory, queue_ads, submit_dag, wait_dag, wait_for
+from tests.support.dags import Worker, dag_directory, queue_ads, run_dag, submit_dag, wait_dag
+from tests.support.factories import wait_for
 from tests.support.pools import RunningPool, start_pool
 from updraft.core.client import Client, ClientError
 from updraft.core.payloads import QueryRequest, TokenRequest
@@ -25,7 +26,7 @@ NODE = "executable = /bin/true\narguments = $(JOB) $(RETRY)\nqueue\n"
 def pool(tmp_path: Path) -> Iterator[RunningPool]:
     home = tmp_path / "pool"
     home.mkdir()
-    (home / "pool.yaml").write_text("dag_script_timeout_s: 2\n")
+    (home / "pool.yaml").write_text("dag_script_timeout_s: 2\nmax_running_scheduler_jobs_per_owner: 1\n")
     running = start_pool(home)
     yield running
     running.stop()
@@ -51,12 +52,7 @@ def test_vars_inline_descriptions_include_dir_and_set_job_attr(pool: RunningPool
         ),
     }
     work = dag_directory(tmp_path, files)
-    worker = Worker(pool, lambda ad: 0)
-    try:
-        dag_id = submit_dag(pool, work, "all.dag")
-        ad = wait_dag(pool, dag_id)
-    finally:
-        worker.stop()
+    dag_id, ad, _worker = run_dag(pool, work, "all.dag", lambda ad: 0)
     assert ad["ExitCode"] == 0 and ad["Campaign"] == "winter"
     nodes = {str(a["DAGNodeName"]): a for a in history(pool, f"DAGManJobId == {dag_id}")}
     assert nodes["A"]["Args"] == "A 0 red" and nodes["A"]["Custom"] == "yes"
@@ -101,12 +97,7 @@ def test_the_node_status_file_the_job_state_log_and_dot(pool: RunningPool, tmp_p
         "JOBSTATE_LOG jobstate.log\nDOT graph.dot UPDATE\n"
     )
     work = dag_directory(tmp_path, {"node.sub": NODE, "files.dag": dag})
-    worker = Worker(pool, lambda ad: 0 if ad["DAGNodeName"] == "A" else 1)
-    try:
-        dag_id = submit_dag(pool, work, "files.dag")
-        wait_dag(pool, dag_id)
-    finally:
-        worker.stop()
+    _dag_id, _ad, _worker = run_dag(pool, work, "files.dag", lambda ad: 0 if ad["DAGNodeName"] == "A" else 1)
     status = (work / "status.txt").read_text()
     import classad2
 
@@ -197,12 +188,7 @@ def test_the_engine_s_token_dies_with_its_dag_and_its_scripts_never_see_it(
         "grab.sh": "#!/bin/sh\nenv > env.out\n",
     }
     work = dag_directory(tmp_path, files)
-    worker = Worker(pool, lambda ad: 0)
-    try:
-        dag_id = submit_dag(pool, work, "t.dag")
-        wait_dag(pool, dag_id)
-    finally:
-        worker.stop()
+    dag_id, _ad, _worker = run_dag(pool, work, "t.dag", lambda ad: 0)
     assert "UPDRAFT_TOKEN" not in (work / "env.out").read_text()
     # a token as the engine had (bound to the DAG, issued while it ran) is refused once the DAG is over
     engine_like = pool.signer().issue(
@@ -218,3 +204,20 @@ def _refused(client: Client) -> bool:
     except ClientError as exc:
         return exc.status == 401 and "revoked" in exc.message
     return False
+
+
+def test_a_users_dags_past_the_per_owner_limit_wait_their_turn(pool: RunningPool, tmp_path: Path) -> None:
+    work = dag_directory(
+        tmp_path, {"node.sub": NODE, "one.dag": "JOB A node.sub\n", "two.dag": "JOB B node.sub\n"}
+    )
+    worker = Worker(pool, lambda ad: None)
+    try:
+        first = submit_dag(pool, work, "one.dag")
+        wait_for(lambda: len(worker.running) == 1, 30)
+        second = submit_dag(pool, work, "two.dag")
+        time.sleep(2.0)  # the pool's limit (max_running_scheduler_jobs_per_owner: 1 here) keeps it idle
+        assert queue_ads(pool, f"ClusterId == {second}")[0]["JobStatus"] == 1 and len(worker.running) == 1
+        worker.decide = lambda ad: 0
+        assert wait_dag(pool, first)["ExitCode"] == 0 and wait_dag(pool, second)["ExitCode"] == 0
+    finally:
+        worker.stop()

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.accounts import IS_ROOT, JOB_ACCOUNT
-from tests.support.dags import Worker, dag_directory, queue_ads, submit_dag, wait_dag, wait_for
+from tests.support.dags import Worker, dag_directory, queue_ads, run_dag, submit_dag, wait_dag
+from tests.support.factories import wait_for
 from tests.support.pools import RunningPool, start_pool
 
 NODE = "executable = /bin/true\narguments = $(JOB) $(RETRY)\nqueue\n"
@@ -53,12 +54,7 @@ def events_of(path: Path) -> list[tuple[int, int, str]]:
 
 def test_a_diamond_runs_in_order_and_leaves_htcondors_files(pool: RunningPool, tmp_path: Path) -> None:
     work = dag_directory(tmp_path, {"node.sub": NODE, "diamond.dag": DIAMOND})
-    worker = Worker(pool, lambda ad: 0)
-    try:
-        dag_id = submit_dag(pool, work, "diamond.dag")
-        ad = wait_dag(pool, dag_id)
-    finally:
-        worker.stop()
+    dag_id, ad, worker = run_dag(pool, work, "diamond.dag", lambda ad: 0)
     assert ad["ExitCode"] == 0 and ad["JobStatus"] == 4 and ad["JobUniverse"] == 7
     order = [node for node, _retry, _cluster in worker.ran]
     assert order[0] == "A" and order[-1] == "D" and sorted(order[1:3]) == ["B", "C"]
@@ -91,12 +87,7 @@ def test_retry_until_success_and_unless_exit_stops_retrying(pool: RunningPool, t
             return 1 if int(str(ad.get("DAGManNodeRetry", 0))) < 2 else 0  # fails twice, then works
         return 5
 
-    worker = Worker(pool, decide)
-    try:
-        dag_id = submit_dag(pool, work, "retry.dag")
-        ad = wait_dag(pool, dag_id)
-    finally:
-        worker.stop()
+    _dag_id, ad, worker = run_dag(pool, work, "retry.dag", decide)
     assert by_node(worker) == {"A": [0, 1, 2], "B": [0]}
     assert ad["ExitCode"] == 1
     rescue = (work / "retry.dag.rescue001").read_text()
@@ -146,12 +137,7 @@ def test_abort_dag_on_removes_the_running_and_the_final_node_runs(pool: RunningP
     }
     work = dag_directory(tmp_path, files)
     decisions = {"A": 7, "SLOW": None, "F": 0}
-    worker = Worker(pool, lambda ad: decisions.get(str(ad["DAGNodeName"])))
-    try:
-        dag_id = submit_dag(pool, work, "abort.dag")
-        ad = wait_dag(pool, dag_id)
-    finally:
-        worker.stop()
+    _dag_id, ad, worker = run_dag(pool, work, "abort.dag", lambda ad: decisions.get(str(ad["DAGNodeName"])))
     assert "C" not in by_node(worker) and "F" in by_node(worker)
     # DAG_STATUS_ABORT; A failed, and SLOW, whose job the abort removed
     assert (work / "final.out").read_text().split() == ["final", "3", "2"]
@@ -190,12 +176,7 @@ def test_a_splice_and_an_external_sub_dag(pool: RunningPool, tmp_path: Path) -> 
         "PARENT A CHILD S\nPARENT S CHILD SUB\n",
     }
     work = dag_directory(tmp_path, files)
-    worker = Worker(pool, lambda ad: 0)
-    try:
-        dag_id = submit_dag(pool, work, "outer.dag")
-        ad = wait_dag(pool, dag_id)
-    finally:
-        worker.stop()
+    dag_id, ad, worker = run_dag(pool, work, "outer.dag", lambda ad: 0)
     assert ad["ExitCode"] == 0
     assert [node for node, _r, _c in worker.ran] == ["A", "S+P", "S+Q", "X", "Y"]
     inner = json.loads(
@@ -304,6 +285,29 @@ def test_kill_9_of_the_pool_mid_dag_neither_loses_nor_repeats_a_node(tmp_path: P
     assert (work / "posts").read_text().split() == ["N2"]  # its POST script ran once
 
 
+def test_a_killed_engine_is_started_again_and_recovers(pool: RunningPool, tmp_path: Path) -> None:
+    chain = "JOB N0 node.sub\nJOB N1 node.sub\nJOB N2 node.sub\nPARENT N0 CHILD N1\nPARENT N1 CHILD N2\n"
+    work = dag_directory(tmp_path, {"node.sub": NODE, "chain.dag": chain})
+    worker = Worker(pool, lambda ad: 0 if ad["DAGNodeName"] == "N0" else None)
+    try:
+        dag_id = submit_dag(pool, work, "chain.dag")
+        wait_for(lambda: len(worker.running) == 1, 30)  # N1 runs
+        engine = int((work / "chain.dag.lock").read_text())
+        os.kill(engine, 9)
+        wait_for(lambda: "Running in RECOVERY mode" in (work / "chain.dag.dagman.out").read_text(), 20)
+        worker.decide = lambda ad: 0
+        ad = wait_dag(pool, dag_id)
+        nodes = json.loads(pool_history_json(pool, dag_id))
+    finally:
+        worker.stop()
+    assert ad["ExitCode"] == 0
+    assert sorted((a["DAGNodeName"], a["DAGManNodeRetry"]) for a in nodes) == [
+        ("N0", 0),
+        ("N1", 0),
+        ("N2", 0),
+    ]
+
+
 def pool_history_json(pool: RunningPool, dag_id: int) -> str:
     return pool.run("condor_history", "-constraint", f"DAGManJobId == {dag_id}", "-json", user="alice").stdout
 
@@ -316,11 +320,7 @@ def test_the_engine_and_its_scripts_run_as_the_owner(pool: RunningPool, tmp_path
         "who.sh": "#!/bin/sh\nid -u > who\n",
     }
     work = dag_directory(tmp_path, files)
-    worker = Worker(pool, lambda ad: 0)
-    try:
-        wait_dag(pool, submit_dag(pool, work, "who.dag"))
-    finally:
-        worker.stop()
+    run_dag(pool, work, "who.dag", lambda ad: 0)
     import pwd
 
     uid = pwd.getpwnam(JOB_ACCOUNT).pw_uid

@@ -84,3 +84,26 @@ def test_the_newest_rescue_dag_is_used_and_force_sets_it_aside(tmp_path: Path) -
         not (tmp_path / "diamond.dag.rescue002").exists()
         and (tmp_path / "diamond.dag.rescue002.old").exists()
     )
+
+
+def test_options_that_reach_the_dags_engine(tmp_path: Path) -> None:
+    diamond(tmp_path)
+    (tmp_path / "knobs.config").write_text("DAGMAN_MAX_JOBS_IDLE = 10\n")
+    done = submit_dag(
+        tmp_path, "-no_submit", "-config", "knobs.config", "-AlwaysRunPost", "-maxidle", "5", "diamond.dag"
+    )
+    assert done.returncode == 0, done.stderr
+    sub = (tmp_path / "diamond.dag.condor.sub").read_text()
+    assert (
+        '"-Dag diamond.dag -AutoRescue 1 -DoRescueFrom 0 -Maxidle 5 -AlwaysRunPost -Config knobs.config"'
+        in sub
+    )
+    again = submit_dag(tmp_path, "-no_submit", "-update_submit", "-DontAlwaysRunPost", "diamond.dag")
+    assert again.returncode == 0 and "-DontAlwaysRunPost" in (tmp_path / "diamond.dag.condor.sub").read_text()
+    (tmp_path / "bad.config").write_text("DAGMAN_MAX_JOBS_IDLE = lots\n")
+    refused = submit_dag(tmp_path, "-no_submit", "-f", "-config", "bad.config", "diamond.dag")
+    assert refused.returncode == 1
+    assert (
+        "ERROR: bad.config (line 1): DAGMAN_MAX_JOBS_IDLE must be a whole number, not 'lots'"
+        in refused.stderr
+    )
