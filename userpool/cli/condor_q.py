@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.nobatch or args.run:
         names = dag_tree(ads) if args.dag else {}
         ordered = sorted(ads, key=lambda ad: names[_key(ad)][0]) if names else ads
-        shown = {key: name for key, (_order, name) in names.items() if name}
+        shown = {key: name for key, (_order, name) in names.items() if name} if args.dag else None
         out.write(format_job_table(ordered, time.time(), with_host=args.run, names=shown))
     else:
         out.write(format_batch_table(_batches(ads)))

@@ -105,7 +105,8 @@ def format_job_table(
         "RemoteWallClockTime", "JobCurrentStartDate", "RemoteHost", "MemoryUsage",
     ]  # fmt: skip
     last = "HOST(S)" if with_host else "CMD"
-    lines = [f" {'ID':<7} {'OWNER':<14} {'SUBMITTED':>11}   {'RUN_TIME':>10} ST PRI SIZE {last}"]
+    owner_title = "OWNER/NODENAME" if names is not None else "OWNER"  # condor_q -dag's header
+    lines = [f" {'ID':<7} {owner_title:<14} {'SUBMITTED':>11}   {'RUN_TIME':>10} ST PRI SIZE {last}"]
     for texts in ads:
         values = table_values(texts, attrs)
         status = int(values["JobStatus"]) if isinstance(values["JobStatus"], int) else 1
