@@ -330,6 +330,14 @@ def load_frontend_config(path: Path | str) -> FrontendConfig:
         if not re.fullmatch(r"[A-Za-z0-9_-]+", group.name):
             raise source.error(("groups", index, "name"), "letters, digits, '_' and '-' only")
         seen.add(group.name)
+        idle = group.limits.idle_glideins_per_entry
+        where = ("groups", index, "limits", "idle_glideins_per_entry", "reserve")
+        if idle.reserve > idle.max and source.lines.line(where) is not None:  # given, not the default 5
+            raise source.error(
+                where,
+                f"{idle.reserve} is above max ({idle.max}): the request never asks for more than max,"
+                " so that reserve could never be asked for",
+            )
     if not config.groups:
         raise source.error(("groups",), "a frontend needs at least one group")
     return config

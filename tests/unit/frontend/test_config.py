@@ -65,6 +65,7 @@ def test_derived_match_attributes_and_normalised_policy(tmp_path: Path) -> None:
         (("      idle_glideins_per_entry: {max: 50}", "      idle_glidens_per_entry: {max: 50}"), 7, "groups[0].limits.idle_glidens_per_entry", "did you mean 'idle_glideins_per_entry'"),
         (("{max: 50}", "{max: fifty}"), 7, "groups[0].limits.idle_glideins_per_entry.max", "expected a whole number"),
         (("{max: 50}", "{max: -5, curb: 1}"), 7, "groups[0].limits.idle_glideins_per_entry", "cannot be negative"),
+        (("{max: 50}", "{max: 5, reserve: 10}"), 7, "groups[0].limits.idle_glideins_per_entry.reserve", "10 is above max (5)"),
         (("MY.DESIRED_Sites)", "MY.DESIRED_Sites"), 5, "groups[0].match_expr", "not a valid ClassAd expression"),
         (("job_constraint: DESIRED_Sites isnt undefined", "job_constraint: __import__('os').system('x')"), 4, "groups[0].job_constraint", "not a valid ClassAd expression"),
         (("{policy: idle}", "{policy: idel}"), 8, "groups[0].removal.policy", "did you mean 'IDLE'"),
