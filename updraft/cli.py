@@ -149,6 +149,8 @@ def cmd_events(args: argparse.Namespace) -> int:
     from updraft.core.client import Client
 
     client = Client.from_environment(pool=args.pool)
+    if args.job:
+        return _job_events(client, args.job, args.follow)
     if args.follow:
         for event in client.stream_events(args.after, timeout=3600):
             print(json.dumps(event.to_dict()), flush=True)
@@ -156,6 +158,40 @@ def cmd_events(args: argparse.Namespace) -> int:
     for event in client.events(max(0, args.after), args.limit):
         print(json.dumps(event.to_dict()))
     return 0
+
+
+def _job_events(client: Any, job: str, follow: bool) -> int:
+    """One job's events (JSON lines); --follow: then its new ones, until it (every proc of a
+    cluster) has left the queue, as a tool subscribing to the job's life would want."""
+    from updraft.core.client import ClientError
+    from updraft.core.payloads import QueryRequest
+    from updraft.core.protocol import parse_job_id
+
+    _cluster_id, proc_id = parse_job_id(job)
+    last = client.ping().last_event
+    try:
+        past = client.job_events(job)
+    except ClientError as exc:
+        if exc.status != 404:
+            raise
+        past = []
+    for event in past:
+        print(json.dumps(event.to_dict()), flush=True)
+        last = max(last, event.id)
+
+    def gone() -> bool:
+        return not client.query(QueryRequest(ids=[job], projection=["ProcId"], limit=1)).ads
+
+    if not follow or (past and gone()):
+        return 0
+    while True:
+        for event in client.stream_events(last, timeout=3600, job=job):
+            print(json.dumps(event.to_dict()), flush=True)
+            last = max(last, event.id)
+            if event.type in ("complete", "remove") and (proc_id is not None or gone()):
+                return 0
+        if gone():
+            return 0
 
 
 # -- pilot ------------------------------------------------------------------------------------
@@ -323,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--after", type=int, default=0)
     events.add_argument("--limit", type=int, default=1000)
     events.add_argument("--follow", "-f", action="store_true", help="stream new events as they happen")
+    events.add_argument(
+        "--job", help="one job's events (CLUSTER or CLUSTER.PROC); with --follow, until it ends"
+    )
     events.set_defaults(func=cmd_events)
     return parser
 

@@ -242,10 +242,18 @@ def build_app(pool: Pool) -> FastAPI:
         return pool.events.after(after, limit)
 
     @app.get(protocol.EVENTS_STREAM)
-    async def event_stream(who: Who, after: int = -1, dag: int = 0) -> StreamingResponse:
-        """Every event, or (``dag``) those of one DAG's job and its nodes: what its engine follows."""
+    async def event_stream(who: Who, after: int = -1, dag: int = 0, job: str = "") -> StreamingResponse:
+        """Every event; ``job`` (CLUSTER or CLUSTER.PROC): one job's; ``dag``: those of one DAG's job
+        and its nodes (what its engine follows)."""
         render = None
-        if dag:
+        if job:
+            cluster_id, proc_id = protocol.parse_job_id(job)
+
+            def render(event: payloads.Event) -> bytes | None:
+                mine = event.cluster_id == cluster_id and (proc_id is None or event.proc_id in (proc_id, -1))
+                return _sse_event(event) if mine else None
+
+        elif dag:
             owner = pool.owner_of(dag, 0)
             if owner != who.subject and not who.is_admin:
                 raise Forbidden(f"DAG {dag} belongs to {owner}")

@@ -29,6 +29,47 @@ class MonitorConfig:
 
 
 @dataclass
+class MailConfig:
+    """Job notifications by mail (``mail:`` in pool.yaml): HTCondor's notification/notify_user."""
+
+    #: the SMTP relay; empty: no mail is sent (notification stays in the job's ad)
+    smtp_host: str = ""
+    smtp_port: int = 25
+    #: STARTTLS before anything else is said (verified against the system's CAs, or ca_file's)
+    starttls: bool = False
+    ca_file: str = ""
+    #: the From address (default: condor@ the pool's host name)
+    from_address: str = ""
+    #: a relay that asks for a login: the user, and a file (relative to the home) with the password
+    username: str = ""
+    password_file: str = ""
+    #: HTCondor's EMAIL_DOMAIN: an owner without notify_user is mailed at this domain
+    email_domain: str = ""
+    #: the administrator's address named at the end of each message
+    admin: str = ""
+    subject_prefix: str = "[HTCondor]"
+    timeout_s: float = 30.0
+
+
+@dataclass
+class WebhookConfig:
+    """Every committed event POSTed as JSON to one URL (``webhook:`` in pool.yaml)."""
+
+    url: str = ""  # empty: no webhook
+    #: a file (relative to the home) whose text is sent as ``Authorization: Bearer``
+    token_file: str = ""
+    ca_file: str = ""  # for an https URL signed by a CA of the site's own
+    timeout_s: float = 10.0
+    #: an endpoint that does not take an event gets it again after 1 s, doubling up to this
+    max_backoff_s: float = 60.0
+
+    def check(self) -> tuple[str, str] | None:
+        if self.url and not self.url.startswith(("http://", "https://")):
+            return "url", "must be an http:// or https:// URL"
+        return None
+
+
+@dataclass
 class PoolSettings:
     """The knobs of pool.yaml (updraft pool's options override them)."""
 
@@ -119,6 +160,8 @@ class PoolSettings:
     #: longer ones are refused, and a revocation is kept this long so it outlives what it revokes
     max_token_lifetime_s: int = 365 * 86400
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    mail: MailConfig = field(default_factory=MailConfig)
+    webhook: WebhookConfig = field(default_factory=WebhookConfig)
     #: DAGs: a PRE or POST script running longer than this is killed and counts as failed
     #: (Updraft's own knob: HTCondor has none, and a hung script would hold its DAG for ever)
     dag_script_timeout_s: float = 3600.0

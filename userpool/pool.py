@@ -56,6 +56,7 @@ from userpool.jobs import CLAIMED
 from userpool.leases import Leases
 from userpool.matching import MatchWorker
 from userpool.monitor import Monitor
+from userpool.notifications import Notifications
 from userpool.outbox import OutputOutbox
 from userpool.queue import Job
 from userpool.sandbox import BlobStore, Spool
@@ -149,6 +150,7 @@ class Pool:
         )  # fmt: skip
         self.userlogs.begin_at(self.events.next_id - 1)
         self.events.listeners.append(self.userlogs.published)
+        self.notifications = Notifications(self.config, ads, self.events)
         self.monitor = Monitor(
             self.schedd.queue, self.collector, self.schedd.claims, self.events,
             self.config.monitor_interval_s, self.config.monitor.show_reasons, clock=self.clock,
@@ -171,7 +173,8 @@ class Pool:
     async def start_background(self) -> None:
         self._loop = self.waiting.loop = self.outbox.loop = asyncio.get_running_loop()
         self.outbox.resume()
-        self.userlogs.start(self.events.after(self.userlogs.cursor, USERLOG_BACKLOG))
+        self.userlogs.start(self.events.after(self.userlogs.cursor.value, USERLOG_BACKLOG))
+        self.notifications.start()
         every = [
             (self.config.lease_check_interval_s, self._check_leases),
             (self.config.periodic_interval_s, self._periodic_policy),
@@ -199,6 +202,7 @@ class Pool:
         self.launcher.close()
         self.matcher.close()
         self.userlogs.close()
+        self.notifications.close()
         self.store.close()
         self.writer.close()
         self.lock.release()

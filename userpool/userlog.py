@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -35,6 +33,7 @@ from updraft.core.payloads import Event
 from updraft.core.protocol import ATTR_DAG_NODES_LOG, ATTR_SUBMIT_EVENT_NOTES
 from userpool.asowner import OwnerWriter, Place, forbidden_directories
 from userpool.identities import Account, IdentityMap, Unmapped
+from userpool.outbound import EventWorker
 from userpool.sandbox import string_attr
 
 log = logging.getLogger("updraft.pool.userlog")
@@ -355,6 +354,16 @@ class JobAds:
             return [(proc, shared) for proc in sorted(cluster.jobs)]
         return [(proc, job.ad()) for proc, job in sorted(cluster.jobs.items()) if _logs(job.get)]
 
+    def notifying(self, cluster_id: int, proc_id: int) -> list[tuple[int, Mapping[str, str] | None]]:
+        """Each job's ad that asks for notification (None for one that left the queue); proc -1: the cluster's."""
+        cluster = self.queue.clusters.get(cluster_id) or self.installing.get(cluster_id)
+        if cluster is None:
+            return [(proc_id, None)] if proc_id >= 0 else []
+        if cluster.ad.get("JobNotification", "0") == "0" and "JobNotification" not in cluster.varying:
+            return []
+        procs = [proc_id] if proc_id >= 0 else sorted(cluster.jobs)
+        return [(proc, job.ad() if (job := cluster.jobs.get(proc)) else None) for proc in procs]
+
     def from_history(self, cluster_id: int, proc_id: int) -> Mapping[str, str] | None:
         found = self.history.query([f"{cluster_id}.{proc_id}"], [], "", [], 1)
         return found[0] if found else None
@@ -374,40 +383,25 @@ def _logs(lookup: Callable[[str], str | None]) -> bool:
 Resolved = list[tuple[Event, list[tuple[int, "Mapping[str, str] | None"]]]]
 
 
-class UserLogs:
+class UserLogs(EventWorker):
     """One thread that appends each committed job event to its job's user log, in order, as the owner.
 
     The jobs' ads are read on the event loop when the events are published (the queue is the
     loop's); a job that already left the queue is looked up in the history by the thread.
     """
 
+    name = "userlog"
+
     def __init__(
         self, home: Path, cursor_path: Path, identities: IdentityMap, writer: OwnerWriter,
         live_ads: Callable[[int, int], list[tuple[int, Mapping[str, str] | None]]],
         history_ad: Callable[[int, int], Mapping[str, str] | None], submit_host: Callable[[], str],
     ) -> None:  # fmt: skip
-        self.home, self.cursor_path, self.identities, self.writer = home, cursor_path, identities, writer
+        super().__init__(cursor_path)
+        self.home, self.identities, self.writer = home, identities, writer
         self.live_ads, self.history_ad, self.submit_host = live_ads, history_ad, submit_host
-        self.queue: queue.Queue[Resolved | None] = queue.Queue()
-        self.cursor = self._read_cursor()
-        self.replaying = False  # after a restart: the files' tails are checked once
-        self.thread = threading.Thread(target=self._run, name="userlog", daemon=True)
 
-    def start(self, backlog: Iterable[Event]) -> None:
-        """Write what a previous run committed and did not write (events after the cursor)."""
-        pending = self._resolve([e for e in backlog if e.id > self.cursor])
-        if pending:
-            self.replaying = True
-            self.queue.put(pending)
-        self.thread.start()
-
-    def published(self, events: list[Event]) -> None:
-        """EventLog listener, on the event loop once ``events`` are durable: look up the ads, never block."""
-        resolved = self._resolve(events)
-        if resolved:
-            self.queue.put(resolved)
-
-    def _resolve(self, events: Iterable[Event]) -> Resolved:
+    def resolve(self, events: Iterable[Event]) -> Resolved:
         out: Resolved = []
         for event in events:
             if event.type not in KINDS:
@@ -417,31 +411,8 @@ class UserLogs:
                 out.append((event, jobs))
         return out
 
-    def close(self, timeout: float = 5.0) -> None:
-        if self.thread.is_alive():
-            self.queue.put(None)
-            self.thread.join(timeout)
-
-    def wait_idle(self, timeout: float = 10.0) -> bool:
-        """For tests: True once everything queued so far is written."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.queue.unfinished_tasks == 0:
-                return True
-            time.sleep(0.02)
-        return False
-
-    def _run(self) -> None:
-        while True:
-            batch = self.queue.get()
-            try:
-                if batch is None:
-                    return
-                self._write(batch)
-            except Exception:  # a user's broken log never stops the others, nor the pool
-                log.exception("writing user logs failed")
-            finally:
-                self.queue.task_done()
+    def deliver(self, batch: Resolved) -> None:
+        self._write(batch)
 
     def _write(self, batch: Resolved) -> None:
         by_file: dict[tuple[str, str], list[Record]] = {}
@@ -490,8 +461,6 @@ class UserLogs:
         failpoint(
             "pool.after_userlog_append"
         )  # written, the cursor not yet moved: a restart must not repeat it
-        self.replaying = False
-        self._write_cursor(max(event.id for event, _jobs in batch))
 
     @staticmethod
     def _not_yet_written(path: str, records: list[Record]) -> list[Record]:
@@ -507,20 +476,3 @@ class UserLogs:
         finally:
             os.close(fd)
         return [r for r in records if r.header() not in tail]
-
-    def _read_cursor(self) -> int:
-        try:
-            return int(self.cursor_path.read_text().strip() or 0)
-        except (OSError, ValueError):
-            return 0
-
-    def begin_at(self, last_event_id: int) -> None:
-        """A pool that never wrote user logs starts after its existing events, not from the first."""
-        if not self.cursor_path.exists():
-            self._write_cursor(last_event_id)
-
-    def _write_cursor(self, event_id: int) -> None:
-        self.cursor = max(self.cursor, event_id)
-        temporary = self.cursor_path.with_name(self.cursor_path.name + ".tmp")
-        temporary.write_text(f"{self.cursor}\n")
-        temporary.replace(self.cursor_path)

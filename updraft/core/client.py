@@ -213,10 +213,12 @@ class Client:
             self.call("POST", protocol.EVENTS, payloads.EventRequest(kind, details))
         )
 
-    def stream_events(self, after: int = -1, timeout: float = 60.0, dag: int = 0) -> Iterator[payloads.Event]:
+    def stream_events(
+        self, after: int = -1, timeout: float = 60.0, dag: int = 0, job: str = ""
+    ) -> Iterator[payloads.Event]:
         """Follow the event stream (server-sent events) until the connection ends; ``dag``: only
-        the events of that DAG's job and its nodes."""
-        query = f"?after={after}" + (f"&dag={dag}" if dag else "")
+        the events of that DAG's job and its nodes; ``job``: only that job's (CLUSTER or CLUSTER.PROC)."""
+        query = f"?after={after}" + (f"&dag={dag}" if dag else "") + (f"&job={job}" if job else "")
         response = self.request_raw("GET", f"{protocol.EVENTS_STREAM}{query}", timeout=timeout, stream=True)
         data: list[str] = []
         for raw in response:
