@@ -31,6 +31,7 @@ from factory.staging import StagingServer, digest, stage_file, stage_pilot, stag
 from factory.startup import StagedFile
 from factory.submission import Staged, for_request, remove_excess, submit
 from factory.tracking import (
+    PILOT_SECONDS,
     EntryContext,
     expire_leases,
     expire_stale,
@@ -496,9 +497,31 @@ class Factory(ServiceLoop):
         with self.lock:
             for what, n in ctx.happened.items():
                 self.totals[(ctx.name, what)] += n
-        interesting = {k: v for k, v in ctx.happened.items() if k != "credential_renewed"}
+        interesting = {
+            k: v
+            for k, v in ctx.happened.items()
+            if k != "credential_renewed" and not k.startswith(PILOT_SECONDS)
+        }
         if interesting:
             self._event("factory_entry_activity", {"entry": ctx.name, "site": ctx.entry.site, **interesting})
+
+    def _entry_monitoring(self, name: str, health: EntryHealth | None) -> dict[str, str]:
+        """What the monitor shows of an entry beyond its counts: its newest trouble, and its pilots'
+        time since the factory started (glideinWMS's factory monitoring: used, and wasted idle or
+        failing validation)."""
+        with self.lock:
+            seconds = {what: n for (entry, what), n in self.totals.items() if entry == name}
+        prefix = protocol.ATTR_MONITOR_PREFIX
+        trouble = ""
+        if health is not None:
+            newest = (health.failing.get("newest") or [{}])[0] if health.failing else {}
+            trouble = health.last_error or health.submit_problem or str(newest.get("message") or "")
+        out = {protocol.ATTR_GLIDEIN_LAST_FAILURE: protocol.literal(trouble)}
+        for kind in ("all", "used", "idle", "validation"):
+            out[f"{prefix}PilotCoreSeconds{kind.capitalize()}"] = str(
+                round(seconds.get(PILOT_SECONDS + kind, 0.0))
+            )
+        return out
 
     def _proxy(self, config: FactoryConfig) -> tuple[Path | None, str]:
         if not config.credential.proxy:
@@ -542,7 +565,9 @@ class Factory(ServiceLoop):
                     total = total.add(Counts.from_states(states))
             downtime = self.journal.in_downtime(entry.name)
             comment = (downtime.comment or f"{downtime.scope} downtime") if downtime else None
-            factory_ads.append(factory_ad(config, entry, self.keys, total, comment, lifetime))
+            ad = factory_ad(config, entry, self.keys, total, comment, lifetime)
+            ad.update(self._entry_monitoring(entry.name, health.get(entry.name)))
+            factory_ads.append(ad)
             clients = {c for (e, c) in counts if e == entry.name} | {
                 c for (e, c) in (self.requests or {}) if e == entry.name
             }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from factory.tracking import PILOT_SECONDS, VALIDATION_FAILED
 from updraft.core.metrics import Exposition
 
 
@@ -21,8 +22,21 @@ def factory_metrics(factory: Any) -> str:
     out.counter(
         "updraft_factory_events_total",
         "Things that happened to glideins since start (submitted, ended, removed, released, lost...).",
-        [({"entry": entry, "what": what}, n) for (entry, what), n in totals],
+        [({"entry": entry, "what": what}, n) for (entry, what), n in totals if ":" not in what],
     )
+    out.counter(
+        "updraft_factory_pilot_core_seconds_total",
+        "Ended pilots' core-seconds since start, from their final records: all, used by jobs, and wasted"
+        " (idle, or failing validation), as glideinWMS's factory monitoring counts them.",
+        [({"entry": entry, "kind": what[len(PILOT_SECONDS):]}, round(n, 1)) for (entry, what), n in totals
+         if what.startswith(PILOT_SECONDS)],
+    )  # fmt: skip
+    out.counter(
+        "updraft_factory_validation_failures_total",
+        "Ended pilots that failed validation since start, by entry and failure type.",
+        [({"entry": entry, "type": what[len(VALIDATION_FAILED):]}, n) for (entry, what), n in totals
+         if what.startswith(VALIDATION_FAILED)],
+    )  # fmt: skip
     out.gauge(
         "updraft_factory_entry_up",
         "1 if the entry's site answered in the last step.",

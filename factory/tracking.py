@@ -14,11 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from factory.adapters.base import GlideinOutput, SiteAdapter
+from factory.analysis import failure_type
 from factory.config import EntryConfig, FactoryConfig
 from factory.errors import SiteUnavailable
 from factory.glideins import TERMINAL, GlideinState
 from factory.journal import Glidein, Journal
 from updraft.core.pilotrecord import parse_result
+
+#: counters of pilots' time (core-seconds: all, used, idle, validation) and of validation failures by type
+PILOT_SECONDS = "pilot_seconds:"
+VALIDATION_FAILED = "validation_failed:"
 
 log = logging.getLogger("updraft.factory")
 REMOVAL_RETRY_S = 600.0  # a removal the site has not carried out is asked for again after this
@@ -33,13 +38,13 @@ class EntryContext:
     adapter: SiteAdapter
     journal: Journal
     outputs: Path  # <state>/outputs: each ended glidein's output, kept for `factory logs`
-    happened: dict[str, int] = field(default_factory=dict)  # counters for this cycle: submitted, ended...
+    happened: dict[str, float] = field(default_factory=dict)  # counters for this cycle: submitted, ended...
 
     @property
     def name(self) -> str:
         return self.entry.name
 
-    def count(self, what: str, n: int = 1) -> None:
+    def count(self, what: str, n: float = 1) -> None:
         if n:
             self.happened[what] = self.happened.get(what, 0) + n
 
@@ -174,11 +179,26 @@ def _finish_one(ctx: EntryContext, glidein: Glidein) -> None:
         record = parse_result(output.stdout)
         if record is not None:
             ctx.journal.set(glidein.glidein_id, record=record)
-            if record.get("status") == "validation_failed":
-                ctx.count("validation_failed")
+            count_pilot_time(ctx, record)
     ctx.adapter.cleanup([glidein.site_id])
     ctx.adapter.forget(glidein.glidein_id)
     ctx.journal.set(glidein.glidein_id, cleaned=1)
+
+
+def count_pilot_time(ctx: EntryContext, record: dict[str, Any]) -> None:
+    """What a pilot's final record says of its time, counted as glideinWMS's factory monitoring
+    does: core-seconds in all, used by jobs, and wasted (idle, or spent failing validation)."""
+    cpus = int(record.get("cpus") or 1)
+    lifetime = float(record.get("lifetime_s") or 0) * cpus
+    used = min(lifetime, float(record.get("job_core_s") or 0))
+    ctx.count(PILOT_SECONDS + "all", lifetime)
+    ctx.count(PILOT_SECONDS + "used", used)
+    if record.get("status") == "validation_failed":
+        ctx.count("validation_failed")
+        ctx.count(VALIDATION_FAILED + failure_type(record))
+        ctx.count(PILOT_SECONDS + "validation", lifetime)
+    else:
+        ctx.count(PILOT_SECONDS + "idle", max(0.0, lifetime - used))
 
 
 def _safe_output(ctx: EntryContext, glidein: Glidein) -> GlideinOutput | None:

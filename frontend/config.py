@@ -332,7 +332,7 @@ def load_frontend_config(path: Path | str) -> FrontendConfig:
         seen.add(group.name)
         idle = group.limits.idle_glideins_per_entry
         where = ("groups", index, "limits", "idle_glideins_per_entry", "reserve")
-        if idle.reserve > idle.max and source.lines.line(where) is not None:  # given, not the default 5
+        if idle.reserve > idle.max and source.lines.given(where):  # given, not the default 5
             raise source.error(
                 where,
                 f"{idle.reserve} is above max ({idle.max}): the request never asks for more than max,"

@@ -95,6 +95,7 @@ class Frontend(ServiceLoop):
         self.restart_needed: list[str] = []
         self.totals: Counter[str] = Counter()
         self.metrics_server: MetricsServer | None = None
+        self.validation_failing: Counter[tuple[str, str, str]] = Counter()  # (group, entry, type) -> pilots
 
     # -- service -----------------------------------------------------------------------------------
     def cycle_seconds(self) -> float:
@@ -242,7 +243,7 @@ class Frontend(ServiceLoop):
         )  # fmt: skip
         failures = self.executor.submit(
             self._ads, protocol.AdType.PilotFailure.value, f"{protocol.ATTR_GLIDEIN_CLIENT} == {fe}",
-            [protocol.ATTR_GLIDEIN_ENTRY, protocol.ATTR_GLIDEIN_FACTORY, protocol.ATTR_GLIDEIN_CLIENT_GROUP],
+            [protocol.ATTR_GLIDEIN_ENTRY, protocol.ATTR_GLIDEIN_FACTORY, protocol.ATTR_GLIDEIN_CLIENT_GROUP, "FailureType"],
         )  # fmt: skip
         deadline = time.monotonic() + self.config.query_timeout_s + 5
         entry_cpus = {e.name: e.cpus for e in observation.entries or []}
@@ -276,9 +277,12 @@ class Frontend(ServiceLoop):
                 if protocol.ad_value(texts, protocol.ATTR_GLIDEIN_CLIENT, "") != self.config.name:
                     continue
                 observation.pilots.setdefault(_pilot_key(texts), Counter())[kind] += 1
+            failing: Counter[tuple[str, str, str]] = Counter()
             for texts in failure_ads:
                 key = _pilot_key(texts)
                 observation.pilots.setdefault(key, Counter())["failed"] += 1
+                failing[(key[1], key[0], str(protocol.ad_value(texts, "FailureType", "unknown")))] += 1
+            self.validation_failing = failing
         for group in groups:
             idle, running = jobs[group.name]
             data = GroupData()
@@ -458,6 +462,14 @@ class Frontend(ServiceLoop):
         )
         out.gauge(
             "updraft_frontend_limit_triggered", "1 for each limit or curb that fired this cycle.", limits
+        )
+        out.gauge(
+            "updraft_frontend_validation_failing",
+            "Our pilots failing validation now (their pilotfailure ads), by group, entry and failure type.",
+            [
+                ({"group": g, "entry": e, "type": t}, n)
+                for (g, e, t), n in sorted(self.validation_failing.items())
+            ],
         )
         out.counter(
             "updraft_frontend_overflowed_jobs_total", "Jobs widened to overflow sites since start.",

@@ -229,6 +229,7 @@ class Pilot:
             self.host, self.config, self.to_retire, self.to_die, self.launcher.kind == "glexec", self.squid,
             self.launcher.kind, self.resources.cpus, self.resources.memory_mb,
         )  # fmt: skip
+        self.slot_base[protocol.ATTR_DAEMON_START_TIME] = str(int(self.start_wall))
         self.run_context = self._run_context()
         self.idle_since = time.monotonic()
         self.last_contact = time.monotonic()

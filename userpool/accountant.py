@@ -105,6 +105,10 @@ class Accountant:
             raise ValueError("a priority factor must be positive")
         self.get(name).factor = factor
 
+    def priorities(self) -> dict[str, float]:
+        """Each submitter's effective priority now (the monitor's users and groups)."""
+        return {name: round(submitter.effective, 3) for name, submitter in self.submitters.items()}
+
     def report(self) -> list[AccountantRow]:
         now = self.clock()
         out: list[AccountantRow] = []

@@ -151,6 +151,16 @@ def build_app(pool: Pool) -> FastAPI:
     async def monitor() -> Response:
         return FastJSON(pool.monitor.snapshot())
 
+    @app.get(protocol.MONITOR_JOB)
+    async def monitor_job(job_id: str) -> Response:
+        """One job's events as the monitor shows them (what ``updraft logging-info`` prints, redacted alike)."""
+        cluster_id, proc_id = protocol.parse_job_id(job_id)
+        events = pool.events.for_job(cluster_id, proc_id)
+        if not events:
+            raise NotFound(f"no events for job {job_id}")
+        show = pool.config.monitor.show_reasons
+        return FastJSON({"job": job_id, "events": [event_view(event, show) for event in events]})
+
     @app.get(protocol.MONITOR_STREAM)
     async def monitor_stream(after: int = -1) -> StreamingResponse:
         return StreamingResponse(

@@ -125,6 +125,14 @@ class AutoclusterIndex:
         names = classads.closure(self.significant, job)
         return tuple((n, job.get(n)) for n in names)
 
+    def idle_by_submitter(self) -> dict[str, int]:
+        """Idle jobs per fair-share submitter (the monitor's groups)."""
+        out: dict[str, int] = {}
+        for autocluster in self.ordered:
+            if autocluster.idle:
+                out[autocluster.submitter] = out.get(autocluster.submitter, 0) + autocluster.idle
+        return out
+
     # -- membership ------------------------------------------------------------------------
     def add(self, job: Job) -> Autocluster | None:
         """``job`` became idle (or was submitted idle)."""

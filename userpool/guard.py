@@ -58,6 +58,7 @@ def _route(template: str) -> re.Pattern[str]:
 
 
 _BLOB = _route(protocol.BLOB)
+_MONITOR_JOB = _route(protocol.MONITOR_JOB)
 _CLAIM_OUTPUT = _route(protocol.CLAIM_OUTPUT)
 
 
@@ -137,7 +138,8 @@ class RequestGuard:
         self.public_read = public_read
 
     def is_open(self, path: str) -> bool:
-        return path in ALWAYS_OPEN or (path in PUBLIC_READ and self.public_read())
+        public = path in PUBLIC_READ or _MONITOR_JOB.match(path) is not None
+        return path in ALWAYS_OPEN or (public and self.public_read())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from updraft.core import payloads, protocol
+from userpool.outcomes import KINDS, Outcomes
 
 if TYPE_CHECKING:
     from userpool.claims import ClaimBook
@@ -46,6 +47,9 @@ class Sample:
     started: int  # jobs that started in the interval
     wait_p50_s: float | None
     wait_max_s: float | None
+    completed: int = 0  # jobs that ended in the interval (failed ones too)
+    failed: int = 0  # ... with an exit code other than 0, or a signal
+    removed: int = 0
 
 
 @dataclass
@@ -60,25 +64,32 @@ class Monitor:
     show_reasons: bool = False
     keep_s: float = 6 * 3600.0
     clock: Callable[[], float] = time.time
+    #: each fair-share submitter's effective priority (the accountant's), and idle jobs per submitter
+    priorities: Callable[[], dict[str, float]] = dict
+    idle_by_submitter: Callable[[], dict[str, int]] = dict
     samples: deque[Sample] = field(init=False)
     waits: list[float] = field(default_factory=list)  # queue waits of the jobs started this interval
+    outcomes: Outcomes = field(default_factory=Outcomes)
 
     def __post_init__(self) -> None:
         self.samples = deque(maxlen=max(2, int(self.keep_s / self.interval_s)))
 
-    def job_started(self, waited_s: float) -> None:
+    def job_started(self, waited_s: float, slot: Mapping[str, str] | None = None) -> None:
         self.waits.append(max(0.0, waited_s))
+        self.outcomes.job_started(waited_s, slot or {}, self.clock())
 
     def sample(self) -> Sample:
         totals = self.queue.totals()
         pilots = self._pilot_counts()
         waits = sorted(self.waits)
         self.waits = []
+        ended = self.outcomes.take_interval()
         sample = Sample(
             round(self.clock(), 1), totals.get("idle", 0), totals.get("running", 0), totals.get("held", 0),
             sum(v["idle"] for v in pilots.values()), sum(v["busy"] for v in pilots.values()),
             sum(v["failed"] for v in pilots.values()), len(waits),
             round(waits[len(waits) // 2], 1) if waits else None, round(waits[-1], 1) if waits else None,
+            ended["completed"], ended["failed"], ended["removed"],
         )  # fmt: skip
         self.samples.append(sample)
         return sample
@@ -101,19 +112,9 @@ class Monitor:
         sites = self._pilot_counts()
         collector = self.collector
         entries: dict[str, list[dict[str, Any]]] = {}
-        for ad in collector.query(
-            protocol.AdType.GlideFactory,
-            "",
-            [protocol.ATTR_NAME, protocol.ATTR_GLIDEIN_SITE, protocol.ATTR_IN_DOWNTIME],
-        ):
-            site = _text(ad.get(protocol.ATTR_GLIDEIN_SITE))
-            sites.setdefault(site, Counter())
-            entries.setdefault(site, []).append(
-                {
-                    "name": _text(ad.get(protocol.ATTR_NAME)),
-                    "down": ad.get(protocol.ATTR_IN_DOWNTIME) == "true",
-                }
-            )
+        for entry in entry_views(collector.query(protocol.AdType.GlideFactory, "", ENTRY_ATTRS)):
+            sites.setdefault(entry["site"], Counter())
+            entries.setdefault(entry["site"], []).append(entry)
         requested: Counter[str] = Counter()
         for ad in collector.query(
             protocol.AdType.GlideResource, "", [protocol.ATTR_GLIDEIN_SITE, "GlideClientMonitorRequestedIdle"]
@@ -160,7 +161,83 @@ class Monitor:
             "events": events[-40:][::-1],
             "samples": [asdict(s) for s in self.samples],
             "interval_s": self.interval_s,
+            "outcomes": {kind: self.outcomes.totals[kind] for kind in KINDS},
+            "validation_failures": dict(self.outcomes.validation),
+            "users": self._users(),
+            "groups": self._groups(),
         }  # fmt: skip
+
+    def _users(self) -> list[dict[str, Any]]:
+        """Per owner: their jobs now, what became of them, their best fair-share priority."""
+        priorities = self.priorities()
+        owners = set(self.queue.owner_status_counts) | set(self.outcomes.by_owner)
+        rows = []
+        for owner in sorted(owners):
+            now = self.queue.owner_status_counts.get(owner, Counter())
+            ended = self.outcomes.by_owner.get(owner, Counter())
+            mine = [p for name, p in priorities.items() if name == owner or name.endswith("." + owner)]
+            rows.append({
+                "user": owner, "idle": now[1], "running": now[2], "held": now[5], "completed": ended["completed"],
+                "failed": ended["failed"], "removed": ended["removed"], "priority": min(mine) if mine else None,
+            })  # fmt: skip
+        return [
+            row for row in rows if any(row[k] for k in ("idle", "running", "held", "completed", "removed"))
+        ]
+
+    def _groups(self) -> list[dict[str, Any]]:
+        """Per accounting group: its submitters' jobs (idle, running), what ended, its best priority."""
+        priorities = self.priorities()
+        idle: Counter[str] = Counter()
+        running: Counter[str] = Counter()
+        for submitter, count in self.idle_by_submitter().items():
+            if "." in submitter:
+                idle[submitter.rsplit(".", 1)[0]] += count
+        for claim in list(self.claims.active.values()):
+            if "." in claim.submitter:
+                running[claim.submitter.rsplit(".", 1)[0]] += 1
+        groups = set(idle) | set(running) | set(self.outcomes.by_group)
+        rows = []
+        for group in sorted(groups):
+            ended = self.outcomes.by_group.get(group, Counter())
+            members = [p for name, p in priorities.items() if name.startswith(group + ".")]
+            rows.append({
+                "group": group, "idle": idle[group], "running": running[group], "completed": ended["completed"],
+                "failed": ended["failed"], "priority": min(members) if members else None,
+            })  # fmt: skip
+        return rows
+
+
+#: what the monitor reads of an entry's glidefactory ad
+ENTRY_ATTRS = [
+    protocol.ATTR_NAME, protocol.ATTR_ENTRY_NAME, protocol.ATTR_FACTORY_NAME, protocol.ATTR_GLIDEIN_SITE,
+    protocol.ATTR_IN_DOWNTIME, protocol.ATTR_GLIDEIN_DOWNTIME_COMMENT,
+    protocol.ATTR_GLIDEIN_LAST_FAILURE,
+    *(f"{protocol.ATTR_MONITOR_PREFIX}{name}" for name in (
+        "TotalStatusIdle", "TotalStatusRunning", "TotalStatusHeld", "PilotCoreSecondsAll", "PilotCoreSecondsUsed",
+        "PilotCoreSecondsIdle", "PilotCoreSecondsValidation",
+    )),
+]  # fmt: skip
+
+
+def entry_views(ads: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """The factory's side of each entry, from its glidefactory ad: its glideins at the site, its
+    downtime and why, its newest trouble, and its pilots' time (used, wasted idle or validating)."""
+    prefix = protocol.ATTR_MONITOR_PREFIX
+    out = []
+    for ad in ads:
+        down = ad.get(protocol.ATTR_IN_DOWNTIME) == "true"
+        out.append({
+            "name": _text(ad.get(protocol.ATTR_ENTRY_NAME)) or _text(ad.get(protocol.ATTR_NAME)),
+            "factory": _text(ad.get(protocol.ATTR_FACTORY_NAME)), "site": _text(ad.get(protocol.ATTR_GLIDEIN_SITE)),
+            "down": down, "downtime": _text(ad.get(protocol.ATTR_GLIDEIN_DOWNTIME_COMMENT)) if down else "",
+            "queued": _int(ad.get(f"{prefix}TotalStatusIdle")), "running": _int(ad.get(f"{prefix}TotalStatusRunning")),
+            "held": _int(ad.get(f"{prefix}TotalStatusHeld")), "last_failure": _text(ad.get(protocol.ATTR_GLIDEIN_LAST_FAILURE)),
+            "core_hours": round(_int(ad.get(f"{prefix}PilotCoreSecondsAll")) / 3600, 2),
+            "used_hours": round(_int(ad.get(f"{prefix}PilotCoreSecondsUsed")) / 3600, 2),
+            "idle_hours": round(_int(ad.get(f"{prefix}PilotCoreSecondsIdle")) / 3600, 2),
+            "validation_hours": round(_int(ad.get(f"{prefix}PilotCoreSecondsValidation")) / 3600, 2),
+        })  # fmt: skip
+    return out
 
 
 def monitor_html() -> str:

@@ -154,7 +154,9 @@ class Pool:
         self.monitor = Monitor(
             self.schedd.queue, self.collector, self.schedd.claims, self.events,
             self.config.monitor_interval_s, self.config.monitor.show_reasons, clock=self.clock,
+            priorities=self.schedd.accountant.priorities, idle_by_submitter=self.schedd.index.idle_by_submitter,
         )  # fmt: skip
+        self.events.listeners.append(self.monitor.outcomes.published)
         self.matcher = MatchWorker(self.schedd.negotiator)
         self.waiting = WaitingPolls(self.schedd.negotiator, self.matcher)
         self.outbox = OutputOutbox(
@@ -386,7 +388,7 @@ class Pool:
             if picked is None:
                 break
             idle_since = picked.job.get("EnteredCurrentStatus")
-            self.monitor.job_started(self.clock() - float(idle_since) if idle_since else 0.0)
+            self.monitor.job_started(self.clock() - float(idle_since) if idle_since else 0.0, texts)
             claim = self.leases.start(
                 tx, picked.job, picked.autocluster, texts, picked.slot_ad, identity.principal
             )

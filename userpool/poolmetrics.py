@@ -36,4 +36,30 @@ def pool_metrics(pool: Any) -> str:
     out.gauge(
         "updraft_pool_uptime_seconds", "Seconds since start.", round(time.time() - pool.stats.started, 1)
     )
+    outcomes = pool.monitor.outcomes
+    out.counter(
+        "updraft_pool_jobs_completed_total",
+        "Jobs that ended (failed ones too).",
+        outcomes.totals["completed"],
+    )
+    out.counter(
+        "updraft_pool_jobs_failed_total", "Jobs that ended with an exit code other than 0, or by a signal.",
+        outcomes.totals["failed"],
+    )  # fmt: skip
+    out.counter(
+        "updraft_pool_jobs_removed_total", "Jobs removed (condor_rm, policy).", outcomes.totals["removed"]
+    )
+    out.counter("updraft_pool_jobs_held_total", "Jobs put on hold.", outcomes.totals["held"])
+    out.histogram(
+        "updraft_pool_job_queue_wait_seconds",
+        "How long each started job waited in the queue.",
+        outcomes.queue_wait,
+    )
+    out.histogram(
+        "updraft_pool_pilot_first_job_seconds", "From a pilot's start to its first job.", outcomes.first_job
+    )
+    out.counter(
+        "updraft_pool_validation_failures_total", "Pilots that failed validation, by failure type.",
+        [({"type": kind}, n) for kind, n in sorted(outcomes.validation.items())],
+    )  # fmt: skip
     return out.render()

@@ -71,6 +71,8 @@ JOB_DEFAULTS = {
     "DiskUsage": "0",
 }
 VANILLA = 5
+#: the events that end or stop a job: they say whose it was
+OUTCOME_KINDS = frozenset({"complete", "remove", "hold"})
 
 
 class Schedd:
@@ -265,6 +267,11 @@ class Schedd:
         if is_dag_job(job.cluster):
             tx.after_commit.append(self.on_dag_change)
         self.touch(tx, job)
+        if kind in OUTCOME_KINDS:  # whose job it was, for the monitor's per-user and per-group counts
+            group = job.get("AcctGroup")
+            details = {**(details or {}), "owner": job.owner}
+            if group and classads.is_literal(group):
+                details["group"] = str(classads.value_of_text(group))
         self.events.record(tx, source, job.cluster.cluster_id, job.proc_id, kind, details)
 
     def retire(self, tx: Tx) -> None:

@@ -47,6 +47,7 @@ class LocalAdapter(SiteAdapter):
     options_model = LocalOptions
     native_states = {
         "queued": GlideinState.QUEUED,
+        "held": GlideinState.HELD,
         "running": GlideinState.RUNNING,
         "exited 0": GlideinState.COMPLETED,
         "walltime exceeded": GlideinState.FAILED,
@@ -95,7 +96,8 @@ class LocalAdapter(SiteAdapter):
             return
         limit = self.options.max_running
         waiting = sorted(
-            (n for n in self.root().iterdir() if (n / "queued").exists()), key=lambda n: n.stat().st_mtime
+            (n for n in self.root().iterdir() if (n / "queued").exists() and not (n / "held").exists()),
+            key=lambda n: n.stat().st_mtime,
         )
         running = self._running_count() if limit else 0
         for node in waiting:
@@ -166,6 +168,9 @@ class LocalAdapter(SiteAdapter):
                     out[site_id] = SiteStatus(
                         GlideinState.FAILED, f"exited {code}", f"the glidein exited with {code}"
                     )
+            elif (node / "queued").exists() and (node / "held").exists():  # the "site's admin" held it
+                reason = (node / "held").read_text().strip() or "held by the site"
+                out[site_id] = SiteStatus(GlideinState.HELD, "held", reason)
             elif (node / "queued").exists():
                 out[site_id] = SiteStatus(GlideinState.QUEUED, "queued")
             elif _alive(node, sessions):
@@ -175,6 +180,16 @@ class LocalAdapter(SiteAdapter):
                     GlideinState.FAILED, "vanished", "the glidein's processes are gone without an exit code"
                 )
         return out
+
+    def release(self, site_ids: Sequence[str]) -> dict[str, bool]:
+        """A held glidein (a ``held`` file in its directory, as a site's admin holds a job) queues again."""
+        done = {}
+        for site_id in site_ids:
+            held = self._dir(site_id) / "held"
+            done[site_id] = held.exists()
+            held.unlink(missing_ok=True)
+        self._start_queued()
+        return done
 
     def cancel(self, site_ids: Sequence[str]) -> dict[str, bool]:
         done = {}

@@ -90,6 +90,10 @@ class LineMap:
             for index, item in enumerate(node.value):
                 self._walk(item, (*path, index))
 
+    def given(self, path: FieldPath) -> bool:
+        """Whether the document itself has this key (not only its default)."""
+        return path in self.lines
+
     def line(self, path: FieldPath) -> int | None:
         while path:
             if path in self.lines:

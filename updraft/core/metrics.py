@@ -47,8 +47,45 @@ class Exposition:
     def counter(self, name: str, help_text: str, samples: float | list[tuple[Labels, float]]) -> Exposition:
         return self.metric("counter", name, help_text, samples)
 
+    def histogram(
+        self, name: str, help_text: str, histogram: Histogram, labels: Labels | None = None
+    ) -> Exposition:
+        """Prometheus's histogram: cumulative ``_bucket{le=...}`` lines, then ``_sum`` and ``_count``."""
+        self.lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
+        base = dict(labels or {})
+        running = 0
+        for bound, count in zip(histogram.bounds, histogram.counts, strict=True):
+            running += count
+            self.lines.append(f"{name}_bucket{_labels({**base, 'le': _number(bound)})} {running}")
+        self.lines.append(f"{name}_bucket{_labels({**base, 'le': '+Inf'})} {histogram.count}")
+        self.lines.append(f"{name}_sum{_labels(base)} {round(histogram.sum, 6)}")
+        self.lines.append(f"{name}_count{_labels(base)} {histogram.count}")
+        return self
+
     def render(self) -> str:
         return "\n".join(self.lines) + "\n"
+
+
+def _number(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+
+class Histogram:
+    """Observations counted into buckets (upper bounds, in order), with their sum and count."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * len(bounds)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.sum += value
+        self.count += 1
+        for index, bound in enumerate(self.bounds):
+            if value <= bound:
+                self.counts[index] += 1
+                return
 
 
 def send_metrics(handler: http.server.BaseHTTPRequestHandler, body: str) -> None:

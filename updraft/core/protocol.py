@@ -59,6 +59,7 @@ METRICS = "/metrics"
 MONITOR_PAGE = "/monitor"  # GET, text/html: the real-time monitor (no login: aggregates only)
 MONITOR = "/v1/monitor"  # GET: the monitor's snapshot
 MONITOR_STREAM = "/v1/monitor/stream"  # GET, text/event-stream: the events the monitor shows
+MONITOR_JOB = "/v1/monitor/jobs/{job_id}"  # GET: one job's events as the monitor shows them (its logging-info)
 
 AUTH_HEADER = "Authorization"  # "Bearer <token>"
 CLAIM_HEADER = "X-Updraft-Claim"
@@ -221,6 +222,8 @@ ATTR_GLIDEIN_TO_DIE = "GLIDEIN_ToDie"
 ATTR_DESIRED_SITES = "DESIRED_Sites"
 ATTR_GLIDEIN_CLIENT = "GLIDEIN_Client"  # the frontend a pilot serves
 ATTR_GLIDEIN_CLIENT_GROUP = "GLIDEIN_Client_Group"  # ... and its group
+ATTR_DAEMON_START_TIME = "DaemonStartTime"  # when the pilot started (HTCondor's startd attribute)
+ATTR_GLIDEIN_LAST_FAILURE = "GLIDEIN_Last_Failure"  # an entry's newest trouble, as its factory saw it
 ATTR_PILOT_STATE = "PilotState"  # the pilot's own state (validating, idle, busy, retiring...)
 # the frontend's overflow (the only job attributes a frontend may edit, see pool.yaml frontend_editable)
 ATTR_DESIRED_SITES_ORIG = "DESIRED_Sites_Orig"

@@ -1,9 +1,12 @@
 """The real-time monitor in a real browser (Debian's chromium, driven by Playwright) against a running system.
 
-A pool, a factory with three local entries (one whose worker nodes fail validation, one
-paused that jobs overflow from) and a frontend run real jobs; the page must show the sites
-with their pilots, the failed validation, the overflow flow, the events and the charts, and
-then follow the event stream live.  The screenshot is kept in artifacts/monitor.png.
+A pool, a factory with four local entries (one whose worker nodes fail validation, one
+paused that jobs overflow from, whose queued glideins its "site admin" holds one of, one in
+downtime) and a frontend run real jobs of two users, some failing; the page must show the
+sites with their pilots, the entries as the factory sees them (queued, held, downtime, last
+failure, wasted pilot time), what became of the jobs (completed, failed, their rate), the
+users and groups, the overflow flow, the events (a job's id opens its events) and the charts,
+and then follow the event stream live.  The screenshot is kept in artifacts/monitor.png.
 """
 
 from __future__ import annotations
@@ -46,9 +49,15 @@ def test_the_monitor_shows_sites_pilots_overflow_events_and_charts_and_stays_liv
     factory_setup.entries = [
         local_entry("Run_local", "Run", allowed_frontends=[fe], attributes={"GLIDEIN_Site": "Run", "GLIDEIN_CPUS": 2, "GLIDEIN_Max_Walltime": 600}),
         local_entry("Broken_local", "Broken", allowed_frontends=[fe], software_paths=["/nonexistent/cvmfs/vo.example.org"]),
-        local_entry("Home_local", "Home", allowed_frontends=[fe], options={"paused": True}),
+        local_entry("Home_local", "Home", allowed_frontends=[fe], options={"paused": True},
+                    held={"recoverable": ["site admin"], "min_release_time_s": 3600}),
+        local_entry("Down_local", "Down", allowed_frontends=[fe]),
     ]  # fmt: skip
     factory = factory_setup.factory()
+    added = factory_setup.cli(
+        "downtime", "add", "--entry", "Down_local", "--duration", "1h", "--comment", "disk swap"
+    )
+    assert added.returncode == 0, added.stderr
     factory.cycle()
     frontend_setup.groups = [group(overflow={"after": 1, "sites": {"Home": ["Run"]}})]
     frontend = frontend_setup.frontend()
@@ -57,16 +66,25 @@ def test_the_monitor_shows_sites_pilots_overflow_events_and_charts_and_stays_liv
     common = "executable = work.sh\narguments = $$(GLIDEIN_Site)\nrequirements = stringListMember(GLIDEIN_Site, DESIRED_Sites)\n"
     pool.submit(common + '+DESIRED_Sites = "Run,Broken"\nqueue 4\n', "uma", workdir)
     pool.submit(common + '+DESIRED_Sites = "Home"\nqueue 2\n', "uma", workdir, name="home.sub")
+    (workdir / "fail.sh").write_text("#!/bin/sh\nexit 3\n")
+    (workdir / "fail.sh").chmod(0o755)
+    failing = common.replace("work.sh", "fail.sh") + "accounting_group = group_physics\n"
+    pool.submit(failing + '+DESIRED_Sites = "Run"\nqueue 2\n', "ben", workdir, name="fail.sub")
     client = pool.client("admin")
 
     def worked() -> bool:
         frontend.cycle()
         history = client.query_ads("pilotfailure", 'GLIDEIN_Site == "Broken"')
         done = pool.run("condor_history", "-af", "ProcId", user="uma").lines
-        return bool(history) and len(done) >= 4
+        failed = pool.run("condor_history", "-af", "ProcId", user="ben").lines
+        return bool(history) and len(done) >= 4 and len(failed) >= 2
 
     cycle_until(factory, worked, timeout=120)
     frontend.cycle()
+    home = [g for g in factory_setup.journal().live("Home_local") if g.site_id]
+    assert len(home) >= 2, "Home's paused queue keeps its glideins queued"
+    (factory.adapters["Home_local"].root() / home[0].site_id / "held").write_text("held by the site admin\n")
+    factory.cycle()
 
     ARTIFACTS.mkdir(exist_ok=True)
     with playwright_api.sync_playwright() as driver:
@@ -87,6 +105,25 @@ def test_the_monitor_shows_sites_pilots_overflow_events_and_charts_and_stays_liv
             page.wait_for_selector('#overflow .flow[data-home="Home"][data-site="Run"]', timeout=15000)
             events = page.locator("#events").inner_text()
             assert "overflowed" in events and "finished" in events and "pilot failed validation" in events
+            # the factories' side: queued and held glideins, the downtime and why
+            home_row = '#entries tr[data-entry="Home_local"]'
+            page.wait_for_selector(home_row, timeout=15000)
+            assert int(page.locator(f"{home_row} td[data-field=held]").inner_text()) == 1
+            assert int(page.locator(f"{home_row} td[data-field=queued]").inner_text()) >= 1
+            assert (
+                page.locator('#entries tr[data-entry="Down_local"] td[data-field=downtime]').inner_text()
+                == "disk swap"
+            )
+            # outcomes, and the people behind them
+            assert int(page.locator("[data-total=jobs-failed] b").inner_text()) >= 2
+            assert int(page.locator("[data-total=jobs-completed] b").inner_text()) >= 6
+            assert int(page.locator('#users tr[data-user="uma"] td[data-field=completed]').inner_text()) >= 4
+            assert int(page.locator('#users tr[data-user="ben"] td[data-field=failed]').inner_text()) >= 2
+            assert (
+                int(page.locator('#groups tr[data-group="group_physics"] td[data-field=failed]').inner_text())
+                >= 2
+            )
+            page.wait_for_selector('#chart-ended path[data-series="completed"]', timeout=15000)
             # charts drawn from the pool's samples
             page.wait_for_selector('#chart-jobs path[data-series="jobs_running"]', timeout=15000)
             assert page.locator('#chart-pilots path[data-series="pilots_busy"]').count() == 1
@@ -97,7 +134,13 @@ def test_the_monitor_shows_sites_pilots_overflow_events_and_charts_and_stays_liv
             page.wait_for_selector(
                 f'#events li[data-type="submit"]:has-text("job {cluster} submitted")', timeout=15000
             )
-            assert page.locator("[data-total=sites] b").inner_text() == "3"
+            assert page.locator("[data-total=sites] b").inner_text() == "4"
+            # a job's id opens its events (its logging-info, as the monitor shows events)
+            page.locator(f'#events a[data-job="{cluster}"]').first.click()
+            page.wait_for_selector("#job-panel.open #job-events li[data-type=submit]", timeout=15000)
+            # long event lines wrap inside the panel instead of being cut at its edge
+            wrap = page.evaluate("getComputedStyle(document.querySelector('#events li')).whiteSpace")
+            assert wrap == "normal"
             time.sleep(0.5)
             page.screenshot(path=str(ARTIFACTS / "monitor.png"), full_page=True)
             assert not offline, f"the page reached beyond the pool: {offline}"

@@ -129,7 +129,9 @@ def test_mail_is_sent_as_htcondor_sends_it_and_waits_out_a_relay_that_is_down(
     )
     _sender, to, message = by_subject[f"[HTCondor] Condor Job {failed}.0"]
     assert to == ["alice@example.org"] and "exited normally with status 3" in message.get_payload()
-    hold_body = by_subject[f"[HTCondor] Condor Job {held}.0 put on hold"][2].get_payload().replace("\r\n", "\n")
+    hold_body = (
+        by_subject[f"[HTCondor] Condor Job {held}.0 put on hold"][2].get_payload().replace("\r\n", "\n")
+    )
     assert "is being put on hold." in hold_body and "not now" in hold_body
 
 
