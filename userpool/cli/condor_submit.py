@@ -11,6 +11,7 @@ import argparse
 import getpass
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from updraft.core.client import Client, token_claims
 from userpool.cli import common
@@ -40,7 +41,11 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("-queue", "--queue", dest="queue", help="a queue statement, for a file that has none")
     parser.add_argument("-terse", "--terse", action="store_true", help="print only the first and last job id")
     parser.add_argument(
-        "-dry-run", "--dry-run", dest="dry_run", action="store_true", help="show the job ads; queue nothing"
+        "-dry-run",
+        "--dry-run",
+        dest="dry_run",
+        metavar="FILE",
+        help="queue nothing; write the job ads into FILE (- for standard output), as HTCondor's",
     )
     parser.add_argument(
         "-verbose", "--verbose", action="store_true", help="print the job ads as they are submitted"
@@ -69,6 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     if file_arg and "=" in file_arg and not Path(file_arg).exists():
         assignments.insert(0, file_arg)
         file_arg = None
+    if args.dry_run is not None and file_arg is None:
+        # HTCondor's guard: "condor_submit -dry-run job.sub" would read stdin and overwrite job.sub
+        common.die(
+            TOOL,
+            f"ERROR: No submit filename was provided, and '{args.dry_run}' was given as the output "
+            "filename for -dry-run. Was this intended? Give the submit file as well "
+            "(condor_submit -dry-run - job.sub shows the ads; - as the submit file reads standard input).",
+            1,
+        )
     text, path = read_text(file_arg)
     append = [*assignments, *args.append]
     if args.batch_name:
@@ -82,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     client: Client | None = None
     owner = getpass.getuser()
-    if not args.dry_run:
+    if args.dry_run is None:
         client = common.client_from(args)
         owner = str(token_claims(client.token).get("sub") or owner)
     cluster_id = client.reserve_cluster() if client is not None else 1
@@ -103,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         print(file=sys.stderr)
     for warning in spec.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
-    if args.dry_run:
-        print_dry_run(spec, cluster_id)
+    if args.dry_run is not None:
+        write_dry_run(spec, cluster_id, args.dry_run, terse=args.terse)
         return 0
     assert client is not None
     if not args.terse:
@@ -127,14 +141,43 @@ def uploading(number: int, total: int) -> None:
         print(f"\r{TOOL}: uploading input {number}/{total}", end=end, file=sys.stderr, flush=True)
 
 
-def print_dry_run(spec: ClusterSpec, cluster_id: int) -> None:
-    print(f"Dry-Run: {len(spec.procs)} job(s) would be submitted to cluster {cluster_id}.")
-    for proc in range(len(spec.procs)):
-        ad = spec.ad_of(proc)
-        ad["ClusterId"] = str(cluster_id)
-        ad["ProcId"] = str(proc)
+def write_dry_run(spec: ClusterSpec, cluster_id: int, destination: str, terse: bool) -> None:
+    """HTCondor's -dry-run: the usual lines on stdout, every job's ad into ``destination``."""
+    count = len(spec.procs)
+    if terse:
+        print(f"{cluster_id}.0 - {cluster_id}.{count - 1}")
+    else:
+        print("Dry-Run job(s)" + "." * min(count, 80))
+        print(f"{count} job(s) dry-run to cluster {cluster_id}.")
+    if destination == "-":
         print()
-        common.print_long([ad])
+        write_ads(spec, cluster_id, sys.stdout)
+        return
+    try:
+        with open(destination, "w") as stream:
+            write_ads(spec, cluster_id, stream)
+    except OSError as exc:
+        common.die(
+            TOOL, f"ERROR: Failed to open file -dry-run output file ({exc.strerror}): {destination}", 1
+        )
+
+
+def write_ads(spec: ClusterSpec, cluster_id: int, stream: TextIO) -> None:
+    common.print_long((numbered(spec, cluster_id, proc) for proc in range(len(spec.procs))), out=stream)
+
+
+def numbered(spec: ClusterSpec, cluster_id: int, proc: int) -> dict[str, str]:
+    ad = spec.ad_of(proc)
+    ad["ClusterId"] = str(cluster_id)
+    ad["ProcId"] = str(proc)
+    return ad
+
+
+def print_dry_run(spec: ClusterSpec, cluster_id: int) -> None:
+    """-verbose: the ads as they are submitted (the first ten of a big cluster)."""
+    for proc in range(len(spec.procs)):
+        print()
+        common.print_long([numbered(spec, cluster_id, proc)])
         if proc >= 9 and len(spec.procs) > 11:
             print(f"\n... and {len(spec.procs) - proc - 1} more")
             break

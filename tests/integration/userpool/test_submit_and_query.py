@@ -115,10 +115,18 @@ def test_autocluster_listing(pool: RunningPool, workdir: Path) -> None:
 
 
 def test_dry_run_queues_nothing(pool: RunningPool, workdir: Path) -> None:
+    """HTCondor's -dry-run FILE: the ads go to FILE (- is stdout); a lone file name is refused,
+    since HTCondor would read the submit description from stdin and overwrite that file."""
     write(workdir / "d.sub", 'executable = job.sh\n+Marker = "dry"\nqueue 2\n')
-    result = pool.run("condor_submit", "-dry-run", "d.sub", user="gina", cwd=workdir)
-    assert result.returncode == 0
-    assert 'Marker = "dry"' in result.stdout and "2 job(s) would be submitted" in result.stdout
+    shown = pool.run("condor_submit", "-dry-run", "-", "d.sub", user="gina", cwd=workdir)
+    assert shown.returncode == 0, shown.stderr
+    assert 'Marker = "dry"' in shown.stdout and "2 job(s) dry-run to cluster" in shown.stdout
+    saved = pool.run("condor_submit", "-dry-run", "ads.txt", "d.sub", user="gina", cwd=workdir)
+    assert saved.returncode == 0 and "Marker" not in saved.stdout
+    assert (workdir / "ads.txt").read_text().count('Marker = "dry"') == 2
+    alone = pool.run("condor_submit", "-dry-run", "d.sub", user="gina", cwd=workdir)
+    assert alone.returncode == 1 and "No submit filename was provided" in alone.stderr
+    assert "Marker" in (workdir / "d.sub").read_text()  # untouched
     assert (
         pool.run(
             "condor_q", "-constraint", 'Marker == "dry"', "-af", "ProcId", "-allusers", user="gina"
