@@ -171,6 +171,11 @@ class DagSupervisor:
             return
         tx = Tx()
         self._reap(tx)
+        if self.launcher.gone:
+            self._launcher_lost()
+            if tx.events or tx.batch:
+                await self.pool.commit(tx)
+            return
         jobs = self.dag_jobs()
         running = Counter(job.owner for job in jobs if job.status == RUNNING)
         for job in sorted(jobs, key=lambda job: job.status != RUNNING):  # the running recover first
@@ -197,6 +202,22 @@ class DagSupervisor:
         self.pool.schedd.finish(tx)
         if tx.events or tx.batch:
             await self.pool.commit(tx)
+
+    def _launcher_lost(self) -> None:
+        """The engines' helper died (a signal to the pool's whole process group): its engines died
+        with it; their DAG jobs keep their status and recover when the pool starts again."""
+        assert self.launcher is not None
+        try:
+            asyncio.get_running_loop().remove_reader(self.launcher.fileno())
+        except (RuntimeError, ValueError):
+            pass
+        log.error(
+            "the DAG engines' launcher ended; %d engine(s) ended with it. DAG jobs wait, as they are, "
+            "until the pool is restarted",
+            len(self.engines),
+        )
+        self.engines.clear()
+        self.launcher = None
 
     def _room(self, running: Counter[str], owner: str) -> bool:
         """HTCondor's limits on scheduler-universe jobs: START_SCHEDULER_UNIVERSE's default

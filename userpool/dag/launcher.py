@@ -80,6 +80,9 @@ class EngineLauncher:
         self._buffer = b""
         self._exits: list[tuple[int, int]] = []
         self._lock = threading.Lock()
+        #: the helper ended (killed with the pool's process group, say): no engine can start until
+        #: the pool starts again, and its socket must leave the pool's loop (it reads as EOF forever)
+        self.gone = False
 
     # -- requests ---------------------------------------------------------------------------
     def spawn(self, spec: EngineSpec) -> int:
@@ -124,6 +127,8 @@ class EngineLauncher:
 
     # -- the wire -----------------------------------------------------------------------------
     def _send(self, message: dict[str, Any]) -> None:
+        if self.gone:
+            raise LaunchError("the pool's DAG launcher is gone")
         try:
             self._socket.sendall(json.dumps(message).encode() + b"\n")
         except OSError as exc:
@@ -141,8 +146,10 @@ class EngineLauncher:
                 select.select([self._socket], [], [])
                 continue
             except OSError as exc:
+                self.gone = True
                 raise LaunchError(f"the pool's DAG launcher is gone: {exc}") from None
             if not chunk:
+                self.gone = True
                 return None
             self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)

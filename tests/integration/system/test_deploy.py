@@ -69,6 +69,8 @@ def test_layout_units_and_logrotate_are_written_as_deploy_md_says(root: Path) ->
     factory_unit = (root / "etc/systemd/system/updraft-factory.service").read_text()
     assert "User=updraft" in factory_unit and "KillMode=process" in factory_unit
     assert f"--config {root}/etc/updraft/factory.yaml" in factory_unit
+    pool_unit = (root / "etc/systemd/system/updraft-pool.service").read_text()
+    assert "KillMode=mixed" in pool_unit  # the pool stops its engines and helpers itself
     # a site's own edit survives a second run; --force replaces it
     unit = root / "etc/systemd/system/updraft-pool.service"
     unit.write_text(unit.read_text() + "# site edit\n")

@@ -6,6 +6,9 @@ script's timeout, condor_q's DAG views, and what a hostile token holder cannot d
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -221,3 +224,30 @@ def test_a_users_dags_past_the_per_owner_limit_wait_their_turn(pool: RunningPool
         assert wait_dag(pool, first)["ExitCode"] == 0 and wait_dag(pool, second)["ExitCode"] == 0
     finally:
         worker.stop()
+
+
+def test_a_sigterm_to_the_pools_whole_group_stops_it_without_spinning(tmp_path: Path) -> None:
+    """What systemd's default stop does: SIGTERM to every process of the unit at once. The DAG
+    engines' launcher ends first; the pool must not spin on its closed socket, and must stop."""
+    pool = start_pool(tmp_path / "pool")
+    process = pool.process.process
+    assert process is not None
+    children = subprocess.run(
+        ["pgrep", "-P", str(process.pid)], capture_output=True, text=True
+    ).stdout.split()
+    assert children, "the pool forks its helpers at start"
+    for child in children:
+        os.kill(int(child), signal.SIGTERM)
+    time.sleep(1.5)  # the supervisor notices at its next tick
+    before = cpu_seconds(process.pid)
+    time.sleep(2.0)
+    assert cpu_seconds(process.pid) - before < 0.5, "the pool spins on its launcher's closed socket"
+    assert pool.run("condor_q", user="alice").returncode == 0
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+    assert "the DAG engines' launcher ended" in (pool.home / "pool.stderr").read_text()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
