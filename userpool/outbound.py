@@ -12,6 +12,7 @@ carries it out, then the cursor moves.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -59,6 +60,7 @@ class EventWorker:
         self.cursor = Cursor(cursor_path)
         self.queue: queue.Queue[list[Any] | None] = queue.Queue()
         self.replaying = False  # after a restart: what the previous run may have done half is checked
+        self.last_queued = 0  # the newest event id handed to the thread
         self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
     # -- what subclasses say ----------------------------------------------------------------------
@@ -90,7 +92,19 @@ class EventWorker:
         """EventLog listener, on the loop once ``events`` are durable."""
         resolved = self.resolve(events)
         if resolved:
+            self.last_queued = max(self.last_queued, *(self.event_of(item).id for item in resolved))
             self.queue.put(resolved)
+
+    async def carried_out(self, event_id: int, timeout: float) -> bool:
+        """On the loop: wait (at most ``timeout``) until the thread has carried out ``event_id``
+        if this channel took it. condor_submit returns once the submit event is in the user log,
+        as HTCondor's does, so ``condor_submit job.sub && condor_wait job.log`` works."""
+        deadline = time.monotonic() + timeout
+        while self.last_queued >= event_id > self.cursor.value:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
 
     def close(self, timeout: float = 5.0) -> None:
         if self.thread.is_alive():

@@ -69,6 +69,7 @@ from userpool.waiting import WaitingPolls
 log = logging.getLogger("updraft.pool")
 USERLOG_CURSOR = "userlog.cursor"  # the last event written to the users' logs
 USERLOG_BACKLOG = 1_000_000  # events replayed into the users' logs after a restart, at most
+SUBMIT_EVENT_WAIT_S = 2.0  # condor_submit answers once its submit event is in the user log, at most this late
 
 
 @dataclass
@@ -302,6 +303,9 @@ class Pool:
         result = self.schedd.install(cluster)
         if result.count >= 10000:
             gc.freeze()  # long-lived: keep the cyclic collector from walking them on every pass
+        submitted = [event.id for event in tx.events if event.type == "submit"]
+        if submitted:  # bounded: a user's slow file system delays the answer, never the pool
+            await self.userlogs.carried_out(max(submitted), SUBMIT_EVENT_WAIT_S)
         return result
 
     async def edit(self, identity: Identity, request: EditRequest) -> ActResult:

@@ -108,6 +108,16 @@ def test_xml_user_log(pool: RunningPool, workdir: Path) -> None:
     assert (workdir / "x.xml").read_text().startswith("<c>")
 
 
+def test_the_submit_event_is_in_the_log_when_condor_submit_returns(pool: RunningPool, workdir: Path) -> None:
+    """As in HTCondor, so ``condor_submit job.sub && condor_wait job.log`` never finds no log."""
+    for number in range(3):
+        pool.submit(
+            f'executable = job.sh\nlog = now{number}.log\n+LogTag = "never"\nqueue 2\n', "ulla", workdir
+        )
+        shown = pool.run("condor_wait", "-wait", "0", "-status", f"now{number}.log", user="ulla")
+        assert "submitted" in shown.stdout, shown.stderr
+
+
 def test_a_log_is_never_written_where_the_owner_could_not(pool: RunningPool, workdir: Path) -> None:
     """Not into the pool's home, not through a link."""
     target = pool.home / "stolen.log"
