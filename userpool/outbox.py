@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -39,6 +40,24 @@ class OutputOutbox:
         self.spool, self.delivery, self.commit = spool, delivery, commit
         self.loop: asyncio.AbstractEventLoop | None = None
         self._pending: set[asyncio.Future[None]] = set()
+        #: completions whose copy has not finished yet: the user log's 005 waits for it, as
+        #: HTCondor's shadow writes the terminate event after the output is back
+        self._copying: dict[tuple[int, int], threading.Event] = {}
+
+    def expect(self, job: Job) -> None:
+        """The job completes in a transaction about to commit (Schedd.on_completing)."""
+        self._copying.setdefault((job.cluster.cluster_id, job.proc_id), threading.Event())
+
+    def copied(self, cluster_id: int, proc_id: int, timeout: float) -> None:
+        """Any thread: return once the job's output is in its submit directory (or ``timeout``)."""
+        copying = self._copying.get((cluster_id, proc_id))
+        if copying is not None:
+            copying.wait(timeout)
+
+    def _finished(self, cluster_id: int, proc_id: int) -> None:
+        copying = self._copying.pop((cluster_id, proc_id), None)
+        if copying is not None:
+            copying.set()
 
     def completed(self, job: Job) -> None:
         """The job's completion is durable: deliver its output (Schedd.on_completed)."""
@@ -59,13 +78,17 @@ class OutputOutbox:
     def _start(self, texts: dict[str, str], cluster_id: int, proc_id: int) -> None:
         files = self.spool.files(cluster_id, proc_id)
         if not files:
+            self._finished(cluster_id, proc_id)
             self._record(cluster_id, proc_id, None)
             return
         asyncio.get_running_loop().run_in_executor(None, self._copy, texts, cluster_id, proc_id, files)
 
     def _copy(self, texts: dict[str, str], cluster_id: int, proc_id: int, files: list[str]) -> None:
         failpoint("pool.before_delivery")
-        details = self.delivery.deliver(texts, cluster_id, proc_id, files)
+        try:
+            details = self.delivery.deliver(texts, cluster_id, proc_id, files)
+        finally:
+            self._finished(cluster_id, proc_id)
         if self.loop is not None:
             self.loop.call_soon_threadsafe(self._record, cluster_id, proc_id, details)
 

@@ -166,6 +166,8 @@ class Pool:
         self.schedd.on_idle = self.waiting.jobs_became_idle
         self.schedd.on_claim_news = self.waiting.claim_news
         self.schedd.on_completed = self.outbox.completed
+        self.schedd.on_completing = self.outbox.expect
+        self.userlogs.before_terminated = self.outbox.copied
         self.dags = DagSupervisor(self, self.launcher)
         self.dags.load()
         self.schedd.check_node = self.dags.check_submission

@@ -108,6 +108,8 @@ class Schedd:
         self.on_claim_news: Callable[[str], None] = lambda claim_id: None
         #: called after a job completed, with its final ad, so outputs can be delivered
         self.on_completed: Callable[[Job], None] = lambda job: None
+        #: before the commit of a completion whose output will be delivered (the outbox expects it)
+        self.on_completing: Callable[[Job], None] = lambda job: None
         #: checks a cluster ad that names a DAG (subject, token bindings, ad): only its engine submits nodes
         self.check_node: Callable[[str, dict[str, str], dict[str, str]], None] = lambda *args: None
         #: called with each new cluster once it is live, and after a DAG job changed status
@@ -284,6 +286,7 @@ class Schedd:
             self.queue.remove_job(job)
             tx.retired.append(job)
             if job.status == COMPLETED:
+                self.on_completing(job)
                 tx.after_commit.append(lambda job=job: self.on_completed(job))
 
     def _leave_in_queue(self, job: Job) -> bool:

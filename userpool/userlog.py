@@ -60,6 +60,9 @@ KINDS = {
     "lease_expired", "claim_forgotten",
 }  # fmt: skip
 ZERO_USAGE = "Usr 0 00:00:00, Sys 0 00:00:00"
+#: how long a job's terminate event waits for its output to reach the submit directory, at most
+#: (the one thread writes every user's log: a huge output delays the others' events this long)
+OUTPUT_BEFORE_TERMINATED_S = 60.0
 SUBMITTED_ON_HOLD = 15  # HTCondor's HoldReasonCode SubmittedOnHold
 
 
@@ -400,6 +403,8 @@ class UserLogs(EventWorker):
         super().__init__(cursor_path)
         self.home, self.identities, self.writer = home, identities, writer
         self.live_ads, self.history_ad, self.submit_host = live_ads, history_ad, submit_host
+        #: (cluster, proc, timeout): returns once a completed job's output is delivered (the outbox)
+        self.before_terminated: Callable[[int, int, float], None] = lambda cluster, proc, timeout: None
 
     def resolve(self, events: Iterable[Event]) -> Resolved:
         out: Resolved = []
@@ -412,6 +417,10 @@ class UserLogs(EventWorker):
         return out
 
     def deliver(self, batch: Resolved) -> None:
+        for event, jobs in batch:  # 005 after the output is back, so condor_wait && cat out works
+            if event.type == "complete":
+                for proc, _ad in jobs:
+                    self.before_terminated(event.cluster_id, proc, OUTPUT_BEFORE_TERMINATED_S)
         self._write(batch)
 
     def _write(self, batch: Resolved) -> None:

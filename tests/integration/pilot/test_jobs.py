@@ -273,15 +273,18 @@ def test_match_time_substitution(pool: RunningPool, pilots: PilotLauncher, workd
 def test_a_real_pilot_s_job_leaves_a_user_log_that_condor_wait_follows(
     pool: RunningPool, pilots: PilotLauncher, workdir: Path
 ) -> None:
-    """log = x.log through a real pilot: submit, execute, terminated with the job's return value."""
+    """log = x.log through a real pilot: submit, execute, terminated with the job's return value;
+    as in HTCondor the terminate event comes once the output is back, so condor_wait && cat works."""
     import htcondor2
 
-    script(workdir, "seven.sh", "exit 7\n")
-    cluster = pool.submit(tagged("ulog", "executable = seven.sh\nlog = x.log\nqueue\n"), "uma", workdir)
+    script(workdir, "seven.sh", "head -c 30000000 /dev/zero > big.dat; echo seven; exit 7\n")
+    text = "executable = seven.sh\nlog = x.log\noutput = x.out\nqueue\n"
+    cluster = pool.submit(tagged("ulog", text), "uma", workdir)
     pilot = pilots.start(start_expr=only("ulog"), tail_timeout_s=1)
-    pilot.wait()
-    done = pool.run("condor_wait", "-wait", "30", str(workdir / "x.log"), cluster, user="uma")
+    done = pool.run("condor_wait", "-wait", "60", str(workdir / "x.log"), cluster, user="uma")
     assert (done.returncode, done.stdout.strip()) == (0, "All jobs done."), done.stderr
+    assert (workdir / "x.out").read_text() == "seven\n" and (workdir / "big.dat").stat().st_size == 30000000
+    pilot.wait()
     events = list(htcondor2.JobEventLog(str(workdir / "x.log")).events(stop_after=0))
     kinds = [e.type for e in events if e.type != htcondor2.JobEventType.IMAGE_SIZE]
     assert kinds == [
