@@ -105,6 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    args.file = str(located_config("factory", args.file))
     config = load_factory_config(Path(args.file))
     if args.json:
         from factory.config import config_summary
@@ -487,7 +488,7 @@ def add_commands(nouns: Any) -> None:
     run.add_argument("--drain-on-exit", action="store_true", help="remove every glidein when stopping")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     check = verb("check", cmd_check, "validate a config file (file:line errors)", config=False)
-    check.add_argument("file")
+    check.add_argument("file", nargs="?", help=f"default: ${CONFIG_ENV}, else /etc/updraft/factory.yaml")
     check.add_argument("--json", action="store_true", help="print the config as the factory reads it")
     imported = verb(
         "import-gwms", cmd_import_gwms, "a glideinWMS factory's entries (glideinWMS.xml, config.d/) as Updraft YAML",

@@ -47,6 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    args.file = str(located_config("frontend", args.file))
     config = load_frontend_config(Path(args.file))
     if args.json:
         import dataclasses
@@ -389,7 +390,7 @@ def add_commands(nouns: Any) -> None:
     run.add_argument("--once", action="store_true", help="one cycle, then stop")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     check = verb("check", cmd_check, "validate a config file (file:line errors)", config=False)
-    check.add_argument("file")
+    check.add_argument("file", nargs="?", help=f"default: ${CONFIG_ENV}, else /etc/updraft/frontend.yaml")
     check.add_argument("--json", action="store_true")
     imported = verb("import-gwms", cmd_import_gwms, "a glideinWMS frontend.xml as Updraft YAML", config=False)
     imported.add_argument("file", metavar="frontend.xml")
