@@ -59,7 +59,9 @@ METRICS = "/metrics"
 MONITOR_PAGE = "/monitor"  # GET, text/html: the real-time monitor (no login: aggregates only)
 MONITOR = "/v1/monitor"  # GET: the monitor's snapshot
 MONITOR_STREAM = "/v1/monitor/stream"  # GET, text/event-stream: the events the monitor shows
-MONITOR_JOB = "/v1/monitor/jobs/{job_id}"  # GET: one job's events as the monitor shows them (its logging-info)
+MONITOR_JOB = (
+    "/v1/monitor/jobs/{job_id}"  # GET: one job's events as the monitor shows them (its logging-info)
+)
 
 AUTH_HEADER = "Authorization"  # "Bearer <token>"
 CLAIM_HEADER = "X-Updraft-Claim"
