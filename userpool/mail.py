@@ -25,7 +25,6 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any
 from updraft.core import classads
 from updraft.core.payloads import Event
 from updraft.core.protocol import HoldCode
+from userpool.config import MailConfig
 from userpool.outbound import EventWorker
 from userpool.sandbox import string_attr
 
@@ -47,23 +47,6 @@ EXPECTED_HOLDS = frozenset(
 ACTIONS = {"hold": "put on hold", "remove": "removed", "release": "released from hold"}
 RULE = "-=-=-=-=-=-=-=-=-=-=-=-=-=-=-=-=-=-=-=-=-="
 MAX_BACKOFF_S = 300.0
-
-
-@dataclass
-class MailSettings:
-    """The relay and the addresses (pool.yaml ``mail:``)."""
-
-    smtp_host: str = ""
-    smtp_port: int = 25
-    starttls: bool = False
-    from_address: str = ""
-    username: str = ""
-    password: str = ""
-    email_domain: str = ""
-    admin: str = ""
-    subject_prefix: str = "[HTCondor]"
-    timeout_s: float = 30.0
-    ca_file: str = ""
 
 
 def _number(ad: Mapping[str, str], name: str, default: float = 0.0) -> float:
@@ -159,7 +142,7 @@ def body_of(event: Event, ad: Mapping[str, str], job_id: str, host: str, admin: 
 
 
 def message_for(
-    event: Event, ad: Mapping[str, str], proc: int, settings: MailSettings, host: str
+    event: Event, ad: Mapping[str, str], proc: int, settings: MailConfig, host: str
 ) -> EmailMessage:
     job_id = f"{event.cluster_id}.{proc}"
     subject = f"Condor Job {job_id}" + (f" {ACTIONS[event.type]}" if event.type in ACTIONS else "")
@@ -182,12 +165,12 @@ class MailNotifier(EventWorker):
     name = "mail"
 
     def __init__(
-        self, cursor_path: Path, settings: MailSettings,
+        self, cursor_path: Path, settings: MailConfig, password: str,
         job_ads: Callable[[int, int], list[tuple[int, Mapping[str, str] | None]]],
         history_ad: Callable[[int, int], Mapping[str, str] | None],
     ) -> None:  # fmt: skip
         super().__init__(cursor_path)
-        self.settings = settings
+        self.settings, self.password = settings, password
         self.job_ads, self.history_ad = job_ads, history_ad
         self.host = socket.getfqdn()
         self.sent = 0
@@ -230,5 +213,5 @@ class MailNotifier(EventWorker):
                 context = ssl.create_default_context(cafile=settings.ca_file or None)
                 relay.starttls(context=context)
             if settings.username:
-                relay.login(settings.username, settings.password)
+                relay.login(settings.username, self.password)
             relay.send_message(message)

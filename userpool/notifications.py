@@ -12,8 +12,8 @@ from typing import Any
 
 from userpool.config import PoolConfig
 from userpool.events import EventLog
-from userpool.mail import MailNotifier, MailSettings
-from userpool.webhook import WebhookSender, WebhookSettings
+from userpool.mail import MailNotifier
+from userpool.webhook import WebhookSender
 
 log = logging.getLogger("updraft.pool")
 BACKLOG = 100_000  # events replayed into the mail after a restart, at most
@@ -36,20 +36,16 @@ class Notifications:
         self.webhook: WebhookSender | None = None
         mail = config.mail
         if mail.smtp_host:
-            settings = MailSettings(
-                mail.smtp_host, mail.smtp_port, mail.starttls, mail.from_address, mail.username,
-                _secret(config, mail.password_file), mail.email_domain, mail.admin, mail.subject_prefix,
-                mail.timeout_s, mail.ca_file,
-            )  # fmt: skip
-            self.mail = MailNotifier(config.home / "mail.cursor", settings, ads.notifying, ads.from_history)
+            password = _secret(config, mail.password_file)
+            self.mail = MailNotifier(
+                config.home / "mail.cursor", mail, password, ads.notifying, ads.from_history
+            )
             self.mail.begin_at(events.next_id - 1)
             events.listeners.append(self.mail.published)
         hook = config.webhook
         if hook.url:
-            settings_ = WebhookSettings(
-                hook.url, _secret(config, hook.token_file), hook.timeout_s, hook.max_backoff_s, hook.ca_file
-            )
-            self.webhook = WebhookSender(settings_, config.home / "webhook.cursor", events.after)
+            token = _secret(config, hook.token_file)
+            self.webhook = WebhookSender(hook, token, config.home / "webhook.cursor", events.after)
             self.webhook.begin_at(events.next_id - 1)
             events.listeners.append(self.webhook.published)
 

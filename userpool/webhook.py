@@ -20,29 +20,24 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from updraft.core.payloads import Event
+from userpool.config import WebhookConfig
 from userpool.outbound import Cursor
 
 log = logging.getLogger("updraft.pool.webhook")
 
 
-@dataclass
-class WebhookSettings:
-    url: str = ""
-    token: str = ""
-    timeout_s: float = 10.0
-    max_backoff_s: float = 60.0
-    ca_file: str = ""
-
-
 class WebhookSender:
     def __init__(
-        self, settings: WebhookSettings, cursor_path: Path, read_after: Callable[[int, int], list[Event]]
+        self,
+        settings: WebhookConfig,
+        token: str,
+        cursor_path: Path,
+        read_after: Callable[[int, int], list[Event]],
     ) -> None:
-        self.settings = settings
+        self.settings, self.token = settings, token
         self.cursor = Cursor(cursor_path)
         self.read_after = read_after  # the event log's store, read from this thread
         self.news = threading.Event()
@@ -97,8 +92,8 @@ class WebhookSender:
         """Deliver one event, trying again (with back-off) until the endpoint takes it; False: stopping."""
         body = json.dumps(event.to_dict()).encode()
         headers = {"Content-Type": "application/json", "User-Agent": "updraft-pool"}
-        if self.settings.token:
-            headers["Authorization"] = f"Bearer {self.settings.token}"
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         pause = 1.0
         while not self.stopping.is_set():
             request = urllib.request.Request(self.settings.url, body, headers, method="POST")
