@@ -46,6 +46,9 @@ class ConnectionLimits:
             security_log.warning("connection from %s closed: %s", host, message)
 
 
+SHUTDOWN_LINGER_S = 1.0  # how long a closed connection may take to say goodbye when the pool stops
+
+
 def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol with ``limits`` applied (pass as ``http=`` to uvicorn)."""
 
@@ -124,6 +127,15 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
         def on_message_complete(self) -> None:
             self._disarm()  # the request is read: answering it takes what it takes (long polls)
             super().on_message_complete()
+
+        def shutdown(self) -> None:
+            """The server stops. An idle TLS connection is closed with a close_notify that a
+            client which is not reading (a pooled keep-alive connection) never answers, and
+            asyncio waits 30 s for that answer, holding up the stop: cut it after a second,
+            once what was written has had time to leave."""
+            super().shutdown()
+            if self.transport.is_closing():
+                self.loop.call_later(SHUTDOWN_LINGER_S, self.transport.abort)
 
     return GuardedProtocol
 

@@ -72,3 +72,17 @@ def test_plain_http_beyond_loopback_is_refused_unless_said(tmp_path: Path) -> No
         and "--insecure-http" in shown.stdout
         and "--tls-name" in shown.stdout
     )
+
+
+def test_a_tls_pool_stops_at_once_while_a_client_keeps_a_connection_open(tmp_path: Path) -> None:
+    """A pooled keep-alive connection never answers the pool's close_notify: the stop must not
+    wait for it (asyncio would wait 30 s per connection)."""
+    import time
+
+    pool = start_pool(tmp_path / "tls", ["--tls"])
+    client = pool.client()
+    assert client.ping().service == "updraft-pool"  # the connection stays in the client's pool
+    began = time.monotonic()
+    pool.stop()
+    assert time.monotonic() - began < 10
+    assert "pool stopped" in (pool.home / "pool.stderr").read_text()
