@@ -73,19 +73,29 @@ PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
 }
 
-stop() {
-    local pids="$BASE/slurmd.pid $BASE/slurmctld.pid"
-    # munged is the machine's (one socket for every cluster here): stopped only by whoever started it
-    [ -f "$BASE/started-munged" ] && pids="$pids $MUNGE_RUN/munged.pid"
-    for f in $pids; do
+stop_together() {
+    # the daemons told at once, then waited for together (each takes seconds to leave)
+    local f pid told=""
+    for f in "$@"; do
         if [ -f "$f" ]; then
             pid=$(cat "$f")
-            if kill "$pid" 2>/dev/null; then
-                for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-            fi
+            kill "$pid" 2>/dev/null && told="$told $pid"
             rm -f "$f"
         fi
     done
+    for _ in $(seq 1 50); do
+        local left=""
+        for pid in $told; do kill -0 "$pid" 2>/dev/null && left="$left $pid"; done
+        told=$left
+        [ -z "$told" ] && return 0
+        sleep 0.1
+    done
+}
+
+stop() {
+    stop_together "$BASE/slurmd.pid" "$BASE/slurmctld.pid"
+    # munged is the machine's (one socket for every cluster here): stopped only by whoever started it
+    [ -f "$BASE/started-munged" ] && stop_together "$MUNGE_RUN/munged.pid"
     rm -f "$BASE/started-munged"
 }
 
