@@ -1,15 +1,16 @@
 """Every command the docs mark as runnable runs, as the reader would run it, and exits 0.
 
-Per document: a fresh pool, one pilot (site Nebraska, two slots) that runs whatever may run
-there, and an empty directory that belongs to the job account, where the document's file
-blocks are written as it introduces them and its commands run one by eleven clusters already
-taken, so the document's first own cluster is 12, the number the examples use. The commands
-run as the job account with a user token that may also administer (what the pool's own
-machine gives its local user), `HOME` set to that directory, and the repository's `config/`
-beside them (the operator guides speak from a checkout). When that account cannot run this
-checkout's interpreter (a Python under root's home), the commands run as root and what they
-leave is given to the account after each one, as a user's own files would be. The transcript of each document is
-kept in artifacts/docs/NAME.txt. How blocks are marked: tests/support/docblocks.py.
+Per document: a fresh pool with eleven clusters already taken (so the document's first own
+cluster is 12, the number the examples use), one pilot (site Nebraska, two slots) that runs
+whatever may run there, and an empty directory belonging to the job account, where the
+document's file blocks are written as it introduces them and its commands run in order. The
+commands run as the job account with a user token that may also administer (what the pool's
+own machine gives its local user), `HOME` set to that directory, and the repository's
+`config/` beside them (the operator guides speak from a checkout). When that account cannot
+run this checkout's commands (a Python or a clone under root's home), they run as root and
+what they leave is given to the account after each one, as a user's own files would be.
+Each document's transcript is kept in artifacts/docs/NAME.txt. How blocks are marked:
+tests/support/docblocks.py.
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ class Reader:
 
 
 def as_job_account() -> dict[str, object]:
-    """subprocess's arguments to run as the job account, when root and when it can run our Python."""
+    """subprocess's arguments to run as the job account, when root and when that account can run
+    this checkout's commands (its interpreter and its sources)."""
     if not IS_ROOT:
         return {}
     account = pwd.getpwnam(JOB_ACCOUNT)
@@ -138,7 +140,10 @@ def as_job_account() -> dict[str, object]:
     if "usable" not in _PROBED:
         try:
             probe = subprocess.run(
-                [str(BIN / "python"), "-c", "pass"], capture_output=True, cwd="/", **switch
+                [str(BIN / "python"), "-c", "import updraft.cli, userpool.cli, pilot"],
+                capture_output=True,
+                cwd="/",
+                **switch,
             )  # type: ignore[call-overload]
             _PROBED["usable"] = probe.returncode == 0
         except PermissionError:
