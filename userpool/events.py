@@ -2,7 +2,10 @@
 
 Events are written in the same transaction as the change they describe and are
 published to stream subscribers only after that transaction commits, so a monitor
-never shows a change the pool could still lose.
+never shows a change the pool could still lose. An event's id is given when its
+transaction is handed to the store's one writer (``EventLog.seal``), not when it is
+recorded: ids then grow in commit order, and a reader that follows the log by id (the
+webhook, ``?after=``) never passes an id whose event is still to come.
 """
 
 from __future__ import annotations
@@ -38,12 +41,6 @@ class Tx:
     #: jobs whose row must be rewritten, by (cluster, proc); jobs that left the queue for history
     dirty: dict[tuple[int, int], Any] = field(default_factory=dict)
     retired: list[Any] = field(default_factory=list)
-    _event_rows: list[tuple[Any, ...]] = field(default_factory=list)
-
-    def flush_events(self) -> None:
-        if self._event_rows:
-            self.batch.add_many(INSERT_EVENT, self._event_rows)
-            self._event_rows = []
 
 
 class EventLog:
@@ -55,7 +52,7 @@ class EventLog:
         self.clock = clock
         rows = store.read("SELECT MAX(id) FROM events")
         self.next_id = (rows[0][0] or 0) + 1
-        #: the newest event published; ids are given when recorded, so a lower one may still come
+        #: the newest event published (ids grow in commit order)
         self.last_committed = self.next_id - 1
         self.recent: deque[Event] = deque(maxlen=self.RECENT)
         self.subscribers: set[asyncio.Queue[Event | None]] = set()
@@ -71,13 +68,36 @@ class EventLog:
         kind: str,
         details: dict[str, Any] | None = None,
     ) -> Event:
-        event = Event(self.next_id, self.clock(), source, cluster_id, proc_id, kind, details or {})
-        self.next_id += 1
+        """Add an event to ``tx``; its id (0 until then) is given by ``seal``."""
+        event = Event(0, self.clock(), source, cluster_id, proc_id, kind, details or {})
         tx.events.append(event)
-        tx._event_rows.append(
-            (event.id, event.time, source, cluster_id, proc_id, kind, orjson.dumps(event.details).decode())
-        )
         return event
+
+    def seal(self, tx: Tx) -> Tx:
+        """Number ``tx``'s events and add their rows to its batch: the moment it goes to the writer."""
+        if tx.events:
+            first = self.next_id
+            self.next_id += len(tx.events)
+            tx.events[:] = [
+                Event(number, e.time, e.source, e.cluster_id, e.proc_id, e.type, e.details)
+                for number, e in enumerate(tx.events, start=first)
+            ]
+            tx.batch.add_many(
+                INSERT_EVENT,
+                [
+                    (
+                        e.id,
+                        e.time,
+                        e.source,
+                        e.cluster_id,
+                        e.proc_id,
+                        e.type,
+                        orjson.dumps(e.details).decode(),
+                    )
+                    for e in tx.events
+                ],
+            )
+        return tx
 
     def publish(self, events: list[Event]) -> None:
         """Called once the events are committed."""

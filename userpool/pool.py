@@ -247,8 +247,7 @@ class Pool:
     # =========================================================================================
     async def commit(self, tx: Tx) -> None:
         """Write ``tx`` and wait until it is durable; then publish and run its callbacks."""
-        tx.flush_events()
-        future = self.store.write(tx.batch)
+        future = self.store.write(self.events.seal(tx).batch)  # ids in the order the writer commits
         loop = asyncio.get_running_loop()
 
         def committed(done: concurrent.futures.Future[None]) -> None:
@@ -523,9 +522,9 @@ class Pool:
         if len(request.type) > 64 or not request.type.replace("_", "").isalnum():
             raise BadRequest("event type must be a short word of letters, digits and underscores")
         tx = Tx()
-        event = self.events.record(tx, identity.name, 0, -1, request.type, dict(request.details))
+        self.events.record(tx, identity.name, 0, -1, request.type, dict(request.details))
         await self.commit(tx)
-        return event
+        return tx.events[0]  # as numbered at the commit
 
     async def accept_output(self, identity: Identity, claim_id: str, tar_path: Path) -> list[str]:
         claim = self.claim_of(identity, claim_id)

@@ -201,7 +201,7 @@ class Schedd:
         for job in orphans:
             reason = "no claim survived the pool's restart"
             self.move(tx, job, IDLE, "schedd", "evict", {"reason": reason}, self.off_slot_attrs(job))
-        self.store.write_now(self.finish(tx).batch)
+        self.store.write_now(self.events.seal(self.finish(tx)).batch)
         log.warning("requeued %d running job(s) that had no claim", len(orphans))
 
     # =========================================================================================
@@ -238,7 +238,6 @@ class Schedd:
                 INSERT_DELIVERY,
                 [(j.cluster.cluster_id, j.proc_id) for j in tx.retired if j.status == COMPLETED],
             )
-        tx.flush_events()
         return tx
 
     def touch(self, tx: Tx, job: Job) -> None:
@@ -441,7 +440,6 @@ class Schedd:
             self.events.record(
                 tx, identity.name, cluster_id, -1, "hold", {"procs": held, "reason": "submitted on hold"}
             )
-        tx.flush_events()
         return cluster, tx
 
     def install(self, cluster: Cluster) -> SubmitResult:
