@@ -148,28 +148,8 @@ start_arched() {  # name script pidfile slurm_conf
     echo $! > "$3"
 }
 
-stop_pids() {
-    # every daemon told at once, then waited for together (each takes seconds to leave)
-    local f p pids=""
-    for f in "$@"; do
-        if [ -f "$f" ] && p=$(cat "$f") && alive "$p"; then
-            kill "$p"
-            pids="$pids $p"
-        fi
-        rm -f "$f"
-    done
-    for _ in $(seq 1 150); do
-        local left=""
-        for p in $pids; do alive "$p" && left="$left $p"; done
-        pids=$left
-        [ -z "$pids" ] && return 0
-        sleep 0.1
-    done
-    for p in $pids; do kill -9 "$p" 2>/dev/null || true; done
-}
-
 stop() {
-    stop_pids "$G/run/arex-ws.pid" "$G/run/arex-gm.pid"
+    stop_pids 15 kill "$G/run/arex-ws.pid" "$G/run/arex-gm.pid"
     local p c
     for p in $(pgrep -u "$ACCOUNT" 2>/dev/null || true); do
         c=$(readlink "/proc/$p/cwd" 2>/dev/null || true)

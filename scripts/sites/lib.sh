@@ -9,6 +9,27 @@ need_root() {  # what-needs-it
 
 alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 
+stop_pids() {  # seconds kill|leave pidfile...: every daemon told at once, then waited for together
+    local seconds=$1 then=$2 f p pids="" left
+    shift 2
+    for f in "$@"; do
+        if [ -f "$f" ] && p=$(cat "$f") && alive "$p"; then
+            kill "$p" 2>/dev/null && pids="$pids $p"
+        fi
+        rm -f "$f"
+    done
+    for _ in $(seq 1 $((seconds * 10))); do
+        left=""
+        for p in $pids; do alive "$p" && left="$left $p"; done
+        pids=$left
+        [ -z "$pids" ] && return 0
+        sleep 0.1
+    done
+    if [ "$then" = kill ]; then
+        for p in $pids; do kill -9 "$p" 2>/dev/null || true; done
+    fi
+}
+
 install_missing() {  # probe-package package...
     local probe=$1 missing="" p
     shift

@@ -73,29 +73,10 @@ PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
 }
 
-stop_together() {
-    # the daemons told at once, then waited for together (each takes seconds to leave)
-    local f pid told=""
-    for f in "$@"; do
-        if [ -f "$f" ]; then
-            pid=$(cat "$f")
-            kill "$pid" 2>/dev/null && told="$told $pid"
-            rm -f "$f"
-        fi
-    done
-    for _ in $(seq 1 50); do
-        local left=""
-        for pid in $told; do kill -0 "$pid" 2>/dev/null && left="$left $pid"; done
-        told=$left
-        [ -z "$told" ] && return 0
-        sleep 0.1
-    done
-}
-
 stop() {
-    stop_together "$BASE/slurmd.pid" "$BASE/slurmctld.pid"
+    stop_pids 5 leave "$BASE/slurmd.pid" "$BASE/slurmctld.pid"
     # munged is the machine's (one socket for every cluster here): stopped only by whoever started it
-    [ -f "$BASE/started-munged" ] && stop_together "$MUNGE_RUN/munged.pid"
+    [ -f "$BASE/started-munged" ] && stop_pids 5 leave "$MUNGE_RUN/munged.pid"
     rm -f "$BASE/started-munged"
 }
 

@@ -87,12 +87,7 @@ EOF
 }
 
 stop() {
-    local pid
-    if [ -f "$BASE/sshd.pid" ] && pid=$(cat "$BASE/sshd.pid") && alive "$pid"; then
-        kill "$pid"
-        for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
-    fi
-    rm -f "$BASE/sshd.pid"
+    stop_pids 5 leave "$BASE/sshd.pid"
 }
 
 env_lines() {
