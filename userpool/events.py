@@ -67,11 +67,9 @@ class EventLog:
         proc_id: int,
         kind: str,
         details: dict[str, Any] | None = None,
-    ) -> Event:
-        """Add an event to ``tx``; its id (0 until then) is given by ``seal``."""
-        event = Event(0, self.clock(), source, cluster_id, proc_id, kind, details or {})
-        tx.events.append(event)
-        return event
+    ) -> None:
+        """Add an event to ``tx``; ``seal`` numbers it (read it from ``tx.events`` after the commit)."""
+        tx.events.append(Event(0, self.clock(), source, cluster_id, proc_id, kind, details or {}))
 
     def seal(self, tx: Tx) -> Tx:
         """Number ``tx``'s events and add their rows to its batch: the moment it goes to the writer."""
