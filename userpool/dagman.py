@@ -206,11 +206,7 @@ class DagSupervisor:
     def _launcher_lost(self) -> None:
         """The engines' helper died (a signal to the pool's whole process group): its engines died
         with it; their DAG jobs keep their status and recover when the pool starts again."""
-        assert self.launcher is not None
-        try:
-            asyncio.get_running_loop().remove_reader(self.launcher.fileno())
-        except (RuntimeError, ValueError):
-            pass
+        self._unwatch_launcher()
         log.error(
             "the DAG engines' launcher ended; %d engine(s) ended with it. DAG jobs wait, as they are, "
             "until the pool is restarted",
@@ -218,6 +214,13 @@ class DagSupervisor:
         )
         self.engines.clear()
         self.launcher = None
+
+    def _unwatch_launcher(self) -> None:
+        if self.launcher is not None:
+            try:
+                asyncio.get_running_loop().remove_reader(self.launcher.fileno())
+            except (RuntimeError, ValueError):
+                pass
 
     def _room(self, running: Counter[str], owner: str) -> bool:
         """HTCondor's limits on scheduler-universe jobs: START_SCHEDULER_UNIVERSE's default
@@ -242,11 +245,7 @@ class DagSupervisor:
 
     def stop_all(self) -> None:
         """The pool stops: the engines stop too (their DAG jobs stay running and recover at the next start)."""
-        if self.launcher is not None:
-            try:
-                asyncio.get_running_loop().remove_reader(self.launcher.fileno())
-            except (RuntimeError, ValueError):
-                pass
+        self._unwatch_launcher()
         for engine in self.engines.values():
             self._stop(engine, "pool", signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_S
