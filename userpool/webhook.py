@@ -109,15 +109,13 @@ class WebhookSender:
                     log.warning("webhook %s refused event %d for good (%d %s): passed over",
                                 self.settings.url, event.id, exc.code, exc.reason)  # fmt: skip
                     return True
-                self.failures += 1
-                if self.failures == 1 or self.failures % 100 == 0:
-                    log.warning("webhook %s: event %d not taken (%s); trying again in %.0f s",
-                                self.settings.url, event.id, exc, pause)  # fmt: skip
+                problem: Exception = exc
             except (urllib.error.URLError, OSError, ValueError) as exc:
-                self.failures += 1
-                if self.failures == 1 or self.failures % 100 == 0:
-                    log.warning("webhook %s: event %d not taken (%s); trying again in %.0f s",
-                                self.settings.url, event.id, exc, pause)  # fmt: skip
+                problem = exc
+            self.failures += 1
+            if self.failures == 1 or self.failures % 100 == 0:
+                log.warning("webhook %s: event %d not taken (%s); trying again in %.0f s",
+                            self.settings.url, event.id, problem, pause)  # fmt: skip
             self.stopping.wait(pause)
             pause = min(pause * 2, self.settings.max_backoff_s)
         return False
