@@ -15,6 +15,7 @@ tests/support/docblocks.py.
 
 from __future__ import annotations
 
+import functools
 import os
 import pwd
 import shutil
@@ -137,21 +138,19 @@ def as_job_account() -> dict[str, object]:
         return {}
     account = pwd.getpwnam(JOB_ACCOUNT)
     switch: dict[str, object] = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
-    if "usable" not in _PROBED:
-        try:
-            probe = subprocess.run(
-                [str(BIN / "python"), "-c", "import updraft.cli, userpool.cli, pilot"],
-                capture_output=True,
-                cwd="/",
-                **switch,
-            )  # type: ignore[call-overload]
-            _PROBED["usable"] = probe.returncode == 0
-        except PermissionError:
-            _PROBED["usable"] = False
-    return switch if _PROBED["usable"] else {}
+    return switch if job_account_can_run(account.pw_uid, account.pw_gid) else {}
 
 
-_PROBED: dict[str, bool] = {}
+@functools.cache
+def job_account_can_run(uid: int, gid: int) -> bool:
+    try:
+        probe = subprocess.run(
+            [str(BIN / "python"), "-c", "import updraft.cli, userpool.cli, pilot"],
+            capture_output=True, cwd="/", user=uid, group=gid, extra_groups=[],
+        )  # fmt: skip
+    except PermissionError:
+        return False
+    return probe.returncode == 0
 
 
 def _directory(path: Path) -> Path:
