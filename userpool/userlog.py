@@ -379,6 +379,31 @@ def _event_mask(text: str | None) -> frozenset[int] | None:
     return frozenset(int(part) for part in text.split(",") if part.strip().isdigit())
 
 
+@dataclass(frozen=True)
+class _LogTargets:
+    owner: str
+    #: (path, XML? (None: a nodes log, text), the event numbers it takes (None: all))
+    files: tuple[tuple[str, bool | None, frozenset[int] | None], ...]
+
+
+def _log_targets(ad: Mapping[str, str]) -> _LogTargets | None:
+    """The files a job's events go to: its own log (XML if it asked), and its DAG's nodes log
+    (text, only the events its mask names; not again when it is the job's own log)."""
+    texts = dict(ad)
+    paths = {name: string_attr(texts, name) for name in LOG_ATTRS}
+    paths = {name: path for name, path in paths.items() if path and os.path.isabs(path)}
+    if not paths:
+        return None
+    files: list[tuple[str, bool | None, frozenset[int] | None]] = []
+    own = paths.get("UserLog")
+    if own:
+        files.append((own, ad.get("UserLogUseXML", "false").strip().lower() == "true", None))
+    nodes = paths.get(ATTR_DAG_NODES_LOG)
+    if nodes and nodes != own:
+        files.append((nodes, None, _event_mask(string_attr(texts, "DAGManNodesMask"))))
+    return _LogTargets(string_attr(texts, "Owner") or "", tuple(files))
+
+
 def _logs(lookup: Callable[[str], str | None]) -> bool:
     return any(lookup(name) is not None for name in LOG_ATTRS)
 
@@ -427,30 +452,30 @@ class UserLogs(EventWorker):
         by_file: dict[tuple[str, str], list[Record]] = {}
         accounts: dict[str, Account | Unmapped] = {}
         xml: dict[str, bool] = {}
+        #: what an ad says about its logs, read once per ad: a cluster's submission hands every
+        #: proc the same shared view (the ad is kept with it, so its id is never reused meanwhile)
+        read: dict[int, tuple[Mapping[str, str], _LogTargets | None]] = {}
+        submit_host = self.submit_host()
         for event, jobs in batch:
             for proc, known in jobs:
                 ad = known if known is not None else self.history_ad(event.cluster_id, proc)
                 if not ad:
                     continue
-                texts = dict(ad)
-                paths = {name: string_attr(texts, name) for name in LOG_ATTRS}
-                paths = {name: path for name, path in paths.items() if path and os.path.isabs(path)}
-                if not paths:
+                if id(ad) not in read:
+                    read[id(ad)] = (ad, _log_targets(ad))
+                targets = read[id(ad)][1]
+                if targets is None:
                     continue
-                owner = string_attr(texts, "Owner") or ""
-                accounts.setdefault(owner, self.identities.account_of(owner))
-                records = records_for(event, ad, proc, self.submit_host())
-                for name, path in paths.items():
-                    if name == "UserLog":
-                        xml[path] = ad.get("UserLogUseXML", "false").strip().lower() == "true"
-                        chosen = records
-                    else:  # the nodes log: text, and only the events its mask names
+                if targets.owner not in accounts:
+                    accounts[targets.owner] = self.identities.account_of(targets.owner)
+                records = records_for(event, ad, proc, submit_host)
+                for path, use_xml, mask in targets.files:
+                    if use_xml is None:  # a nodes log: text, unless it is some job's own XML log
                         xml.setdefault(path, False)
-                        if paths.get("UserLog") == path:
-                            continue  # the same file named twice gets each event once
-                        mask = _event_mask(string_attr(texts, "DAGManNodesMask"))
-                        chosen = [r for r in records if mask is None or r.number in mask]
-                    by_file.setdefault((owner, path), []).extend(chosen)
+                    else:
+                        xml[path] = use_xml
+                    chosen = records if mask is None else [r for r in records if r.number in mask]
+                    by_file.setdefault((targets.owner, path), []).extend(chosen)
         forbidden = forbidden_directories(self.home)
         for (owner, path), records in by_file.items():
             account = accounts[owner]
