@@ -26,8 +26,9 @@ from bench.common import BIN, Result, result, say, timer
 from bench.system_bench import LocalSystem
 from updraft.core import payloads, protocol
 from userpool.dag.check import check_dag
-from userpool.dag.engine import Engine, NodeRun, Settings
+from userpool.dag.engine import Engine
 from userpool.dag.model import Dag
+from userpool.dag.noderun import NodeRun, Settings
 from userpool.dag.parse import parse_dag
 
 JOB_ACCOUNT = "nobody"

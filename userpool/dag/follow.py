@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 from updraft.core.client import Client
 from updraft.core.payloads import Event
-from userpool.dag.engine import RETURN_JOB_ABORTED, Engine, exit_value
+from userpool.dag.engine import Engine
+from userpool.dag.noderun import RETURN_JOB_ABORTED, exit_value
 
 #: pool event -> (the user-log event DAGMan would see, what it means for the proc)
 MEANINGS = {

@@ -27,10 +27,10 @@ from updraft.core.errors import UpdraftError
 from updraft.core.payloads import QueryRequest
 from userpool.dag.check import check_dag
 from userpool.dag.dagjob import DagJobOptions, condor_sub, dag_files
-from userpool.dag.engine import NodeRun, SubmitFailed
 from userpool.dag.knobs import Knobs
 from userpool.dag.lexical import DagError
 from userpool.dag.model import Dag, NodeKind
+from userpool.dag.noderun import NodeRun, SubmitFailed
 from userpool.dag.parse import parse_dag
 from userpool.submit.cluster import build_cluster
 from userpool.submit.context import SubmitEnvironment, full_hostname

@@ -15,8 +15,9 @@ import time
 from collections.abc import Iterable
 
 import updraft
-from userpool.dag.engine import STATUS_NUMBERS, Engine, NodeState
+from userpool.dag.engine import Engine
 from userpool.dag.model import Dag, NodeKind
+from userpool.dag.noderun import STATUS_NUMBERS, NodeState
 
 
 def _stamp(now: float | None = None) -> str:

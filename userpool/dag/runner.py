@@ -31,12 +31,13 @@ from updraft.core.protocol import ATTR_DAG_NODE_NAME, ATTR_DAG_NODE_RETRY, ATTR_
 from userpool.dag import nodeslog
 from userpool.dag.check import check_dag
 from userpool.dag.dagjob import dag_files
-from userpool.dag.engine import Attempt, DagStatus, Engine, NodeState, Recovery, exit_value
+from userpool.dag.engine import Engine
 from userpool.dag.follow import EventFollower, NodeEvents
 from userpool.dag.knobs import KnobError, Knobs, read_knobs, with_options
 from userpool.dag.launcher import EXIT_TRY_LATER
 from userpool.dag.lexical import DagError
 from userpool.dag.model import Dag
+from userpool.dag.noderun import Attempt, DagStatus, NodeState, Recovery, exit_value
 from userpool.dag.parse import parse_dag
 from userpool.dag.reports import (
     DagmanOut,

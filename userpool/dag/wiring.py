@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 from updraft.core.payloads import ActRequest
 from updraft.core.protocol import JobAction
 from userpool.dag import nodeslog
-from userpool.dag.engine import NodeRun, Settings, SubmitFailed
 from userpool.dag.knobs import Knobs
 from userpool.dag.model import Dag, ScriptWhen
+from userpool.dag.noderun import NodeRun, Settings, SubmitFailed
 from userpool.dag.nodesubmit import NodeSubmitter
 from userpool.dag.scripts import command_line
 

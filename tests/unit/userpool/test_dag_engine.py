@@ -1,4 +1,4 @@
-"""The DAG engine's decisions (userpool/dag/engine.py), driven without a pool: DAGMan's rules.
+"""The DAG engine's decisions (userpool/dag/engine.py, states in noderun.py), driven without a pool: DAGMan's rules.
 
 A fake carries out what the engine asks (submissions get cluster ids, scripts are recorded
 and ended by the test), so each rule of the HTCondor manual's "Node success/failure",
@@ -11,19 +11,19 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from userpool.dag.engine import (
+from userpool.dag.engine import Engine
+from userpool.dag.model import ScriptWhen
+from userpool.dag.noderun import (
     NODE_STATES,
     RETURN_JOB_SKIPPED,
     Attempt,
     DagStatus,
-    Engine,
     NodeRun,
     NodeState,
     Recovery,
     Settings,
     SubmitFailed,
 )
-from userpool.dag.model import ScriptWhen
 from userpool.dag.parse import parse_dag
 
 
