@@ -301,7 +301,7 @@ def build_app(pool: Pool) -> FastAPI:
         who: Who, digest: str, x_updraft_claim: Annotated[str | None, Header()] = None
     ) -> FileResponse:
         check_digest(digest)
-        pool.may_read_blob(who, x_updraft_claim, digest)
+        pool.pilots.may_read_blob(who, x_updraft_claim, digest)
         return FileResponse(pool.blobs.open(digest), media_type="application/octet-stream")
 
     # -- collector ---------------------------------------------------------------------------
@@ -326,18 +326,18 @@ def build_app(pool: Pool) -> FastAPI:
     # -- pilots ------------------------------------------------------------------------------
     @app.post(protocol.PILOT_POLL)
     async def poll(who: Who, body: payloads.PollRequest) -> Response:
-        result = await pool.poll(who, body)
+        result = await pool.pilots.poll(who, body)
         return FastJSON(result.to_dict())
 
     @app.get(protocol.CLAIM_SANDBOX)
     async def claim_sandbox(who: Who, claim_id: str) -> payloads.ClaimSandbox:
-        claim = pool.claim_of(who, claim_id)
+        claim = pool.pilots.claim_of(who, claim_id)
         job = claim.job
         return payloads.ClaimSandbox(job.job_id, list(job.cluster.inputs_of(job.proc_id)))
 
     @app.put(protocol.CLAIM_OUTPUT)
     async def claim_output(who: Who, claim_id: str, request: Request) -> payloads.OutputStored:
-        pool.claim_of(who, claim_id)
+        pool.pilots.claim_of(who, claim_id)
         limit = pool.spool.max_output_bytes
         fd, name = tempfile.mkstemp(prefix="output-", dir=pool.config.spool_dir)
         try:
@@ -350,7 +350,7 @@ def build_app(pool: Pool) -> FastAPI:
                     handle.write(chunk)
             from pathlib import Path
 
-            files = await pool.accept_output(who, claim_id, Path(name))
+            files = await pool.pilots.accept_output(who, claim_id, Path(name))
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name)
@@ -358,7 +358,7 @@ def build_app(pool: Pool) -> FastAPI:
 
     @app.post(protocol.CLAIM_REPORT)
     async def claim_report(who: Who, claim_id: str, body: payloads.ClaimReport) -> Response:
-        return FastJSON((await pool.report(who, claim_id, body)).to_dict())
+        return FastJSON((await pool.pilots.report(who, claim_id, body)).to_dict())
 
     # -- tokens and priorities ---------------------------------------------------------------
     @app.post(protocol.TOKENS)

@@ -18,30 +18,21 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from updraft.core import classads, protocol
 from updraft.core.errors import BadRequest, Forbidden, InsufficientStorage, NotFound
 from updraft.core.payloads import (
     ActResult,
-    ClaimReport,
     EditRequest,
     Event,
     EventRequest,
-    Match,
-    PollRequest,
-    PollResult,
-    ReportResult,
     RevokeRequest,
     SubmitRequest,
     SubmitResult,
 )
-from updraft.core.protocol import AdType, ClaimEvent, Scope, format_job_id, literal, parse_literal
-from userpool import matchsub
+from updraft.core.protocol import Scope, parse_literal
 from userpool.actions import JobActions
 from userpool.asowner import owner_writer
-from userpool.claims import slot_name_of
 from userpool.collector import Collector
 from userpool.config import PoolConfig
 from userpool.dag.launcher import EngineLauncher
@@ -58,6 +49,7 @@ from userpool.matching import MatchWorker
 from userpool.monitor import Monitor
 from userpool.notifications import Notifications
 from userpool.outbox import OutputOutbox
+from userpool.pilotdesk import PilotDesk
 from userpool.queue import Job
 from userpool.sandbox import BlobStore, Spool
 from userpool.schedd import Schedd
@@ -168,6 +160,7 @@ class Pool:
         self.schedd.on_completed = self.outbox.completed
         self.schedd.on_completing = self.outbox.expect
         self.userlogs.before_terminated = self.outbox.copied
+        self.pilots = PilotDesk(self)
         self.dags = DagSupervisor(self, self.launcher)
         self.dags.load()
         self.schedd.check_node = self.dags.check_submission
@@ -330,151 +323,6 @@ class Pool:
         await self.commit(tx)
         return result
 
-    # =========================================================================================
-    # Pilots
-    # =========================================================================================
-    def _advertise_slot(self, identity: Identity, slot_ad: dict[str, str]) -> dict[str, str]:
-        """The pilot's slot ad checked and put in the collector (a poll, or an exit report's next slot)."""
-        slot = self.collector.validate([slot_ad])[0][1]
-        self.collector.advertise(identity, AdType.Slot, [dict(slot)])
-        return slot
-
-    async def poll(self, identity: Identity, request: PollRequest) -> PollResult:
-        identity.require(Scope.PILOT)
-        if request.wait_s < 0 or request.max_matches < 0:
-            raise BadRequest("wait_s and max_matches cannot be negative")
-        self.stats.polls += 1
-        arrived = self.clock()
-        slot = self._advertise_slot(identity, request.slot_ad)
-        deadline = time.monotonic() + max(0.0, min(float(request.wait_s or 0), self.config.max_poll_wait_s))
-        claims = list(dict.fromkeys(request.claims))
-        slot_name = slot_name_of(slot)
-        forgotten = self.schedd.claims.forgotten(
-            identity.principal, slot_name, set(claims), arrived - self.config.forgotten_claim_s
-        )
-        if forgotten:
-            log.warning(
-                "%s no longer lists %d claim(s) of %s: their jobs run again",
-                identity.name,
-                len(forgotten),
-                slot_name,
-            )
-            await self.commit(self.leases.release_forgotten(forgotten))
-        while True:
-            _renewed, stop = self.schedd.claims.renew(claims, identity.principal)
-            commands = self.schedd.claims.take_commands(claims)
-            revoked = {c.claim_id for c in commands}
-            unknown = [c for c in stop if c not in revoked]
-            matches: list[Match] = []
-            if request.max_matches > 0 and not self.stopping and self._slot_accepts_jobs(slot):
-                matches = await self._match(identity, slot, request.max_matches)
-            remaining = deadline - time.monotonic()
-            if matches or commands or unknown or remaining <= 0 or self.stopping:
-                return PollResult(matches, commands, unknown)
-            await self.waiting.wait(slot, claims, request.max_matches > 0, remaining)
-
-    def _slot_accepts_jobs(self, slot: dict[str, str]) -> bool:
-        text = slot.get(protocol.ATTR_GLIDEIN_TO_RETIRE)
-        if text is None or not classads.is_literal(text):
-            return True
-        value = classads.number(classads.value_of_text(text))
-        return not (value is not None and value <= self.clock())
-
-    async def _match(self, identity: Identity, slot: dict[str, str], max_matches: int) -> list[Match]:
-        negotiator = self.schedd.negotiator
-        negotiator.prepare(slot)
-        tx = Tx()
-        claims = []
-        ads: list[dict[str, str]] = []
-        texts = dict(slot)
-        for _ in range(max(1, min(max_matches, 64))):
-            await self.matcher.ready(texts)  # evaluations in the matchmaking thread, not here
-            picked = negotiator.match_one(texts, evaluate=False)
-            if picked is None:
-                break
-            idle_since = picked.job.get("EnteredCurrentStatus")
-            self.monitor.job_started(self.clock() - float(idle_since) if idle_since else 0.0, texts)
-            claim = self.leases.start(
-                tx, picked.job, picked.autocluster, texts, picked.slot_ad, identity.principal
-            )
-            ad, recorded = matchsub.expand(picked.job.ad(), texts)  # $$(Attr) from this slot
-            for name, text in recorded.items():
-                picked.job.set(name, text)
-            claims.append(claim)
-            ads.append(ad)
-            if max_matches <= 1:
-                break
-            texts = _subtract(texts, claim.cpus, claim.memory_mb, claim.disk_kb)
-        if negotiator.new_penalties:
-            self._report_penalties(tx)
-        if not claims:
-            if tx.events:
-                await self.commit(tx)
-            return []
-        self.schedd.finish(tx)
-        await self.commit(tx)
-        self.stats.matches += len(claims)
-        return [
-            Match(
-                claim.claim_id,
-                claim.job.job_id,
-                ad,
-                claim.lease_s,
-                list(claim.job.cluster.inputs_of(claim.job.proc_id)),
-                claim.cpus,
-                claim.memory_mb,
-                claim.disk_kb,
-            )
-            for claim, ad in zip(claims, ads, strict=True)
-        ]
-
-    def _report_penalties(self, tx: Tx) -> None:
-        """An event for each autocluster the matchmaker just left out for being too slow."""
-        negotiator = self.schedd.negotiator
-        while negotiator.new_penalties:
-            penalty = negotiator.new_penalties.popleft()
-            autocluster = penalty.autocluster
-            head = autocluster.head()
-            cluster_id = head[1] if head else 0
-            log.warning(
-                "autocluster %d of %s took %.0f ms to evaluate against one slot (budget %.0f ms):"
-                " left out of matchmaking for %.0f s",
-                autocluster.id, autocluster.submitter, penalty.took_s * 1000,
-                negotiator.eval_budget_s * 1000, negotiator.penalty_s,
-            )  # fmt: skip
-            self.events.record(
-                tx, "negotiator", cluster_id, -1, "autocluster_skipped",
-                {"autocluster": autocluster.id, "submitter": autocluster.submitter, "jobs": autocluster.idle,
-                 "took_ms": round(penalty.took_s * 1000, 1), "budget_ms": negotiator.eval_budget_s * 1000,
-                 "until": round(penalty.until)},
-            )  # fmt: skip
-
-    def claim_of(self, identity: Identity, claim_id: str):
-        identity.require(Scope.PILOT)
-        return self.schedd.claims.check(claim_id, identity.principal)
-
-    async def report(self, identity: Identity, claim_id: str, report: ClaimReport) -> ReportResult:
-        claim = self.claim_of(identity, claim_id)
-        tx = Tx()
-        self.leases.report(tx, claim, report)
-        self.schedd.finish(tx)
-        if claim.claim_id not in self.schedd.claims.active:
-            # the pilot's own long poll still lists this claim: let it return and offer the freed resources
-            tx.after_commit.append(lambda: self.waiting.claim_news(claim.claim_id))
-        await self.commit(tx)
-        job = claim.job
-        matches: list[Match] = []
-        if (
-            report.slot_ad
-            and report.event == ClaimEvent.EXITED.value
-            and claim.claim_id not in self.schedd.claims.active
-            and not self.stopping
-        ):
-            slot = self._advertise_slot(identity, report.slot_ad)  # with this job's share back
-            if self._slot_accepts_jobs(slot):
-                matches = await self._match(identity, slot, 1)
-        return ReportResult(format_job_id(job.cluster.cluster_id, job.proc_id), job.status, matches)
-
     async def revoke(self, identity: Identity, request: RevokeRequest) -> list[str]:
         """Admins revoke anything; a frontend revokes the tokens bound to itself (its pilots)."""
         keys = []
@@ -525,30 +373,6 @@ class Pool:
         self.events.record(tx, identity.name, 0, -1, request.type, dict(request.details))
         await self.commit(tx)
         return tx.events[0]  # as numbered at the commit
-
-    async def accept_output(self, identity: Identity, claim_id: str, tar_path: Path) -> list[str]:
-        claim = self.claim_of(identity, claim_id)
-        job = claim.job
-        names = await asyncio.to_thread(self.spool.accept, job.cluster.cluster_id, job.proc_id, tar_path)
-        tx = Tx()
-        job.set("SpooledOutputFiles", literal(",".join(names)))
-        self.schedd.touch(tx, job)
-        self.events.record(
-            tx, identity.name, job.cluster.cluster_id, job.proc_id, "output_received", {"files": len(names)}
-        )
-        self.schedd.finish(tx)
-        await self.commit(tx)
-        return names
-
-    def may_read_blob(self, identity: Identity, claim_id: str | None, digest: str) -> None:
-        if identity.is_admin:
-            return
-        if claim_id:
-            claim = self.claim_of(identity, claim_id)
-            if any(f.digest == digest for f in claim.job.cluster.inputs_of(claim.job.proc_id)):
-                return
-            raise Forbidden("that file is not part of the claimed job's sandbox")
-        raise Forbidden("input files are readable by the pilot running the job (claim) or an admin")
 
     # =========================================================================================
     # Background work
@@ -610,15 +434,3 @@ class Pool:
 
     def not_found(self, what: str) -> NotFound:
         return NotFound(what)
-
-
-def _subtract(slot: dict[str, str], cpus: int, memory_mb: int, disk_kb: int) -> dict[str, str]:
-    """The slot as it is after a job took its share (a partitionable slot's leftovers)."""
-    out = dict(slot)
-    for name, amount in (("Cpus", cpus), ("Memory", memory_mb), ("Disk", disk_kb)):
-        text = out.get(name)
-        if text is not None and classads.is_literal(text):
-            value = classads.number(classads.value_of_text(text))
-            if value is not None:
-                out[name] = str(max(0, int(value) - int(amount)))
-    return out
