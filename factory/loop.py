@@ -22,11 +22,12 @@ from typing import Any
 
 from factory.adapters import ADAPTERS
 from factory.adapters.base import Runner, SiteAdapter, run_argv
+from factory.advertising import cycle_ads
 from factory.config import ConfigError, EntryConfig, FactoryConfig, build_entry, load_factory_config
 from factory.failures import as_status, live_failures
 from factory.journal import Journal
 from factory.limits import Counts, Request, plan
-from factory.requests import Rejected, client_ad, factory_ad, read_requests
+from factory.requests import Rejected, read_requests
 from factory.staging import StagingServer, digest, stage_file, stage_pilot, staging_server
 from factory.startup import StagedFile
 from factory.submission import Staged, for_request, remove_excess, submit
@@ -505,24 +506,6 @@ class Factory(ServiceLoop):
         if interesting:
             self._event("factory_entry_activity", {"entry": ctx.name, "site": ctx.entry.site, **interesting})
 
-    def _entry_monitoring(self, name: str, health: EntryHealth | None) -> dict[str, str]:
-        """What the monitor shows of an entry beyond its counts: its newest trouble, and its pilots'
-        time since the factory started (glideinWMS's factory monitoring: used, and wasted idle or
-        failing validation)."""
-        with self.lock:
-            seconds = {what: n for (entry, what), n in self.totals.items() if entry == name}
-        prefix = protocol.ATTR_MONITOR_PREFIX
-        trouble = ""
-        if health is not None:
-            newest = (health.failing.get("newest") or [{}])[0] if health.failing else {}
-            trouble = health.last_error or health.submit_problem or str(newest.get("message") or "")
-        out = {protocol.ATTR_GLIDEIN_LAST_FAILURE: protocol.literal(trouble)}
-        for kind in ("all", "used", "idle", "validation"):
-            out[f"{prefix}PilotCoreSeconds{kind.capitalize()}"] = str(
-                round(seconds.get(PILOT_SECONDS + kind, 0.0))
-            )
-        return out
-
     def _proxy(self, config: FactoryConfig) -> tuple[Path | None, str]:
         if not config.credential.proxy:
             return None, ""
@@ -553,38 +536,17 @@ class Factory(ServiceLoop):
     def _advertise(self) -> None:
         with self.lock:
             config = self.config
-            entries = [e for e in config.entries if e.enabled]
             health = dict(self.health)
+            totals = Counter(self.totals)
         lifetime = config.advertise_lifetime_s or int(max(60, 5 * config.cycle_s))
-        counts = self.journal.counts()
-        factory_ads, client_ads = [], []
-        for entry in entries:
-            total = Counts()
-            for (entry_name, _), states in counts.items():
-                if entry_name == entry.name:
-                    total = total.add(Counts.from_states(states))
+        downtimes = {}
+        for entry in config.entries:
             downtime = self.journal.in_downtime(entry.name)
-            comment = (downtime.comment or f"{downtime.scope} downtime") if downtime else None
-            ad = factory_ad(config, entry, self.keys, total, comment, lifetime)
-            ad.update(self._entry_monitoring(entry.name, health.get(entry.name)))
-            factory_ads.append(ad)
-            clients = {c for (e, c) in counts if e == entry.name} | {
-                c for (e, c) in (self.requests or {}) if e == entry.name
-            }
-            for client in sorted(clients):
-                request = (self.requests or {}).get((entry.name, client))
-                reasons = health[entry.name].reasons.get(client, []) if entry.name in health else []
-                client_ads.append(
-                    client_ad(
-                        config,
-                        entry,
-                        client,
-                        Counts.from_states(counts.get((entry.name, client), {})),
-                        request,
-                        reasons,
-                        lifetime,
-                    )
-                )
+            if downtime:
+                downtimes[entry.name] = downtime.comment or f"{downtime.scope} downtime"
+        factory_ads, client_ads = cycle_ads(
+            config, self.keys, self.journal.counts(), downtimes, health, self.requests or {}, totals, lifetime
+        )
         for ad_type, ads in (
             (protocol.AdType.GlideFactory.value, factory_ads),
             (protocol.AdType.GlideFactoryClient.value, client_ads),

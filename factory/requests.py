@@ -1,15 +1,14 @@
-"""The frontends' requests (glideclient ads), read and authenticated, and the ads the factory publishes."""
+"""The frontends' requests (glideclient ads), read and authenticated (what the factory publishes: advertising.py)."""
 
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 
-from factory.config import EntryConfig, FactoryConfig
-from factory.limits import Counts, Request
+from factory.config import FactoryConfig
+from factory.limits import Request
 from updraft.core import protocol
-from updraft.core.sealed import KEY_TYPE, KeyPair, SealError, open_sealed
+from updraft.core.sealed import KeyPair, SealError, open_sealed
 
 
 @dataclass
@@ -120,70 +119,3 @@ def check_user_pool(url: str, ca_pem: str) -> str:
     if "PRIVATE KEY" in ca_pem:
         return "the user pool's CA holds a private key"
     return ""
-
-
-def factory_ad(
-    config: FactoryConfig,
-    entry: EntryConfig,
-    keys: KeyPair,
-    counts: Counts,
-    downtime: str | None,
-    lifetime_s: int,
-) -> dict[str, str]:
-    """The entry's glidefactory ad: what it is, its limits, whether it is down, how busy it is."""
-    ad = {
-        protocol.ATTR_NAME: protocol.literal(f"{entry.name}@{config.name}"),
-        protocol.ATTR_FACTORY_NAME: protocol.literal(config.name),
-        protocol.ATTR_ENTRY_NAME: protocol.literal(entry.name),
-        protocol.ATTR_GRIDTYPE: protocol.literal(entry.gridtype),
-        protocol.ATTR_GATEKEEPER: protocol.literal(entry.gatekeeper),
-        protocol.ATTR_IN_DOWNTIME: protocol.literal(bool(downtime)),
-        protocol.ATTR_GLIDEIN_DOWNTIME_COMMENT: protocol.literal(downtime or ""),
-        protocol.ATTR_ALLOWED_FRONTENDS: protocol.literal(",".join(entry.allowed_frontends)),
-        protocol.ATTR_PUBKEY_ID: protocol.literal(keys.key_id),
-        protocol.ATTR_PUBKEY_TYPE: protocol.literal(KEY_TYPE),
-        protocol.ATTR_PUBKEY_VALUE: protocol.literal(keys.public_pem),
-        protocol.ATTR_GLIDEIN_GLEXEC_LOCATION: protocol.literal(entry.glexec),
-        protocol.ATTR_GLIDEIN_SOFTWARE_PATHS: protocol.literal(",".join(entry.software_paths)),
-        protocol.ATTR_GLIDEIN_SQUID: protocol.literal(entry.squid),
-        protocol.ATTR_GLIDEIN_START_EXPR: protocol.literal(entry.start_expr),
-        protocol.ATTR_GLIDEIN_LIMIT_MAX_GLIDEINS: str(entry.limits.max_glideins),
-        protocol.ATTR_GLIDEIN_LIMIT_MAX_IDLE: str(entry.limits.max_idle),
-        protocol.ATTR_GLIDEIN_LIMIT_MAX_HELD: str(entry.limits.max_held),
-        f"{protocol.ATTR_MONITOR_PREFIX}TotalStatusIdle": str(counts.idle),
-        f"{protocol.ATTR_MONITOR_PREFIX}TotalStatusRunning": str(counts.running),
-        f"{protocol.ATTR_MONITOR_PREFIX}TotalStatusHeld": str(counts.held),
-        protocol.ATTR_GLIDEIN_ADVERTISED: str(int(time.time())),
-        protocol.ATTR_LIFETIME: str(lifetime_s),
-    }
-    for key, value in entry.published_attributes().items():
-        ad[key] = protocol.literal(value)
-    ad.setdefault(protocol.ATTR_GLIDEIN_SITE, protocol.literal(entry.site))
-    return ad
-
-
-def client_ad(
-    config: FactoryConfig,
-    entry: EntryConfig,
-    client: str,
-    counts: Counts,
-    request: Request | None,
-    reasons: list[str],
-    lifetime_s: int,
-) -> dict[str, str]:
-    prefix = protocol.ATTR_MONITOR_PREFIX
-    return {
-        protocol.ATTR_NAME: protocol.literal(f"{entry.name}@{config.name}@{client}"),
-        protocol.ATTR_REQ_ENTRY: protocol.literal(entry.name),
-        protocol.ATTR_REQ_FACTORY: protocol.literal(config.name),
-        protocol.ATTR_CLIENT_NAME: protocol.literal(client),
-        protocol.ATTR_GLIDEIN_SITE: protocol.literal(entry.site),
-        f"{prefix}StatusIdle": str(counts.queued),
-        f"{prefix}StatusUnsubmitted": str(counts.unsubmitted),
-        f"{prefix}StatusRunning": str(counts.running),
-        f"{prefix}StatusHeld": str(counts.held),
-        f"{prefix}RequestedIdle": str(request.idle if request else 0),
-        f"{prefix}RequestedMaxGlideins": str(request.max_glideins if request else 0),
-        f"{prefix}LimitsHit": protocol.literal("; ".join(reasons)),
-        protocol.ATTR_LIFETIME: str(lifetime_s),
-    }

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from factory.advertising import factory_ad
 from factory.config import ConfigError, load_factory_config
 from factory.limits import Counts
-from factory.requests import factory_ad, read_requests
+from factory.requests import read_requests
 from frontend.glideclient import PilotRequest, glideclient_ad
 from tests.support.configs import assert_config_error
 from updraft.core import protocol
