@@ -24,6 +24,7 @@ from updraft.core.errors import UpdraftError, UsageError
 from updraft.core.layout import config_env
 from updraft.core.tables import render_table
 from updraft.service import (
+    SERVICE_STATUS_FILE,
     downtime_verbs,
     duration_seconds,
     located_config,
@@ -65,7 +66,7 @@ def _journal(state_dir: Path) -> Journal:
 
 
 def _status(state_dir: Path) -> dict[str, Any]:
-    return read_json(state_dir / "status.json")
+    return read_json(state_dir / SERVICE_STATUS_FILE)
 
 
 def _when(stamp: float | None) -> str:
@@ -149,7 +150,7 @@ def cmd_reconfig(args: argparse.Namespace) -> int:
     path = _config_path(args)
     config = load_factory_config(path)  # refuse here first: the operator sees the error at once
     message = signal_reload(
-        config.resolve(config.state_dir), "factory.pid", "status.json", f"factory {config.name}", args.timeout
+        config.resolve(config.state_dir), "factory.pid", f"factory {config.name}", args.timeout
     )
     print(f"{message} from {path}: {len(config.entries)} entries")
     return 0

@@ -48,13 +48,10 @@ from updraft.core.sealed import KeyPair
 from updraft.service import (
     ServiceLoop,
     renew_token,
-    restart_only_changes,
     service_client,
-    write_json_atomically,
 )
 
 log = logging.getLogger("updraft.factory")
-STATUS_FILE = "status.json"
 #: settings a reload cannot apply: the staging socket, the pool connection, the log
 FACTORY_RESTART_ONLY = (
     "staging.host",
@@ -101,8 +98,12 @@ def pool_client(config: FactoryConfig) -> Client:
 
 
 class Factory(ServiceLoop):
+    service_name = "factory"
+    service_log = log
+    restart_only = FACTORY_RESTART_ONLY
+
     def __init__(self, config: FactoryConfig, run: Runner = run_argv, client: Client | None = None) -> None:
-        super().__init__()
+        super().__init__(config)
         self.config = config
         self.state_dir = config.resolve(config.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -130,13 +131,6 @@ class Factory(ServiceLoop):
             protocol.AdType.GlideFactoryClient.value: set(),
         }
         self.totals: Counter[tuple[str, str]] = Counter()  # (entry, what) -> count since start
-        self.cycles = 0
-        self.last_cycle_s = 0.0
-        self.config_loaded = time.time()
-        self.config_error = ""
-        self.config_error_at = 0.0
-        self.started_config = config  # what the sockets and the pool connection were made from
-        self.restart_needed: list[str] = []
         self.draining = False
         #: client -> the user pool its last request named ("" : this factory's own pool)
         self.user_pools: dict[str, str] = {}
@@ -236,15 +230,8 @@ class Factory(ServiceLoop):
                 )
             self._apply(config)
         except (ConfigError, OSError) as exc:
-            self.config_error, self.config_error_at = str(exc), time.time()
-            log.error("reconfig refused, the running config stays: %s", exc)
-            self._write_status()
-            return False
-        self.restart_needed = restart_only_changes(self.started_config, config, FACTORY_RESTART_ONLY)
-        for name in self.restart_needed:
-            log.warning("reconfig: %s changed: it takes effect only when the factory restarts", name)
-        self.config_error = ""
-        self.config_loaded = time.time()
+            return self.reconfig_refused(exc)
+        self.reconfig_taken(config)
         log.info("reconfig: %d entries", len(config.entries))
         self._event("factory_reconfig", {"factory": config.name, "entries": [e.name for e in config.entries]})
         self._write_status()
@@ -575,10 +562,7 @@ class Factory(ServiceLoop):
                 "factory": self.config.name,
                 "pid": os.getpid(),
                 "config": self.config.path,
-                "config_loaded": self.config_loaded,
-                "config_error": self.config_error,
-                "config_error_at": self.config_error_at,
-                "restart_needed": self.restart_needed,
+                **self.config_status(),
                 "staging_url": self.staging_url,
                 "cycles": self.cycles,
                 "written": time.time(),
@@ -588,9 +572,6 @@ class Factory(ServiceLoop):
                 "rejected": [dataclasses.asdict(r) for r in self.rejected],
                 "entries": {name: dataclasses.asdict(h) for name, h in self.health.items()},
             }
-
-    def _write_status(self) -> None:
-        write_json_atomically(self.state_dir / STATUS_FILE, self.status())
 
     def metrics(self) -> str:
         from factory.metrics import factory_metrics

@@ -73,7 +73,6 @@ def cmd_reconfig(args: argparse.Namespace) -> int:
         signal_reload(
             config.resolve(config.state_dir),
             "frontend.pid",
-            "status.json",
             f"frontend {config.name}",
             args.timeout,
         )

@@ -41,13 +41,11 @@ from updraft.core.metrics import Exposition, MetricsServer
 from updraft.service import (
     ServiceLoop,
     renew_token,
-    restart_only_changes,
     service_client,
     write_json_atomically,
 )
 
 log = logging.getLogger("updraft.frontend")
-STATUS_FILE = "status.json"
 #: settings a reload cannot apply: the metrics socket, the pool connection, the log
 FRONTEND_RESTART_ONLY = (
     "metrics_host",
@@ -65,8 +63,12 @@ PID_FILE = "frontend.pid"
 
 
 class Frontend(ServiceLoop):
+    service_name = "frontend"
+    service_log = log
+    restart_only = FRONTEND_RESTART_ONLY
+
     def __init__(self, config: FrontendConfig, client: Client | None = None) -> None:
-        super().__init__()
+        super().__init__(config)
         self.config = config
         self.state_dir = config.resolve(config.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -86,13 +88,6 @@ class Frontend(ServiceLoop):
             protocol.AdType.GlideResource.value: set(),
         }
         self.records: dict[str, GroupRecord] = {}
-        self.cycles = 0
-        self.last_cycle_s = 0.0
-        self.config_loaded = time.time()
-        self.config_error = ""
-        self.config_error_at = 0.0
-        self.started_config = config  # what the sockets and the pool connection were made from
-        self.restart_needed: list[str] = []
         self.totals: Counter[str] = Counter()
         self.metrics_server: MetricsServer | None = None
         self.validation_failing: Counter[tuple[str, str, str]] = Counter()  # (group, entry, type) -> pilots
@@ -133,15 +128,9 @@ class Frontend(ServiceLoop):
                     self.config.path, None, "name", "the frontend's name cannot change while it runs"
                 )
         except (ConfigError, OSError) as exc:
-            self.config_error, self.config_error_at = str(exc), time.time()
-            log.error("reconfig refused, the running config stays: %s", exc)
-            self._write_status()
-            return False
-        self.restart_needed = restart_only_changes(self.started_config, config, FRONTEND_RESTART_ONLY)
-        for name in self.restart_needed:
-            log.warning("reconfig: %s changed: it takes effect only when the frontend restarts", name)
-        self.config, self.config_error = config, ""
-        self.config_loaded = time.time()
+            return self.reconfig_refused(exc)
+        self.reconfig_taken(config)
+        self.config = config
         log.info("reconfig: %d group(s)", len(config.groups))
         self._write_status()
         return True
@@ -415,10 +404,7 @@ class Frontend(ServiceLoop):
             "frontend": self.config.name,
             "pid": os.getpid(),
             "config": self.config.path,
-            "config_loaded": self.config_loaded,
-            "config_error": self.config_error,
-            "config_error_at": self.config_error_at,
-            "restart_needed": self.restart_needed,
+            **self.config_status(),
             "cycles": self.cycles,
             "last_cycle_s": round(self.last_cycle_s, 3),
             "metrics_url": self.metrics_server.url if self.metrics_server else "",
@@ -427,9 +413,6 @@ class Frontend(ServiceLoop):
                 name: {"complete": r.complete, "errors": r.errors} for name, r in self.records.items()
             },
         }
-
-    def _write_status(self) -> None:
-        write_json_atomically(self.state_dir / STATUS_FILE, self.status())
 
     def metrics(self) -> str:
         out = Exposition()

@@ -27,6 +27,7 @@ from updraft.core.logfiles import LogFile, reopen_on_sigusr1
 from updraft.core.sdnotify import notify
 
 log = logging.getLogger("updraft.service")
+SERVICE_STATUS_FILE = "status.json"  # in the service's state directory
 
 
 @dataclass
@@ -101,12 +102,61 @@ def read_json(path: Path) -> dict[str, Any]:
 
 class ServiceLoop:
     """Cycles every ``cycle_s``; SIGHUP asks for a reconfig, SIGUSR1 reopens the log files,
-    SIGTERM/SIGINT ask for a stop."""
+    SIGTERM/SIGINT ask for a stop.  Keeps what its status file says of the config (loaded
+    when, refused why, what waits for a restart) the same way for every service."""
 
-    def __init__(self) -> None:
+    #: who the log lines speak of ("factory", "frontend") and the logger they go to
+    service_name = "service"
+    service_log = log
+    #: settings a reload cannot apply (dotted paths): the sockets, the pool connection, the log
+    restart_only: tuple[str, ...] = ()
+
+    state_dir: Path
+
+    def __init__(self, config: Any) -> None:
         self.wake = threading.Event()
         self.stopping = False
         self.reload_requested = False
+        self.cycles = 0
+        self.last_cycle_s = 0.0
+        self.config_loaded = time.time()
+        self.config_error = ""
+        self.config_error_at = 0.0
+        self.started_config = config  # what the sockets and the pool connection were made from
+        self.restart_needed: list[str] = []
+
+    def status(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _write_status(self) -> None:
+        """The status file the operator commands read (atomically: they never see half of it)."""
+        write_json_atomically(self.state_dir / SERVICE_STATUS_FILE, self.status())
+
+    def reconfig_refused(self, exc: Exception) -> bool:
+        """A new config that cannot be used: the running one stays, the status file says why."""
+        self.config_error, self.config_error_at = str(exc), time.time()
+        self.service_log.error("reconfig refused, the running config stays: %s", exc)
+        self._write_status()
+        return False
+
+    def reconfig_taken(self, config: Any) -> None:
+        """A new config in use: note what only a restart applies, and when it was loaded."""
+        self.restart_needed = restart_only_changes(self.started_config, config, self.restart_only)
+        for name in self.restart_needed:
+            self.service_log.warning(
+                "reconfig: %s changed: it takes effect only when the %s restarts", name, self.service_name
+            )
+        self.config_error = ""
+        self.config_loaded = time.time()
+
+    def config_status(self) -> dict[str, Any]:
+        """The status file's part about the config, as `reconfig` and `status` read it."""
+        return {
+            "config_loaded": self.config_loaded,
+            "config_error": self.config_error,
+            "config_error_at": self.config_error_at,
+            "restart_needed": self.restart_needed,
+        }
 
     def cycle(self) -> None:
         raise NotImplementedError
@@ -144,7 +194,7 @@ class ServiceLoop:
             self.wake.clear()
 
 
-def signal_reload(state_dir: Path, pid_file: str, status_file: str, what: str, timeout: float) -> str:
+def signal_reload(state_dir: Path, pid_file: str, what: str, timeout: float) -> str:
     """SIGHUP the running service and wait until its status file says it took (or refused) the config."""
     try:
         pid = int((state_dir / pid_file).read_text())
@@ -155,7 +205,7 @@ def signal_reload(state_dir: Path, pid_file: str, status_file: str, what: str, t
     os.kill(pid, signal.SIGHUP)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = read_json(state_dir / status_file)
+        status = read_json(state_dir / SERVICE_STATUS_FILE)
         if status.get("config_loaded", 0) > before:
             waiting = status.get("restart_needed") or []
             if waiting:
