@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -130,14 +131,14 @@ class LocalAdapter(SiteAdapter):
         )  # fmt: skip
         (node / "pid").write_text(str(process.pid))
         (node / "queued").unlink(missing_ok=True)
-        _CHILDREN.append(process)
+        with _CHILDREN_LOCK:
+            _CHILDREN.append(process)
 
     @staticmethod
     def _reap() -> None:
         """Collect exited wrappers so that they do not linger as zombies (and look alive)."""
-        for process in list(_CHILDREN):
-            if process.poll() is not None:
-                _CHILDREN.remove(process)
+        with _CHILDREN_LOCK:  # every entry's worker thread reaps, and they share the list
+            _CHILDREN[:] = [process for process in _CHILDREN if process.poll() is None]
 
     def status(self, site_ids: Sequence[str]) -> dict[str, SiteStatus]:
         self._reap()
@@ -230,6 +231,7 @@ class LocalAdapter(SiteAdapter):
 
 
 _CHILDREN: list[subprocess.Popen[bytes]] = []
+_CHILDREN_LOCK = threading.Lock()
 
 
 def _pid(node: Path) -> int:
