@@ -162,9 +162,7 @@ start() {
     install_missing nordugrid-arc-arex $PACKAGES
     local slurm_conf
     slurm_conf=$("$HERE/slurm.sh" env | sed -n 's/^SLURM_CONF=//p')
-    if ! SLURM_CONF=$slurm_conf sinfo -h >/dev/null 2>&1; then
-        "$HERE/slurm.sh" start >/dev/null
-    fi
+    "$HERE/slurm.sh" running || "$HERE/slurm.sh" start >/dev/null
     certificates
     configure "$slurm_conf"
     stop

@@ -6,6 +6,7 @@
 #   scripts/sites/slurm.sh start    # install if needed (root), write the config, start the daemons
 #   scripts/sites/slurm.sh stop     # stop exactly what start started (by pid file)
 #   scripts/sites/slurm.sh status
+#   scripts/sites/slurm.sh running  # exit 0 when this cluster's daemons are alive (by pid file, at once)
 #   scripts/sites/slurm.sh env      # prints SLURM_CONF=... for the shell or the tests
 #
 # No systemd and no cgroups here: proctrack/linuxproc and task/none.  munged refuses to
@@ -116,6 +117,8 @@ case "${1:-}" in
     start) start ;;
     stop) stop ;;
     status) SLURM_CONF=$CONF sinfo ;;
+    # not sinfo: asked of a cluster that is down, it retries the controller for about a minute
+    running) alive "$(cat "$BASE/slurmctld.pid" 2>/dev/null)" && alive "$(cat "$BASE/slurmd.pid" 2>/dev/null)" ;;
     env) echo "SLURM_CONF=$CONF" ;;
-    *) echo "usage: $0 install|start|stop|status|env" >&2; exit 2 ;;
+    *) echo "usage: $0 install|start|stop|status|running|env" >&2; exit 2 ;;
 esac
