@@ -19,6 +19,33 @@ from tests.support.pools import RunningPool, start_pool
 BIN = Path(sys.executable).parent
 
 
+def _left_running(below: str) -> list[str]:
+    """Processes still working in the session's temporary directories (pid, cwd, command)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry.name}/cwd")
+            command = (
+                Path(f"/proc/{entry.name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            )
+        except OSError:
+            continue
+        if cwd.startswith(below):
+            found.append(f"{entry.name} in {cwd}: {command.strip()[:200]}")
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_left_running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After every other fixture is gone, no process the tests started works on in their files
+    (a GASS server, a pilot, a pool that outlived its test would be a leak a site admin sees)."""
+    yield
+    left = _left_running(str(tmp_path_factory.getbasetemp()))
+    assert not left, "processes left running after the tests:\n" + "\n".join(left)
+
+
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPool]:
     """One pool for a test module (users keep tests apart)."""

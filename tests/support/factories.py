@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from factory.adapters.gram import stop_gass_servers
 from factory.adapters.local import signal_glidein
 from factory.config import load_factory_config
 from factory.journal import Journal
@@ -120,6 +121,8 @@ class FactorySetup(ServiceSetup):
             factory.drain(30)
             factory.stop()
         self.stop_processes()
+        # the GRAM entries' detached GASS servers, once no factory is left to start another
+        stop_gass_servers(self.state_dir.glob("entries/*"))
         # glideins the factory processes left at local sites
         for node in self.state_dir.glob("entries/*/updraft_*"):
             signal_glidein(node, signal.SIGKILL)
