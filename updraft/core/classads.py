@@ -101,7 +101,8 @@ def plainly_literal(text: str) -> bool:
             and '"' not in text[1:-1]
             and "\n" not in text
         )
-    return text.isdigit() or (text[0] == "-" and text[1:].isdigit())
+    digits = text[1:] if text[0] == "-" else text
+    return digits.isascii() and digits.isdigit()  # "²" and "١٢" are digits to Python, not to ClassAds
 
 
 def check(text: str, what: str = "expression") -> str:
@@ -148,6 +149,8 @@ def references(text: str) -> tuple[frozenset[str], frozenset[str]]:
 @functools.lru_cache(maxsize=65536)
 def is_literal(text: str) -> bool:
     """True when the text needs no evaluation (a number, string, boolean, undefined)."""
+    if plainly_literal(text):  # the common case, without walking the string in Python
+        return True
     stripped = text.strip()
     if not stripped:
         return False
@@ -156,6 +159,8 @@ def is_literal(text: str) -> bool:
         return stripped.endswith('"') and _single_string(stripped)
     if stripped.lower() in ("true", "false", "undefined", "error"):
         return True
+    if not stripped.isascii() or "_" in stripped or stripped[0].isalpha():
+        return False  # float() takes "inf", "1_000" and other scripts' digits; ClassAds do not
     try:
         float(stripped)
     except ValueError:

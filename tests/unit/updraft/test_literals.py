@@ -1,0 +1,32 @@
+"""Which texts the pool takes as literals without asking classad2 (updraft/core/classads.py).
+
+The quick tests decide what is stored unparsed and what is never evaluated; each must agree
+with classad2 whenever it says yes, or a text the ClassAd parser refuses slips into a job ad.
+"""
+
+from __future__ import annotations
+
+import htcondor2  # noqa: F401  (registers the ClassAd functions first)
+import pytest
+
+from updraft.core import classads
+
+
+@pytest.mark.parametrize(
+    "text", ["123", "-5", "007", '"plain"', '"with \\" escape"', "1.5e3", "true", "UNDEFINED"]
+)
+def test_literals_classad2_parses_are_literals(text: str) -> None:
+    assert classads.is_literal(text)
+    classads.check(text)
+
+
+@pytest.mark.parametrize("text", ["²", "١٢", "1_000", "inf", "nan", "Memory", "1 + 2", '"a" + "b"', "-", ""])
+def test_what_is_not_a_literal_is_not_taken_for_one(text: str) -> None:
+    assert not classads.is_literal(text)
+    assert not classads.plainly_literal(text)
+
+
+@pytest.mark.parametrize("text", ["²", "١٢", "1_000"])
+def test_digits_of_other_scripts_are_parsed_and_refused(text: str) -> None:
+    with pytest.raises(classads.ExpressionError):
+        classads.check(text)
