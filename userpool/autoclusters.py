@@ -153,10 +153,17 @@ class AutoclusterIndex:
     def add_many(self, jobs: Iterable[Job]) -> None:
         """Add the idle ones of many jobs (a new cluster, a load): keys and heaps in bulk."""
         groups: dict[tuple[tuple[str, str | None], ...], list[tuple[int, int, int, Job]]] = {}
+        cluster: Cluster | None = None  # the jobs come a cluster at a time: look each one up once
+        skip, names, cluster_key, qdate = False, [], None, 0
         for job in jobs:
-            if job.status != IDLE or is_dag_job(job.cluster):
+            if job.cluster is not cluster:
+                cluster = job.cluster
+                skip = is_dag_job(cluster)  # the pool runs a DAG job itself
+                if not skip:
+                    names, cluster_key, qdate = self._cluster_info(cluster)
+            if skip or job.status != IDLE:
                 continue
-            names, key, qdate = self._cluster_info(job.cluster)
+            key = cluster_key
             overrides = job.overrides
             if key is None or (overrides is not None and not overrides.keys().isdisjoint(names)):
                 key = self.key_of(job)
