@@ -330,6 +330,31 @@ def test_bodies_past_the_limit_are_refused(target: RunningPool) -> None:
     assert "max_request_body_mb" in logged(target, "max_request_body_mb")
 
 
+def test_texts_only_python_takes_for_literals_are_refused(target: RunningPool, workdir: Path) -> None:
+    """A string with a NUL, or digits of another script, parsed by nobody on the way in, once
+    made every `condor_q -af` that listed the job fail for whoever ran it."""
+    mallory = target.client("mallory")
+    for text in ('"a\0b"', "\u00b2", "\u0661\u0662"):
+        cluster = mallory.reserve_cluster()
+        ad = {"Cmd": quote(str(workdir / "job.sh")), "Iwd": quote(str(workdir)), "Foo": text}
+        assert (
+            "Foo"
+            in refused(lambda a=ad, c=cluster: mallory.submit(SubmitRequest(c, a, [{}], [], {})), 400).message
+        )
+        assert (
+            "Foo"
+            in refused(
+                lambda c=cluster, t=text: mallory.submit(
+                    SubmitRequest(c, {"Cmd": quote("/bin/true")}, [{"Foo": t}], [], {})
+                ),
+                400,
+            ).message
+        )
+    pilot = ProtocolPilot(target.client("nul-pilot", Scope.PILOT), {**slot_ad("slot@nul"), "Foo": '"a\0b"'})
+    refused(pilot.poll, 400)
+    assert target.run("condor_q", "-allusers", "-af", "ClusterId").returncode == 0
+
+
 # -- 4. one user's jobs cannot stall the pool --------------------------------------------------------
 def test_doubling_references_are_refused_at_submission(target: RunningPool, workdir: Path) -> None:
     lines = "".join(f"+a{k} = a{k - 1} + a{k - 1}\n" for k in range(1, 31))

@@ -88,8 +88,9 @@ def _semicolon_is_quoted(text: str) -> bool:
 def plainly_literal(text: str) -> bool:
     """A cheap, exact-enough test for the texts that dominate big clusters: "a string" or 123.
 
-    Only strings without backslashes or inner quotes and plain integers pass; anything else
-    goes to the real parser, so this can say no wrongly but never yes wrongly.
+    Only strings without backslashes, inner quotes, newlines or NULs and plain ASCII integers
+    pass; anything else goes to the real parser, so this can say no wrongly but never yes
+    wrongly.
     """
     if not text:
         return False
@@ -100,6 +101,7 @@ def plainly_literal(text: str) -> bool:
             and "\\" not in text
             and '"' not in text[1:-1]
             and "\n" not in text
+            and "\0" not in text  # classad2 refuses a string with a NUL in it
         )
     digits = text[1:] if text[0] == "-" else text
     return digits.isascii() and digits.isdigit()  # "²" and "١٢" are digits to Python, not to ClassAds
