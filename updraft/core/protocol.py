@@ -367,8 +367,14 @@ def literal(value: Any) -> str:
 
 
 def quote(text: str) -> str:
-    """A ClassAd string literal (backslash and double quote escaped)."""
+    """A ClassAd string literal (backslash and double quote escaped).
+
+    A ClassAd string cannot hold a NUL (HTCondor's C strings end there, classad2 refuses
+    it): it is dropped, so that what a pilot or a user reports never makes an ad unreadable.
+    """
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    if "\0" in escaped:
+        escaped = escaped.replace("\0", "")
     return '"' + escaped + '"'
 
 

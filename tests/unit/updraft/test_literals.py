@@ -9,7 +9,7 @@ from __future__ import annotations
 import htcondor2  # noqa: F401  (registers the ClassAd functions first)
 import pytest
 
-from updraft.core import classads
+from updraft.core import classads, protocol
 
 
 @pytest.mark.parametrize(
@@ -30,3 +30,11 @@ def test_what_is_not_a_literal_is_not_taken_for_one(text: str) -> None:
 def test_texts_python_would_wave_through_are_parsed_and_refused(text: str) -> None:
     with pytest.raises(classads.ExpressionError):
         classads.check(text)
+
+
+@pytest.mark.parametrize("value", ["held\0 by the site", "tab\there", 'quote " and \\'])
+def test_a_quoted_string_is_always_a_text_classad2_reads(value: str) -> None:
+    """What a pilot reports (a hold reason, a message) is quoted into the job's ad."""
+    text = protocol.quote(value)
+    classads.check(text)
+    assert classads.evaluate(text) == value.replace("\0", "")
