@@ -41,7 +41,9 @@ def canonical(name: str) -> str:
 
 @functools.lru_cache(maxsize=16384)
 def is_valid_attribute_name(name: str) -> bool:
-    if not name or not (name[0].isalpha() or name[0] == "_"):
+    """A ClassAd identifier: ASCII letters, digits and _, not starting with a digit (Python's
+    isalpha and isalnum would take any script's letters, which no ClassAd parser reads back)."""
+    if not name or not name.isascii() or not (name[0].isalpha() or name[0] == "_"):
         return False
     return all(c.isalnum() or c == "_" for c in name)
 

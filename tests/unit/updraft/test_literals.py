@@ -1,4 +1,4 @@
-"""Which texts the pool takes as literals without asking classad2 (updraft/core/classads.py).
+"""Which texts and names the pool takes without asking classad2 (updraft/core/classads.py).
 
 The quick tests decide what is stored unparsed and what is never evaluated; each must agree
 with classad2 whenever it says yes, or a text the ClassAd parser refuses slips into a job ad.
@@ -38,3 +38,11 @@ def test_a_quoted_string_is_always_a_text_classad2_reads(value: str) -> None:
     text = protocol.quote(value)
     classads.check(text)
     assert classads.evaluate(text) == value.replace("\0", "")
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [("Foo", True), ("_x1", True), ("1x", False), ("Fo\u00e9", False), ("\u03a9", False), ("a-b", False)],
+)
+def test_attribute_names_are_classad_identifiers(name: str, valid: bool) -> None:
+    assert classads.is_valid_attribute_name(name) is valid
