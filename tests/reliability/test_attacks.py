@@ -350,6 +350,10 @@ def test_texts_only_python_takes_for_literals_are_refused(target: RunningPool, w
                 400,
             ).message
         )
+    cluster = mallory.reserve_cluster()
+    named = {"Cmd": quote("/bin/true"), "Fo\u00e9": "1"}  # a name no ClassAd parser reads back
+    refusal = refused(lambda: mallory.submit(SubmitRequest(cluster, named, [{}], [], {})), 400)
+    assert "not an attribute name" in refusal.message
     pilot = ProtocolPilot(target.client("nul-pilot", Scope.PILOT), {**slot_ad("slot@nul"), "Foo": '"a\0b"'})
     refused(pilot.poll, 400)
     assert target.run("condor_q", "-allusers", "-af", "ClusterId").returncode == 0
