@@ -266,9 +266,15 @@ class AutoclusterIndex:
                 self.add(job)
 
     def maybe_compact(self) -> None:
+        """Housekeeping: drop empty autoclusters when they are most of them, and the cached
+        keys of clusters that have left the queue (one per cluster ever submitted, otherwise)."""
         empty = sum(1 for ac in self.ordered if ac.idle <= 0)
         if empty > 1000 and empty > len(self.ordered) // 2:
             self.rebuild()
+            return
+        gone = [cluster_id for cluster_id in self._cluster_keys if cluster_id not in self.queue.clusters]
+        for cluster_id in gone:
+            del self._cluster_keys[cluster_id]
 
     def summary(self) -> list[AutoclusterRow]:
         return [

@@ -28,13 +28,19 @@ Error = classad2.Value.Error
 # canonical(), so dictionaries keyed by names agree with the language about which names are equal.
 # ---------------------------------------------------------------------------------------------
 _CANONICAL: dict[str, str] = {}
+#: spellings remembered at most: a pilot could send new names with every poll, and a table
+#: that only grows is memory anyone with a token can take (pools use a few thousand names)
+MAX_CANONICAL = 100_000
 
 
 def canonical(name: str) -> str:
-    """The one spelling the pool uses for an attribute name (the first one it saw)."""
+    """The one spelling the pool uses for an attribute name (the first one it saw; once the
+    table is full, a name not in it is spelled in lower case, which every spelling agrees on)."""
     key = name.lower()
     found = _CANONICAL.get(key)
     if found is None:
+        if len(_CANONICAL) >= MAX_CANONICAL:
+            return key
         found = _CANONICAL[key] = name
     return found
 

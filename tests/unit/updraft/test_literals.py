@@ -46,3 +46,14 @@ def test_a_quoted_string_is_always_a_text_classad2_reads(value: str) -> None:
 )
 def test_attribute_names_are_classad_identifiers(name: str, valid: bool) -> None:
     assert classads.is_valid_attribute_name(name) is valid
+
+
+def test_the_table_of_spellings_stops_growing_and_stays_consistent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(classads, "_CANONICAL", {"requestcpus": "RequestCpus"})
+    monkeypatch.setattr(classads, "MAX_CANONICAL", 3)
+    assert classads.canonical("Alpha") == "Alpha" and classads.canonical("ALPHA") == "Alpha"
+    assert classads.canonical("Beta") == "Beta"
+    for spelling in ("Gamma", "GAMMA", "gamma"):  # full: one spelling for all, nothing kept
+        assert classads.canonical(spelling) == "gamma"
+    assert classads.canonical("REQUESTCPUS") == "RequestCpus"
+    assert len(classads._CANONICAL) == 3

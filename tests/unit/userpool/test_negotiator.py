@@ -102,3 +102,20 @@ def test_fair_share_alternates(store: Store) -> None:
         accountant.charge(picked.autocluster.submitter, 1)
         owners.append(picked.job.owner)
     assert owners.count("alice") == 3 and owners.count("bob") == 3
+
+
+def test_housekeeping_forgets_the_keys_of_clusters_that_left() -> None:
+    """One cached key per cluster ever submitted would grow for as long as the pool runs."""
+    queue = JobQueue()
+    index = AutoclusterIndex(queue)
+    for cluster_id in range(1, 201):
+        make(queue, index, cluster_id, "alice", 1)
+    assert len(index._cluster_keys) == 200
+    for cluster_id in range(1, 200):
+        cluster = queue.clusters[cluster_id]
+        for job in list(cluster.jobs.values()):
+            index.remove(job)
+            queue.remove_job(job)
+    index.maybe_compact()
+    assert list(index._cluster_keys) == [200]
+    assert sum(ac.idle for ac in index.ordered) == 1
