@@ -10,11 +10,12 @@ really from, and it lets each scope write only its own ad types.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from updraft.core import classads
-from updraft.core.errors import BadRequest, Forbidden, TooCostly
+from updraft.core.errors import BadRequest, Forbidden, TooCostly, TooLarge
 from updraft.core.protocol import (
     ATTR_AUTHENTICATED_IDENTITY,
     ATTR_LAST_HEARD_FROM,
@@ -63,13 +64,20 @@ def _name_of(texts: dict[str, str], index: int) -> str:
 
 class Collector:
     def __init__(
-        self, clock: Callable[[], float] = time.time, max_terms: int = 20_000, max_depth: int = 100
+        self,
+        clock: Callable[[], float] = time.time,
+        max_terms: int = 20_000,
+        max_depth: int = 100,
+        max_per_author: int = 200_000,
     ) -> None:
         self.clock = clock
         #: the expression budget (exprcost): a pilot's START is evaluated against every autocluster
         self.max_terms = max_terms
         self.max_depth = max_depth
+        #: every author's ads of a type are bounded: memory is never anyone's to take
+        self.max_per_author = max_per_author
         self.ads: dict[AdType, dict[str, StoredAd]] = {t: {} for t in AdType}
+        self.held: Counter[tuple[AdType, str]] = Counter()  # (type, author) -> ads in the table
         self.listeners: list[Callable[[AdType, list[StoredAd]], None]] = []
 
     def validate(self, ads: list[dict[str, str]]) -> list[tuple[str, dict[str, str]]]:
@@ -118,6 +126,7 @@ class Collector:
                 raise Forbidden(
                     f"{ad_type.value} ad {name!r} belongs to {existing.author}, not {identity.principal}"
                 )
+        self._make_room(identity, ad_type, [name for name, _texts in validated])
         stored = []
         for name, texts in validated:
             lifetime = lifetime_s
@@ -135,7 +144,9 @@ class Collector:
             texts[ATTR_LAST_HEARD_FROM] = str(int(now))
             texts[ATTR_LIFETIME] = str(lifetime)
             ad = StoredAd(ad_type, name, texts, identity.principal, now + lifetime)
+            self._drop(table, name)
             table[name] = ad
+            self.held[(ad_type, ad.author)] += 1
             stored.append(ad)
         for listener in self.listeners:
             listener(ad_type, stored)
@@ -189,7 +200,7 @@ class Collector:
                         f"{ad_type.value} ad {name!r} belongs to {ad.author}, not {identity.principal}"
                     )
                 continue
-            del table[name]
+            self._drop(table, name)
             removed += 1
         return removed
 
@@ -198,9 +209,38 @@ class Collector:
         removed = 0
         for table in self.ads.values():
             for name in [n for n, ad in table.items() if ad.expires <= now]:
-                del table[name]
+                self._drop(table, name)
                 removed += 1
         return removed
+
+    def _drop(self, table: dict[str, StoredAd], name: str) -> None:
+        """Remove an ad (if there) and its author's count: the one place ads leave the table."""
+        ad = table.pop(name, None)
+        if ad is not None:
+            key = (ad.ad_type, ad.author)
+            self.held[key] -= 1
+            if self.held[key] <= 0:
+                del self.held[key]
+
+    def _make_room(self, identity: Identity, ad_type: AdType, names: list[str]) -> None:
+        """Refuse ads that would take the author past its bound (expired ones are swept first)."""
+        limit = self.max_per_author
+        if identity.is_admin or limit <= 0:
+            return
+        table = self.ads[ad_type]
+        author = identity.principal
+
+        def new_names() -> int:
+            return sum(1 for name in set(names) if (ad := table.get(name)) is None or ad.author != author)
+
+        if self.held[(ad_type, author)] + new_names() <= limit:
+            return
+        self.expire()
+        if self.held[(ad_type, author)] + new_names() > limit:
+            raise TooLarge(
+                f"{identity.name} already holds {self.held[(ad_type, author)]} {ad_type.value} ads;"
+                f" at most {limit} (max_ads_per_author): invalidate old ones or reuse their names"
+            )
 
     def get(self, ad_type: AdType, name: str) -> StoredAd | None:
         ad = self.ads[ad_type].get(name)

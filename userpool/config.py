@@ -113,6 +113,10 @@ class PoolSettings:
     max_expression_terms: int = 20_000
     #: and refer through at most this many levels of attributes
     max_expression_depth: int = 100
+    #: ads of one type one author may hold in the collector; past it the author's new names are
+    #: refused.  The pilots of a frontend group share one identity, so it is about the most slots
+    #: one group may have (a factory's glidefactoryclient ads are entries x groups: far fewer)
+    max_ads_per_author: int = 200_000
     #: one autocluster's evaluation against one slot may take this long (ms); one that takes
     #: longer is left out of matchmaking for match_penalty_s, with an event saying why
     match_eval_budget_ms: float = 50.0

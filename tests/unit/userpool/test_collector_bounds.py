@@ -1,0 +1,37 @@
+"""The collector's bound on one author's ads (userpool/collector.py): memory is nobody's to take."""
+
+from __future__ import annotations
+
+import pytest
+
+from updraft.core.errors import TooLarge
+from updraft.core.protocol import AdType, Scope
+from userpool.collector import Collector
+from userpool.tokens import Identity
+
+
+def _slot(name: str) -> dict[str, str]:
+    return {"Name": f'"{name}"', "Cpus": "1"}
+
+
+def _pilot(subject: str) -> Identity:
+    return Identity(subject, frozenset({Scope.PILOT}), token_id=subject, expires=1e12)
+
+
+def test_one_identity_holds_at_most_its_bound_and_others_are_not_affected() -> None:
+    now = [1000.0]
+    collector = Collector(clock=lambda: now[0], max_per_author=3)
+    group = _pilot("fe1/main")
+    collector.advertise(group, AdType.Slot, [_slot(f"slot{i}") for i in range(3)])
+    collector.advertise(group, AdType.Slot, [_slot("slot1")])  # an update of its own is fine
+    with pytest.raises(TooLarge, match="max_ads_per_author"):
+        collector.advertise(group, AdType.Slot, [_slot("slot9")])
+    collector.advertise(_pilot("fe1/other"), AdType.Slot, [_slot("theirs")])  # another identity
+    collector.invalidate(group, AdType.Slot, ["slot0"])
+    collector.advertise(group, AdType.Slot, [_slot("slot9")])  # room again
+    now[0] += (
+        7200  # every ad expired (900 s by default): swept when the bound is reached, and counted no more
+    )
+    collector.advertise(group, AdType.Slot, [_slot(f"new{i}") for i in range(3)])
+    assert sorted(collector.ads[AdType.Slot]) == ["new0", "new1", "new2"]
+    assert collector.held[(AdType.Slot, group.principal)] == 3
