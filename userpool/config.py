@@ -117,6 +117,9 @@ class PoolSettings:
     #: refused.  The pilots of a frontend group share one identity, so it is about the most slots
     #: one group may have (a factory's glidefactoryclient ads are entries x groups: far fewer)
     max_ads_per_author: int = 200_000
+    #: a component's own event (a pilot's failed validation, a factory's reconfig) is kept for
+    #: good: its details may be this large (KiB) at most
+    max_event_details_kb: int = 64
     #: one autocluster's evaluation against one slot may take this long (ms); one that takes
     #: longer is left out of matchmaking for match_penalty_s, with an event saying why
     match_eval_budget_ms: float = 50.0

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from updraft.core.errors import BadRequest, Forbidden, InsufficientStorage, NotFound
+from updraft.core.errors import BadRequest, Forbidden, InsufficientStorage, NotFound, TooLarge
 from updraft.core.payloads import (
     ActResult,
     EditRequest,
@@ -53,7 +53,7 @@ from userpool.pilotdesk import PilotDesk
 from userpool.queue import Job
 from userpool.sandbox import BlobStore, Spool
 from userpool.schedd import Schedd
-from userpool.store import INSERT_REVOCATION, LIVE_REVOCATIONS, Store, StoreUnreadable
+from userpool.store import INSERT_REVOCATION, LIVE_REVOCATIONS, Store, StoreUnreadable, dumps_json
 from userpool.tokens import REVOKED_ALWAYS, Identity, TokenSigner
 from userpool.userlog import JobAds, UserLogs
 from userpool.waiting import WaitingPolls
@@ -368,10 +368,18 @@ class Pool:
             raise BadRequest(
                 f"event type {request.type!r} must start with one of: {', '.join(p + '_' for p in allowed)}"
             )
-        if len(request.type) > 64 or not request.type.replace("_", "").isalnum():
+        word = request.type.replace("_", "")
+        if len(request.type) > 64 or not (word.isascii() and word.isalnum()):
             raise BadRequest("event type must be a short word of letters, digits and underscores")
+        details = dict(request.details)
+        size = len(dumps_json(details).encode())
+        if size > self.config.max_event_details_kb << 10:  # kept for good: one caller cannot fill the disk
+            raise TooLarge(
+                f"event details of {size} bytes; at most {self.config.max_event_details_kb} KiB"
+                " (max_event_details_kb)"
+            )
         tx = Tx()
-        self.events.record(tx, identity.name, 0, -1, request.type, dict(request.details))
+        self.events.record(tx, identity.name, 0, -1, request.type, details)
         await self.commit(tx)
         return tx.events[0]  # as numbered at the commit
 

@@ -470,3 +470,15 @@ def test_history_of_thousands_of_ids(target: RunningPool, workdir: Path) -> None
     assert result.stdout.split() == job_id.split(".")
     found = target.client("alice").query(QueryRequest("", ["ClusterId"], ids), history=True)
     assert len(found.ads) == 1
+
+
+def test_a_components_event_cannot_fill_the_disk(target: RunningPool) -> None:
+    """Component events are kept for good: their details are bounded (max_event_details_kb)."""
+    pilot = target.client("event-pilot", Scope.PILOT)
+    kept = pilot.record_event("pilot_validation_failed", {"check": "cvmfs", "output": "x" * 4000})
+    assert kept.type == "pilot_validation_failed"
+    refusal = refused(lambda: pilot.record_event("pilot_note", {"output": "x" * (1 << 20)}), 413)
+    assert "max_event_details_kb" in refusal.message
+    refused(
+        lambda: pilot.record_event("pilot_\u0430", {}), 400
+    )  # a Cyrillic letter is no word character here
