@@ -23,6 +23,9 @@ from updraft.core.protocol import (
     ATTR_MY_TYPE,
     ATTR_NAME,
     DEFAULT_AD_LIFETIME_S,
+    MAX_AD_ATTRIBUTES,
+    MAX_COLLECTOR_AD_CHARS,
+    MAX_EXPRESSION_TEXT,
     WRITABLE_AD_TYPES,
     AdType,
     Scope,
@@ -88,13 +91,22 @@ class Collector:
         for index, raw in enumerate(ads):
             if not isinstance(raw, dict):
                 raise BadRequest(f"ad #{index}: expected an object of attribute texts")
+            if len(raw) > MAX_AD_ATTRIBUTES:
+                raise TooLarge(f"ad #{index}: more than {MAX_AD_ATTRIBUTES} attributes")
             texts: dict[str, str] = {}
+            size = 0
             for attribute, text in raw.items():
                 if not classads.is_valid_attribute_name(attribute):
                     raise BadRequest(f"ad #{index}: {attribute!r} is not an attribute name")
                 if not isinstance(text, str):
                     raise BadRequest(
                         f"ad #{index}: {attribute}: value must be the text of a ClassAd expression"
+                    )
+                size += len(attribute) + len(text)
+                if len(text) > MAX_EXPRESSION_TEXT or size > MAX_COLLECTOR_AD_CHARS:
+                    raise TooLarge(
+                        f"ad #{index}: {attribute}: an ad may hold {MAX_EXPRESSION_TEXT} characters per"
+                        f" expression and {MAX_COLLECTOR_AD_CHARS} in all"
                     )
                 classads.check(text, f"ad #{index} attribute {attribute}")
                 texts[classads.canonical(attribute)] = text

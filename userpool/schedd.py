@@ -21,7 +21,15 @@ from updraft.core import classads
 from updraft.core.classads import float_of, int_of
 from updraft.core.errors import BadRequest, Conflict, Forbidden, NotFound, TooCostly, TooLarge
 from updraft.core.payloads import SandboxFile, SubmitRequest, SubmitResult
-from updraft.core.protocol import SCHEDULER_UNIVERSE, JobStatus, Scope, format_job_id, quote
+from updraft.core.protocol import (
+    MAX_AD_ATTRIBUTES,
+    MAX_EXPRESSION_TEXT,
+    SCHEDULER_UNIVERSE,
+    JobStatus,
+    Scope,
+    format_job_id,
+    quote,
+)
 from userpool import exprcost
 from userpool.accountant import Accountant
 from userpool.autoclusters import AutoclusterIndex
@@ -54,8 +62,6 @@ from userpool.tokens import Identity
 
 log = logging.getLogger("updraft.schedd")
 
-MAX_ATTRIBUTES = 2000
-MAX_TEXT = 128 * 1024
 #: what the schedd fills in when the submitter left it out (HTCondor's JOB_DEFAULT_* knobs)
 JOB_DEFAULTS = {
     "JobUniverse": "5",
@@ -323,8 +329,8 @@ class Schedd:
         """
         if not isinstance(texts, Mapping):
             raise BadRequest(f"{where}: expected an object of attribute texts")
-        if len(texts) > MAX_ATTRIBUTES:
-            raise TooLarge(f"{where}: more than {MAX_ATTRIBUTES} attributes")
+        if len(texts) > MAX_AD_ATTRIBUTES:
+            raise TooLarge(f"{where}: more than {MAX_AD_ATTRIBUTES} attributes")
         known = {} if names is None else names
         out: dict[str, str] = {}
         for name, text in texts.items():
@@ -335,8 +341,8 @@ class Schedd:
                 canonical = known[name] = classads.canonical(name)
             if not isinstance(text, str):
                 raise BadRequest(f"{where}: {name}: value must be the text of a ClassAd expression")
-            if len(text) > MAX_TEXT:
-                raise TooLarge(f"{where}: {name}: expression longer than {MAX_TEXT} characters")
+            if len(text) > MAX_EXPRESSION_TEXT:
+                raise TooLarge(f"{where}: {name}: expression longer than {MAX_EXPRESSION_TEXT} characters")
             classads.check(text, f"{where} attribute {name}")
             out[canonical] = text
         return out

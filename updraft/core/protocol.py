@@ -321,6 +321,16 @@ def format_job_id(cluster_id: int, proc_id: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# The size of an ad the pool takes (a job's, or one in the collector)
+# ---------------------------------------------------------------------------------------------
+MAX_AD_ATTRIBUTES = 2000
+MAX_EXPRESSION_TEXT = 128 * 1024  # characters in one attribute's expression
+#: a collector ad, all its names and texts together: a slot or a factory's entry is a few KiB,
+#: and the collector keeps up to max_ads_per_author of them for each identity
+MAX_COLLECTOR_AD_CHARS = 1 << 20
+
+
+# ---------------------------------------------------------------------------------------------
 # Sandbox paths: shared by condor_submit, the pool and the pilot so all three refuse the same names
 # ---------------------------------------------------------------------------------------------
 MAX_PATH_DEPTH = 32

@@ -35,3 +35,15 @@ def test_one_identity_holds_at_most_its_bound_and_others_are_not_affected() -> N
     collector.advertise(group, AdType.Slot, [_slot(f"new{i}") for i in range(3)])
     assert sorted(collector.ads[AdType.Slot]) == ["new0", "new1", "new2"]
     assert collector.held[(AdType.Slot, group.principal)] == 3
+
+
+def test_an_ad_is_bounded_in_size() -> None:
+    collector = Collector()
+    pilot = _pilot("fe1/main")
+    huge = dict(_slot("big"), Padding='"' + "x" * 100_000 + '"')
+    many = {**_slot("wide"), **{f"A{i}": f'"{"y" * 1000}"' for i in range(1100)}}  # 1.1 MB in all
+    with pytest.raises(TooLarge, match="characters per expression"):
+        collector.advertise(pilot, AdType.Slot, [dict(_slot("one"), Padding='"' + "x" * 200_000 + '"')])
+    collector.advertise(pilot, AdType.Slot, [huge])  # large, but within both bounds
+    with pytest.raises(TooLarge, match="in all"):
+        collector.advertise(pilot, AdType.Slot, [many])
