@@ -46,6 +46,7 @@ class StoredAd:
     texts: dict[str, str]
     author: str
     expires: float
+    size: int = 0  # characters of its names and texts, counted against its author's bound
 
 
 def may_write(identity: Identity, ad_type: AdType) -> bool:
@@ -72,6 +73,7 @@ class Collector:
         max_terms: int = 20_000,
         max_depth: int = 100,
         max_per_author: int = 200_000,
+        max_mb_per_author: int = 1024,
     ) -> None:
         self.clock = clock
         #: the expression budget (exprcost): a pilot's START is evaluated against every autocluster
@@ -79,8 +81,10 @@ class Collector:
         self.max_depth = max_depth
         #: every author's ads of a type are bounded: memory is never anyone's to take
         self.max_per_author = max_per_author
+        self.max_chars_per_author = max_mb_per_author << 20
         self.ads: dict[AdType, dict[str, StoredAd]] = {t: {} for t in AdType}
         self.held: Counter[tuple[AdType, str]] = Counter()  # (type, author) -> ads in the table
+        self.held_chars: Counter[tuple[AdType, str]] = Counter()  # (type, author) -> their size
         self.listeners: list[Callable[[AdType, list[StoredAd]], None]] = []
 
     def validate(self, ads: list[dict[str, str]]) -> list[tuple[str, dict[str, str]]]:
@@ -138,7 +142,8 @@ class Collector:
                 raise Forbidden(
                     f"{ad_type.value} ad {name!r} belongs to {existing.author}, not {identity.principal}"
                 )
-        self._make_room(identity, ad_type, [name for name, _texts in validated])
+        sizes = {name: sum(len(k) + len(v) for k, v in texts.items()) for name, texts in validated}
+        self._make_room(identity, ad_type, sizes)
         stored = []
         for name, texts in validated:
             lifetime = lifetime_s
@@ -155,10 +160,11 @@ class Collector:
             texts[ATTR_AUTHENTICATED_IDENTITY] = literal(identity.name)
             texts[ATTR_LAST_HEARD_FROM] = str(int(now))
             texts[ATTR_LIFETIME] = str(lifetime)
-            ad = StoredAd(ad_type, name, texts, identity.principal, now + lifetime)
+            ad = StoredAd(ad_type, name, texts, identity.principal, now + lifetime, sizes[name])
             self._drop(table, name)
             table[name] = ad
             self.held[(ad_type, ad.author)] += 1
+            self.held_chars[(ad_type, ad.author)] += ad.size
             stored.append(ad)
         for listener in self.listeners:
             listener(ad_type, stored)
@@ -231,27 +237,39 @@ class Collector:
         if ad is not None:
             key = (ad.ad_type, ad.author)
             self.held[key] -= 1
+            self.held_chars[key] -= ad.size
             if self.held[key] <= 0:
-                del self.held[key]
+                del self.held[key], self.held_chars[key]
 
-    def _make_room(self, identity: Identity, ad_type: AdType, names: list[str]) -> None:
-        """Refuse ads that would take the author past its bound (expired ones are swept first)."""
-        limit = self.max_per_author
-        if identity.is_admin or limit <= 0:
+    def _make_room(self, identity: Identity, ad_type: AdType, sizes: dict[str, int]) -> None:
+        """Refuse ads that would take their author past its bounds, in number or in size
+        (expired ads are swept first); an update of the author's own ad counts its growth only."""
+        if identity.is_admin:
             return
         table = self.ads[ad_type]
-        author = identity.principal
+        key = (ad_type, identity.principal)
 
-        def new_names() -> int:
-            return sum(1 for name in set(names) if (ad := table.get(name)) is None or ad.author != author)
+        def after() -> tuple[int, int]:
+            count, chars = self.held[key], self.held_chars[key]
+            for name, size in sizes.items():
+                ad = table.get(name)
+                own = ad is not None and ad.author == identity.principal
+                count += 0 if own else 1
+                chars += size - (ad.size if own and ad is not None else 0)
+            return count, chars
 
-        if self.held[(ad_type, author)] + new_names() <= limit:
+        def over(count: int, chars: int) -> bool:
+            return (0 < self.max_per_author < count) or (0 < self.max_chars_per_author < chars)
+
+        if not over(*after()):
             return
         self.expire()
-        if self.held[(ad_type, author)] + new_names() > limit:
+        count, chars = after()
+        if over(count, chars):
             raise TooLarge(
-                f"{identity.name} already holds {self.held[(ad_type, author)]} {ad_type.value} ads;"
-                f" at most {limit} (max_ads_per_author): invalidate old ones or reuse their names"
+                f"{identity.name} would hold {count} {ad_type.value} ads of {chars >> 20} MiB; at most"
+                f" {self.max_per_author} (max_ads_per_author) and {self.max_chars_per_author >> 20} MiB"
+                " (max_ad_mb_per_author): invalidate old ones or reuse their names"
             )
 
     def get(self, ad_type: AdType, name: str) -> StoredAd | None:

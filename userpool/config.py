@@ -117,6 +117,8 @@ class PoolSettings:
     #: refused.  The pilots of a frontend group share one identity, so it is about the most slots
     #: one group may have (a factory's glidefactoryclient ads are entries x groups: far fewer)
     max_ads_per_author: int = 200_000
+    #: and this much of them (MiB of names and expressions), whatever their number
+    max_ad_mb_per_author: int = 1024
     #: a component's own event (a pilot's failed validation, a factory's reconfig) is kept for
     #: good: its details may be this large (KiB) at most
     max_event_details_kb: int = 64

@@ -125,7 +125,7 @@ class Pool:
         self.leases = Leases(self.schedd, self.actions)
         self.collector = Collector(
             self.clock, self.config.max_expression_terms, self.config.max_expression_depth,
-            self.config.max_ads_per_author,
+            self.config.max_ads_per_author, self.config.max_ad_mb_per_author,
         )  # fmt: skip
         self.tokens = TokenSigner.from_home(self.config.signing_key, self.config.max_token_lifetime_s)
         for key, revoked in self.store.read(LIVE_REVOCATIONS, (self.clock(),)):

@@ -47,3 +47,16 @@ def test_an_ad_is_bounded_in_size() -> None:
     collector.advertise(pilot, AdType.Slot, [huge])  # large, but within both bounds
     with pytest.raises(TooLarge, match="in all"):
         collector.advertise(pilot, AdType.Slot, [many])
+
+
+def test_the_size_of_ones_ads_is_bounded_too() -> None:
+    collector = Collector(max_per_author=1000, max_mb_per_author=1)
+    pilot = _pilot("fe1/main")
+    fat = '"' + "z" * 100_000 + '"'
+    collector.advertise(pilot, AdType.Slot, [dict(_slot(f"s{i}"), Padding=fat) for i in range(9)])
+    collector.advertise(pilot, AdType.Slot, [dict(_slot("s0"), Padding=fat)])  # the same size again
+    with pytest.raises(TooLarge, match="max_ad_mb_per_author"):
+        collector.advertise(pilot, AdType.Slot, [dict(_slot(f"t{i}"), Padding=fat) for i in range(2)])
+    collector.advertise(pilot, AdType.Slot, [_slot("s1")])  # shrinking an ad makes room
+    collector.advertise(pilot, AdType.Slot, [dict(_slot("t0"), Padding=fat)])
+    assert collector.held_chars[(AdType.Slot, pilot.principal)] < 1 << 20
