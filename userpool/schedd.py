@@ -320,12 +320,17 @@ class Schedd:
         return cluster_id, batch
 
     def check_ad(
-        self, texts: Mapping[str, Any], where: str, names: dict[str, str] | None = None
+        self,
+        texts: Mapping[str, Any],
+        where: str,
+        names: dict[str, str] | None = None,
+        parsed: list[str] | None = None,
     ) -> dict[str, str]:
         """The ad's texts under their canonical names, each name and expression checked.
 
         ``names``: checked names -> canonical, shared by the procs of one submission, which
-        spell the same few names 100,000 times.
+        spell the same few names 100,000 times.  ``parsed`` collects the names whose texts
+        needed the parser (the rest are plain strings and integers, literals for sure).
         """
         if not isinstance(texts, Mapping):
             raise BadRequest(f"{where}: expected an object of attribute texts")
@@ -343,7 +348,10 @@ class Schedd:
                 raise BadRequest(f"{where}: {name}: value must be the text of a ClassAd expression")
             if len(text) > MAX_EXPRESSION_TEXT:
                 raise TooLarge(f"{where}: {name}: expression longer than {MAX_EXPRESSION_TEXT} characters")
-            classads.check(text, f"{where} attribute {name}")
+            if not classads.plainly_literal(text):
+                classads.check(text, f"{where} attribute {name}")
+                if parsed is not None:
+                    parsed.append(canonical)
             out[canonical] = text
         return out
 
@@ -415,21 +423,24 @@ class Schedd:
         names: dict[str, str] = {}
         for proc_id, delta in enumerate(request.procs):
             if delta:
-                texts = self.check_ad(delta, f"proc {proc_id}", names)
+                parsed: list[str] = []
+                texts = self.check_ad(delta, f"proc {proc_id}", names, parsed)
                 status = int_of(texts.pop("JobStatus", None), initial_status)
                 if not PROTECTED.isdisjoint(texts):
                     for name in PROTECTED.intersection(texts):
                         del texts[name]
                 texts = {k: v for k, v in texts.items() if ad.get(k) != v} or None
             else:
-                texts, status = None, initial_status
+                texts, status, parsed = None, initial_status, []
             if status not in (IDLE, HELD):
                 raise BadRequest(f"proc {proc_id}: a job is submitted Idle (1) or Held (5), not {status}")
             if texts:
                 cluster.varying.update(texts)
             job = cluster.jobs[proc_id] = Job(cluster, proc_id, status, texts)
-            if texts:
-                computed = frozenset((k, v) for k, v in texts.items() if not classads.is_literal(v))
+            if texts and parsed:  # only a text that needed the parser can be more than a literal
+                computed = frozenset(
+                    (k, v) for k in parsed if (v := texts.get(k)) is not None and not classads.is_literal(v)
+                )
                 if computed and computed not in costed:  # procs share their few distinct expressions
                     costed.add(computed)
                     self.check_cost(job, {*ad, *texts}, f"proc {proc_id}")
