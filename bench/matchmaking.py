@@ -7,6 +7,7 @@ store in group commits); only HTTP is left out, which the load test measures.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -106,6 +107,7 @@ def run(quick: bool = False) -> list[Result]:
         future.result()
     elapsed = time.perf_counter() - start
     schedd.store.close()
+    shutil.rmtree(home, ignore_errors=True)
     assert matched == slot_count, f"only {matched} of {slot_count} slots matched"
     return [
         result(

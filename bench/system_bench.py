@@ -10,6 +10,7 @@ submitted one at a time for the submit-to-start latency.  Times are the pool's e
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -66,6 +67,8 @@ class LocalSystem:
                 "--config",
                 str(self.work / f"{component}.yaml"),
             ]
+            if component == "factory":  # it removes its glideins when it stops: no pilot outlives the bench
+                command.append("--drain-on-exit")
             self.processes.append(
                 subprocess.Popen(command, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
             )
@@ -108,10 +111,12 @@ class LocalSystem:
                 raise RuntimeError(f"timed out waiting for {what}; see {self.work}")
             time.sleep(0.5)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         for process in reversed(self.processes):  # the factory drains: it removes its glideins
             terminate(process, 90)
         self.pool.stop()
+        if exc_type is None:  # kept after a failure: the errors say "see <work>"
+            shutil.rmtree(self.work, ignore_errors=True)
 
 
 def _submit_and_start(system: LocalSystem, cluster: int, after: int) -> list[payloads.Event]:

@@ -55,6 +55,7 @@ class Squid:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=15)
+        shutil.rmtree(self.directory, ignore_errors=True)  # its own directory outside pytest's
 
     def access_log(self) -> str:
         try:
