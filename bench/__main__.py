@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,12 +30,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=str(Path(__file__).parent / "results.json"))
     args = parser.parse_args(argv)
     results: list[Result] = []
+    # every suite's scratch directories (a million-job queue among them) under one that goes at
+    # the end; kept when a suite fails, since its error says where to look.  Passable by the job
+    # account, which the DAG and system suites' jobs run as.
+    scratch = Path(tempfile.mkdtemp(prefix="updraft-bench-run-"))
+    scratch.chmod(0o711)
+    tempfile.tempdir = str(scratch)
     for name in args.only or SUITES:
         print(f"== {name}", file=sys.stderr, flush=True)
         module = __import__(SUITES[name], fromlist=["run"])
         for item in module.run(args.quick):
             item.notes.setdefault("suite", name)
             results.append(item)
+    tempfile.tempdir = None
+    shutil.rmtree(scratch, ignore_errors=True)
     width = max(len(r.name) for r in results)
     print(f"\n{'benchmark':<{width}}  {'value':>12} {'unit':<10} {'target':<9} ok    anchor")
     for item in results:
