@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from updraft.core import classads
 from updraft.core.errors import BadRequest, Forbidden, TooCostly, TooLarge
@@ -47,6 +48,14 @@ class StoredAd:
     author: str
     expires: float
     size: int = 0  # characters of its names and texts, counted against its author's bound
+
+
+class ValidAd(NamedTuple):
+    """An ad that passed ``Collector.validate``: its name, canonical texts and size (characters)."""
+
+    name: str
+    texts: dict[str, str]
+    size: int
 
 
 def may_write(identity: Identity, ad_type: AdType) -> bool:
@@ -88,8 +97,8 @@ class Collector:
         self.swept = 0.0  # when expired ads were last removed
         self.listeners: list[Callable[[AdType, list[StoredAd]], None]] = []
 
-    def validate(self, ads: list[dict[str, str]]) -> list[tuple[str, dict[str, str]]]:
-        """(name, canonical texts) per ad, or BadRequest naming the ad and attribute."""
+    def validate(self, ads: list[dict[str, str]]) -> list[ValidAd]:
+        """Each ad checked and in canonical names, or BadRequest naming the ad and attribute."""
         if len(ads) > MAX_ADS_PER_REQUEST:
             raise BadRequest(f"at most {MAX_ADS_PER_REQUEST} ads per request")
         out = []
@@ -121,18 +130,28 @@ class Collector:
             )
             if problem:
                 raise TooCostly(f"ad #{index}: {problem}")
-            out.append((_name_of(texts, index), texts))
+            out.append(ValidAd(_name_of(texts, index), texts, size))
         return out
 
     def advertise(
         self, identity: Identity, ad_type: AdType, ads: list[dict[str, str]], lifetime_s: int | None = None
     ) -> list[StoredAd]:
+        self._require_write(identity, ad_type)  # before reading the ads
+        return self.advertise_valid(identity, ad_type, self.validate(ads), lifetime_s)
+
+    def _require_write(self, identity: Identity, ad_type: AdType) -> None:
         if not may_write(identity, ad_type):
             raise Forbidden(f"{identity.name} may not write {ad_type.value} ads")
-        validated = self.validate(ads)
+
+    def advertise_valid(
+        self, identity: Identity, ad_type: AdType, validated: list[ValidAd], lifetime_s: int | None = None
+    ) -> list[StoredAd]:
+        """Store ads ``validate`` already checked (a pilot's poll reads its slot ad too); their
+        texts get the collector's stamps."""
+        self._require_write(identity, ad_type)
         now = self.clock()
         table = self.ads[ad_type]
-        for name, _texts in validated:
+        for name, _texts, _size in validated:
             existing = table.get(name)
             if (
                 existing is not None
@@ -143,10 +162,9 @@ class Collector:
                 raise Forbidden(
                     f"{ad_type.value} ad {name!r} belongs to {existing.author}, not {identity.principal}"
                 )
-        sizes = {name: sum(len(k) + len(v) for k, v in texts.items()) for name, texts in validated}
-        self._make_room(identity, ad_type, sizes)
+        self._make_room(identity, ad_type, {name: size for name, _texts, size in validated})
         stored = []
-        for name, texts in validated:
+        for name, texts, size in validated:
             lifetime = lifetime_s
             if lifetime is None:
                 lifetime_text = texts.get(ATTR_LIFETIME)
@@ -161,7 +179,7 @@ class Collector:
             texts[ATTR_AUTHENTICATED_IDENTITY] = literal(identity.name)
             texts[ATTR_LAST_HEARD_FROM] = str(int(now))
             texts[ATTR_LIFETIME] = str(lifetime)
-            ad = StoredAd(ad_type, name, texts, identity.principal, now + lifetime, sizes[name])
+            ad = StoredAd(ad_type, name, texts, identity.principal, now + lifetime, size)
             self._drop(table, name)
             table[name] = ad
             self.held[(ad_type, ad.author)] += 1

@@ -37,8 +37,9 @@ class PilotDesk:
 
     def _advertise_slot(self, identity: Identity, slot_ad: dict[str, str]) -> dict[str, str]:
         """The pilot's slot ad checked and put in the collector (a poll, or an exit report's next slot)."""
-        slot = self.pool.collector.validate([slot_ad])[0][1]
-        self.pool.collector.advertise(identity, AdType.Slot, [dict(slot)])
+        (valid,) = self.pool.collector.validate([slot_ad])  # checked once, for both uses
+        slot = dict(valid.texts)  # as the pilot sent it: the collector stamps its own copy
+        self.pool.collector.advertise_valid(identity, AdType.Slot, [valid])
         return slot
 
     async def poll(self, identity: Identity, request: PollRequest) -> PollResult:
