@@ -528,6 +528,8 @@ class Factory(ServiceLoop):
         lifetime = config.advertise_lifetime_s or int(max(60, 5 * config.cycle_s))
         downtimes = {}
         for entry in config.entries:
+            if not entry.enabled:  # not advertised: no need to look up its downtime
+                continue
             downtime = self.journal.in_downtime(entry.name)
             if downtime:
                 downtimes[entry.name] = downtime.comment or f"{downtime.scope} downtime"

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from updraft.core.errors import BadRequest, Forbidden, InsufficientStorage, NotFound, TooLarge
 from updraft.core.payloads import (
     ActResult,
@@ -53,7 +55,7 @@ from userpool.pilotdesk import PilotDesk
 from userpool.queue import Job
 from userpool.sandbox import BlobStore, Spool
 from userpool.schedd import Schedd
-from userpool.store import INSERT_REVOCATION, LIVE_REVOCATIONS, Store, StoreUnreadable, dumps_json
+from userpool.store import INSERT_REVOCATION, LIVE_REVOCATIONS, Store, StoreUnreadable
 from userpool.tokens import REVOKED_ALWAYS, Identity, TokenSigner
 from userpool.userlog import JobAds, UserLogs
 from userpool.waiting import WaitingPolls
@@ -372,7 +374,7 @@ class Pool:
         if len(request.type) > 64 or not (word.isascii() and word.isalnum()):
             raise BadRequest("event type must be a short word of letters, digits and underscores")
         details = dict(request.details)
-        size = len(dumps_json(details).encode())
+        size = len(orjson.dumps(details))
         if size > self.config.max_event_details_kb << 10:  # kept for good: one caller cannot fill the disk
             raise TooLarge(
                 f"event details of {size} bytes; at most {self.config.max_event_details_kb} KiB"

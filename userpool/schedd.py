@@ -426,9 +426,8 @@ class Schedd:
                 parsed: list[str] = []
                 texts = self.check_ad(delta, f"proc {proc_id}", names, parsed)
                 status = int_of(texts.pop("JobStatus", None), initial_status)
-                if not PROTECTED.isdisjoint(texts):
-                    for name in PROTECTED.intersection(texts):
-                        del texts[name]
+                for name in PROTECTED.intersection(texts):
+                    del texts[name]
                 texts = {k: v for k, v in texts.items() if ad.get(k) != v} or None
             else:
                 texts, status, parsed = None, initial_status, []

@@ -383,9 +383,7 @@ def quote(text: str) -> str:
     it): it is dropped, so that what a pilot or a user reports never makes an ad unreadable.
     """
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
-    if "\0" in escaped:
-        escaped = escaped.replace("\0", "")
-    return '"' + escaped + '"'
+    return '"' + escaped.replace("\0", "") + '"'
 
 
 _UNESCAPE = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'", "r": "\r", "b": "\b", "f": "\f"}
