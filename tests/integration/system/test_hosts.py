@@ -43,9 +43,23 @@ SITES_DIR = Path("/var/lib/updraft-hosts-test")  # not under /tmp: sshd refuses 
 POOL_PORT = 9618
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, pause: float = 1.0) -> Any:
-    """tests.support's wait_for, polling once a second: every look here is a command on a host."""
-    return waited(condition, timeout, pause, what)
+def wait_for(
+    condition: Callable[[], Any],
+    timeout: float,
+    what: str,
+    pause: float = 1.0,
+    then: Callable[[], str] | None = None,
+) -> Any:
+    """tests.support's wait_for, polling once a second: every look here is a command on a host.
+
+    ``then`` says what things looked like when the wait ran out (a log read at that moment, not
+    when the wait began)."""
+    try:
+        return waited(condition, timeout, pause, what)
+    except AssertionError as exc:
+        if then is None:
+            raise
+        raise AssertionError(f"{exc}\n{then()}") from None
 
 
 @dataclass
@@ -147,6 +161,7 @@ class Deployment:
         return status.get("cycles", 0) >= 1 and status.get("pid") == self.processes[name].pid
 
     def log(self, name: str) -> str:
+        """The end of a service's log, as it is now."""
         try:
             return (self.work / f"{name}.log").read_text()[-4000:]
         except OSError:
@@ -323,7 +338,8 @@ def test_pool_factory_and_sites_on_hosts_of_their_own(deployment: Deployment) ->
             wait_for(
                 lambda c=cluster, p=proc: d.job(f"{c}.{p}", "JobStatus") == "4",
                 480,
-                f"job {cluster}.{proc} at {site}; factory log:\n{d.log('factory')}",
+                f"job {cluster}.{proc} at {site}",
+                then=lambda: d.log("factory"),
             )
             assert (d.work / "jobs" / f"{site}.{proc}.out").read_text().startswith(f"ran at {site}")
     ran = [
@@ -340,24 +356,26 @@ def test_pool_factory_and_sites_on_hosts_of_their_own(deployment: Deployment) ->
         wait_for(
             lambda p=proc: d.job(f"{long_jobs}.{p}", "JobStatus") == "2", 300, f"long job {proc} running"
         )
-    running = {g["glidein_id"] for g in d.glideins("SSH_Slurm") if g["state"] == "running"}
+    # the pilots that run them, as the pool knows them: a glidein can start and take a job
+    # between two of the factory's looks at Slurm, so its journal may still say "queued" here
+    pilots = {d.job(f"{long_jobs}.{p}", "RemoteHost").split("@", 1)[-1] for p in (0, 1)}
     slurm_host.cut(d.host("pool"))
     for proc in (0, 1):  # the pool's claim lease ends: idle again, to run elsewhere
         wait_for(
             lambda p=proc: d.job(f"{long_jobs}.{p}", "JobStatus") == "1", 180, f"long job {proc} back to idle"
         )
 
-    def lost_pool() -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        """(glidein, record) of the glideins that ran the long jobs and ended with exit 3.
+    def ended_pilots() -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(glidein, record) of the glideins whose pilots ran the long jobs, once all have ended."""
+        pairs = [(g, d.record(g["glidein_id"])) for g in d.glideins("SSH_Slurm") if g.get("cleaned")]
+        mine = [(g, r) for g, r in pairs if r and str(r.get("glidein", "")).split("@", 1)[-1] in pilots]
+        return mine if len(mine) == len(pilots) else []
 
-        A pilot of phase 1 still idle at the cut ends by its tail timeout (exit 0, it needs no
-        pool for that): only the ones whose record says exit 3 are the ones that lost the pool.
-        """
-        ended = [g for g in d.glideins("SSH_Slurm") if g["glidein_id"] in running and g.get("cleaned")]
-        pairs = [(g, d.record(g["glidein_id"])) for g in ended]
-        return [(g, r) for g, r in pairs if r and r.get("exit_status") == 3]
-
-    lost = wait_for(lost_pool, 240, f"pilots at SiteSSH ending with exit 3; factory log:\n{d.log('factory')}")
+    lost = wait_for(
+        ended_pilots, 240, f"the pilots {sorted(pilots)} at SiteSSH to end",
+        then=lambda: f"glideins: {d.glideins('SSH_Slurm')}\nfactory log:\n{d.log('factory')}",
+    )  # fmt: skip
+    assert all(record.get("exit_status") == 3 for _, record in lost), lost  # "lost the pool"
     assert all("pool" in str(record.get("reason")) for _, record in lost), lost
     assert all(glidein["state"] == "failed" for glidein, _ in lost), lost  # a failure, never "no work"
     d.condor("condor_rm", long_jobs)
@@ -404,7 +422,7 @@ def test_pool_factory_and_sites_on_hosts_of_their_own(deployment: Deployment) ->
         == 0
     )
     wait_for(
-        lambda: d.job(f"{last}.0", "JobStatus") == "4", 300, f"the last job; factory log:\n{d.log('factory')}"
+        lambda: d.job(f"{last}.0", "JobStatus") == "4", 300, "the last job", then=lambda: d.log("factory")
     )
     assert (d.work / "jobs" / "last.out").read_text().startswith("ran at SiteSSH")
     started = wait_for(
