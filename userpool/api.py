@@ -40,7 +40,7 @@ from userpool.monitor import SHOWN_EVENTS, event_view, monitor_html
 from userpool.pool import Pool
 from userpool.sandbox import check_digest
 from userpool.summary import summarize
-from userpool.tokens import Identity, parse_scopes, pilot_subject
+from userpool.tokens import FRONTEND_BINDING, Identity, parse_scopes, pilot_subject
 
 
 class FastJSON(Response):
@@ -373,7 +373,7 @@ def build_app(pool: Pool) -> FastAPI:
             if who.has(Scope.FRONTEND) and scopes == {Scope.PILOT}:
                 # a frontend mints pilot tokens bound to itself, named in its own namespace: it can
                 # never mint the name of another frontend's pilot, a factory's pilot or a user
-                bindings["frontend"] = who.subject
+                bindings[FRONTEND_BINDING] = who.subject
                 subject = pilot_subject(who.subject, body.subject)
             elif scopes == {Scope.USER} and body.subject == who.subject and who.has(Scope.USER):
                 pass  # a user may mint more tokens for themself

@@ -47,7 +47,8 @@ class StoredAd:
     texts: dict[str, str]
     author: str
     expires: float
-    size: int = 0  # characters of its names and texts, counted against its author's bound
+    size: int = 0  # characters of its names and texts, counted against its account's bound
+    account: str = ""  # whose bound it counts against (Identity.account): its author, or their frontend
 
 
 class ValidAd(NamedTuple):
@@ -92,8 +93,8 @@ class Collector:
         self.max_per_author = max_per_author
         self.max_chars_per_author = max_mb_per_author << 20
         self.ads: dict[AdType, dict[str, StoredAd]] = {t: {} for t in AdType}
-        self.held: Counter[tuple[AdType, str]] = Counter()  # (type, author) -> ads in the table
-        self.held_chars: Counter[tuple[AdType, str]] = Counter()  # (type, author) -> their size
+        self.held: Counter[tuple[AdType, str]] = Counter()  # (type, account) -> ads in the table
+        self.held_chars: Counter[tuple[AdType, str]] = Counter()  # (type, account) -> their size
         self.swept = 0.0  # when expired ads were last removed
         self.listeners: list[Callable[[AdType, list[StoredAd]], None]] = []
 
@@ -179,11 +180,11 @@ class Collector:
             texts[ATTR_AUTHENTICATED_IDENTITY] = literal(identity.name)
             texts[ATTR_LAST_HEARD_FROM] = str(int(now))
             texts[ATTR_LIFETIME] = str(lifetime)
-            ad = StoredAd(ad_type, name, texts, identity.principal, now + lifetime, size)
+            ad = StoredAd(ad_type, name, texts, identity.principal, now + lifetime, size, identity.account)
             self._drop(table, name)
             table[name] = ad
-            self.held[(ad_type, ad.author)] += 1
-            self.held_chars[(ad_type, ad.author)] += ad.size
+            self.held[(ad_type, ad.account)] += 1
+            self.held_chars[(ad_type, ad.account)] += ad.size
             stored.append(ad)
         for listener in self.listeners:
             listener(ad_type, stored)
@@ -251,22 +252,23 @@ class Collector:
         return removed
 
     def _drop(self, table: dict[str, StoredAd], name: str) -> None:
-        """Remove an ad (if there) and its author's count: the one place ads leave the table."""
+        """Remove an ad (if there) and its account's count: the one place ads leave the table."""
         ad = table.pop(name, None)
         if ad is not None:
-            key = (ad.ad_type, ad.author)
+            key = (ad.ad_type, ad.account)
             self.held[key] -= 1
             self.held_chars[key] -= ad.size
             if self.held[key] <= 0:
                 del self.held[key], self.held_chars[key]
 
     def _make_room(self, identity: Identity, ad_type: AdType, sizes: dict[str, int]) -> None:
-        """Refuse ads that would take their author past its bounds, in number or in size
-        (expired ads are swept first); an update of the author's own ad counts its growth only."""
+        """Refuse ads that would take their account (the author, or the frontend whose pilot it
+        is) past its bounds, in number or in size (expired ads are swept first); an update of the
+        author's own ad counts its growth only."""
         if identity.is_admin:
             return
         table = self.ads[ad_type]
-        key = (ad_type, identity.principal)
+        key = (ad_type, identity.account)
 
         def after() -> tuple[int, int]:
             count, chars = self.held[key], self.held_chars[key]
@@ -287,7 +289,7 @@ class Collector:
         count, chars = after()
         if over(count, chars):
             raise TooLarge(
-                f"{identity.name} would hold {count} {ad_type.value} ads of {chars >> 20} MiB; at most"
+                f"{identity.account} would hold {count} {ad_type.value} ads of {chars >> 20} MiB; at most"
                 f" {self.max_per_author} (max_ads_per_author) and {self.max_chars_per_author >> 20} MiB"
                 " (max_ad_mb_per_author): invalidate old ones or reuse their names"
             )

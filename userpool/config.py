@@ -114,14 +114,20 @@ class PoolSettings:
     #: and refer through at most this many levels of attributes
     max_expression_depth: int = 100
     #: ads of one type one author may hold in the collector; past it the author's new names are
-    #: refused.  The pilots of a frontend group share one identity, so it is about the most slots
-    #: one group may have (a factory's glidefactoryclient ads are entries x groups: far fewer)
+    #: refused.  All the pilots of one frontend count as one author (it names their tokens as it
+    #: likes), so it is about the most slots one frontend may have (a factory's glidefactoryclient
+    #: ads are entries x groups: far fewer)
     max_ads_per_author: int = 200_000
     #: and this much of them (MiB of names and expressions), whatever their number
     max_ad_mb_per_author: int = 1024
-    #: a component's own event (a pilot's failed validation, a factory's reconfig) is kept for
-    #: good: its details may be this large (KiB) at most
+    #: a component's own event (a pilot's failed validation, a factory's reconfig) belongs to no
+    #: job, so it does not leave with a job's history: its details may be this large (KiB) at most
     max_event_details_kb: int = 64
+    #: and of such pool-wide events this many are kept, of at most this many MiB of details in all;
+    #: past either, the oldest tenth is removed (EVENT_LOG_MAX_SIZE in spirit: a pilot token could
+    #: otherwise fill the pool's disk, and a full disk stops new work for everyone)
+    max_component_events: int = 1_000_000
+    max_component_events_mb: int = 256
     #: one autocluster's evaluation against one slot may take this long (ms); one that takes
     #: longer is left out of matchmaking for match_penalty_s, with an event saying why
     match_eval_budget_ms: float = 50.0

@@ -43,15 +43,46 @@ class Tx:
     retired: list[Any] = field(default_factory=list)
 
 
+#: the pool-wide events: those of no job (a component's own, a token revoked)
+COMPONENT_EVENTS = "cluster_id = 0 AND proc_id = -1"
+
+
+@dataclass
+class ComponentBudget:
+    """How many pool-wide events are kept, and how large they may be in all.
+
+    A job's events leave with the job's history; the events a pilot, a factory or a frontend
+    records about itself belong to no job, so they are kept within this budget instead: past it,
+    the oldest tenth goes in the transaction that adds the newest. Any holder of a pilot token
+    may record them, and nobody's token may fill the pool's disk.
+    """
+
+    max_events: int = 1_000_000
+    max_chars: int = 256 << 20
+    events: int = 0
+    chars: int = 0
+
+    def over(self) -> bool:
+        return (0 < self.max_events < self.events) or (0 < self.max_chars < self.chars)
+
+
 class EventLog:
     RECENT = 5000
     SUBSCRIBER_BACKLOG = 10000
 
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: Store, clock: Callable[[], float] = time.time, budget: ComponentBudget | None = None
+    ) -> None:
         self.store = store
         self.clock = clock
         rows = store.read("SELECT MAX(id) FROM events")
         self.next_id = (rows[0][0] or 0) + 1
+        self.budget = budget or ComponentBudget()
+        rows = store.read(
+            f"SELECT COUNT(*), COALESCE(SUM(LENGTH(details)), 0) FROM events WHERE {COMPONENT_EVENTS}"
+        )
+        self.budget.events, self.budget.chars = rows[0]
+        self.trimmed_through = 0
         #: the newest event published (ids grow in commit order)
         self.last_committed = self.next_id - 1
         self.recent: deque[Event] = deque(maxlen=self.RECENT)
@@ -80,22 +111,44 @@ class EventLog:
                 Event(number, e.time, e.source, e.cluster_id, e.proc_id, e.type, e.details)
                 for number, e in enumerate(tx.events, start=first)
             ]
-            tx.batch.add_many(
-                INSERT_EVENT,
-                [
-                    (
-                        e.id,
-                        e.time,
-                        e.source,
-                        e.cluster_id,
-                        e.proc_id,
-                        e.type,
-                        orjson.dumps(e.details).decode(),
-                    )
-                    for e in tx.events
-                ],
-            )
+            rows = [
+                (e.id, e.time, e.source, e.cluster_id, e.proc_id, e.type, orjson.dumps(e.details).decode())
+                for e in tx.events
+            ]
+            tx.batch.add_many(INSERT_EVENT, rows)
+            for row in rows:
+                if row[3] == 0 and row[4] == -1:
+                    self.budget.events += 1
+                    self.budget.chars += len(row[6])
+            if self.budget.over():
+                self._trim(tx)
         return tx
+
+    def _trim(self, tx: Tx) -> None:
+        """Add to ``tx`` the removal of the oldest pool-wide events, down to 90% of the budget."""
+        budget = self.budget
+        excess_events = budget.events - int(budget.max_events * 0.9) if budget.max_events > 0 else 0
+        excess_chars = budget.chars - int(budget.max_chars * 0.9) if budget.max_chars > 0 else 0
+        last, events, chars = self.trimmed_through, 0, 0  # a removal on its way is not counted twice
+        while events < excess_events or chars < excess_chars:
+            rows = self.store.read(
+                f"SELECT id, LENGTH(details) FROM events WHERE {COMPONENT_EVENTS} AND id > ? ORDER BY id LIMIT 1000",
+                (last,),
+            )
+            if not rows:
+                break  # the rest is still on its way to the disk
+            for event_id, length in rows:
+                last, events, chars = event_id, events + 1, chars + length
+                if events >= excess_events and chars >= excess_chars:
+                    break
+        if events:
+            tx.batch.add(f"DELETE FROM events WHERE {COMPONENT_EVENTS} AND id <= ?", (last,))
+            budget.events -= events
+            budget.chars -= chars
+            self.trimmed_through = last
+            log.info(
+                "pool-wide events past their budget: the oldest %d (%d characters) removed", events, chars
+            )
 
     def publish(self, events: list[Event]) -> None:
         """Called once the events are committed."""

@@ -121,15 +121,22 @@ class History:
         return str(rows[0][0]) if rows else None
 
     def prune(self) -> Batch:
-        """Drop the oldest rows beyond ``max_jobs`` and cluster ads nothing refers to any more."""
+        """Drop the oldest rows beyond ``max_jobs`` with their jobs' events, then the cluster ads
+        and cluster events nothing refers to any more: what a job leaves behind goes with it."""
         batch = Batch()
         rows = self.store.read("SELECT COUNT(*) FROM history")
         excess = rows[0][0] - self.max_jobs
         if excess > 0:
-            batch.add(
-                "DELETE FROM history WHERE (cluster_id, proc_id) IN"
-                " (SELECT cluster_id, proc_id FROM history ORDER BY completed LIMIT ?)",
-                (excess,),
+            gone = self.store.read(
+                "SELECT cluster_id, proc_id FROM history ORDER BY completed LIMIT ?", (excess,)
+            )
+            batch.add_many("DELETE FROM history WHERE cluster_id = ? AND proc_id = ?", gone)
+            batch.add_many("DELETE FROM events WHERE cluster_id = ? AND proc_id = ?", gone)
+            batch.add_many(
+                "DELETE FROM events WHERE cluster_id = ?1 AND proc_id = -1"
+                " AND NOT EXISTS (SELECT 1 FROM jobs WHERE cluster_id = ?1)"
+                " AND NOT EXISTS (SELECT 1 FROM history WHERE cluster_id = ?1)",
+                [(cluster_id,) for cluster_id in sorted({cluster_id for cluster_id, _ in gone})],
             )
             batch.add(
                 "DELETE FROM clusters WHERE cluster_id NOT IN (SELECT cluster_id FROM jobs)"

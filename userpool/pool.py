@@ -41,7 +41,7 @@ from userpool.dag.launcher import EngineLauncher
 from userpool.dagman import DagSupervisor
 from userpool.delivery import Delivery
 from userpool.diskspace import DiskFull, DiskGuard
-from userpool.events import EventLog, Tx
+from userpool.events import ComponentBudget, EventLog, Tx
 from userpool.history import History
 from userpool.home import StateLock
 from userpool.identities import IdentityMap
@@ -117,7 +117,8 @@ class Pool:
         if self.disk.degraded:
             self.disk.release()  # room to open the queue and write pool.json
         self.store.open()
-        self.events = EventLog(self.store, self.clock)
+        budget = ComponentBudget(self.config.max_component_events, self.config.max_component_events_mb << 20)
+        self.events = EventLog(self.store, self.clock, budget)
         self.schedd = Schedd(self.config, self.store, self.events, self.clock)
         try:
             self.schedd.load()
@@ -375,7 +376,7 @@ class Pool:
             raise BadRequest("event type must be a short word of letters, digits and underscores")
         details = dict(request.details)
         size = len(orjson.dumps(details))
-        if size > self.config.max_event_details_kb << 10:  # kept for good: one caller cannot fill the disk
+        if size > self.config.max_event_details_kb << 10:  # one event cannot take the budget's room
             raise TooLarge(
                 f"event details of {size} bytes; at most {self.config.max_event_details_kb} KiB"
                 " (max_event_details_kb)"

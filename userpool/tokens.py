@@ -25,6 +25,8 @@ KEY_BYTES = 32
 MAX_LIFETIME_S = 365 * 86400
 #: a revocation recorded before revocations carried their time: it covers every token
 REVOKED_ALWAYS = float("inf")
+#: the binding a frontend's pilot tokens carry: the frontend that minted them
+FRONTEND_BINDING = "frontend"
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,16 @@ class Identity:
             return self.name
         bound = ",".join(f"{key}={value}" for key, value in sorted(self.bindings.items()))
         return f"{self.name}[{bound}]"
+
+    @property
+    def account(self) -> str:
+        """Whose budget this caller's ads count against: a frontend's pilots share the frontend's.
+
+        A frontend mints pilot tokens under names of its choosing; were each name a budget of its
+        own, one frontend could hold the collector's memory by minting names.
+        """
+        frontend = self.bindings.get(FRONTEND_BINDING)
+        return f"frontend:{frontend}" if frontend else self.principal
 
 
 def pilot_subject(frontend: str, wanted: str) -> str:

@@ -55,6 +55,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPool]:
     (home / "pool.yaml").write_text(
         "max_request_body_mb: 4\nmax_output_sandbox_mb: 1\nmax_output_files: 1000\n"
         "header_timeout_s: 1\nbody_idle_timeout_s: 1\nmax_connections_per_client: 400\n"
+        "max_ads_per_author: 20\n"
     )
     running = start_pool(home)
     yield running
@@ -470,6 +471,25 @@ def test_history_of_thousands_of_ids(target: RunningPool, workdir: Path) -> None
     assert result.stdout.split() == job_id.split(".")
     found = target.client("alice").query(QueryRequest("", ["ClusterId"], ids), history=True)
     assert len(found.ads) == 1
+
+
+def test_a_frontend_gets_no_more_room_by_minting_pilot_names(target: RunningPool) -> None:
+    """Each pilot token a frontend mints has a name of its choosing; all share the frontend's bound."""
+    frontend = target.client("greedy-fe", Scope.FRONTEND)
+    pilots = [
+        Client(target.url, frontend.mint_token(TokenRequest(f"p{n}", ["pilot"], 600)).token)
+        for n in range(21)
+    ]
+    for number, pilot in enumerate(pilots[:20]):
+        pilot.advertise("Slot", [slot_ad(f"slot@greedy-{number}", START="false")])
+    refusal = refused(lambda: pilots[20].advertise("Slot", [slot_ad("slot@greedy-20", START="false")]), 413)
+    assert "frontend:greedy-fe" in refusal.message and "max_ads_per_author" in refusal.message
+    other = target.client("other-fe", Scope.FRONTEND)  # another frontend's pilots are not held back
+    Client(target.url, other.mint_token(TokenRequest("p0", ["pilot"], 600)).token).advertise(
+        "Slot", [slot_ad("slot@other-0", START="false")]
+    )
+    pilots[0].invalidate("Slot", ["slot@greedy-0"])
+    pilots[20].advertise("Slot", [slot_ad("slot@greedy-20", START="false")])  # room again
 
 
 def test_a_components_event_cannot_fill_the_disk(target: RunningPool) -> None:

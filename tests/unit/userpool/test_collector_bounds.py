@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from updraft.core.errors import TooLarge
+from updraft.core.errors import Forbidden, TooLarge
 from updraft.core.protocol import AdType, Scope
 from userpool.collector import Collector
 from userpool.tokens import Identity
@@ -60,3 +60,29 @@ def test_the_size_of_ones_ads_is_bounded_too() -> None:
     collector.advertise(pilot, AdType.Slot, [_slot("s1")])  # shrinking an ad makes room
     collector.advertise(pilot, AdType.Slot, [dict(_slot("t0"), Padding=fat)])
     assert collector.held_chars[(AdType.Slot, pilot.principal)] < 1 << 20
+
+
+def test_a_frontends_pilots_share_one_bound_whatever_names_it_mints() -> None:
+    """A frontend names its pilot tokens as it likes: new names must not mean new room."""
+    collector = Collector(max_per_author=4)
+
+    def minted(frontend: str, name: str) -> Identity:
+        return Identity(
+            f"{frontend}/{name}",
+            frozenset({Scope.PILOT}),
+            token_id=name,
+            expires=1e12,
+            bindings={"frontend": frontend},
+        )
+
+    for number in range(4):
+        collector.advertise(minted("fe1", f"pilot{number}"), AdType.Slot, [_slot(f"fe1-slot{number}")])
+    with pytest.raises(TooLarge, match="frontend:fe1 would hold 5"):
+        collector.advertise(minted("fe1", "pilot-new"), AdType.Slot, [_slot("fe1-slot-new")])
+    collector.advertise(minted("fe1", "pilot0"), AdType.Slot, [_slot("fe1-slot0")])  # its own ad again
+    collector.advertise(minted("fe2", "pilot0"), AdType.Slot, [_slot("fe2-slot0")])  # another frontend's room
+    with pytest.raises(Forbidden, match="belongs to"):  # a name of the budget is still one pilot's own
+        collector.advertise(minted("fe1", "pilot1"), AdType.Slot, [_slot("fe1-slot0")])
+    collector.invalidate(minted("fe1", "pilot3"), AdType.Slot, ["fe1-slot3"])
+    collector.advertise(minted("fe1", "pilot-new"), AdType.Slot, [_slot("fe1-slot-new")])
+    assert collector.held[(AdType.Slot, "frontend:fe1")] == 4
