@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from factory.config import TYPED_ATTRIBUTES
 from updraft.core import protocol
+from updraft.core.configfile import dump_yaml
 from updraft.core.gwmsxml import GwmsImportError, ImportReport, Node, is_true, parse_xml
 
 CREDENTIALS_DIR = "/etc/updraft/credentials"
@@ -107,13 +106,13 @@ def render(header: dict[str, Any], entries: list[Converted], report: ImportRepor
         "# Each entry says where it came from and which credential it needs; check with",
         "#   updraft factory check <this file>",
         "",
-        yaml.safe_dump(header, sort_keys=False).rstrip(),
+        dump_yaml(header, sort_keys=False).rstrip(),
         "entries:" if entries else "entries: []",
     ]
     for entry in entries:
         lines.append("")
         lines += [f"  # {comment}" for comment in entry.comments]
-        text = yaml.safe_dump([entry.data], sort_keys=False, width=4096, allow_unicode=True)
+        text = dump_yaml([entry.data], sort_keys=False, width=4096, allow_unicode=True)
         lines += ["  " + line for line in text.rstrip().splitlines()]
     if report.skipped:
         lines += ["", "# Skipped:"]

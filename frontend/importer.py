@@ -14,8 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import yaml
-
+from updraft.core.configfile import dump_yaml
 from updraft.core.gwmsxml import ImportReport, Node, Untranslatable, is_true, match_expr_to_classad, parse_xml
 
 #: <config> element -> the Updraft limits key; each has max (and curb or the other attributes)
@@ -69,13 +68,13 @@ def render(header: dict[str, Any], groups: list[tuple[dict[str, Any], list[str]]
         f"# from: {source}",
         "# The pool (pool.url, pool.token_file) is Updraft's: set it before running.",
         "",
-        yaml.safe_dump(header, sort_keys=False, width=4096).rstrip(),
+        dump_yaml(header, sort_keys=False, width=4096).rstrip(),
         "groups:",
     ]
     for data, comments in groups:
         lines.append("")
         lines += [f"  # {comment}" for comment in comments]
-        text = yaml.safe_dump([data], sort_keys=False, width=4096, allow_unicode=True)
+        text = dump_yaml([data], sort_keys=False, width=4096, allow_unicode=True)
         lines += ["  " + line for line in text.rstrip().splitlines()]
     return "\n".join(lines) + "\n"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import os
 import types
 import typing
@@ -132,6 +133,18 @@ YAML_PROBLEMS = (
 )
 
 
+#: libyaml's safe loader where PyYAML was built with it: a 700-entry factory file reads in a
+#: fraction of the time the pure-Python loader takes
+FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: and its safe dumper, for the files the importers write
+FAST_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def dump_yaml(data: Any, **options: Any) -> str:
+    """``yaml.safe_dump`` through libyaml where there is one (the same text, a few times faster)."""
+    return str(yaml.dump(data, Dumper=FAST_DUMPER, **options))
+
+
 def yaml_problem(exc: yaml.YAMLError) -> tuple[int | None, str]:
     """The line and a plain-words reason for a YAML syntax error (PyYAML's own words when unknown)."""
     mark = getattr(exc, "problem_mark", None)
@@ -151,11 +164,13 @@ def load_yaml(path: Path) -> tuple[Any, LineMap]:
     except OSError as exc:
         raise ConfigError(path, None, "", f"cannot read: {exc.strerror}") from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        line, message = yaml_problem(exc)
-        raise ConfigError(path, line, "", f"not valid YAML: {message}") from None
+        node, data = _parse(text, FAST_LOADER)
+    except yaml.YAMLError:
+        try:  # again with PyYAML's own loader: its words are those yaml_problem knows
+            node, data = _parse(text, yaml.SafeLoader)
+        except yaml.YAMLError as exc:
+            line, message = yaml_problem(exc)
+            raise ConfigError(path, line, "", f"not valid YAML: {message}") from None
     lines = LineMap(node)
     if lines.duplicate is not None:  # YAML keeps the last silently: an edit that does nothing
         where, line = lines.duplicate
@@ -163,6 +178,16 @@ def load_yaml(path: Path) -> tuple[Any, LineMap]:
             path, line, dotted(where), "defined twice in the same mapping (the first would be ignored)"
         )
     return data, lines
+
+
+def _parse(text: str, loader_class: Any) -> tuple[Any, Any]:
+    """The document's node (for the lines of its fields) and its value, from one parse."""
+    loader = loader_class(text)
+    try:
+        node = loader.get_single_node()
+        return node, (loader.construct_document(node) if node is not None else None)
+    finally:
+        loader.dispose()
 
 
 def dotted(path: FieldPath) -> str:
@@ -199,14 +224,19 @@ def _type_name(kind: Any) -> str:
     return {str: "text", int: "a whole number", float: "a number", bool: "true or false"}.get(kind, str(kind))
 
 
+@functools.cache
+def _shape(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field[Any]]]:
+    """A config class's type hints and init fields, worked out once (a factory has 700 entries)."""
+    return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls) if f.init}
+
+
 def build_model(cls: type, data: Any, where: FieldPath, source: Source) -> Any:
     """Instantiate dataclass ``cls`` from YAML ``data``, checking every key and type."""
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
         raise source.error(where, f"expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints, fields = _shape(cls)
     values = {}
     for key, value in data.items():
         if key not in fields:
