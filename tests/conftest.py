@@ -15,6 +15,7 @@ from tests.support.accounts import give_to_job_account
 from tests.support.factories import FactorySetup
 from tests.support.frontends import FrontendSetup
 from tests.support.pools import RunningPool, start_pool
+from tests.support.sites import wait_for_sites_to_stop
 
 BIN = Path(sys.executable).parent
 
@@ -42,6 +43,7 @@ def _nothing_left_running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     """After every other fixture is gone, no process the tests started works on in their files
     (a GASS server, a pilot, a pool that outlived its test would be a leak a site admin sees)."""
     yield
+    wait_for_sites_to_stop()
     left = _left_running(str(tmp_path_factory.getbasetemp()))
     assert not left, "processes left running after the tests:\n" + "\n".join(left)
 

@@ -46,12 +46,32 @@ def run_site_script(name: str, *argv: str, timeout: float = 900) -> dict[str, st
     return values
 
 
+#: the sites told to stop at the end of the session: they stop together (A-REX alone takes
+#: seconds to shut down), and the session waits for every one (wait_for_sites_to_stop)
+STOPPING: list[tuple[str, subprocess.Popen[str]]] = []
+
+
 def running_site(name: str, what: str) -> Iterator[dict[str, str]]:
-    """Start scripts/sites/<name>.sh for a test session (root only) and stop it after."""
+    """Start scripts/sites/<name>.sh for a test session (root only); stopped at its end."""
     require_root(what)
     values = run_site_script(name, "start")
     yield values
-    run_site_script(name, "stop")
+    stop = [str(SCRIPTS / f"{name}.sh"), "stop"]
+    STOPPING.append(
+        (name, subprocess.Popen(stop, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    )
+
+
+def wait_for_sites_to_stop(timeout: float = 300) -> None:
+    """Wait for every site told to stop; a stop that failed fails the session, with its output."""
+    failed = []
+    while STOPPING:
+        name, process = STOPPING.pop()
+        output, _ = process.communicate(timeout=timeout)
+        if process.returncode != 0:
+            failed.append(f"{name}.sh stop failed ({process.returncode}):\n{output}")
+    if failed:
+        raise RuntimeError("\n".join(failed))
 
 
 def make_entry(name: str, gridtype: str, options: dict[str, Any] | None = None, **fields: Any) -> EntryConfig:

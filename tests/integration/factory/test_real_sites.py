@@ -124,7 +124,9 @@ def test_gram_two_phase_commit_survives_a_crash(
     """Crash after GRAM took the request but before the journal had it: the request is never committed
     and expires.  Crash after the journal had it but before the commit: the restarted factory commits it."""
     site = f"{setup.name}-GRAM2pc"
-    entry = gram_entry(site, gram_site, pacing={"cluster_size": 1, "max_per_cycle": 1})
+    # a glidein with no job to run: it ends (and leaves its record) soon after it starts
+    pilot = dict(QUICK_PILOT, idle_timeout_s=2)
+    entry = gram_entry(site, gram_site, pacing={"cluster_size": 1, "max_per_cycle": 1}, pilot=pilot)
     entry["options"] = {**entry["options"], "two_phase_s": 6}
     setup.entries = [entry]
     setup.write()
