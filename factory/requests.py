@@ -32,11 +32,9 @@ def read_requests(
         entry_name = str(protocol.ad_value(texts, protocol.ATTR_REQ_ENTRY, ""))
         client = str(protocol.ad_value(texts, protocol.ATTR_CLIENT_NAME, ""))
         frontend = str(protocol.ad_value(texts, protocol.ATTR_FRONTEND_NAME, ""))
-        author = str(protocol.ad_value(texts, protocol.ATTR_AUTHENTICATED_IDENTITY, ""))
-        if author != f"frontend:{frontend}" and author != "admin":
-            rejected.append(
-                Rejected(name, f"written by {author or 'nobody'}, claims to come from frontend {frontend!r}")
-            )
+        forged = protocol.forged_author(texts, protocol.Scope.FRONTEND, frontend)
+        if forged:
+            rejected.append(Rejected(name, forged))
             continue
         entry = config.entry(entry_name)
         if entry is None:

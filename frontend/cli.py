@@ -225,7 +225,7 @@ def explain_job(config: FrontendConfig, job_id: str, only_group: str | None) -> 
     request at each and what capped it, the factory's side, failed pilots, its overflow clock."""
     from frontend import job_situation
     from frontend.loop import factory_pool_client, load_explain
-    from frontend.matching import entries_from_ads
+    from frontend.matching import entries_from_ads, from_their_factories
     from updraft.service import service_client
 
     client = service_client(config.pool, config.resolve, "frontend", config.name, config.query_timeout_s)
@@ -235,7 +235,8 @@ def explain_job(config: FrontendConfig, job_id: str, only_group: str | None) -> 
     if not ads:
         raise UpdraftError(f"job {job_id} is not in the queue")
     job = ads[0]
-    entries = entries_from_ads(factories.query_ads(protocol.AdType.GlideFactory.value), config)
+    believed, _forged = from_their_factories(factories.query_ads(protocol.AdType.GlideFactory.value))
+    entries = entries_from_ads(believed, config)
     last_cycle = load_explain(config.resolve(config.state_dir)).get("groups", {})
     job_ad = classads.build(job)
     cpus = classads.int_of(job.get("RequestCpus"), 1)

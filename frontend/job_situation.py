@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from frontend.config import GroupConfig
-from frontend.matching import Entry
+from frontend.matching import Entry, from_their_factories
 from updraft.core import classads, protocol
 from updraft.core.client import Client, ClientError, PoolUnreachable
 
@@ -49,10 +49,11 @@ def factory_lines(client: Client, entry: Entry, frontend: str, group: str) -> li
         ads = client.query_ads(protocol.AdType.GlideFactoryClient.value, f"Name == {protocol.quote(name)}")
     except (PoolUnreachable, ClientError) as exc:
         return [f"    factory: cannot read its ad ({exc})"]
+    ads, forged = from_their_factories(ads, protocol.ATTR_REQ_FACTORY)
     if not ads:
         return [
             f"    factory: {entry.factory} has not answered this group's request yet (no glidefactoryclient ad)"
-        ]
+        ] + [f"    ignored: a forged ad {name} ({why})" for name, why in forged]
     texts, prefix = ads[0], protocol.ATTR_MONITOR_PREFIX
 
     def number(key: str) -> int:

@@ -31,7 +31,7 @@ from typing import Any
 from frontend.config import ConfigError, FrontendConfig, GroupConfig, load_frontend_config
 from frontend.downtime import DOWNTIMES_FILE, active_downtime
 from frontend.glideclient import PilotRequest, glideclient_ad, glideresource_ad
-from frontend.matching import entries_from_ads, kinds_from_summary
+from frontend.matching import entries_from_ads, from_their_factories, kinds_from_summary
 from frontend.overflow import OverflowReport, overflow
 from frontend.planner import GroupData, GroupRecord, Observation, Planner
 from frontend.policy import Totals
@@ -89,6 +89,7 @@ class Frontend(ServiceLoop):
         }
         self.records: dict[str, GroupRecord] = {}
         self.totals: Counter[str] = Counter()
+        self.forged_seen: dict[str, set[tuple[str, str]]] = {}  # forged factory ads said in the log
         self.metrics_server: MetricsServer | None = None
         self.validation_failing: Counter[tuple[str, str, str]] = Counter()  # (group, entry, type) -> pilots
 
@@ -177,7 +178,7 @@ class Frontend(ServiceLoop):
         groups = [g for g in config.groups if g.enabled]
         observation = Observation()
         try:
-            factory_ads = self.factory_client.query_ads(protocol.AdType.GlideFactory.value)
+            factory_ads = self._believed(self.factory_client.query_ads(protocol.AdType.GlideFactory.value))
             observation.entries = entries_from_ads(factory_ads, config)
             observation.factories_seen = sorted(
                 {str(protocol.ad_value(a, protocol.ATTR_FACTORY_NAME, "")) for a in factory_ads} - {""}
@@ -208,6 +209,18 @@ class Frontend(ServiceLoop):
             write_json_atomically(self.state_dir / EXPLAIN_FILE, explain_data(records, time.time()))
             self._write_status()
         return records
+
+    def _believed(
+        self, ads: list[dict[str, str]], factory_attr: str = protocol.ATTR_FACTORY_NAME
+    ) -> list[dict[str, str]]:
+        """The ads their factory wrote; each forged one is said in the log once (and in /metrics)."""
+        kept, refused = from_their_factories(ads, factory_attr)
+        seen = self.forged_seen.get(factory_attr, set())
+        for name, why in refused:
+            if (name, why) not in seen:
+                log.warning("ignoring factory ad %s: %s", name, why)
+        self.forged_seen[factory_attr] = set(refused)
+        return kept
 
     def _observe(self, observation: Observation, groups: list[GroupConfig]) -> None:
         """Every query in parallel, each bounded by query_timeout_s; a failed one leaves None and an error."""
@@ -240,7 +253,7 @@ class Frontend(ServiceLoop):
         ads = self._wait(glideins, deadline, observation, "glideins")
         if ads is not None:
             observation.glideins = {}
-            for texts in ads:
+            for texts in self._believed(ads, protocol.ATTR_REQ_FACTORY):
                 client_name = str(protocol.ad_value(texts, protocol.ATTR_CLIENT_NAME, ""))
                 if not client_name.startswith(prefix):
                     continue
@@ -467,6 +480,11 @@ class Frontend(ServiceLoop):
             "updraft_frontend_cycle_seconds", "Duration of the last cycle.", round(self.last_cycle_s, 3)
         )
         out.counter("updraft_frontend_cycles_total", "Cycles since start.", self.cycles)
+        out.gauge(
+            "updraft_frontend_forged_factory_ads",
+            "Factory ads left out at the last look: written by another identity than the factory they name.",
+            sum(len(refused) for refused in self.forged_seen.values()),
+        )
         return out.render()
 
 

@@ -31,6 +31,27 @@ class Entry:
     ad: Any = field(repr=False, default=None)
 
 
+def from_their_factories(
+    ads: Iterable[dict[str, str]], factory_attr: str = protocol.ATTR_FACTORY_NAME
+) -> tuple[list[dict[str, str]], list[tuple[str, str]]]:
+    """The factories' ads that their factory wrote, and (name, why) for the others.
+
+    Any holder of a factory token may advertise a glidefactory ad naming another factory, with a
+    key of its own: believed, it would receive this frontend's pilot tokens sealed to that key.
+    As glideinWMS's frontend checks ``factory_identity``, an ad counts only when the collector
+    authenticated its writer as the factory it names (the factory checks requests the same way).
+    """
+    kept, refused = [], []
+    for texts in ads:
+        factory = str(protocol.ad_value(texts, factory_attr, ""))
+        forged = protocol.forged_author(texts, protocol.Scope.FACTORY, factory)
+        if forged:
+            refused.append((str(protocol.ad_value(texts, protocol.ATTR_NAME, "?")), forged))
+        else:
+            kept.append(texts)
+    return kept, refused
+
+
 def entries_from_ads(ads: Iterable[dict[str, str]], config: FrontendConfig) -> list[Entry]:
     """The entries that let this frontend in (and belong to a factory it uses)."""
     out = []

@@ -427,6 +427,19 @@ def parse_literal(text: str) -> Any:
 Ad = dict[str, str]
 
 
+def forged_author(texts: Mapping[str, str], scope: Scope, name: str) -> str:
+    """Why an ad that says it comes from ``name`` (a factory, a frontend) is not to be believed,
+    or "" when the pool authenticated its writer as that very component (or an admin).
+
+    Any holder of a factory token may advertise a glidefactory ad, and any frontend a request:
+    what an ad claims about its author counts only when the collector's stamp agrees.
+    """
+    author = str(ad_value(texts, ATTR_AUTHENTICATED_IDENTITY, ""))
+    if author in (f"{scope.value}:{name}", "admin"):
+        return ""
+    return f"written by {author or 'nobody'}, claims to come from {scope.value} {name!r}"
+
+
 def ad_value(texts: Mapping[str, str], name: str, default: Any = None) -> Any:
     """The literal value of one attribute of an ad's texts; ``default`` when absent or not a literal."""
     text = texts.get(name)

@@ -121,6 +121,29 @@ def test_limits_from_the_config_cap_the_request_and_say_so(
     assert "the request itself: at most idle_glideins_per_entry.max 100 (reserve 5)" in listing.stdout
 
 
+def test_an_entry_advertised_in_a_factorys_name_by_another_is_asked_for_nothing(
+    factory_setup: FactorySetup, frontend_setup: FrontendSetup, pool: RunningPool, workdir: Path
+) -> None:
+    """Any factory token may advertise a glidefactory ad naming another factory, with a key of its
+    own: a frontend that believed it would seal its pilot token to that key."""
+    paused_site(factory_setup, frontend_setup.name)
+    fac = factory_setup.name
+    reader = pool.client(frontend_setup.name, Scope.FRONTEND)
+    (real,) = reader.query_ads(protocol.AdType.GlideFactory.value, f"FactoryName == {protocol.quote(fac)}")
+    forged = dict(real, Name=protocol.quote(f"Z_local@{fac}"), EntryName=protocol.quote("Z_local"))
+    assert (
+        pool.client("rogue-factory", Scope.FACTORY).advertise(protocol.AdType.GlideFactory.value, [forged])
+        == 1
+    )
+    pool.submit(job_file(workdir, f"{fac}-A", 2), "uma", workdir)
+    frontend = frontend_setup.frontend()
+    entries = frontend.cycle()["main"].entries
+    assert f"A_local@{fac}" in entries and f"Z_local@{fac}" not in entries
+    assert "updraft_frontend_forged_factory_ads 1" in frontend.metrics()
+    asked = reader.query_ads(protocol.AdType.GlideClient.value, f"ReqFactory == {protocol.quote(fac)}")
+    assert {protocol.ad_value(ad, protocol.ATTR_REQ_ENTRY) for ad in asked} == {"A_local"}
+
+
 def test_removal_needs_quiet_cycles_with_complete_data(
     factory_setup: FactorySetup, frontend_setup: FrontendSetup, pool: RunningPool, workdir: Path
 ) -> None:
