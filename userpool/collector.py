@@ -19,6 +19,7 @@ from updraft.core import classads
 from updraft.core.errors import BadRequest, Forbidden, TooCostly, TooLarge
 from updraft.core.protocol import (
     ATTR_AUTHENTICATED_IDENTITY,
+    ATTR_GLIDEIN_CLIENT,
     ATTR_LAST_HEARD_FROM,
     ATTR_LIFETIME,
     ATTR_MY_TYPE,
@@ -30,11 +31,12 @@ from updraft.core.protocol import (
     WRITABLE_AD_TYPES,
     AdType,
     Scope,
+    ad_value,
     literal,
 )
 from userpool import exprcost
 from userpool.selection import Selector
-from userpool.tokens import Identity
+from userpool.tokens import FRONTEND_BINDING, Identity
 
 MAX_ADS_PER_REQUEST = 10000
 MAX_LIFETIME_S = 7 * 86400
@@ -163,6 +165,7 @@ class Collector:
                 raise Forbidden(
                     f"{ad_type.value} ad {name!r} belongs to {existing.author}, not {identity.principal}"
                 )
+        self._check_client(identity, ad_type, validated)
         self._make_room(identity, ad_type, {name: size for name, _texts, size in validated})
         stored = []
         for name, texts, size in validated:
@@ -250,6 +253,22 @@ class Collector:
                 self._drop(table, name)
                 removed += 1
         return removed
+
+    @staticmethod
+    def _check_client(identity: Identity, ad_type: AdType, validated: list[ValidAd]) -> None:
+        """A frontend's pilot speaks for that frontend only: frontends count their pilots' slots
+        (and failures) by GLIDEIN_Client, so another frontend's pilot naming them would shrink
+        their requests with slots they do not have."""
+        bound = identity.bindings.get(FRONTEND_BINDING)
+        if not bound or ad_type not in (AdType.Slot, AdType.PilotFailure):
+            return
+        key = classads.canonical(ATTR_GLIDEIN_CLIENT)
+        for name, texts, _size in validated:
+            if key in texts and ad_value(texts, key) != bound:
+                raise Forbidden(
+                    f"{ad_type.value} ad {name!r} says {ATTR_GLIDEIN_CLIENT} {texts[key]}; a pilot of"
+                    f" frontend {bound!r} may speak for that frontend only"
+                )
 
     def _drop(self, table: dict[str, StoredAd], name: str) -> None:
         """Remove an ad (if there) and its account's count: the one place ads leave the table."""

@@ -37,6 +37,7 @@ from updraft.core.payloads import (
     ClaimReport,
     EditRequest,
     Match,
+    PollRequest,
     QueryRequest,
     RevokeRequest,
     SubmitRequest,
@@ -490,6 +491,20 @@ def test_a_frontend_gets_no_more_room_by_minting_pilot_names(target: RunningPool
     )
     pilots[0].invalidate("Slot", ["slot@greedy-0"])
     pilots[20].advertise("Slot", [slot_ad("slot@greedy-20", START="false")])  # room again
+
+
+def test_a_frontends_pilot_cannot_count_as_another_frontends(target: RunningPool) -> None:
+    """A pilot naming another frontend in GLIDEIN_Client would be counted by it as its own idle
+    slot, and that frontend would ask for fewer glideins than its jobs need."""
+    frontend = target.client("posing-fe", Scope.FRONTEND)
+    pilot = Client(target.url, frontend.mint_token(TokenRequest("main", ["pilot"], 600)).token)
+    posing = slot_ad("slot@posing", START="false", GLIDEIN_Client=quote("victim-fe"))
+    assert (
+        "may speak for that frontend only" in refused(lambda: pilot.advertise("Slot", [posing]), 403).message
+    )
+    poll = PollRequest(posing, [], 0.0, 0)
+    assert "may speak for that frontend only" in refused(lambda: pilot.poll(poll), 403).message
+    pilot.advertise("Slot", [dict(posing, GLIDEIN_Client=quote("posing-fe"))])  # its own name is fine
 
 
 def test_a_components_event_cannot_fill_the_disk(target: RunningPool) -> None:

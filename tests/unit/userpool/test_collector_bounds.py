@@ -86,3 +86,18 @@ def test_a_frontends_pilots_share_one_bound_whatever_names_it_mints() -> None:
     collector.invalidate(minted("fe1", "pilot3"), AdType.Slot, ["fe1-slot3"])
     collector.advertise(minted("fe1", "pilot-new"), AdType.Slot, [_slot("fe1-slot-new")])
     assert collector.held[(AdType.Slot, "frontend:fe1")] == 4
+
+
+def test_a_frontends_pilot_speaks_for_that_frontend_only() -> None:
+    """Frontends count their pilots by GLIDEIN_Client: another frontend's pilot must not pose as theirs."""
+    collector = Collector()
+    pilot = Identity(
+        "fe2/main", frozenset({Scope.PILOT}), token_id="p", expires=1e12, bindings={"frontend": "fe2"}
+    )
+    with pytest.raises(Forbidden, match="may speak for that frontend only"):
+        collector.advertise(pilot, AdType.Slot, [dict(_slot("fake"), GLIDEIN_Client='"fe1"')])
+    with pytest.raises(Forbidden, match="GLIDEIN_Client"):
+        collector.advertise(pilot, AdType.PilotFailure, [dict(_slot("fake"), glidein_client='"fe1"')])
+    collector.advertise(pilot, AdType.Slot, [dict(_slot("mine"), GLIDEIN_Client='"fe2"')])
+    collector.advertise(pilot, AdType.Slot, [_slot("unnamed")])  # counted by no frontend
+    collector.advertise(_pilot("admin-made"), AdType.Slot, [dict(_slot("any"), GLIDEIN_Client='"fe1"')])
