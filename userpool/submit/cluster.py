@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from updraft.core.payloads import SandboxFile
 from userpool.submit.commands import check_commands
 from userpool.submit.context import Context, SubmitEnvironment
 from userpool.submit.inputs import Hasher, LocalInput, local_inputs
 from userpool.submit.parse import Expander, SubmitFile, segments
+from userpool.submit.procfill import ProcTemplate, make_template
 from userpool.submit.translate import HandlerRun, merge, run_handlers
 
 INPUT_KEYS = frozenset(
@@ -68,12 +70,15 @@ def build_cluster(
             spec.inputs = inputs0
         delta0 = _delta(cluster_ad, ad0)
         varying = [k.lower() for k in expander.varying_keys()]
+        templated = {k.lower(): k for k in expander.templates}
         plans: dict[frozenset[str], tuple[list[int], frozenset[str]]] = {}
+        templates: dict[frozenset[str], ProcTemplate | None] = {}
         for index in range(len(part.procs)):
             if index == 0 or not varying:
                 ad_delta, inputs = delta0, inputs0
             else:
-                values = _lower(expander.proc_values(index))
+                live = expander.values_of(index)
+                values = _lower(expander.proc_values(index, live))
                 changed = frozenset(k for k in varying if values.get(k) != first.get(k))
                 if not changed:
                     ad_delta, inputs = delta0, inputs0
@@ -85,9 +90,12 @@ def build_cluster(
                             n for i, run in enumerate(runs) if i not in rerun for n in run.attrs
                         )
                         plan = plans[changed] = (rerun, others)
+                        templates[changed] = _template(expander, templated, changed, plan, runs, first, file, env, cluster_ad, delta0)  # fmt: skip
                     merged = dict(first)
                     merged.update(values)
-                    ad_delta = _rerun_delta(runs, plan, merged, file, env, cluster_ad, delta0)
+                    template = templates[changed]
+                    real = partial(_rerun_delta, runs, plan, merged, file, env, cluster_ad, delta0)
+                    ad_delta = template.proc_delta(live, cluster_ad, real) if template else real()
                     inputs = inputs0
                     if with_inputs and changed & INPUT_KEYS:
                         inputs = _describe(spec.hasher, local_inputs(Context(merged, file, env)))
@@ -100,6 +108,34 @@ def build_cluster(
     if cluster_ad is None:
         raise file.error(None, "the queue statements make no jobs (an empty item list or queue 0)")
     return spec
+
+
+def _template(
+    expander: Expander,
+    templated: dict[str, str],
+    changed: frozenset[str],
+    plan: tuple[list[int], frozenset[str]],
+    runs: list[HandlerRun],
+    first: dict[str, str],
+    file: SubmitFile,
+    env: SubmitEnvironment,
+    cluster_ad: dict[str, str],
+    delta0: dict[str, str],
+) -> ProcTemplate | None:
+    """The procs whose ``changed`` commands are all templates: their handlers run once over the
+    templates (procfill says when that is right)."""
+    from userpool.submit.context import HANDLERS
+
+    if not changed <= templated.keys():
+        return None
+    placeholders = list(dict.fromkeys(p for key in changed for p in expander.placeholders(templated[key])))
+    over_templates = dict(first)
+    over_templates.update({key: expander.templates[templated[key]] for key in changed})
+    return make_template(
+        [HANDLERS[index].function.__name__ for index in plan[0]],
+        placeholders,
+        lambda: _rerun_delta(runs, plan, over_templates, file, env, cluster_ad, delta0),
+    )
 
 
 def _rerun_delta(

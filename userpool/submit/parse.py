@@ -487,9 +487,14 @@ class Expander:
             template = template.replace(_SENTINEL % i, values.get(name, ""))
         return template
 
-    def proc_values(self, index: int) -> dict[str, str]:
-        """Values of the commands that may vary, for proc ``index`` of this segment."""
-        values = self.values_of(index)
+    def placeholders(self, key: str) -> list[tuple[str, str]]:
+        """(placeholder, variable) in the template of ``key`` (a key of ``templates``)."""
+        return self._template_variables[key]
+
+    def proc_values(self, index: int, values: dict[str, str] | None = None) -> dict[str, str]:
+        """Values of the commands that may vary, for proc ``index`` of this segment (``values``:
+        its variables, when the caller has them already)."""
+        values = values if values is not None else self.values_of(index)
         out = {}
         for key, template in self.templates.items():
             for sentinel, name in self._template_variables[key]:
