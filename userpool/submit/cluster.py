@@ -91,13 +91,12 @@ def build_cluster(
                         )
                         plan = plans[changed] = (rerun, others)
                         templates[changed] = _template(expander, templated, changed, plan, runs, first, file, env, cluster_ad, delta0)  # fmt: skip
-                    merged = dict(first)
-                    merged.update(values)
                     template = templates[changed]
-                    real = partial(_rerun_delta, runs, plan, merged, file, env, cluster_ad, delta0)
+                    real = partial(_rerun_delta, runs, plan, first, values, file, env, cluster_ad, delta0)
                     ad_delta = template.proc_delta(live, cluster_ad, real) if template else real()
                     inputs = inputs0
                     if with_inputs and changed & INPUT_KEYS:
+                        merged = {**first, **values}
                         inputs = _describe(spec.hasher, local_inputs(Context(merged, file, env)))
             spec.procs.append(dict(ad_delta) if ad_delta else {})
             if inputs != cluster_inputs:
@@ -129,25 +128,26 @@ def _template(
     if not changed <= templated.keys():
         return None
     placeholders = list(dict.fromkeys(p for key in changed for p in expander.placeholders(templated[key])))
-    over_templates = dict(first)
-    over_templates.update({key: expander.templates[templated[key]] for key in changed})
+    over_templates = {key: expander.templates[templated[key]] for key in changed}
     return make_template(
         [HANDLERS[index].function.__name__ for index in plan[0]],
         placeholders,
-        lambda: _rerun_delta(runs, plan, over_templates, file, env, cluster_ad, delta0),
+        partial(_rerun_delta, runs, plan, first, over_templates, file, env, cluster_ad, delta0),
     )
 
 
 def _rerun_delta(
     runs: list[HandlerRun],
     plan: tuple[list[int], frozenset[str]],
-    values: dict[str, str],
+    first: dict[str, str],
+    changes: dict[str, str],
     file: SubmitFile,
     env: SubmitEnvironment,
     cluster_ad: dict[str, str],
     delta0: dict[str, str],
 ) -> dict[str, str]:
-    """The proc's differences from the cluster ad, rerunning only the handlers in ``plan``.
+    """The proc's differences from the cluster ad, rerunning only the handlers in ``plan`` over
+    the segment's first values with ``changes`` (merged here: a filled-in proc never needs them).
 
     ``plan`` is (handlers to rerun, attributes the other handlers write).  When the rerun
     handlers write none of those (the usual case) the change is patched into the segment's
@@ -156,6 +156,7 @@ def _rerun_delta(
     from userpool.submit.context import HANDLERS
 
     indexes, others = plan
+    values = {**first, **changes}
     fresh = {index: HANDLERS[index].function(Context(values, file, env)) for index in indexes}
     if any(
         not others.isdisjoint(attrs) or not others.isdisjoint(runs[i].attrs) for i, attrs in fresh.items()
