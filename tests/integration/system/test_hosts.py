@@ -177,6 +177,18 @@ class Deployment:
         assert done.returncode == 0, done.stderr
         return list(json.loads(done.stdout))
 
+    def pilot_of(self, job_id: str, attribute: str = "RemoteHost") -> str:
+        """The pilot a job runs (or ran, LastRemoteHost) on, as the pool knows it: a glidein can
+        start and take a job between two of the factory's looks at its site, so the factory's
+        journal may not say "running" yet."""
+        return self.job(job_id, attribute).split("@", 1)[-1]  # slot1@<pilot>@<host>
+
+    def ended(self, entry: str, pilots: set[str]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(glidein, final record) of these pilots' glideins, once every one has ended."""
+        pairs = [(g, self.record(g["glidein_id"])) for g in self.glideins(entry) if g.get("cleaned")]
+        mine = [(g, r) for g, r in pairs if r and str(r.get("glidein", "")).split("@", 1)[-1] in pilots]
+        return mine if len(mine) == len(pilots) else []
+
     def record(self, glidein_id: str) -> dict[str, Any] | None:
         with sqlite3.connect(self.work / "factory" / "state" / "journal.sqlite") as db:
             row = db.execute("SELECT record FROM glideins WHERE glidein_id = ?", (glidein_id,)).fetchone()
@@ -342,10 +354,11 @@ def test_pool_factory_and_sites_on_hosts_of_their_own(deployment: Deployment) ->
                 then=lambda: d.log("factory"),
             )
             assert (d.work / "jobs" / f"{site}.{proc}.out").read_text().startswith(f"ran at {site}")
-    ran = [
-        g for g in d.glideins("SSH_Slurm") if (d.record(g["glidein_id"]) or {}).get("jobs", {}).get("started")
-    ]
-    assert ran or any(g["state"] == "running" for g in d.glideins("SSH_Slurm"))
+    ran = {d.pilot_of(f"{first['SiteSSH']}.{proc}", "LastRemoteHost") for proc in (0, 1)}
+    served = wait_for(
+        lambda: d.ended("SSH_Slurm", ran), 120, f"the final records of the pilots {sorted(ran)}"
+    )
+    assert sum(record["jobs"]["started"] for _, record in served) >= 2, served  # both jobs, by these pilots
 
     # -- 2. the Slurm site loses the pool: its pilots end with exit 3, the jobs come back -----
     long_jobs = d.submit(
@@ -358,21 +371,15 @@ def test_pool_factory_and_sites_on_hosts_of_their_own(deployment: Deployment) ->
         )
     # the pilots that run them, as the pool knows them: a glidein can start and take a job
     # between two of the factory's looks at Slurm, so its journal may still say "queued" here
-    pilots = {d.job(f"{long_jobs}.{p}", "RemoteHost").split("@", 1)[-1] for p in (0, 1)}
+    pilots = {d.pilot_of(f"{long_jobs}.{p}") for p in (0, 1)}
     slurm_host.cut(d.host("pool"))
     for proc in (0, 1):  # the pool's claim lease ends: idle again, to run elsewhere
         wait_for(
             lambda p=proc: d.job(f"{long_jobs}.{p}", "JobStatus") == "1", 180, f"long job {proc} back to idle"
         )
 
-    def ended_pilots() -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        """(glidein, record) of the glideins whose pilots ran the long jobs, once all have ended."""
-        pairs = [(g, d.record(g["glidein_id"])) for g in d.glideins("SSH_Slurm") if g.get("cleaned")]
-        mine = [(g, r) for g, r in pairs if r and str(r.get("glidein", "")).split("@", 1)[-1] in pilots]
-        return mine if len(mine) == len(pilots) else []
-
     lost = wait_for(
-        ended_pilots, 240, f"the pilots {sorted(pilots)} at SiteSSH to end",
+        lambda: d.ended("SSH_Slurm", pilots), 240, f"the pilots {sorted(pilots)} at SiteSSH to end",
         then=lambda: f"glideins: {d.glideins('SSH_Slurm')}\nfactory log:\n{d.log('factory')}",
     )  # fmt: skip
     assert all(record.get("exit_status") == 3 for _, record in lost), lost  # "lost the pool"
